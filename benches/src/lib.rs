@@ -1,0 +1,1 @@
+//! Helpers shared by fastzap's benchmarks.

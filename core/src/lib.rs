@@ -1,0 +1,2 @@
+//! fastzap
+pub mod sync;

@@ -1,0 +1,138 @@
+//! # Ghost state: what the checkers and tests observe, never what the protocol reads
+//!
+//! Allocation counters, the event log and the record of violations use plain std
+//! atomics and a std mutex, so that they add no scheduling points to a loom or
+//! shuttle model and cost one relaxed atomic add natively.
+
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering::Relaxed};
+
+/// Allocated / retired / freed counts for one kind of object.
+#[derive(Debug, Default)]
+pub struct LifeCounter {
+    allocated: StdAtomicU64,
+    retired: StdAtomicU64,
+    freed: StdAtomicU64,
+    peak_retired_unfreed: StdAtomicU64,
+}
+
+/// A snapshot of a [`LifeCounter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LifeCounts {
+    /// Objects ever allocated.
+    pub allocated: u64,
+    /// Objects handed to the reclaimer (unlinked, waiting for a grace period).
+    pub retired: u64,
+    /// Objects whose memory was released.
+    pub freed: u64,
+    /// The largest number of retired-but-not-yet-freed objects seen at once.
+    pub peak_retired_unfreed: u64,
+}
+
+impl LifeCounts {
+    /// Objects still allocated.
+    pub fn live(&self) -> u64 {
+        self.allocated - self.freed
+    }
+
+    /// Objects retired and waiting for a grace period.
+    pub fn pending(&self) -> u64 {
+        self.retired - self.freed
+    }
+}
+
+impl LifeCounter {
+    /// Counts one allocation.
+    pub fn alloc(&self) {
+        self.allocated.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one retirement.
+    pub fn retire(&self) {
+        let retired = self.retired.fetch_add(1, Relaxed) + 1;
+        let pending = retired.saturating_sub(self.freed.load(Relaxed));
+        self.peak_retired_unfreed.fetch_max(pending, Relaxed);
+    }
+
+    /// Counts one release of memory.
+    pub fn free(&self) {
+        self.freed.fetch_add(1, Relaxed);
+    }
+
+    /// Reads the counters.
+    pub fn get(&self) -> LifeCounts {
+        LifeCounts {
+            allocated: self.allocated.load(Relaxed),
+            retired: self.retired.load(Relaxed),
+            freed: self.freed.load(Relaxed),
+            peak_retired_unfreed: self.peak_retired_unfreed.load(Relaxed),
+        }
+    }
+}
+
+/// An append-only log kept by the checkers' side of the world.
+#[derive(Debug)]
+pub struct GhostLog<T> {
+    enabled: bool,
+    entries: StdMutex<Vec<T>>,
+}
+
+impl<T: Clone> GhostLog<T> {
+    /// A log that records only when `enabled`.
+    pub fn new(enabled: bool) -> Self {
+        GhostLog {
+            enabled,
+            entries: StdMutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether entries are recorded.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Appends `entry` if the log is enabled. `make` runs only then.
+    pub fn push_with(&self, make: impl FnOnce() -> T) {
+        if self.enabled {
+            self.lock().push(make());
+        }
+    }
+
+    /// Appends `entry` whether or not the log is enabled (for violations).
+    pub fn push_always(&self, entry: T) {
+        self.lock().push(entry);
+    }
+
+    /// A copy of the entries.
+    pub fn snapshot(&self) -> Vec<T> {
+        self.lock().clone()
+    }
+
+    /// Removes and returns the entries.
+    pub fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        match self.entries.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// A monotonic ghost counter (event sequence numbers, operation counts).
+#[derive(Debug, Default)]
+pub struct GhostCounter(StdAtomicU64);
+
+impl GhostCounter {
+    /// Adds one and returns the previous value.
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, Relaxed)
+    }
+
+    /// Reads the value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}

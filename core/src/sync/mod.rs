@@ -1,0 +1,133 @@
+//! # The sync facade
+//!
+//! This module is the only place in fastzap that names `std::sync`, `loom`,
+//! `shuttle`, `arc_swap` or `crossbeam_epoch`. Everything else imports its
+//! atomics, locks, cells, generation roots and reclamation from here, so one
+//! protocol source runs in three lanes:
+//!
+//! | lane | how to select it | atomics, Mutex, Arc | generation root | reclamation |
+//! |---|---|---|---|---|
+//! | native | default | `std` | `arc_swap::ArcSwap` | `crossbeam_epoch` (or the small EBR) |
+//! | loom | `--cfg loom --cfg crossbeam_loom` | `loom` | `Mutex<Arc<T>>` | `crossbeam_epoch` built on loom (or the small EBR) |
+//! | shuttle | feature `shuttle` | `shuttle` | `Mutex<Arc<T>>` | the small EBR only |
+//!
+//! ## Why the root cell and the shuttle reclamation are facade types
+//! `arc_swap` uses std atomics, so loom and shuttle never schedule around it:
+//! under loom it explores exactly one execution. The generation root is therefore
+//! the checker's `Mutex<Arc<T>>` in the checker lanes. crossbeam-epoch is visible
+//! to loom only when built with its `loom` feature under `--cfg crossbeam_loom`,
+//! and it is invisible to shuttle, whose lane therefore uses [`ebr`], a small
+//! epoch-based reclamation written only against this facade's atomics.
+//!
+//! ## Ghost state
+//! [`ghost`] holds state that the protocol never reads: allocation counters, the
+//! event log, recorded violations. It uses plain std atomics on purpose, so that
+//! it adds no scheduling points to a model.
+
+#[cfg(all(loom, not(crossbeam_loom)))]
+compile_error!(
+    "--cfg loom without --cfg crossbeam_loom: crossbeam-epoch would silently use std \
+     atomics and loom would check nothing. Use RUSTFLAGS=\"--cfg loom --cfg crossbeam_loom\"."
+);
+#[cfg(all(loom, feature = "shuttle"))]
+compile_error!("the loom lane and the shuttle feature are mutually exclusive: pick one checker");
+#[cfg(all(crossbeam_loom, not(loom)))]
+compile_error!("--cfg crossbeam_loom without --cfg loom: set both or neither");
+
+pub mod cell;
+pub mod ebr;
+pub mod ghost;
+pub mod reclaim;
+pub mod root;
+
+pub use cell::UnsafeCell;
+pub use reclaim::{Guard, ReclaimBackend, Reclaimer};
+pub use root::{GenRoot, RootRef};
+
+#[cfg(not(any(loom, feature = "shuttle")))]
+mod lane {
+    pub use std::sync::Arc;
+    pub use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use std::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard, TryLockError};
+    pub(crate) use std::thread::yield_now as raw_yield_now;
+    /// Spawns a thread of the current lane.
+    pub use std::thread::{JoinHandle, spawn};
+}
+
+#[cfg(loom)]
+mod lane {
+    pub use loom::sync::Arc;
+    pub use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
+    pub(crate) use std::sync::TryLockError;
+    pub(crate) use loom::thread::yield_now as raw_yield_now;
+    /// Spawns a thread of the current lane.
+    pub use loom::thread::{JoinHandle, spawn};
+}
+
+#[cfg(all(feature = "shuttle", not(loom)))]
+mod lane {
+    pub use shuttle::sync::Arc;
+    pub use shuttle::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use shuttle::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
+    pub(crate) use std::sync::TryLockError;
+    pub(crate) use shuttle::thread::yield_now as raw_yield_now;
+    /// Spawns a thread of the current lane.
+    pub use shuttle::thread::{JoinHandle, spawn};
+}
+
+pub use lane::{
+    Arc, AtomicBool, AtomicU8, AtomicU64, AtomicUsize, JoinHandle, Ordering, fence, spawn,
+};
+
+/// The name of the lane this build runs in: `"native"`, `"loom"` or `"shuttle"`.
+pub const LANE: &str = if cfg!(loom) {
+    "loom"
+} else if cfg!(feature = "shuttle") {
+    "shuttle"
+} else {
+    "native"
+};
+
+/// Gives the checker a scheduling point (loom, shuttle) or the OS a chance to run
+/// another thread (native). Every spin loop in the protocol calls it, otherwise
+/// loom would report a livelock and shuttle would never leave the loop.
+pub fn yield_now() {
+    lane::raw_yield_now();
+}
+
+/// A mutual-exclusion lock of the current lane.
+///
+/// Poisoning is ignored: a panic while the lock is held already fails the test
+/// that caused it, and the protocol has no partial updates that a poisoned flag
+/// would protect.
+#[derive(Debug, Default)]
+pub struct Mutex<T>(lane::RawMutex<T>);
+
+/// The guard of a [`Mutex`]. Functions that need `mmu_lock` take
+/// `&mut MutexGuard<'_, MmuState>` so that the type system plays lockdep's part.
+pub type MutexGuard<'a, T> = lane::RawMutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    /// Creates an unlocked mutex holding `value`.
+    pub fn new(value: T) -> Self {
+        Mutex(lane::RawMutex::new(value))
+    }
+
+    /// Takes the lock, waiting for it if needed.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Takes the lock only if nobody holds it.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(lane::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(lane::TryLockError::WouldBlock) => None,
+        }
+    }
+}

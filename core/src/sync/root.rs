@@ -1,0 +1,95 @@
+//! # Generation roots
+//!
+//! A [`GenRoot`] holds the current generation of a read-mostly structure (the
+//! memslots array) and swaps whole generations on update, as the kernel does
+//! with `rcu_assign_pointer(kvm->memslots, new)`. Natively it is an
+//! `arc_swap::ArcSwap`; under loom and shuttle it is the checker's
+//! `Mutex<Arc<T>>`, because arc-swap's std atomics are invisible to both.
+
+use super::Arc;
+
+#[cfg(not(any(loom, feature = "shuttle")))]
+mod imp {
+    use super::Arc;
+
+    /// A borrowed view of the current generation.
+    pub type RootRef<T> = arc_swap::Guard<Arc<T>>;
+
+    #[derive(Debug)]
+    pub struct Inner<T>(arc_swap::ArcSwap<T>);
+
+    impl<T> Inner<T> {
+        pub fn new(value: Arc<T>) -> Self {
+            Inner(arc_swap::ArcSwap::new(value))
+        }
+        pub fn load(&self) -> RootRef<T> {
+            self.0.load()
+        }
+        pub fn load_full(&self) -> Arc<T> {
+            self.0.load_full()
+        }
+        pub fn swap(&self, value: Arc<T>) -> Arc<T> {
+            self.0.swap(value)
+        }
+    }
+}
+
+#[cfg(any(loom, feature = "shuttle"))]
+mod imp {
+    use super::Arc;
+    use crate::sync::Mutex;
+
+    /// A borrowed view of the current generation (an owned `Arc` in this lane).
+    pub type RootRef<T> = Arc<T>;
+
+    #[derive(Debug)]
+    pub struct Inner<T>(Mutex<Arc<T>>);
+
+    impl<T> Inner<T> {
+        pub fn new(value: Arc<T>) -> Self {
+            Inner(Mutex::new(value))
+        }
+        pub fn load(&self) -> RootRef<T> {
+            self.0.lock().clone()
+        }
+        pub fn load_full(&self) -> Arc<T> {
+            self.0.lock().clone()
+        }
+        pub fn swap(&self, value: Arc<T>) -> Arc<T> {
+            std::mem::replace(&mut *self.0.lock(), value)
+        }
+    }
+}
+
+pub use imp::RootRef;
+
+/// A published generation of `T` that readers load without a lock.
+#[derive(Debug)]
+pub struct GenRoot<T>(imp::Inner<T>);
+
+impl<T> GenRoot<T> {
+    /// Publishes `value` as the first generation.
+    pub fn new(value: Arc<T>) -> Self {
+        GenRoot(imp::Inner::new(value))
+    }
+
+    /// Borrows the current generation.
+    pub fn load(&self) -> RootRef<T> {
+        self.0.load()
+    }
+
+    /// Clones the current generation.
+    pub fn load_full(&self) -> Arc<T> {
+        self.0.load_full()
+    }
+
+    /// Publishes `value`; readers that already loaded the old one keep it.
+    pub fn store(&self, value: Arc<T>) {
+        drop(self.0.swap(value));
+    }
+
+    /// Publishes `value` and returns the generation it replaced.
+    pub fn swap(&self, value: Arc<T>) -> Arc<T> {
+        self.0.swap(value)
+    }
+}

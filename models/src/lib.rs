@@ -1,0 +1,1 @@
+//! Scenarios shared by fastzap's loom and shuttle models.
