@@ -136,3 +136,63 @@ impl GhostCounter {
         self.0.load(Relaxed)
     }
 }
+
+/// A ghost 64-bit cell (per-spte install sequence numbers, flags).
+#[derive(Debug, Default)]
+pub struct GhostU64(StdAtomicU64);
+
+impl GhostU64 {
+    /// A cell holding `value`.
+    pub const fn new(value: u64) -> Self {
+        GhostU64(StdAtomicU64::new(value))
+    }
+
+    /// Reads the cell.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Writes the cell.
+    pub fn set(&self, value: u64) {
+        self.0.store(value, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Adds one and returns the new value.
+    pub fn increment(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Sets the cell to `new` if it holds `old`; returns whether it did.
+    pub fn compare_set(&self, old: u64, new: u64) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.compare_exchange(old, new, SeqCst, SeqCst).is_ok()
+    }
+
+    /// Raises the cell to `value` if it is lower.
+    pub fn raise(&self, value: u64) {
+        self.0.fetch_max(value, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A ghost mutex-protected value, for ghost maps that the protocol never reads.
+#[derive(Debug, Default)]
+pub struct GhostMutex<T>(StdMutex<T>);
+
+impl<T> GhostMutex<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Self {
+        GhostMutex(StdMutex::new(value))
+    }
+
+    /// Runs `f` with the value locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut guard = match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+/// Shared ownership for ghost state (counters shared with deferred frees).
+pub type GhostArc<T> = std::sync::Arc<T>;

@@ -1,0 +1,139 @@
+//! # Configuration
+//!
+//! One [`Config`] per VM. Native runs use kernel-sized tables; models use a tiny
+//! configuration (2 sptes per page, 2 levels, 4 gfns) so that loom and shuttle
+//! can afford to explore it.
+
+use crate::error::MmuError;
+use crate::mutant::Mutant;
+use crate::sync::ReclaimBackend;
+
+/// How a memslot DELETE (and the old half of a MOVE) is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeletionStrategy {
+    /// Linux 3.11 as merged: publish a copy with the slot INVALID, wait for
+    /// readers, zap all (fast), publish the final slots, wait, free the old rmap
+    /// and lpage_info.
+    #[default]
+    Merged311,
+    /// The seed's v3: the deleted slot's rmap becomes remove-only under
+    /// `mmu_lock` together with the generation bump, its sptes are unmapped
+    /// outside `mmu_lock`, and the rmap and its descriptors are reclaimed after a
+    /// grace period.
+    SeedV3,
+}
+
+/// The configuration of one VM.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Number of vCPUs.
+    pub vcpus: usize,
+    /// Sptes per shadow page (a power of two, at least 2). 512 in the kernel.
+    pub spte_count: usize,
+    /// Levels of the shadow page table (the root's level). The guest physical
+    /// space is `spte_count ^ levels` gfns.
+    pub levels: u8,
+    /// Width of `mmu_valid_gen` in bits (1 to 63), so wraparound is reachable.
+    pub gen_bits: u32,
+    /// Width of the memslots generation stored in an MMIO spte (1 to 20).
+    pub mmio_gen_bits: u32,
+    /// Pages zapped per `mmu_lock` hold in `zap_obsolete_pages` (`BATCH_ZAP_PAGES`).
+    pub batch: usize,
+    /// Sptes per `PteListDesc` (`PTE_LIST_EXT`).
+    pub desc_capacity: usize,
+    /// The deletion strategy `delete_memslot` uses.
+    pub deletion: DeletionStrategy,
+    /// The epoch implementation.
+    pub reclaim: ReclaimBackend,
+    /// Record the protocol event log (for counterexamples).
+    pub events: bool,
+    /// Run the audit at its named points inside operations.
+    pub audit_points: bool,
+    /// A deliberate bug from the zoo, or `None` for the correct protocol.
+    pub mutant: Option<Mutant>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::native()
+    }
+}
+
+impl Config {
+    /// Kernel-sized tables: 512 sptes per page, 3 levels, a 64-bit generation.
+    pub fn native() -> Self {
+        Config {
+            vcpus: 2,
+            spte_count: 512,
+            levels: 3,
+            gen_bits: 63,
+            mmio_gen_bits: 19,
+            batch: 10,
+            desc_capacity: 3,
+            deletion: DeletionStrategy::default(),
+            reclaim: ReclaimBackend::default(),
+            events: false,
+            audit_points: cfg!(debug_assertions),
+            mutant: None,
+        }
+    }
+
+    /// The tiny configuration of the models: 2 sptes per page, 2 levels (4 gfns),
+    /// 2 sptes per descriptor, a 2-bit generation, and the event log on.
+    pub fn model() -> Self {
+        Config {
+            vcpus: 2,
+            spte_count: 2,
+            levels: 2,
+            gen_bits: 2,
+            mmio_gen_bits: 2,
+            batch: 2,
+            desc_capacity: 2,
+            deletion: DeletionStrategy::default(),
+            reclaim: ReclaimBackend::default(),
+            events: true,
+            audit_points: true,
+            mutant: None,
+        }
+    }
+
+    /// The number of gfns the shadow page table can map.
+    pub fn max_gfn(&self) -> u64 {
+        (self.spte_count as u64).saturating_pow(u32::from(self.levels))
+    }
+
+    /// `log2(spte_count)`.
+    pub(crate) fn index_bits(&self) -> u32 {
+        self.spte_count.trailing_zeros()
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), MmuError> {
+        let bad = |why| Err(MmuError::InvalidConfig(why));
+        if self.vcpus == 0 || self.vcpus > 64 {
+            return bad("vcpus must be 1 to 64");
+        }
+        if self.spte_count < 2 || !self.spte_count.is_power_of_two() || self.spte_count > 4096 {
+            return bad("spte_count must be a power of two from 2 to 4096");
+        }
+        if self.levels == 0 || self.levels > 5 {
+            return bad("levels must be 1 to 5");
+        }
+        if u64::from(self.index_bits()) * u64::from(self.levels) > 40 {
+            return bad("spte_count ^ levels must not exceed 2^40 gfns");
+        }
+        if self.gen_bits == 0 || self.gen_bits > 63 {
+            return bad("gen_bits must be 1 to 63");
+        }
+        if self.mmio_gen_bits == 0 || self.mmio_gen_bits > 20 {
+            return bad("mmio_gen_bits must be 1 to 20");
+        }
+        if self.batch == 0 {
+            return bad("batch must be at least 1");
+        }
+        if self.desc_capacity < 2 || self.desc_capacity > 16 {
+            return bad("desc_capacity must be 2 to 16");
+        }
+        Ok(())
+    }
+}

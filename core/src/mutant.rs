@@ -1,0 +1,83 @@
+//! # The bug zoo's switches
+//!
+//! Each [`Mutant`] re-introduces one bug from the kernel's history
+//! (`kernel-history.md` section 4) or one reclamation mistake, chosen at run time
+//! through [`Config::mutant`](crate::Config::mutant). The protocol consults
+//! [`Mutant`] at exactly the place the original bug lived; the checkers must catch
+//! every one of them while the correct protocol passes the same checkers.
+
+/// A deliberate bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mutant {
+    /// Bug 1 (seed review): `prepare_zap_page` skips `rmap_remove` for the leaf
+    /// sptes of an obsolete page, leaving rmap entries that point into freed pages.
+    SkipRmapForObsolete,
+    /// Bug 2 (seed, 5304b8d37c2a): the reload request is sent after `mmu_lock` is
+    /// dropped.
+    ReloadOutsideLock,
+    /// Bug 3 (c142786c6291): a zapped page is freed at commit, without waiting for
+    /// a grace period.
+    FreeWithoutGrace,
+    /// Bug 3 (f34d251d66ba): commit frees without the remote TLB flush that waits
+    /// for lockless walkers.
+    FreeBeforeFlush,
+    /// Bug 4 (seed): `clear_flush_young` rewrites a spte on a remove-only rmap
+    /// with a plain load and store instead of unmapping it.
+    NotifierRewritesInvalidRmap,
+    /// Bug 5 (2019): `is_obsolete_sp` ignores `role.invalid`, so a wrapped
+    /// generation revives an invalid root.
+    ObsoleteIgnoresInvalid,
+    /// Bug 6 (ca333add6933): invalidations are not serialized by `slots_lock`.
+    NoSlotsLock,
+    /// Bug 7 (002c5f73c508): `zap_obsolete_pages` restarts from the head of the
+    /// active list, where vCPUs add new pages.
+    ZapFromHead,
+    /// Bug 8 (5304b8d37c2a): `zap_obsolete_pages` does not skip invalid pages and
+    /// re-zaps roots that are still in use.
+    RezapInUseRoots,
+    /// Bug 9 (fbb158cb88b6 fix): the batch counter counts what
+    /// `prepare_zap_page` returns, which is 0 for an in-use root.
+    BatchNotAdvancing,
+    /// Bug 10 (edd4fa37ba): a MOVE keeps the old rmap and lpage_info arrays.
+    MoveReusesMetadata,
+    /// Bug 11 (e0c378684b65): a fault on an INVALID slot installs an MMIO spte.
+    InvalidSlotFaultInstallsMmio,
+    /// Bug 12 (a955cad84cda): a fault installs into a root that became obsolete
+    /// while it waited for `mmu_lock`.
+    FaultIntoObsoleteRoot,
+    /// Bug 13 (d62007edf01f): `invalidate_range` skips sptes of invalid or
+    /// obsolete pages.
+    NotifierSkipsObsolete,
+    /// Bug 14 (ee3d1570b586): an MMIO spte is stamped with the memslots
+    /// generation read at install time, not the one of the slots it came from.
+    MmioGenFromNewSlots,
+    /// Bug 15 (152482580a1b): on an MMIO generation wrap, the zap runs after the
+    /// new memslots are published.
+    WrapZapAfterPublish,
+    /// Bug 16 (56f17dd3fbc4): the per-vCPU MMIO cache is trusted without comparing
+    /// generations.
+    MmioCacheIgnoresGen,
+}
+
+impl Mutant {
+    /// Every mutant, in bug-number order.
+    pub const ALL: [Mutant; 17] = [
+        Mutant::SkipRmapForObsolete,
+        Mutant::ReloadOutsideLock,
+        Mutant::FreeWithoutGrace,
+        Mutant::FreeBeforeFlush,
+        Mutant::NotifierRewritesInvalidRmap,
+        Mutant::ObsoleteIgnoresInvalid,
+        Mutant::NoSlotsLock,
+        Mutant::ZapFromHead,
+        Mutant::RezapInUseRoots,
+        Mutant::BatchNotAdvancing,
+        Mutant::MoveReusesMetadata,
+        Mutant::InvalidSlotFaultInstallsMmio,
+        Mutant::FaultIntoObsoleteRoot,
+        Mutant::NotifierSkipsObsolete,
+        Mutant::MmioGenFromNewSlots,
+        Mutant::WrapZapAfterPublish,
+        Mutant::MmioCacheIgnoresGen,
+    ];
+}

@@ -1,0 +1,235 @@
+//! # Shadow pages (`struct kvm_mmu_page`)
+//!
+//! A shadow page has two halves:
+//! - the part lockless walkers read: its body (id, gfn, role, `mmu_valid_gen`,
+//!   written once before the page is published and poisoned when it is freed),
+//!   its sptes, and `role.invalid`;
+//! - the part only `mmu_lock` holders touch ([`PageMeta`]): `root_count`, the
+//!   parent ptes, and its place on the active list or a zap list.
+//!
+//! Pages are reached by lockless walkers through raw pointers in sptes and in a
+//! vCPU's root. [`PagePtr::get`] is the one place that turns such a pointer into
+//! a reference, and [`free_page`] the one place that releases the memory; both
+//! sit at the reclamation boundary.
+
+use std::ptr::NonNull;
+
+use crate::sync::ghost::{GhostArc, GhostU64};
+use crate::sync::{AtomicBool, AtomicU64, Guard, Ordering, UnsafeCell};
+use crate::vm::Ghost;
+
+/// A shadow page's identity, for logs and the audit (`sp#N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PageId(pub u64);
+
+impl std::fmt::Display for PageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sp#{}", self.0)
+    }
+}
+
+/// `union kvm_mmu_page_role`, reduced to what a direct-map MMU uses.
+#[doc(alias = "kvm_mmu_page_role")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Role {
+    /// `role.level`: 1 for a last-level page.
+    pub level: u8,
+    /// `role.direct`: fastzap models the direct (TDP-style) MMU, so always true.
+    pub direct: bool,
+}
+
+/// The immutable body of a shadow page, plus the poison flag its destructor sets.
+#[derive(Debug, Clone, Copy)]
+pub struct PageBody {
+    /// The page's id.
+    pub id: PageId,
+    /// `sp->gfn`: the first gfn this page translates.
+    pub gfn: u64,
+    /// `sp->role`.
+    pub role: Role,
+    /// `sp->mmu_valid_gen`: the generation the page was created in.
+    pub mmu_valid_gen: u64,
+    /// Set by the destructor. A reader that sees it read a freed page.
+    pub poisoned: bool,
+}
+
+/// Ghost lifecycle of a page, for the audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum PageLife {
+    /// Allocated and not retired.
+    Live = 0,
+    /// Handed to the reclaimer.
+    Retired = 1,
+    /// Poisoned (its memory may still be waiting for the deferred release).
+    Freed = 2,
+}
+
+/// A shadow page: `struct kvm_mmu_page`.
+#[doc(alias = "kvm_mmu_page")]
+#[repr(align(16))]
+#[derive(Debug)]
+pub struct ShadowPage {
+    body: UnsafeCell<PageBody>,
+    /// `sp->spt`: the page's sptes.
+    pub(crate) sptes: Box<[AtomicU64]>,
+    /// `sp->role.invalid`: set by `prepare_zap_page` under `mmu_lock`, read by
+    /// lockless walkers.
+    pub(crate) invalid: AtomicBool,
+    /// Ghost: for each spte, the install sequence number of its current leaf.
+    pub(crate) ghost_install: Box<[GhostU64]>,
+    /// Ghost: [`PageLife`].
+    pub(crate) ghost_life: GhostU64,
+}
+
+impl ShadowPage {
+    /// Reads the body. Returns `None` (after recording nothing) if it is poisoned:
+    /// the caller reports the violation with its own context.
+    pub(crate) fn body(&self) -> PageBody {
+        self.body.with(|body| {
+            // SAFETY: the body is written before the page is published and then
+            // only by `poison`, which runs after a grace period that this reader
+            // is inside of (or, under a mutant, races, which loom reports).
+            unsafe { *body }
+        })
+    }
+
+    /// Whether `role.invalid` is set.
+    pub(crate) fn is_invalid(&self) -> bool {
+        self.invalid.load(Ordering::Acquire)
+    }
+
+    /// Poisons the body: from here on a reader of this page is reading freed
+    /// memory. Runs after the grace period (or early, under a mutant).
+    pub(crate) fn poison(&self) {
+        self.ghost_life.set(PageLife::Freed as u64);
+        self.body.with_mut(|body| {
+            // SAFETY: called once per page, by the reclaimer after the grace
+            // period: no reader can hold the page any more.
+            unsafe { (*body).poisoned = true }
+        });
+    }
+
+    /// The ghost lifecycle state.
+    pub(crate) fn life(&self) -> PageLife {
+        match self.ghost_life.get() {
+            0 => PageLife::Live,
+            1 => PageLife::Retired,
+            _ => PageLife::Freed,
+        }
+    }
+}
+
+/// A raw pointer to a shadow page, as stored in a non-leaf spte or a vCPU root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PagePtr(NonNull<ShadowPage>);
+
+// SAFETY: a PagePtr is an address; what it may be used for is governed by `get`.
+unsafe impl Send for PagePtr {}
+// SAFETY: as above.
+unsafe impl Sync for PagePtr {}
+
+impl PagePtr {
+    /// Allocates a page. It is live until [`free_page`].
+    pub(crate) fn alloc(body: PageBody, spte_count: usize) -> PagePtr {
+        let page = Box::new(ShadowPage {
+            body: UnsafeCell::new(body),
+            sptes: (0..spte_count).map(|_| AtomicU64::new(0)).collect(),
+            invalid: AtomicBool::new(false),
+            ghost_install: (0..spte_count).map(|_| GhostU64::new(0)).collect(),
+            ghost_life: GhostU64::new(PageLife::Live as u64),
+        });
+        PagePtr(NonNull::from(Box::leak(page)))
+    }
+
+    /// Rebuilds a pointer from an address read out of a spte or a root.
+    pub(crate) fn from_addr(addr: usize) -> Option<PagePtr> {
+        NonNull::new(std::ptr::with_exposed_provenance_mut::<ShadowPage>(addr)).map(PagePtr)
+    }
+
+    /// The address stored in sptes and roots.
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr().expose_provenance()
+    }
+
+    /// Borrows the page for as long as `guard` is pinned.
+    ///
+    /// A `PagePtr` is only ever obtained (a) from the page table map while holding
+    /// `mmu_lock`, where retired pages are no longer listed, or (b) from a spte or
+    /// a root read while pinned. In both cases the page was not retired before the
+    /// guard was pinned, so the reclaimer cannot release it before the guard drops.
+    pub(crate) fn get<'g>(self, _guard: &'g Guard<'_>) -> &'g ShadowPage {
+        // SAFETY: see above: the page is retired only after it is unlinked from
+        // every place a PagePtr is read from, and its memory is released only
+        // after every guard pinned before the retirement has been dropped.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// Retires a page: `kvm_mmu_free_page` through the epoch. The memory is released
+/// (and the body poisoned first) once every current reader has unpinned. Under
+/// [`Mutant::FreeWithoutGrace`](crate::Mutant::FreeWithoutGrace) the poison is
+/// written at once; the memory itself is always released through the epoch, so
+/// the bug is observable rather than undefined.
+pub(crate) fn free_page(
+    ptr: PagePtr,
+    guard: &Guard<'_>,
+    counters: &GhostArc<Ghost>,
+    poison_now: bool,
+) {
+    let page = ptr.get(guard);
+    page.ghost_life.set(PageLife::Retired as u64);
+    counters.pages.retire();
+    if poison_now {
+        page.poison();
+        counters.pages.free();
+    }
+    let counters = counters.clone();
+    guard.defer(move || {
+        let owned = ptr;
+        // SAFETY: the grace period has passed: every guard that could have read
+        // this pointer has been dropped, and the page was unlinked before.
+        let page = unsafe { Box::from_raw(owned.0.as_ptr()) };
+        if !poison_now {
+            page.poison();
+            counters.pages.free();
+        }
+        drop(page);
+    });
+}
+
+/// Releases a page that no reader can reach any more (the VM is being dropped).
+pub(crate) fn free_page_now(ptr: PagePtr, counters: &Ghost) {
+    // SAFETY: called from `Drop for Vm` with exclusive access: no reader exists.
+    let page = unsafe { Box::from_raw(ptr.0.as_ptr()) };
+    if page.life() != PageLife::Freed {
+        page.poison();
+        counters.pages.free();
+    }
+    if page.life() == PageLife::Live {
+        counters.pages.retire();
+    }
+    drop(page);
+}
+
+/// The lock-protected half of a shadow page.
+#[derive(Debug)]
+pub(crate) struct PageMeta {
+    pub(crate) ptr: PagePtr,
+    pub(crate) gfn: u64,
+    pub(crate) role: Role,
+    pub(crate) mmu_valid_gen: u64,
+    /// Ghost: the unmasked generation epoch the page was born in.
+    pub(crate) born_epoch: u64,
+    /// `sp->root_count`.
+    pub(crate) root_count: u32,
+    /// `sp->parent_ptes`: (parent page, spte index) pairs pointing here.
+    pub(crate) parent_ptes: Vec<(PageId, usize)>,
+    /// The page's key on the active list, if it is on it.
+    pub(crate) active_key: Option<u64>,
+    /// `role.invalid`, mirrored under the lock.
+    pub(crate) invalid: bool,
+    /// Whether the page is on a zap list (`invalid_list` or
+    /// `zapped_obsolete_pages`).
+    pub(crate) on_zap_list: bool,
+}
