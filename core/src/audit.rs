@@ -3,7 +3,7 @@
 //! Each `check_*` function states one invariant of `SPEC.md` and returns the
 //! [`Violation`]s it finds. [`audit`] runs all of them on a quiescent VM (no
 //! operation in flight): at the end of every test, model execution and proptest
-//! step. [`Vm::audit_point`] runs the subset that holds whenever `mmu_lock` is
+//! step. `Vm::audit_point` runs the subset that holds whenever `mmu_lock` is
 //! free of writers, at named points inside operations, when
 //! [`Config::audit_points`](crate::Config::audit_points) is on.
 //!
@@ -42,8 +42,15 @@ pub enum Invariant {
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 7] =
-        [Invariant::I1, Invariant::I2, Invariant::I3, Invariant::I4, Invariant::I5, Invariant::I6, Invariant::I7];
+    pub const ALL: [Invariant; 7] = [
+        Invariant::I1,
+        Invariant::I2,
+        Invariant::I3,
+        Invariant::I4,
+        Invariant::I5,
+        Invariant::I6,
+        Invariant::I7,
+    ];
 
     /// The invariant's name in `SPEC.md`.
     pub fn name(self) -> &'static str {
@@ -146,7 +153,11 @@ fn all_slots(vm: &Vm, lk: &MmuLock<'_>) -> Vec<crate::memslot::Memslot> {
 /// I1 rmap integrity: every present leaf spte of a live page is on exactly one
 /// rmap, the one for its gfn's slot; every rmap entry points to a present leaf
 /// spte, of the gfn the entry is filed under, in a page that is not freed.
-pub fn check_i1_rmap_integrity(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> Vec<crate::Violation> {
+pub fn check_i1_rmap_integrity(
+    vm: &Vm,
+    lk: &MmuLock<'_>,
+    guard: &Guard<'_>,
+) -> Vec<crate::Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I1, detail);
     let live = live_pages(lk);
@@ -159,9 +170,15 @@ pub fn check_i1_rmap_integrity(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> 
         for index in 0..slot.rmap.len() {
             let gfn = slot.base_gfn + index as u64;
             for sptep in slot.rmap.entries(guard, index) {
-                on_rmaps.entry(sptep.pack()).or_default().push((slot.id.0, gfn));
+                on_rmaps
+                    .entry(sptep.pack())
+                    .or_default()
+                    .push((slot.id.0, gfn));
                 if !live.contains(&sptep.page.addr()) {
-                    out.push(v(format!("slot {} gfn {gfn}: rmap entry points into a freed page", slot.id.0)));
+                    out.push(v(format!(
+                        "slot {} gfn {gfn}: rmap entry points into a freed page",
+                        slot.id.0
+                    )));
                     continue;
                 }
                 let page = sptep.page.get(guard);
@@ -196,12 +213,20 @@ pub fn check_i1_rmap_integrity(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> 
                 continue;
             }
             let gfn = vm.spte_gfn(&body, index);
-            let key = SptePtr { page: meta.ptr, index }.pack();
+            let key = SptePtr {
+                page: meta.ptr,
+                index,
+            }
+            .pack();
             let homes = on_rmaps.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             let slot = vm.gfn_to_slot(lk, gfn);
             match (homes, slot) {
-                ([(slot_id, home_gfn)], Some(slot)) if *slot_id == slot.id.0 && *home_gfn == gfn => {}
-                ([], _) => out.push(v(format!("{}[{index}] maps gfn {gfn} but is on no rmap", body.id))),
+                ([(slot_id, home_gfn)], Some(slot))
+                    if *slot_id == slot.id.0 && *home_gfn == gfn => {}
+                ([], _) => out.push(v(format!(
+                    "{}[{index}] maps gfn {gfn} but is on no rmap",
+                    body.id
+                ))),
                 (homes, _) => out.push(v(format!(
                     "{}[{index}] maps gfn {gfn} and is on {} rmap entries {homes:?}",
                     body.id,
@@ -217,7 +242,12 @@ pub fn check_i1_rmap_integrity(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> 
 /// descriptor and no hole on a normal rmap, no retired or freed descriptor
 /// reachable from a head), and the descriptors on chains are exactly the ones
 /// allocated and not retired.
-pub fn check_i2_descriptors(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, quiescent: bool) -> Vec<Violation> {
+pub fn check_i2_descriptors(
+    vm: &Vm,
+    lk: &MmuLock<'_>,
+    guard: &Guard<'_>,
+    quiescent: bool,
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I2, detail);
     let mut on_chains = 0u64;
@@ -235,19 +265,28 @@ pub fn check_i2_descriptors(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, quiesc
                 out.push(v(format!("{at}: descriptor chain has a cycle")));
             }
             if shape.poisoned > 0 {
-                out.push(v(format!("{at}: a freed descriptor is reachable from the head")));
+                out.push(v(format!(
+                    "{at}: a freed descriptor is reachable from the head"
+                )));
             }
             if shape.retired > 0 {
-                out.push(v(format!("{at}: a retired descriptor is reachable from the head")));
+                out.push(v(format!(
+                    "{at}: a retired descriptor is reachable from the head"
+                )));
             }
             if !remove_only && shape.empty_descs > 0 {
-                out.push(v(format!("{at}: empty descriptor on a normal rmap's chain")));
+                out.push(v(format!(
+                    "{at}: empty descriptor on a normal rmap's chain"
+                )));
             }
             if !remove_only && shape.holes > 0 {
                 out.push(v(format!("{at}: hole in a normal rmap's chain")));
             }
             if !remove_only && shape.descs > 0 && shape.entries < 2 {
-                out.push(v(format!("{at}: descriptor chain holding {} entries", shape.entries)));
+                out.push(v(format!(
+                    "{at}: descriptor chain holding {} entries",
+                    shape.entries
+                )));
             }
         }
     }
@@ -268,7 +307,12 @@ pub fn check_i2_descriptors(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, quiesc
 /// the active list only while it is somebody's root; `root_count` is the number
 /// of vCPUs using the page; and the counters agree with the page table (nothing
 /// leaked, nothing retired twice).
-pub fn check_i3_page_lifetime(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, quiescent: bool) -> Vec<Violation> {
+pub fn check_i3_page_lifetime(
+    vm: &Vm,
+    lk: &MmuLock<'_>,
+    guard: &Guard<'_>,
+    quiescent: bool,
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I3, detail);
     let mut root_users: HashMap<crate::PageId, u32> = HashMap::new();
@@ -280,22 +324,38 @@ pub fn check_i3_page_lifetime(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, quie
         let page = meta.ptr.get(guard);
         let body = page.body();
         if body.poisoned || page.life() != PageLife::Live {
-            out.push(v(format!("{id} is in the page table but {:?}", page.life())));
+            out.push(v(format!(
+                "{id} is in the page table but {:?}",
+                page.life()
+            )));
         }
-        let on_active = meta.active_key.is_some_and(|k| lk.active.get(&k) == Some(id));
+        let on_active = meta
+            .active_key
+            .is_some_and(|k| lk.active.get(&k) == Some(id));
         let on_zap = meta.on_zap_list && zap_list.contains(id);
         if on_active == on_zap {
-            out.push(v(format!("{id}: on active list {on_active}, on zap list {on_zap}")));
+            out.push(v(format!(
+                "{id}: on active list {on_active}, on zap list {on_zap}"
+            )));
         }
-        if !lk.hash.get(&(meta.gfn, meta.role.level)).is_some_and(|l| l.contains(id)) {
+        if !lk
+            .hash
+            .get(&(meta.gfn, meta.role))
+            .is_some_and(|l| l.contains(id))
+        {
             out.push(v(format!("{id} is not in the gfn hash")));
         }
         let users = root_users.get(id).copied().unwrap_or(0);
         if meta.root_count != users {
-            out.push(v(format!("{id}: root_count {} but {users} vCPUs use it", meta.root_count)));
+            out.push(v(format!(
+                "{id}: root_count {} but {users} vCPUs use it",
+                meta.root_count
+            )));
         }
         if quiescent && on_active && meta.invalid && meta.root_count == 0 {
-            out.push(v(format!("{id} is invalid, unused and still on the active list (leak)")));
+            out.push(v(format!(
+                "{id} is invalid, unused and still on the active list (leak)"
+            )));
         }
     }
     if lk.active.len() + lk.zapped_obsolete.len() != lk.pages.len() {
@@ -322,14 +382,22 @@ pub fn check_i3_page_lifetime(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, quie
 /// lock-side and lockless roots agree; no vCPU is left inside a walk; and no
 /// present leaf in a page of the current generation maps a gfn whose slot is
 /// gone, INVALID, or now backed by another pfn.
-pub fn check_i4_no_stale_translation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> Vec<Violation> {
+pub fn check_i4_no_stale_translation(
+    vm: &Vm,
+    lk: &MmuLock<'_>,
+    guard: &Guard<'_>,
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I4, detail);
     for (index, vcpu) in vm.vcpus.iter().enumerate() {
         let addr = vcpu.root.load(crate::sync::Ordering::Acquire) as usize;
-        let lock_side = lk.roots[index].and_then(|id| lk.pages.get(&id)).map(|m| m.ptr.addr());
+        let lock_side = lk.roots[index]
+            .and_then(|id| lk.pages.get(&id))
+            .map(|m| m.ptr.addr());
         if lock_side.unwrap_or(0) != addr {
-            out.push(v(format!("vcpu{index}: lockless root and lock-side root disagree")));
+            out.push(v(format!(
+                "vcpu{index}: lockless root and lock-side root disagree"
+            )));
         }
         if vcpu.mode() != VcpuMode::OutsideGuest {
             out.push(v(format!("vcpu{index} is still {:?}", vcpu.mode())));
@@ -338,7 +406,9 @@ pub fn check_i4_no_stale_translation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_
             && let Some(meta) = lk.roots[index].and_then(|id| lk.pages.get(&id))
             && lk.is_obsolete(meta, None)
         {
-            out.push(v(format!("vcpu{index} handled its requests but its root is obsolete")));
+            out.push(v(format!(
+                "vcpu{index} handled its requests but its root is obsolete"
+            )));
         }
     }
     let slots = vm.memslots.load_full();
@@ -349,17 +419,25 @@ pub fn check_i4_no_stale_translation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_
         let page = meta.ptr.get(guard);
         let body = page.body();
         for index in 0..page.sptes.len() {
-            if let Spte::Leaf { pfn, .. } = Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire)) {
+            if let Spte::Leaf { pfn, .. } =
+                Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire))
+            {
                 let gfn = vm.spte_gfn(&body, index);
                 match slots.lookup(gfn) {
-                    None => out.push(v(format!("{}: gfn {gfn} has no slot but maps pfn {pfn:#x}", body.id))),
-                    Some(s) if s.is_invalid() => {
-                        out.push(v(format!("{}: gfn {gfn} is on an INVALID slot but mapped", body.id)))
-                    }
-                    Some(s) if vm.host.hva_to_pfn(s.gfn_to_hva(gfn)) != pfn => out.push(v(format!(
-                        "{}: gfn {gfn} maps pfn {pfn:#x}, which the host has remapped",
+                    None => out.push(v(format!(
+                        "{}: gfn {gfn} has no slot but maps pfn {pfn:#x}",
                         body.id
                     ))),
+                    Some(s) if s.is_invalid() => out.push(v(format!(
+                        "{}: gfn {gfn} is on an INVALID slot but mapped",
+                        body.id
+                    ))),
+                    Some(s) if vm.host.hva_to_pfn(s.gfn_to_hva(gfn)) != pfn => {
+                        out.push(v(format!(
+                            "{}: gfn {gfn} maps pfn {pfn:#x}, which the host has remapped",
+                            body.id
+                        )))
+                    }
                     Some(_) => {}
                 }
             }
@@ -374,21 +452,32 @@ pub fn check_i4_no_stale_translation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_
 /// non-leaf spte points to a live child of the same generation that lists it as
 /// a parent, so nothing was linked under an obsolete page; vCPU roots are valid
 /// pages of the current epoch unless a reload is pending.
-pub fn check_i5_obsolete_never_reused(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> Vec<Violation> {
+pub fn check_i5_obsolete_never_reused(
+    vm: &Vm,
+    lk: &MmuLock<'_>,
+    guard: &Guard<'_>,
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I5, detail);
     let live = live_pages(lk);
-    for ((gfn, level), ids) in lk.hash.iter() {
+    for ((gfn, role), ids) in lk.hash.iter() {
+        let level = role.level;
         let current: Vec<_> = ids
             .iter()
             .filter(|id| lk.pages.get(*id).is_some_and(|m| !lk.is_obsolete(m, None)))
             .collect();
         if current.len() > 1 {
-            out.push(v(format!("gfn {gfn} L{level}: {} valid pages {current:?}", current.len())));
+            out.push(v(format!(
+                "gfn {gfn} L{level}: {} valid pages {current:?}",
+                current.len()
+            )));
         }
     }
     for (id, meta) in lk.pages.iter() {
-        if !meta.invalid && meta.mmu_valid_gen == lk.mmu_valid_gen && meta.born_epoch != lk.gen_epoch {
+        if !meta.invalid
+            && meta.mmu_valid_gen == lk.mmu_valid_gen
+            && meta.born_epoch != lk.gen_epoch
+        {
             out.push(v(format!(
                 "{id} of generation {} was born in epoch {} but the epoch is {}: revived by wraparound",
                 meta.mmu_valid_gen, meta.born_epoch, lk.gen_epoch
@@ -396,16 +485,22 @@ pub fn check_i5_obsolete_never_reused(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'
         }
         let page = meta.ptr.get(guard);
         for index in 0..page.sptes.len() {
-            let Spte::NonLeaf(addr) = Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire)) else {
+            let Spte::NonLeaf(addr) =
+                Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire))
+            else {
                 continue;
             };
             if !live.contains(&addr) {
                 out.push(v(format!("{id}[{index}] links a freed child")));
                 continue;
             }
-            let Some(child) = PagePtr::from_addr(addr) else { continue };
+            let Some(child) = PagePtr::from_addr(addr) else {
+                continue;
+            };
             let child_id = child.get(guard).body().id;
-            let Some(child_meta) = lk.pages.get(&child_id) else { continue };
+            let Some(child_meta) = lk.pages.get(&child_id) else {
+                continue;
+            };
             if child_meta.born_epoch != meta.born_epoch || child_meta.invalid {
                 out.push(v(format!(
                     "{id} (epoch {}) links {child_id} (epoch {}, invalid {}): a child under an obsolete page",
@@ -413,7 +508,9 @@ pub fn check_i5_obsolete_never_reused(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'
                 )));
             }
             if !child_meta.parent_ptes.contains(&(*id, index)) {
-                out.push(v(format!("{child_id} does not list its parent {id}[{index}]")));
+                out.push(v(format!(
+                    "{child_id} does not list its parent {id}[{index}]"
+                )));
             }
         }
     }
@@ -443,17 +540,26 @@ pub fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
     for (n, zap) in vm.zap_history().iter().enumerate() {
         let bound = 4 * (zap.pages_at_start + vm.config.vcpus as u64) + 16;
         if zap.steps > bound {
-            out.push(v(format!("zap #{n} took {} steps, bound {bound}", zap.steps)));
+            out.push(v(format!(
+                "zap #{n} took {} steps, bound {bound}",
+                zap.steps
+            )));
         }
         if zap.holds > 1 && zap.max_batch > vm.config.batch as u64 {
-            out.push(v(format!("zap #{n} prepared {} pages in one hold, batch {}", zap.max_batch, vm.config.batch)));
+            out.push(v(format!(
+                "zap #{n} prepared {} pages in one hold, batch {}",
+                zap.max_batch, vm.config.batch
+            )));
         }
     }
     if vm.slots_lock.try_lock().is_some() {
         for id in lk.active.values() {
             let meta = &lk.pages[id];
             if meta.mmu_valid_gen != lk.mmu_valid_gen && !meta.invalid {
-                out.push(v(format!("{id} of generation {} survived the zap", meta.mmu_valid_gen)));
+                out.push(v(format!(
+                    "{id} of generation {} survived the zap",
+                    meta.mmu_valid_gen
+                )));
             }
         }
     }
@@ -476,8 +582,10 @@ pub fn check_i7_mmio_generation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) ->
         let page = meta.ptr.get(guard);
         let body = page.body();
         for index in 0..page.sptes.len() {
-            if let Spte::Mmio { generation, ghost_generation } =
-                Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire))
+            if let Spte::Mmio {
+                generation,
+                ghost_generation,
+            } = Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire))
                 && generation == slots.generation & mask
                 && ghost_generation != slots.generation & 0xffff_ffff
             {
@@ -494,7 +602,10 @@ pub fn check_i7_mmio_generation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) ->
             && vcpu.mmio_gen.load(crate::sync::Ordering::Relaxed) == slots.generation
             && slots.lookup(gfn - 1).is_some()
         {
-            out.push(v(format!("vcpu{index}: MMIO cache for gfn {} but a slot maps it", gfn - 1)));
+            out.push(v(format!(
+                "vcpu{index}: MMIO cache for gfn {} but a slot maps it",
+                gfn - 1
+            )));
         }
     }
     out

@@ -33,6 +33,9 @@ pub struct Config {
     /// Levels of the shadow page table (the root's level). The guest physical
     /// space is `spte_count ^ levels` gfns.
     pub levels: u8,
+    /// Address spaces (1 or 2). With 2, odd vCPUs run in the second (`role.smm`)
+    /// and use their own roots, so a gfn can be mapped twice.
+    pub address_spaces: u8,
     /// Width of `mmu_valid_gen` in bits (1 to 63), so wraparound is reachable.
     pub gen_bits: u32,
     /// Width of the memslots generation stored in an MMIO spte (1 to 20).
@@ -66,6 +69,7 @@ impl Config {
             vcpus: 2,
             spte_count: 512,
             levels: 3,
+            address_spaces: 2,
             gen_bits: 63,
             mmio_gen_bits: 19,
             batch: 10,
@@ -85,6 +89,7 @@ impl Config {
             vcpus: 2,
             spte_count: 2,
             levels: 2,
+            address_spaces: 2,
             gen_bits: 2,
             mmio_gen_bits: 2,
             batch: 2,
@@ -121,6 +126,9 @@ impl Config {
         }
         if u64::from(self.index_bits()) * u64::from(self.levels) > 40 {
             return bad("spte_count ^ levels must not exceed 2^40 gfns");
+        }
+        if self.address_spaces == 0 || self.address_spaces > 2 {
+            return bad("address_spaces must be 1 or 2");
         }
         if self.gen_bits == 0 || self.gen_bits > 63 {
             return bad("gen_bits must be 1 to 63");

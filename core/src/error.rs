@@ -65,7 +65,10 @@ impl std::fmt::Display for MmuError {
             MmuError::BadHostRange => f.write_str("host address not page aligned or overflows"),
             MmuError::BadHvaRange => f.write_str("empty or reversed hva range"),
             MmuError::ZapLivelock { steps, bound } => {
-                write!(f, "zap_obsolete_pages livelocked: {steps} steps, bound {bound}")
+                write!(
+                    f,
+                    "zap_obsolete_pages livelocked: {steps} steps, bound {bound}"
+                )
             }
         }
     }

@@ -178,13 +178,23 @@ impl std::fmt::Display for What {
             What::Lock => f.write_str("lock mmu_lock"),
             What::Unlock => f.write_str("unlock mmu_lock"),
             What::Fault { gfn } => write!(f, "fault gfn {gfn}"),
-            What::GetPage { gfn, level, sp, generation, created } => write!(
+            What::GetPage {
+                gfn,
+                level,
+                sp,
+                generation,
+                created,
+            } => write!(
                 f,
                 "get_page gfn {gfn} L{level} -> {sp} (gen {generation}{})",
                 if *created { ", new" } else { "" }
             ),
-            What::InstallLeaf { gfn, sp, pfn } => write!(f, "map gfn {gfn} -> pfn {pfn:#x} in {sp}"),
-            What::InstallMmio { gfn, generation } => write!(f, "mmio spte gfn {gfn} (slots gen {generation})"),
+            What::InstallLeaf { gfn, sp, pfn } => {
+                write!(f, "map gfn {gfn} -> pfn {pfn:#x} in {sp}")
+            }
+            What::InstallMmio { gfn, generation } => {
+                write!(f, "mmio spte gfn {gfn} (slots gen {generation})")
+            }
             What::Retry { gfn, reason } => write!(f, "fault gfn {gfn} retry: {reason}"),
             What::Translate { gfn, result } => write!(f, "translate gfn {gfn} -> {result}"),
             What::GenBump { from, to } => write!(f, "mmu_valid_gen {from} -> {to}"),
@@ -193,7 +203,15 @@ impl std::fmt::Display for What {
             What::FreeRoot { sp } => write!(f, "mmu_free_roots {sp}"),
             What::LoadRoot { sp, generation } => write!(f, "load root {sp} (gen {generation})"),
             What::PrepareZap { sp, kept_root } => {
-                write!(f, "prepare_zap {sp}{}", if *kept_root { " (root in use, kept)" } else { "" })
+                write!(
+                    f,
+                    "prepare_zap {sp}{}",
+                    if *kept_root {
+                        " (root in use, kept)"
+                    } else {
+                        ""
+                    }
+                )
             }
             What::CommitZap { sps } => {
                 let names: Vec<String> = sps.iter().map(|s| s.to_string()).collect();
@@ -202,9 +220,11 @@ impl std::fmt::Display for What {
             What::Free { sp } => write!(f, "free {sp}"),
             What::LockBreak { zapped } => write!(f, "lock break after {zapped} zapped"),
             What::Publish { generation } => write!(f, "publish memslots gen {generation}"),
-            What::Synchronize { done } => {
-                f.write_str(if *done { "grace period over" } else { "wait for readers" })
-            }
+            What::Synchronize { done } => f.write_str(if *done {
+                "grace period over"
+            } else {
+                "wait for readers"
+            }),
             What::Unmap { gfn, sp } => write!(f, "unmap gfn {gfn} in {sp}"),
             What::Note(note) => f.write_str(note),
         }

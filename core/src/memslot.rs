@@ -6,9 +6,9 @@
 //! does. Each slot owns its [`Rmap`] and its [`LpageInfo`]; an INVALID copy of a
 //! slot shares them with the original.
 
+use crate::rmap::Rmap;
 use crate::sync::Arc;
 use crate::sync::{AtomicU64, Ordering};
-use crate::rmap::Rmap;
 
 /// A memslot id (`slot->id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,7 +121,10 @@ impl Memslot {
 
     /// The host range `[start, end)` the slot maps.
     pub fn hva_range(&self) -> (u64, u64) {
-        (self.userspace_addr, self.userspace_addr + self.npages * PAGE_SIZE)
+        (
+            self.userspace_addr,
+            self.userspace_addr + self.npages * PAGE_SIZE,
+        )
     }
 
     /// The gfns of the slot whose host pages intersect `[start, end)`.

@@ -40,8 +40,8 @@ pub struct MmuState {
     /// `kvm->arch.active_mmu_pages`: key order is age; the largest key is the head.
     pub(crate) active: BTreeMap<u64, PageId>,
     pub(crate) next_active_key: u64,
-    /// `kvm->arch.mmu_page_hash`, keyed by (gfn, level).
-    pub(crate) hash: HashMap<(u64, u8), Vec<PageId>>,
+    /// `kvm->arch.mmu_page_hash`, keyed by (gfn, role).
+    pub(crate) hash: HashMap<(u64, Role), Vec<PageId>>,
     /// `kvm->arch.zapped_obsolete_pages`.
     pub(crate) zapped_obsolete: Vec<PageId>,
     /// Each vCPU's root page (the lock-side mirror of `root_hpa`).
@@ -123,6 +123,19 @@ pub struct ZapStats {
     pub steps: u64,
     /// Pages retired through the epoch by the final commit.
     pub committed: u64,
+    /// Nanoseconds `mmu_lock` was held for the generation bump and the reload
+    /// requests (0 for the eager zap).
+    pub bump_hold_ns: u64,
+    /// The longest single `mmu_lock` hold of the zap loop, in nanoseconds (for
+    /// the eager zap: its one hold).
+    pub max_hold_ns: u64,
+    /// Nanoseconds from the start of the operation until its last page was
+    /// committed.
+    pub total_ns: u64,
+}
+
+pub(crate) fn elapsed_ns(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Vm {
@@ -151,14 +164,21 @@ impl Vm {
     /// generation, found in the hash or created. Obsolete pages are skipped and
     /// never returned (I5). A new page goes to the head of the active list, which
     /// keeps the list ordered by generation.
-    pub(crate) fn get_page(&self, lk: &mut MmuLock<'_>, gfn: u64, level: u8) -> (PageId, PagePtr) {
+    pub(crate) fn get_page(&self, lk: &mut MmuLock<'_>, gfn: u64, role: Role) -> (PageId, PagePtr) {
         let mutant = self.config.mutant;
-        if let Some(ids) = lk.hash.get(&(gfn, level)) {
+        let level = role.level;
+        if let Some(ids) = lk.hash.get(&(gfn, role)) {
             for id in ids {
                 let meta = &lk.pages[id];
                 if !lk.is_obsolete(meta, mutant) {
                     let (id, ptr, generation) = (*id, meta.ptr, meta.mmu_valid_gen);
-                    self.event(lk.actor, || What::GetPage { gfn, level, sp: id, generation, created: false });
+                    self.event(lk.actor, || What::GetPage {
+                        gfn,
+                        level,
+                        sp: id,
+                        generation,
+                        created: false,
+                    });
                     return (id, ptr);
                 }
             }
@@ -167,16 +187,21 @@ impl Vm {
         lk.next_page_id += 1;
         let generation = lk.mmu_valid_gen;
         let born_epoch = lk.gen_epoch;
-        let role = Role { level, direct: true };
         let ptr = PagePtr::alloc(
-            PageBody { id, gfn, role, mmu_valid_gen: generation, poisoned: false },
+            PageBody {
+                id,
+                gfn,
+                role,
+                mmu_valid_gen: generation,
+                poisoned: false,
+            },
             self.config.spte_count,
         );
         self.ghost.pages.alloc();
         let key = lk.next_active_key;
         lk.next_active_key += 1;
         lk.active.insert(key, id);
-        lk.hash.entry((gfn, level)).or_default().push(id);
+        lk.hash.entry((gfn, role)).or_default().push(id);
         lk.pages.insert(
             id,
             PageMeta {
@@ -192,7 +217,13 @@ impl Vm {
                 on_zap_list: false,
             },
         );
-        self.event(lk.actor, || What::GetPage { gfn, level, sp: id, generation, created: true });
+        self.event(lk.actor, || What::GetPage {
+            gfn,
+            level,
+            sp: id,
+            generation,
+            created: true,
+        });
         (id, ptr)
     }
 
@@ -217,14 +248,23 @@ impl Vm {
 
     /// `rmap_remove`. A present leaf whose rmap cannot be found is an I1
     /// violation: the rmap and the sptes disagree.
-    pub(crate) fn rmap_remove(&self, lk: &MmuLock<'_>, guard: &Guard<'_>, sptep: SptePtr, gfn: u64) {
+    pub(crate) fn rmap_remove(
+        &self,
+        lk: &MmuLock<'_>,
+        guard: &Guard<'_>,
+        sptep: SptePtr,
+        gfn: u64,
+    ) {
         match self.gfn_to_slot(lk, gfn) {
             Some(slot) => {
                 let found = slot.rmap.remove(lk, guard, slot.rmap_index(gfn), sptep);
                 if !found && !slot.rmap.is_remove_only() {
                     self.ghost.violate(Violation::new(
                         Invariant::I1,
-                        format!("rmap_remove: gfn {gfn} spte not on slot {}'s rmap", slot.id.0),
+                        format!(
+                            "rmap_remove: gfn {gfn} spte not on slot {}'s rmap",
+                            slot.id.0
+                        ),
                     ));
                 }
             }
@@ -342,26 +382,36 @@ impl Vm {
         }
         let mut retired = Vec::with_capacity(invalid_list.len());
         for id in invalid_list.drain(..) {
-            let Some(meta) = lk.pages.get(&id) else { continue };
+            let Some(meta) = lk.pages.get(&id) else {
+                continue;
+            };
             if !meta.invalid || meta.root_count > 0 {
                 let root_count = meta.root_count;
                 self.ghost.violate(Violation::new(
                     Invariant::I3,
-                    format!("commit_zap_page of {id}: invalid={} root_count={root_count}", meta.invalid),
+                    format!(
+                        "commit_zap_page of {id}: invalid={} root_count={root_count}",
+                        meta.invalid
+                    ),
                 ));
                 continue;
             }
             let meta = lk.pages.remove(&id).expect("page present");
-            if let Some(list) = lk.hash.get_mut(&(meta.gfn, meta.role.level)) {
+            if let Some(list) = lk.hash.get_mut(&(meta.gfn, meta.role)) {
                 list.retain(|p| *p != id);
                 if list.is_empty() {
-                    lk.hash.remove(&(meta.gfn, meta.role.level));
+                    lk.hash.remove(&(meta.gfn, meta.role));
                 }
             }
             if let Some(key) = meta.active_key {
                 lk.active.remove(&key);
             }
-            free_page(meta.ptr, guard, &self.ghost, mutant == Some(Mutant::FreeWithoutGrace));
+            free_page(
+                meta.ptr,
+                guard,
+                &self.ghost,
+                mutant == Some(Mutant::FreeWithoutGrace),
+            );
             retired.push(id);
         }
         let count = retired.len();
@@ -403,11 +453,16 @@ impl Vm {
     /// `mmu_free_roots`: drop the vCPU's root. An invalid root whose count reaches
     /// 0 is zapped and committed here: nobody else will.
     pub(crate) fn mmu_free_roots(&self, lk: &mut MmuLock<'_>, guard: &Guard<'_>, vcpu: usize) {
-        let Some(id) = lk.roots[vcpu].take() else { return };
+        let Some(id) = lk.roots[vcpu].take() else {
+            return;
+        };
         self.vcpus[vcpu].root.store(0, Ordering::Release);
         self.event(lk.actor, || What::FreeRoot { sp: id });
         let Some(meta) = lk.pages.get_mut(&id) else {
-            self.ghost.violate(Violation::new(Invariant::I3, format!("vcpu{vcpu} held freed root {id}")));
+            self.ghost.violate(Violation::new(
+                Invariant::I3,
+                format!("vcpu{vcpu} held freed root {id}"),
+            ));
             return;
         };
         meta.root_count = meta.root_count.saturating_sub(1);
@@ -420,12 +475,20 @@ impl Vm {
 
     /// `mmu_alloc_direct_roots`: load a root of the current generation.
     pub(crate) fn mmu_alloc_roots(&self, lk: &mut MmuLock<'_>, vcpu: usize) -> PageId {
-        let (id, ptr) = self.get_page(lk, 0, self.config.levels);
+        let smm = self.config.address_spaces == 2 && vcpu % 2 == 1;
+        let role = Role {
+            level: self.config.levels,
+            direct: true,
+            smm,
+        };
+        let (id, ptr) = self.get_page(lk, 0, role);
         let meta = lk.pages.get_mut(&id).expect("page present");
         meta.root_count += 1;
         let generation = meta.mmu_valid_gen;
         lk.roots[vcpu] = Some(id);
-        self.vcpus[vcpu].root.store(ptr.addr() as u64, Ordering::Release);
+        self.vcpus[vcpu]
+            .root
+            .store(ptr.addr() as u64, Ordering::Release);
         self.event(lk.actor, || What::LoadRoot { sp: id, generation });
         id
     }
@@ -441,6 +504,7 @@ impl Vm {
         let guard = self.reclaimer.pin();
         let mut stats = ZapStats::default();
         let mut lk = self.lock_mmu(actor);
+        let mut hold_start = std::time::Instant::now();
         stats.holds = 1;
         stats.pages_at_start = lk.pages.len() as u64;
         let bound = 4 * (stats.pages_at_start + self.config.vcpus as u64) + 16;
@@ -451,15 +515,19 @@ impl Vm {
             if stats.steps > bound {
                 lk.zapped_obsolete.append(&mut zap_list);
                 self.ghost.record_zap(stats);
-                return Err(crate::MmuError::ZapLivelock { steps: stats.steps, bound });
+                return Err(crate::MmuError::ZapLivelock {
+                    steps: stats.steps,
+                    bound,
+                });
             }
             // The next page to zap, walking from the tail.
             let mut next = None;
-            let order: Box<dyn Iterator<Item = (&u64, &PageId)>> = if mutant == Some(Mutant::ZapFromHead) {
-                Box::new(lk.active.iter().rev())
-            } else {
-                Box::new(lk.active.iter())
-            };
+            let order: Box<dyn Iterator<Item = (&u64, &PageId)>> =
+                if mutant == Some(Mutant::ZapFromHead) {
+                    Box::new(lk.active.iter().rev())
+                } else {
+                    Box::new(lk.active.iter())
+                };
             for (_, id) in order {
                 let meta = &lk.pages[id];
                 if meta.mmu_valid_gen == lk.mmu_valid_gen && !meta.invalid {
@@ -484,8 +552,10 @@ impl Vm {
                 self.event(actor, || What::LockBreak { zapped: batch });
                 lk.zapped_obsolete.append(&mut zap_list);
                 drop(lk);
+                stats.max_hold_ns = stats.max_hold_ns.max(elapsed_ns(hold_start));
                 yield_now();
                 lk = self.lock_mmu(actor);
+                hold_start = std::time::Instant::now();
                 zap_list = std::mem::take(&mut lk.zapped_obsolete);
                 stats.holds += 1;
                 batch = 0;
@@ -493,13 +563,18 @@ impl Vm {
             }
             let prepared = self.prepare_zap_page(&mut lk, &guard, id, &mut zap_list);
             stats.zapped += 1;
-            batch += if mutant == Some(Mutant::BatchNotAdvancing) { prepared } else { 1 };
+            batch += if mutant == Some(Mutant::BatchNotAdvancing) {
+                prepared
+            } else {
+                1
+            };
             stats.max_batch = stats.max_batch.max(batch as u64);
         }
         stats.committed = self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
         self.ghost.record_zap(stats);
         self.audit_point(&lk, &guard, AuditPoint::AfterZapObsolete);
         drop(lk);
+        stats.max_hold_ns = stats.max_hold_ns.max(elapsed_ns(hold_start));
         Ok(stats)
     }
 }

@@ -4,12 +4,12 @@
 //! - the part lockless walkers read: its body (id, gfn, role, `mmu_valid_gen`,
 //!   written once before the page is published and poisoned when it is freed),
 //!   its sptes, and `role.invalid`;
-//! - the part only `mmu_lock` holders touch ([`PageMeta`]): `root_count`, the
+//! - the part only `mmu_lock` holders touch (`PageMeta`): `root_count`, the
 //!   parent ptes, and its place on the active list or a zap list.
 //!
 //! Pages are reached by lockless walkers through raw pointers in sptes and in a
-//! vCPU's root. [`PagePtr::get`] is the one place that turns such a pointer into
-//! a reference, and [`free_page`] the one place that releases the memory; both
+//! vCPU's root. `PagePtr::get` is the one place that turns such a pointer into
+//! a reference, and `free_page` the one place that releases the memory; both
 //! sit at the reclamation boundary.
 
 use std::ptr::NonNull;
@@ -36,6 +36,10 @@ pub struct Role {
     pub level: u8,
     /// `role.direct`: fastzap models the direct (TDP-style) MMU, so always true.
     pub direct: bool,
+    /// `role.smm`: which address space. vCPUs in different address spaces use
+    /// different roots, so one gfn can be mapped by several sptes and its rmap
+    /// grows a descriptor chain.
+    pub smm: bool,
 }
 
 /// The immutable body of a shadow page, plus the poison flag its destructor sets.

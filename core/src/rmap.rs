@@ -4,7 +4,7 @@
 //! the sptes that map that gfn: empty, one spte, or a chain of fixed-capacity
 //! [`PteListDesc`]s (`struct pte_list_desc`).
 //!
-//! Head encoding: `0` is empty; an even value is one packed [`SptePtr`]; an odd
+//! Head encoding: `0` is empty; an even value is one packed `SptePtr`; an odd
 //! value is the address of the first descriptor, plus one.
 //!
 //! # Two kinds of rmap
@@ -41,7 +41,10 @@ impl SptePtr {
     /// bits on every platform fastzap runs on; the index in 15.
     pub(crate) fn pack(self) -> u64 {
         let addr = self.page.addr() as u64;
-        assert!(addr >> 48 == 0 && self.index < (1 << 15), "spte pointer does not pack");
+        assert!(
+            addr >> 48 == 0 && self.index < (1 << 15),
+            "spte pointer does not pack"
+        );
         (addr << 16) | ((self.index as u64) << 1)
     }
 
@@ -98,8 +101,10 @@ impl DescPtr {
     }
 
     fn from_raw(raw: u64) -> Option<DescPtr> {
-        NonNull::new(std::ptr::with_exposed_provenance_mut::<PteListDesc>(raw as usize & !1))
-            .map(DescPtr)
+        NonNull::new(std::ptr::with_exposed_provenance_mut::<PteListDesc>(
+            raw as usize & !1,
+        ))
+        .map(DescPtr)
     }
 
     fn raw(self) -> u64 {
@@ -167,7 +172,10 @@ impl std::fmt::Debug for Rmap {
 
 /// What a walker found wrong while walking an rmap.
 fn desc_violation(ghost: &Ghost, what: &str) {
-    ghost.violate(Violation::new(Invariant::I2, format!("walker read a freed descriptor ({what})")));
+    ghost.violate(Violation::new(
+        Invariant::I2,
+        format!("walker read a freed descriptor ({what})"),
+    ));
 }
 
 impl Rmap {
@@ -215,13 +223,20 @@ impl Rmap {
         if self.is_remove_only() {
             return Err(Violation::new(
                 Invariant::I1,
-                format!("rmap_add of {}[{}] to a remove-only rmap", sptep_page(sptep, guard), sptep.index),
+                format!(
+                    "rmap_add of {}[{}] to a remove-only rmap",
+                    sptep_page(sptep, guard),
+                    sptep.index
+                ),
             ));
         }
         let Some(head) = self.heads.get(index) else {
             return Err(Violation::new(
                 Invariant::I1,
-                format!("rmap index {index} beyond the rmap's {} heads", self.heads.len()),
+                format!(
+                    "rmap index {index} beyond the rmap's {} heads",
+                    self.heads.len()
+                ),
             ));
         };
         let entry = sptep.pack();
@@ -294,18 +309,22 @@ impl Rmap {
                 desc_violation(&self.ghost, "pte_list_remove");
                 return false;
             }
-            let used = d.sptes.iter().take_while(|s| s.load(Ordering::Relaxed) != 0).count();
-            if let Some(pos) = d.sptes[..used].iter().position(|s| s.load(Ordering::Relaxed) == entry) {
+            let used = d
+                .sptes
+                .iter()
+                .take_while(|s| s.load(Ordering::Relaxed) != 0)
+                .count();
+            if let Some(pos) = d.sptes[..used]
+                .iter()
+                .position(|s| s.load(Ordering::Relaxed) == entry)
+            {
                 // Move the last entry of this descriptor into the hole.
                 let last = d.sptes[used - 1].load(Ordering::Relaxed);
                 d.sptes[pos].store(last, Ordering::Release);
                 d.sptes[used - 1].store(0, Ordering::Release);
                 if used - 1 == 0 {
                     self.unlink_desc(head, prev, dp, guard);
-                } else if prev.is_none()
-                    && used - 1 == 1
-                    && d.more.load(Ordering::Acquire) == 0
-                {
+                } else if prev.is_none() && used - 1 == 1 && d.more.load(Ordering::Acquire) == 0 {
                     // One entry left in the only descriptor: back to a single head.
                     head.store(d.sptes[0].load(Ordering::Relaxed), Ordering::Release);
                     dp.retire(guard, &self.ghost);
@@ -338,7 +357,9 @@ impl Rmap {
         let current = head.load(Ordering::Acquire);
         if current & 1 == 0 {
             return current == entry
-                && head.compare_exchange(entry, 0, Ordering::AcqRel, Ordering::Acquire).is_ok();
+                && head
+                    .compare_exchange(entry, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
         }
         let mut desc = DescPtr::from_raw(current);
         while let Some(dp) = desc {
@@ -348,7 +369,10 @@ impl Rmap {
                 return false;
             }
             for slot in d.sptes.iter() {
-                if slot.compare_exchange(entry, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                if slot
+                    .compare_exchange(entry, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
                     return true;
                 }
             }
@@ -386,8 +410,10 @@ impl Rmap {
             }
             hops += 1;
             if hops > 1 << 20 {
-                self.ghost
-                    .violate(Violation::new(Invariant::I2, "descriptor chain has a cycle".into()));
+                self.ghost.violate(Violation::new(
+                    Invariant::I2,
+                    "descriptor chain has a cycle".into(),
+                ));
                 return;
             }
             desc = DescPtr::from_raw(d.more.load(Ordering::Acquire));
@@ -410,7 +436,9 @@ impl Rmap {
         let current = head.load(Ordering::Acquire);
         if current & 1 == 0 {
             if current != 0
-                && head.compare_exchange(current, 0, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                && head
+                    .compare_exchange(current, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
                 && let Some(sptep) = SptePtr::unpack(current)
             {
                 f(sptep);
@@ -461,7 +489,11 @@ impl Rmap {
                 shape.cycle = true;
                 return shape;
             }
-            let used: Vec<bool> = d.sptes.iter().map(|s| s.load(Ordering::Acquire) != 0).collect();
+            let used: Vec<bool> = d
+                .sptes
+                .iter()
+                .map(|s| s.load(Ordering::Acquire) != 0)
+                .collect();
             let count = used.iter().filter(|u| **u).count();
             shape.entries += count;
             if count == 0 {

@@ -85,7 +85,11 @@ impl Spte {
 
     /// Encodes a non-leaf spte for the child page at `addr` (16-byte aligned).
     pub fn non_leaf(addr: usize) -> u64 {
-        debug_assert_eq!(addr as u64 & FLAG_BITS, 0, "shadow pages are 16-byte aligned");
+        debug_assert_eq!(
+            addr as u64 & FLAG_BITS,
+            0,
+            "shadow pages are 16-byte aligned"
+        );
         addr as u64 | PRESENT
     }
 

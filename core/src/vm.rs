@@ -22,13 +22,15 @@ use crate::config::{Config, DeletionStrategy};
 use crate::error::MmuError;
 use crate::event::{Actor, Event, What};
 use crate::host::HostMm;
-use crate::memslot::{LpageInfo, Memslot, Memslots, SLOT_INVALID, SlotId, SlotSpec, PAGE_SIZE};
-use crate::mmu::{MmuLock, MmuState, ZapStats};
+use crate::memslot::{LpageInfo, Memslot, Memslots, PAGE_SIZE, SLOT_INVALID, SlotId, SlotSpec};
+use crate::mmu::{MmuLock, MmuState, ZapStats, elapsed_ns};
 use crate::mutant::Mutant;
-use crate::page::{PagePtr, free_page_now};
+use crate::page::{PagePtr, Role, free_page_now};
 use crate::rmap::{Rmap, SptePtr};
 use crate::spte::{self, Spte};
-use crate::sync::ghost::{GhostArc, GhostCounter, GhostLog, GhostMutex, GhostU64, LifeCounter, LifeCounts};
+use crate::sync::ghost::{
+    GhostArc, GhostCounter, GhostLog, GhostMutex, GhostU64, LifeCounter, LifeCounts,
+};
 use crate::sync::{Arc, AtomicU64, GenRoot, Guard, Mutex, Ordering, Reclaimer, fence};
 use crate::vcpu::{REQ_RELOAD, REQ_TLB_FLUSH, Vcpu, VcpuId, VcpuMode};
 
@@ -212,8 +214,9 @@ impl Vm {
     /// Creates a VM with no memslots. Every vCPU starts with a reload request.
     pub fn new(config: Config) -> Result<Vm, MmuError> {
         config.validate()?;
-        let reclaimer = Reclaimer::new(config.reclaim)
-            .map_err(|_| MmuError::InvalidConfig("crossbeam-epoch is not available in this lane"))?;
+        let reclaimer = Reclaimer::new(config.reclaim).map_err(|_| {
+            MmuError::InvalidConfig("crossbeam-epoch is not available in this lane")
+        })?;
         Ok(Vm {
             slots_lock: Mutex::new(()),
             mmu: Mutex::new(MmuState::new(config.vcpus)),
@@ -236,7 +239,11 @@ impl Vm {
     pub(crate) fn event(&self, actor: Actor, what: impl FnOnce() -> What) {
         if self.ghost.events.enabled() {
             let seq = self.ghost.event_seq.next();
-            self.ghost.events.push_with(|| Event { seq, actor, what: what() });
+            self.ghost.events.push_with(|| Event {
+                seq,
+                actor,
+                what: what(),
+            });
         }
     }
 
@@ -257,7 +264,10 @@ impl Vm {
     }
 
     fn claim(&self, vcpu: VcpuId) -> Result<VcpuClaim<'_>, MmuError> {
-        let v = self.vcpus.get(vcpu.0).ok_or(MmuError::UnknownVcpu(vcpu.0))?;
+        let v = self
+            .vcpus
+            .get(vcpu.0)
+            .ok_or(MmuError::UnknownVcpu(vcpu.0))?;
         if !v.busy.compare_set(0, 1) {
             return Err(MmuError::VcpuBusy(vcpu.0));
         }
@@ -321,7 +331,10 @@ impl Vm {
         let start = self.ghost.clock.get();
         let result = self.translate_walk(v, gfn, start);
         v.set_mode(VcpuMode::OutsideGuest);
-        self.event(Actor::Vcpu(vcpu.0), || What::Translate { gfn, result: format!("{result:?}") });
+        self.event(Actor::Vcpu(vcpu.0), || What::Translate {
+            gfn,
+            result: format!("{result:?}"),
+        });
         Ok(result)
     }
 
@@ -350,7 +363,10 @@ impl Vm {
         let root = ptr.get(&guard);
         let body = root.body();
         if body.poisoned {
-            self.ghost.violate(Violation::new(Invariant::I3, format!("translate read freed root {}", body.id)));
+            self.ghost.violate(Violation::new(
+                Invariant::I3,
+                format!("translate read freed root {}", body.id),
+            ));
             return Translation::Miss;
         }
         if body.mmu_valid_gen != self.mmu_valid_gen.load(Ordering::Acquire) || root.is_invalid() {
@@ -360,7 +376,10 @@ impl Vm {
             let page = ptr.get(&guard);
             let body = page.body();
             if body.poisoned {
-                self.ghost.violate(Violation::new(Invariant::I3, format!("translate read freed page {}", body.id)));
+                self.ghost.violate(Violation::new(
+                    Invariant::I3,
+                    format!("translate read freed page {}", body.id),
+                ));
                 return Translation::Miss;
             }
             let index = self.spte_index(gfn, level);
@@ -384,7 +403,10 @@ impl Vm {
                     self.check_not_stale(gfn, pfn, page.ghost_install[index].get(), start, body.id);
                     return Translation::Mapped { pfn, writable };
                 }
-                Spte::Mmio { generation, ghost_generation } => {
+                Spte::Mmio {
+                    generation,
+                    ghost_generation,
+                } => {
                     let current = self.memslots.load().generation;
                     if generation != current & self.mmio_mask() {
                         return Translation::Miss;
@@ -408,9 +430,20 @@ impl Vm {
 
     /// I4 at run time: a translation that began after an invalidation of `gfn`
     /// returned must not return a mapping installed before that invalidation.
-    fn check_not_stale(&self, gfn: u64, pfn: u64, installed: u64, start: u64, sp: crate::page::PageId) {
+    fn check_not_stale(
+        &self,
+        gfn: u64,
+        pfn: u64,
+        installed: u64,
+        start: u64,
+        sp: crate::page::PageId,
+    ) {
         let all = self.ghost.kill_all.with(|k| *k);
-        let one = self.ghost.kills.with(|k| k.get(&gfn).copied()).unwrap_or((0, 0));
+        let one = self
+            .ghost
+            .kills
+            .with(|k| k.get(&gfn).copied())
+            .unwrap_or((0, 0));
         for (cut, returned) in [all, one] {
             if returned != 0 && returned <= start && installed < cut {
                 self.ghost.violate(Violation::new(
@@ -446,10 +479,14 @@ impl Vm {
                 if mutant != Some(Mutant::InvalidSlotFaultInstallsMmio) {
                     return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
                 }
-                Target::Mmio { generation: slots.generation }
+                Target::Mmio {
+                    generation: slots.generation,
+                }
             }
             Some(slot) => {
-                if slot.lpage_info.index(slot.base_gfn, gfn).is_none() || slot.rmap_index(gfn) >= slot.rmap.len() {
+                if slot.lpage_info.index(slot.base_gfn, gfn).is_none()
+                    || slot.rmap_index(gfn) >= slot.rmap.len()
+                {
                     self.ghost.violate(Violation::new(
                         Invariant::I1,
                         format!("slot {} metadata not sized for gfn {gfn}", slot.id.0),
@@ -457,9 +494,14 @@ impl Vm {
                     return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
                 }
                 let pfn = self.host.hva_to_pfn(slot.gfn_to_hva(gfn));
-                Target::Leaf { pfn, slot: slot.clone() }
+                Target::Leaf {
+                    pfn,
+                    slot: slot.clone(),
+                }
             }
-            None => Target::Mmio { generation: slots.generation },
+            None => Target::Mmio {
+                generation: slots.generation,
+            },
         };
         drop(slots);
         let mut lk = self.lock_mmu(actor);
@@ -484,7 +526,12 @@ impl Vm {
                     id = ptr.get(&guard).body().id;
                 }
                 _ => {
-                    let (child_id, child) = self.get_page(&mut lk, self.child_gfn(gfn, level - 1), level - 1);
+                    let role = Role {
+                        level: level - 1,
+                        ..page.body().role
+                    };
+                    let (child_id, child) =
+                        self.get_page(&mut lk, self.child_gfn(gfn, level - 1), role);
                     if let Some(meta) = lk.pages.get_mut(&child_id) {
                         meta.parent_ptes.push((id, index));
                     }
@@ -500,7 +547,12 @@ impl Vm {
         let old = page.sptes[index].load(Ordering::Acquire);
         match target {
             Target::Leaf { pfn, slot } => {
-                if let Spte::Leaf { pfn: old_pfn, writable, .. } = Spte::decode(old) {
+                if let Spte::Leaf {
+                    pfn: old_pfn,
+                    writable,
+                    ..
+                } = Spte::decode(old)
+                {
                     if old_pfn == pfn {
                         if write && !writable {
                             page.sptes[index].fetch_or(spte::WRITABLE, Ordering::AcqRel);
@@ -527,7 +579,10 @@ impl Vm {
                 if Spte::is_leaf(old) {
                     self.drop_spte(&lk, &guard, sptep, gfn);
                 }
-                page.sptes[index].store(Spte::mmio(generation & self.mmio_mask(), generation), Ordering::Release);
+                page.sptes[index].store(
+                    Spte::mmio(generation & self.mmio_mask(), generation),
+                    Ordering::Release,
+                );
                 self.audit_point(&lk, &guard, AuditPoint::AfterFault);
                 drop(lk);
                 let v = &self.vcpus[vcpu.0];
@@ -540,7 +595,10 @@ impl Vm {
     }
 
     fn retry(&self, actor: Actor, gfn: u64, reason: RetryReason) -> Fault {
-        self.event(actor, || What::Retry { gfn, reason: reason.as_str() });
+        self.event(actor, || What::Retry {
+            gfn,
+            reason: reason.as_str(),
+        });
         Fault::Retry(reason)
     }
 
@@ -551,7 +609,8 @@ impl Vm {
     /// and commit (flush, then retire through the epoch). Serialized with memslot
     /// updates by `slots_lock`, so at most one obsolete generation exists.
     pub fn invalidate_zap_all_pages(&self) -> Result<ZapStats, MmuError> {
-        let _slots = (self.config.mutant != Some(Mutant::NoSlotsLock)).then(|| self.slots_lock.lock());
+        let _slots =
+            (self.config.mutant != Some(Mutant::NoSlotsLock)).then(|| self.slots_lock.lock());
         self.invalidate_all_locked(Actor::Zapper, |_| {})
     }
 
@@ -562,8 +621,10 @@ impl Vm {
         actor: Actor,
         under_lock: impl FnOnce(&MmuLock<'_>),
     ) -> Result<ZapStats, MmuError> {
-        let cut = {
+        let started = std::time::Instant::now();
+        let (cut, bump_hold_ns) = {
             let mut lk = self.lock_mmu(actor);
+            let hold = std::time::Instant::now();
             let from = lk.mmu_valid_gen;
             let to = (from + 1) & self.gen_mask();
             lk.mmu_valid_gen = to;
@@ -575,9 +636,14 @@ impl Vm {
             if self.config.mutant != Some(Mutant::ReloadOutsideLock) {
                 self.reload_remote_mmus(&lk);
             }
-            cut
+            drop(lk);
+            (cut, elapsed_ns(hold))
         };
-        let stats = self.zap_obsolete_pages(actor);
+        let stats = self.zap_obsolete_pages(actor).map(|mut stats| {
+            stats.bump_hold_ns = bump_hold_ns;
+            stats.total_ns = elapsed_ns(started);
+            stats
+        });
         if self.config.mutant == Some(Mutant::ReloadOutsideLock) {
             self.make_all_cpus_request(actor, REQ_RELOAD | REQ_TLB_FLUSH, "reload");
         }
@@ -592,9 +658,14 @@ impl Vm {
     pub fn zap_all(&self) -> Result<ZapStats, MmuError> {
         let _slots = self.slots_lock.lock();
         let guard = self.reclaimer.pin();
+        let started = std::time::Instant::now();
         let mut lk = self.lock_mmu(Actor::Zapper);
         let cut = self.ghost.clock.increment();
-        let mut stats = ZapStats { pages_at_start: lk.pages.len() as u64, holds: 1, ..ZapStats::default() };
+        let mut stats = ZapStats {
+            pages_at_start: lk.pages.len() as u64,
+            holds: 1,
+            ..ZapStats::default()
+        };
         let ids: Vec<_> = lk.active.values().copied().collect();
         let mut invalid_list = Vec::new();
         for id in ids {
@@ -607,6 +678,8 @@ impl Vm {
         stats.max_batch = stats.zapped;
         stats.committed = self.commit_zap_page(&mut lk, &guard, &mut invalid_list) as u64;
         drop(lk);
+        stats.max_hold_ns = elapsed_ns(started);
+        stats.total_ns = stats.max_hold_ns;
         let returned = self.ghost.clock.increment();
         self.ghost.kill_all.with(|k| *k = (cut, returned));
         Ok(stats)
@@ -623,7 +696,11 @@ impl Vm {
         }
         let mut invalid_list = Vec::new();
         for _ in 0..nr {
-            let oldest = lk.active.values().find(|id| !lk.pages[*id].invalid).copied();
+            let oldest = lk
+                .active
+                .values()
+                .find(|id| !lk.pages[*id].invalid)
+                .copied();
             let Some(id) = oldest else { break };
             self.prepare_zap_page(&mut lk, &guard, id, &mut invalid_list);
         }
@@ -673,13 +750,20 @@ impl Vm {
         let limit = self.config.max_gfn();
         match base_gfn.checked_add(npages) {
             Some(end) if end <= limit => Ok(()),
-            _ => Err(MmuError::GfnOutOfRange { gfn: base_gfn.saturating_add(npages - 1), limit }),
+            _ => Err(MmuError::GfnOutOfRange {
+                gfn: base_gfn.saturating_add(npages - 1),
+                limit,
+            }),
         }
     }
 
     fn new_slot_arrays(&self, base_gfn: u64, npages: u64) -> (Arc<Rmap>, Arc<LpageInfo>) {
         (
-            Arc::new(Rmap::new(npages as usize, self.config.desc_capacity, self.ghost.clone())),
+            Arc::new(Rmap::new(
+                npages as usize,
+                self.config.desc_capacity,
+                self.ghost.clone(),
+            )),
             Arc::new(LpageInfo::new(base_gfn, npages, self.config.index_bits())),
         )
     }
@@ -688,7 +772,7 @@ impl Vm {
     /// trusted because the memslots generation changes.
     pub fn create_memslot(&self, spec: SlotSpec) -> Result<(), MmuError> {
         self.validate_range(spec.base_gfn, spec.npages)?;
-        if spec.userspace_addr % PAGE_SIZE != 0
+        if !spec.userspace_addr.is_multiple_of(PAGE_SIZE)
             || spec
                 .npages
                 .checked_mul(PAGE_SIZE)
@@ -702,8 +786,15 @@ impl Vm {
         if current.by_id(spec.id).is_some() {
             return Err(MmuError::SlotExists(spec.id));
         }
-        if let Some(other) = current.slots.iter().find(|s| s.overlaps(spec.base_gfn, spec.npages)) {
-            return Err(MmuError::SlotOverlap { slot: spec.id, other: other.id });
+        if let Some(other) = current
+            .slots
+            .iter()
+            .find(|s| s.overlaps(spec.base_gfn, spec.npages))
+        {
+            return Err(MmuError::SlotOverlap {
+                slot: spec.id,
+                other: other.id,
+            });
         }
         let (rmap, lpage_info) = self.new_slot_arrays(spec.base_gfn, spec.npages);
         let slot = Memslot {
@@ -724,10 +815,17 @@ impl Vm {
     }
 
     /// Delete with an explicit strategy.
-    pub fn delete_memslot_with(&self, id: SlotId, strategy: DeletionStrategy) -> Result<(), MmuError> {
+    pub fn delete_memslot_with(
+        &self,
+        id: SlotId,
+        strategy: DeletionStrategy,
+    ) -> Result<(), MmuError> {
         let _slots = self.slots_lock.lock();
         let current = self.memslots.load_full();
-        let slot = current.by_id(id).cloned().ok_or(MmuError::UnknownSlot(id))?;
+        let slot = current
+            .by_id(id)
+            .cloned()
+            .ok_or(MmuError::UnknownSlot(id))?;
         drop(current);
         let cut = match strategy {
             DeletionStrategy::Merged311 => {
@@ -763,7 +861,10 @@ impl Vm {
         let actor = Actor::Memslot;
         // rmap_remove must still find the slot's rmap once it is unpublished.
         self.lock_mmu(actor).zombies.push(slot.clone());
-        let next = self.memslots.load_full().next(|v| v.retain(|s| s.id != slot.id));
+        let next = self
+            .memslots
+            .load_full()
+            .next(|v| v.retain(|s| s.id != slot.id));
         self.install_memslots(next, actor)?;
         let cut = self.ghost.clock.increment();
         // kvm_mmu_invalid_memslot_pages: bump, remove-only rmap, reset lpage_info
@@ -808,14 +909,20 @@ impl Vm {
     pub fn move_memslot(&self, id: SlotId, new_base_gfn: u64) -> Result<(), MmuError> {
         let _slots = self.slots_lock.lock();
         let current = self.memslots.load_full();
-        let slot = current.by_id(id).cloned().ok_or(MmuError::UnknownSlot(id))?;
+        let slot = current
+            .by_id(id)
+            .cloned()
+            .ok_or(MmuError::UnknownSlot(id))?;
         self.validate_range(new_base_gfn, slot.npages)?;
         if let Some(other) = current
             .slots
             .iter()
             .find(|s| s.id != id && s.overlaps(new_base_gfn, slot.npages))
         {
-            return Err(MmuError::SlotOverlap { slot: id, other: other.id });
+            return Err(MmuError::SlotOverlap {
+                slot: id,
+                other: other.id,
+            });
         }
         drop(current);
         let cut = self.retire_slot_merged(&slot)?;
@@ -824,7 +931,13 @@ impl Vm {
         } else {
             self.new_slot_arrays(new_base_gfn, slot.npages)
         };
-        let moved = Memslot { base_gfn: new_base_gfn, flags: 0, rmap, lpage_info, ..slot.clone() };
+        let moved = Memslot {
+            base_gfn: new_base_gfn,
+            flags: 0,
+            rmap,
+            lpage_info,
+            ..slot.clone()
+        };
         let next = self.memslots.load_full().next(|v| {
             v.retain(|s| s.id != id);
             v.push(moved);
@@ -855,11 +968,21 @@ impl Vm {
             .slots
             .iter()
             .chain(lk.zombies.iter())
-            .flat_map(|slot| slot.gfns_in_hva(start, end).map(move |gfn| (slot.clone(), gfn)))
+            .flat_map(|slot| {
+                slot.gfns_in_hva(start, end)
+                    .map(move |gfn| (slot.clone(), gfn))
+            })
             .collect()
     }
 
-    fn unmap_one(&self, lk: &MmuLock<'_>, guard: &Guard<'_>, slot: &Memslot, gfn: u64, sptep: SptePtr) -> bool {
+    fn unmap_one(
+        &self,
+        lk: &MmuLock<'_>,
+        guard: &Guard<'_>,
+        slot: &Memslot,
+        gfn: u64,
+        sptep: SptePtr,
+    ) -> bool {
         let old = sptep.spte(guard).swap(0, Ordering::AcqRel);
         slot.rmap.remove(lk, guard, slot.rmap_index(gfn), sptep);
         let sp = sptep.page.get(guard).body().id;
@@ -869,7 +992,9 @@ impl Vm {
 
     fn is_obsolete_ptr(&self, lk: &MmuLock<'_>, guard: &Guard<'_>, ptr: PagePtr) -> bool {
         let id = ptr.get(guard).body().id;
-        lk.pages.get(&id).is_none_or(|meta| lk.is_obsolete(meta, None))
+        lk.pages
+            .get(&id)
+            .is_none_or(|meta| lk.is_obsolete(meta, None))
     }
 
     fn notifier_begin(&self, start: u64, end: u64) -> Result<u64, MmuError> {
@@ -954,7 +1079,12 @@ impl Vm {
                     if !clear {
                         break;
                     }
-                    match spte.compare_exchange(raw, raw & !spte::ACCESSED, Ordering::AcqRel, Ordering::Acquire) {
+                    match spte.compare_exchange(
+                        raw,
+                        raw & !spte::ACCESSED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
                         Ok(_) => break,
                         Err(now) => raw = now,
                     }
@@ -1030,7 +1160,11 @@ impl Vm {
 
     /// The allocation counters.
     pub fn counts(&self) -> Counts {
-        Counts { pages: self.ghost.pages.get(), descs: self.ghost.descs.get(), rmaps: self.ghost.rmaps.get() }
+        Counts {
+            pages: self.ghost.pages.get(),
+            descs: self.ghost.descs.get(),
+            rmaps: self.ghost.rmaps.get(),
+        }
     }
 
     /// Runs grace periods until every retired object is freed, at most `rounds`
@@ -1072,7 +1206,10 @@ impl Vm {
 
     /// The pending requests of `vcpu`.
     pub fn pending_requests(&self, vcpu: VcpuId) -> Result<u64, MmuError> {
-        let v = self.vcpus.get(vcpu.0).ok_or(MmuError::UnknownVcpu(vcpu.0))?;
+        let v = self
+            .vcpus
+            .get(vcpu.0)
+            .ok_or(MmuError::UnknownVcpu(vcpu.0))?;
         Ok(v.requests.load(Ordering::Acquire))
     }
 }

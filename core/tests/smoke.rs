@@ -2,7 +2,12 @@
 use fastzap::*;
 
 fn slot(id: u16, base: u64, n: u64) -> SlotSpec {
-    SlotSpec { id: SlotId(id), base_gfn: base, npages: n, userspace_addr: 0x10_0000 * (id as u64 + 1) }
+    SlotSpec {
+        id: SlotId(id),
+        base_gfn: base,
+        npages: n,
+        userspace_addr: 0x10_0000 * (id as u64 + 1),
+    }
 }
 
 #[test]
@@ -30,7 +35,9 @@ fn smoke() {
         assert_eq!(vm.translate(v0, 1).unwrap(), Translation::RequestPending);
         println!("{:?}", vm.handle_requests(v0).unwrap());
         println!("pending {:?}", vm.pending_requests(v0));
-        for e in vm.events().iter().rev().take(12) { println!("{:?}", e); }
+        for e in vm.events().iter().rev().take(12) {
+            println!("{:?}", e);
+        }
         assert_eq!(vm.translate(v0, 1).unwrap(), Translation::Miss);
         audit::audit(&vm).unwrap();
         vm.page_fault(v0, 1, true).unwrap();

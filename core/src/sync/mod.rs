@@ -24,6 +24,8 @@
 //! event log, recorded violations. It uses plain std atomics on purpose, so that
 //! it adds no scheduling points to a model.
 
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 #[cfg(all(loom, not(crossbeam_loom)))]
 compile_error!(
     "--cfg loom without --cfg crossbeam_loom: crossbeam-epoch would silently use std \
@@ -45,35 +47,31 @@ pub use reclaim::{Guard, ReclaimBackend, Reclaimer};
 pub use root::{GenRoot, RootRef};
 
 #[cfg(not(any(loom, feature = "shuttle")))]
-mod lane {
-    pub use std::sync::Arc;
-    pub use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
-    pub(crate) use std::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard, TryLockError};
-    pub(crate) use std::thread::yield_now as raw_yield_now;
-    /// Spawns a thread of the current lane.
-    pub use std::thread::{JoinHandle, spawn};
-}
+#[path = "native.rs"]
+mod lane;
 
 #[cfg(loom)]
 mod lane {
     pub use loom::sync::Arc;
     pub use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
     pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
-    pub(crate) use std::sync::TryLockError;
     pub(crate) use loom::thread::yield_now as raw_yield_now;
     /// Spawns a thread of the current lane.
     pub use loom::thread::{JoinHandle, spawn};
+    pub(crate) use std::sync::TryLockError;
 }
 
 #[cfg(all(feature = "shuttle", not(loom)))]
 mod lane {
     pub use shuttle::sync::Arc;
-    pub use shuttle::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+    pub use shuttle::sync::atomic::{
+        AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+    };
     pub(crate) use shuttle::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
-    pub(crate) use std::sync::TryLockError;
     pub(crate) use shuttle::thread::yield_now as raw_yield_now;
     /// Spawns a thread of the current lane.
     pub use shuttle::thread::{JoinHandle, spawn};
+    pub(crate) use std::sync::TryLockError;
 }
 
 pub use lane::{

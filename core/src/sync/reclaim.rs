@@ -7,7 +7,7 @@
 //! reader that was pinned when it began has unpinned).
 //!
 //! Two backends share this API: crossbeam-epoch (native and loom lanes) and the
-//! facade's small [`Ebr`](super::ebr::Ebr) (every lane; the only one under
+//! facade's small [`Ebr`] (every lane; the only one under
 //! shuttle, which cannot see inside crossbeam-epoch).
 
 use super::ebr::{Ebr, EbrGuard, EbrMutant};

@@ -13,23 +13,37 @@ mod imp {
     use super::Arc;
 
     /// A borrowed view of the current generation.
-    pub type RootRef<T> = arc_swap::Guard<Arc<T>>;
+    pub struct RootRef<T>(arc_swap::Guard<std::sync::Arc<T>>);
+
+    impl<T> std::ops::Deref for RootRef<T> {
+        type Target = T;
+        #[inline]
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    impl<T: std::fmt::Debug> std::fmt::Debug for RootRef<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            (**self).fmt(f)
+        }
+    }
 
     #[derive(Debug)]
     pub struct Inner<T>(arc_swap::ArcSwap<T>);
 
     impl<T> Inner<T> {
         pub fn new(value: Arc<T>) -> Self {
-            Inner(arc_swap::ArcSwap::new(value))
+            Inner(arc_swap::ArcSwap::new(value.0))
         }
         pub fn load(&self) -> RootRef<T> {
-            self.0.load()
+            RootRef(self.0.load())
         }
         pub fn load_full(&self) -> Arc<T> {
-            self.0.load_full()
+            Arc(self.0.load_full())
         }
         pub fn swap(&self, value: Arc<T>) -> Arc<T> {
-            self.0.swap(value)
+            Arc(self.0.swap(value.0))
         }
     }
 }
