@@ -170,6 +170,17 @@ impl PagePtr {
     }
 }
 
+impl PagePtr {
+    /// Borrows the page while the caller holds `&mut Vm`: no operation can run,
+    /// so nothing can retire or release the page.
+    pub(crate) fn get_exclusive(self, _vm: &crate::vm::Vm) -> &ShadowPage {
+        // SAFETY: only reached through `Vm::translate_unsynchronized(&mut self)`,
+        // which excludes every other operation on the VM for the borrow's length;
+        // the pointer was read from a live root or spte of that VM.
+        unsafe { self.0.as_ref() }
+    }
+}
+
 /// Retires a page: `kvm_mmu_free_page` through the epoch. The memory is released
 /// (and the body poisoned first) once every current reader has unpinned. Under
 /// [`Mutant::FreeWithoutGrace`](crate::Mutant::FreeWithoutGrace) the poison is

@@ -25,7 +25,7 @@ use crate::host::HostMm;
 use crate::memslot::{LpageInfo, Memslot, Memslots, PAGE_SIZE, SLOT_INVALID, SlotId, SlotSpec};
 use crate::mmu::{MmuLock, MmuState, ZapStats, elapsed_ns};
 use crate::mutant::Mutant;
-use crate::page::{PagePtr, Role, free_page_now};
+use crate::page::{PagePtr, Role, ShadowPage, free_page_now};
 use crate::rmap::{Rmap, SptePtr};
 use crate::spte::{self, Spte};
 use crate::sync::ghost::{
@@ -342,38 +342,76 @@ impl Vm {
         if v.requests.load(Ordering::Acquire) != 0 {
             return Translation::RequestPending;
         }
-        if v.mmio_gfn.load(Ordering::Relaxed) == gfn + 1 {
-            let cached = v.mmio_gen.load(Ordering::Relaxed);
-            let current = self.memslots.load().generation;
-            if cached == current || self.config.mutant == Some(Mutant::MmioCacheIgnoresGen) {
-                if cached != current {
-                    self.ghost.violate(Violation::new(
-                        Invariant::I7,
-                        format!("MMIO cache for gfn {gfn} from slots gen {cached} trusted at gen {current}"),
-                    ));
-                }
-                return Translation::Mmio;
-            }
+        if let Some(hit) = self.mmio_cache_hit(v, gfn) {
+            return hit;
         }
         let guard = self.reclaimer.pin();
-        let Some(mut ptr) = PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize) else {
-            return Translation::Miss;
-        };
-        let mut level = self.config.levels;
-        let root = ptr.get(&guard);
+        match self.current_root(v, &guard) {
+            Ok(root) => self.walk(v, root, gfn, start, |ptr| ptr.get(&guard)),
+            Err(miss) => miss,
+        }
+    }
+
+    /// The vCPU's MMIO cache (`vcpu_match_mmio_gpa`): trusted only while the
+    /// memslots generation it was taken in is current.
+    fn mmio_cache_hit(&self, v: &Vcpu, gfn: u64) -> Option<Translation> {
+        if v.mmio_gfn.load(Ordering::Relaxed) != gfn + 1 {
+            return None;
+        }
+        let cached = v.mmio_gen.load(Ordering::Relaxed);
+        let current = self.memslots.load().generation;
+        if cached == current {
+            return Some(Translation::Mmio);
+        }
+        if self.config.mutant == Some(Mutant::MmioCacheIgnoresGen) {
+            self.ghost.violate(Violation::new(
+                Invariant::I7,
+                format!(
+                    "MMIO cache for gfn {gfn} from slots gen {cached} trusted at gen {current}"
+                ),
+            ));
+            return Some(Translation::Mmio);
+        }
+        None
+    }
+
+    /// The vCPU's root, if it is a live page of the current generation.
+    fn current_root<'g>(
+        &self,
+        v: &Vcpu,
+        guard: &'g Guard<'_>,
+    ) -> Result<&'g ShadowPage, Translation> {
+        let ptr =
+            PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize).ok_or(Translation::Miss)?;
+        let root = ptr.get(guard);
         let body = root.body();
         if body.poisoned {
             self.ghost.violate(Violation::new(
                 Invariant::I3,
                 format!("translate read freed root {}", body.id),
             ));
-            return Translation::Miss;
+            return Err(Translation::Miss);
         }
         if body.mmu_valid_gen != self.mmu_valid_gen.load(Ordering::Acquire) || root.is_invalid() {
-            return Translation::Miss;
+            return Err(Translation::Miss);
         }
+        Ok(root)
+    }
+
+    /// The walk itself, from `root` down to `gfn`'s spte. `deref` turns a child
+    /// pointer into a page: through the epoch guard, or through `&mut Vm` for
+    /// [`Vm::translate_unsynchronized`].
+    fn walk<'g>(
+        &self,
+        v: &Vcpu,
+        root: &'g ShadowPage,
+        gfn: u64,
+        start: u64,
+        deref: impl Fn(PagePtr) -> &'g ShadowPage,
+    ) -> Translation {
+        let mut page = root;
+        let mut level = self.config.levels;
         loop {
-            let page = ptr.get(&guard);
             let body = page.body();
             if body.poisoned {
                 self.ghost.violate(Violation::new(
@@ -387,19 +425,25 @@ impl Vm {
             match Spte::decode(raw) {
                 Spte::NonLeaf(addr) if level > 1 => match PagePtr::from_addr(addr) {
                     Some(child) => {
-                        ptr = child;
+                        page = deref(child);
                         level -= 1;
                     }
                     None => return Translation::Miss,
                 },
-                Spte::Leaf { pfn, writable, .. } => {
-                    // The hardware sets the accessed bit, only on a present spte.
-                    let _ = page.sptes[index].compare_exchange(
-                        raw,
-                        raw | spte::ACCESSED,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                Spte::Leaf {
+                    pfn,
+                    writable,
+                    accessed,
+                } => {
+                    if !accessed {
+                        // The hardware sets the accessed bit, only on a present spte.
+                        let _ = page.sptes[index].compare_exchange(
+                            raw,
+                            raw | spte::ACCESSED,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
+                    }
                     self.check_not_stale(gfn, pfn, page.ghost_install[index].get(), start, body.id);
                     return Translation::Mapped { pfn, writable };
                 }
@@ -426,6 +470,60 @@ impl Vm {
                 _ => return Translation::Miss,
             }
         }
+    }
+
+    /// Translates a run of gfns the way a vCPU runs: one entry (mode, fence,
+    /// requests check), one epoch pin and one root check for the whole run, then
+    /// one walk per gfn. Results are appended to `out`.
+    pub fn translate_run(
+        &self,
+        vcpu: VcpuId,
+        gfns: &[u64],
+        out: &mut Vec<Translation>,
+    ) -> Result<(), MmuError> {
+        for &gfn in gfns {
+            self.check_gfn(gfn)?;
+        }
+        let _claim = self.claim(vcpu)?;
+        let v = &self.vcpus[vcpu.0];
+        v.set_mode(VcpuMode::ReadingShadowPageTables);
+        fence(Ordering::SeqCst);
+        let start = self.ghost.clock.get();
+        if v.requests.load(Ordering::Acquire) != 0 {
+            out.extend(gfns.iter().map(|_| Translation::RequestPending));
+        } else {
+            let guard = self.reclaimer.pin();
+            match self.current_root(v, &guard) {
+                Ok(root) => out.extend(gfns.iter().map(|&gfn| {
+                    self.mmio_cache_hit(v, gfn)
+                        .unwrap_or_else(|| self.walk(v, root, gfn, start, |ptr| ptr.get(&guard)))
+                })),
+                Err(miss) => out.extend(gfns.iter().map(|_| miss)),
+            }
+        }
+        v.set_mode(VcpuMode::OutsideGuest);
+        Ok(())
+    }
+
+    /// The same walk with no synchronization at all: no mode, no fence, no
+    /// requests check, no epoch pin, no generation check. Sound only because
+    /// `&mut self` excludes every other operation; it exists to measure what
+    /// the synchronization of [`Vm::translate`] costs.
+    pub fn translate_unsynchronized(
+        &mut self,
+        vcpu: VcpuId,
+        gfn: u64,
+    ) -> Result<Translation, MmuError> {
+        self.check_gfn(gfn)?;
+        let v = self
+            .vcpus
+            .get(vcpu.0)
+            .ok_or(MmuError::UnknownVcpu(vcpu.0))?;
+        let Some(root) = PagePtr::from_addr(v.root.load(Ordering::Relaxed) as usize) else {
+            return Ok(Translation::Miss);
+        };
+        let deref = |ptr: PagePtr| ptr.get_exclusive(self);
+        Ok(self.walk(v, deref(root), gfn, u64::MAX, deref))
     }
 
     /// I4 at run time: a translation that began after an invalidation of `gfn`
