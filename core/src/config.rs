@@ -121,8 +121,8 @@ impl Config {
         if self.spte_count < 2 || !self.spte_count.is_power_of_two() || self.spte_count > 4096 {
             return bad("spte_count must be a power of two from 2 to 4096");
         }
-        if self.levels == 0 || self.levels > 5 {
-            return bad("levels must be 1 to 5");
+        if self.levels == 0 || self.levels > 8 {
+            return bad("levels must be 1 to 8");
         }
         if u64::from(self.index_bits()) * u64::from(self.levels) > 40 {
             return bad("spte_count ^ levels must not exceed 2^40 gfns");
