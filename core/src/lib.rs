@@ -36,3 +36,8 @@ pub use mutant::Mutant;
 pub use page::{PageId, ShadowPage};
 pub use vcpu::VcpuId;
 pub use vm::{Counts, Fault, Handled, RetryReason, Translation, Vm};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
