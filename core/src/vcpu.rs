@@ -39,6 +39,8 @@ pub(crate) struct Vcpu {
     pub(crate) mmio_gen: AtomicU64,
     /// Ghost: 1 while an operation runs on this vCPU (`vcpu->mutex`).
     pub(crate) busy: GhostU64,
+    /// Ghost: operations run on this vCPU.
+    pub(crate) ops: GhostU64,
 }
 
 impl Vcpu {
@@ -50,6 +52,7 @@ impl Vcpu {
             mmio_gfn: AtomicU64::new(0),
             mmio_gen: AtomicU64::new(0),
             busy: GhostU64::new(0),
+            ops: GhostU64::new(0),
         }
     }
 

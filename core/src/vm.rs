@@ -53,7 +53,9 @@ pub struct Ghost {
     pub(crate) zaps: GhostMutex<Vec<ZapStats>>,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     pub(crate) lockless_unmappers: GhostU64,
-    ops: GhostCounter,
+    /// The latest cut of any invalidation that returned: a mapping installed
+    /// at or after it cannot be stale, so `translate` skips the lookups.
+    pub(crate) latest_cut: GhostU64,
 }
 
 const MAX_VIOLATIONS: usize = 256;
@@ -72,7 +74,7 @@ impl Ghost {
             kill_all: GhostMutex::new((0, 0)),
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
-            ops: GhostCounter::default(),
+            latest_cut: GhostU64::new(0),
         }
     }
 
@@ -271,7 +273,7 @@ impl Vm {
         if !v.busy.compare_set(0, 1) {
             return Err(MmuError::VcpuBusy(vcpu.0));
         }
-        self.ghost.ops.next();
+        v.ops.increment();
         Ok(VcpuClaim(v))
     }
 
@@ -536,6 +538,9 @@ impl Vm {
         start: u64,
         sp: crate::page::PageId,
     ) {
+        if installed >= self.ghost.latest_cut.get() {
+            return;
+        }
         let all = self.ghost.kill_all.with(|k| *k);
         let one = self
             .ghost
@@ -745,8 +750,7 @@ impl Vm {
         if self.config.mutant == Some(Mutant::ReloadOutsideLock) {
             self.make_all_cpus_request(actor, REQ_RELOAD | REQ_TLB_FLUSH, "reload");
         }
-        let returned = self.ghost.clock.increment();
-        self.ghost.kill_all.with(|k| *k = (cut, returned));
+        self.kill_all(cut);
         stats
     }
 
@@ -778,8 +782,7 @@ impl Vm {
         drop(lk);
         stats.max_hold_ns = elapsed_ns(started);
         stats.total_ns = stats.max_hold_ns;
-        let returned = self.ghost.clock.increment();
-        self.ghost.kill_all.with(|k| *k = (cut, returned));
+        self.kill_all(cut);
         Ok(stats)
     }
 
@@ -1053,6 +1056,14 @@ impl Vm {
                 k.insert(gfn, (cut, returned));
             }
         });
+        self.ghost.latest_cut.raise(cut);
+    }
+
+    /// Ghost: every mapping installed before `cut` is dead from now on.
+    fn kill_all(&self, cut: u64) {
+        let returned = self.ghost.clock.increment();
+        self.ghost.kill_all.with(|k| *k = (cut, returned));
+        self.ghost.latest_cut.raise(cut);
     }
 
     // ----- mmu notifiers ---------------------------------------------------
@@ -1138,12 +1149,7 @@ impl Vm {
         drop(lk);
         self.host.remap(start, end);
         self.notifier_end(guard);
-        let returned = self.ghost.clock.increment();
-        self.ghost.kills.with(|k| {
-            for (_, gfn) in &targets {
-                k.insert(*gfn, (cut, returned));
-            }
-        });
+        self.kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
         Ok(unmapped)
     }
 
@@ -1240,12 +1246,7 @@ impl Vm {
         }
         drop(lk);
         self.notifier_end(guard);
-        let returned = self.ghost.clock.increment();
-        self.ghost.kills.with(|k| {
-            for (_, gfn) in &targets {
-                k.insert(*gfn, (cut, returned));
-            }
-        });
+        self.kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
         Ok(changed)
     }
 
@@ -1294,7 +1295,7 @@ impl Vm {
 
     /// Operations run on vCPUs so far.
     pub fn vcpu_operations(&self) -> u64 {
-        self.ghost.ops.get()
+        self.vcpus.iter().map(|v| v.ops.get()).sum()
     }
 
     /// The number of shadow pages not yet retired.
