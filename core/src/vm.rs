@@ -714,15 +714,17 @@ impl Vm {
     pub fn invalidate_zap_all_pages(&self) -> Result<ZapStats, MmuError> {
         let _slots =
             (self.config.mutant != Some(Mutant::NoSlotsLock)).then(|| self.slots_lock.lock());
-        self.invalidate_all_locked(Actor::Zapper, |_| {})
+        self.invalidate_all_locked(Actor::Zapper, |_| {}, || {})
     }
 
     /// The body of invalidate-all; the caller holds `slots_lock`. `under_lock`
-    /// runs in the same `mmu_lock` hold as the generation bump.
+    /// runs in the same `mmu_lock` hold as the generation bump; `before_zap`
+    /// runs after that hold and before `zap_obsolete_pages`.
     fn invalidate_all_locked(
         &self,
         actor: Actor,
         under_lock: impl FnOnce(&MmuLock<'_>),
+        before_zap: impl FnOnce(),
     ) -> Result<ZapStats, MmuError> {
         let started = std::time::Instant::now();
         let (cut, bump_hold_ns) = {
@@ -742,6 +744,7 @@ impl Vm {
             drop(lk);
             (cut, elapsed_ns(hold))
         };
+        before_zap();
         let stats = self.zap_obsolete_pages(actor).map(|mut stats| {
             stats.bump_hold_ns = bump_hold_ns;
             stats.total_ns = elapsed_ns(started);
@@ -823,7 +826,7 @@ impl Vm {
         let wraps = generation & self.mmio_mask() == 0;
         let after = self.config.mutant == Some(Mutant::WrapZapAfterPublish);
         if wraps && !after {
-            self.invalidate_all_locked(actor, |_| {})?;
+            self.invalidate_all_locked(actor, |_| {}, || {})?;
         }
         self.memslots.store(Arc::new(next));
         self.event(actor, || What::Publish { generation });
@@ -833,7 +836,7 @@ impl Vm {
             self.audit_point(&lk, &guard, AuditPoint::AfterMemslotUpdate);
         }
         if wraps && after {
-            self.invalidate_all_locked(actor, |_| {})?;
+            self.invalidate_all_locked(actor, |_| {}, || {})?;
         }
         Ok(())
     }
@@ -953,7 +956,7 @@ impl Vm {
         self.install_memslots(invalid, Actor::Memslot)?;
         let cut = self.ghost.clock.increment();
         self.synchronize(Actor::Memslot);
-        self.invalidate_all_locked(Actor::Memslot, |_| {})?;
+        self.invalidate_all_locked(Actor::Memslot, |_| {}, || {})?;
         Ok(cut)
     }
 
@@ -969,15 +972,19 @@ impl Vm {
         self.install_memslots(next, actor)?;
         let cut = self.ghost.clock.increment();
         // kvm_mmu_invalid_memslot_pages: bump, remove-only rmap, reset lpage_info
-        // and request reload, all in one mmu_lock hold.
-        let result = self.invalidate_all_locked(actor, |lk| {
-            slot.rmap.set_remove_only(lk);
-            slot.lpage_info.reset();
-        });
-        // Whatever the zap did, the unmap and the grace period still run, so that
-        // the rmap is empty when it is reclaimed.
-        self.unmap_memslot_rmap_nolock(&slot);
-        self.synchronize(actor);
+        // and request reload, all in one mmu_lock hold; then, outside the lock,
+        // unmap the rmap and wait for every walker, and only then zap.
+        let result = self.invalidate_all_locked(
+            actor,
+            |lk| {
+                slot.rmap.set_remove_only(lk);
+                slot.lpage_info.reset();
+            },
+            || {
+                self.unmap_memslot_rmap_nolock(&slot);
+                self.synchronize(actor);
+            },
+        );
         self.lock_mmu(actor).zombies.retain(|s| s.id != slot.id);
         result.map(|_| cut)
     }
