@@ -327,10 +327,7 @@ impl Vm {
         self.check_gfn(gfn)?;
         let _claim = self.claim(vcpu)?;
         let v = &self.vcpus[vcpu.0];
-        v.set_mode(VcpuMode::ReadingShadowPageTables);
-        // Pairs with the fence in make_all_cpus_request.
-        fence(Ordering::SeqCst);
-        let start = self.ghost.clock.get();
+        let start = self.walk_lockless_begin(v);
         let result = self.translate_walk(v, gfn, start);
         v.set_mode(VcpuMode::OutsideGuest);
         self.event(Actor::Vcpu(vcpu.0), || What::Translate {
@@ -338,6 +335,17 @@ impl Vm {
             result: format!("{result:?}"),
         });
         Ok(result)
+    }
+
+    /// `walk_shadow_page_lockless_begin`: announce the walk in `vcpu->mode`,
+    /// then `fence(SeqCst)`, pairing with the fence in `make_all_cpus_request`:
+    /// either this walk sees the request, or the requester waits for the walk.
+    /// Returns the ghost time the walk began (for I4). The caller ends the walk
+    /// by setting the mode back to `OutsideGuest`.
+    fn walk_lockless_begin(&self, v: &Vcpu) -> u64 {
+        v.set_mode(VcpuMode::ReadingShadowPageTables);
+        fence(Ordering::SeqCst);
+        self.ghost.clock.get()
     }
 
     fn translate_walk(&self, v: &Vcpu, gfn: u64, start: u64) -> Translation {
@@ -488,9 +496,7 @@ impl Vm {
         }
         let _claim = self.claim(vcpu)?;
         let v = &self.vcpus[vcpu.0];
-        v.set_mode(VcpuMode::ReadingShadowPageTables);
-        fence(Ordering::SeqCst);
-        let start = self.ghost.clock.get();
+        let start = self.walk_lockless_begin(v);
         if v.requests.load(Ordering::Acquire) != 0 {
             out.extend(gfns.iter().map(|_| Translation::RequestPending));
         } else {
