@@ -1231,13 +1231,16 @@ impl Vm {
     /// read-only; sptes on a remove-only rmap are unmapped.
     pub fn change_pte(&self, hva: u64) -> Result<usize, MmuError> {
         let page = hva & !(PAGE_SIZE - 1);
-        let cut = self.notifier_begin(page, page.saturating_add(PAGE_SIZE))?;
+        // The last page of the address space has no end: refuse it rather than
+        // overflow.
+        let end = page.checked_add(PAGE_SIZE).ok_or(MmuError::BadHvaRange)?;
+        let cut = self.notifier_begin(page, end)?;
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Notifier);
         lk.notifier_count += 1;
-        self.host.remap(page, page + PAGE_SIZE);
+        self.host.remap(page, end);
         let new_pfn = self.host.hva_to_pfn(page);
-        let targets = self.hva_targets(&lk, page, page + PAGE_SIZE);
+        let targets = self.hva_targets(&lk, page, end);
         let mut changed = 0;
         for (slot, gfn) in &targets {
             for sptep in slot.rmap.entries(&guard, slot.rmap_index(*gfn)) {
