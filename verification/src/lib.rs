@@ -1,1 +1,15 @@
-//! fastzap verification.
+//! # fastzap-verification
+//!
+//! The checks that stand beside the implementation:
+//!
+//! - [`reference`]: the sequential reference model, the specification of what
+//!   one caller of a [`fastzap::Vm`] may observe;
+//! - [`conformance`]: random operation sequences run against the VM and the
+//!   reference, step by step, with the audit after every step;
+//! - `stress`: the native multi-thread stress (to come);
+//! - `report` and `checks`: the `fastzap verify` runner (to come).
+
+#![warn(missing_docs)]
+
+pub mod conformance;
+pub mod reference;

@@ -1,0 +1,1140 @@
+//! # The sequential reference model: what a user of a [`Vm`](fastzap::Vm) may observe
+//!
+//! [`Reference`] is the specification of fastzap's public API for one caller
+//! issuing one operation at a time. It knows nothing of shadow pages, rmaps,
+//! descriptors or epochs: it tracks only what a user can see.
+//!
+//! - **Memslots**: id, base gfn, size and host address of every slot, in
+//!   base order, and the memslots generation. Every memslot call returns
+//!   exactly the error core's `__kvm_set_memory_region` validation order gives
+//!   (see [`Reference::create_memslot`]), or succeeds.
+//! - **The host**: a version per host page. `invalidate_range` and
+//!   `change_pte` remap host pages. The reference does not know pfn values; it
+//!   learns the pfn of each (page, version) the first time it sees it. After
+//!   that the pfn must never change, and two different (page, version) pairs
+//!   must never share a pfn. So a remapped page gets a new pfn.
+//! - **Per address space** (with `address_spaces == 2`, odd vCPUs use the
+//!   second): for each gfn, the leaf (pfn, writable, accessed) or the MMIO
+//!   entry the current page tables may hold, each either *certain* or only
+//!   *possible*.
+//! - **Per vCPU**: the root (none, current, obsolete, or maybe obsolete),
+//!   whether requests (and a reload in particular) are pending (clear, maybe,
+//!   set), and the one-entry MMIO cache.
+//! - `mmu_valid_gen`, exactly.
+//!
+//! [`Reference::step`] checks an observed outcome against the set of outcomes
+//! allowed for an operation, then updates the model. It uses the observed
+//! outcome to resolve its own uncertainty. For example, a translation that did
+//! not return `RequestPending` proves that no request was pending.
+//!
+//! ## Exact where the protocol is exact
+//!
+//! - Errors, memslots, the memslots generation and `mmu_valid_gen` are exact.
+//!   One fast invalidation per `invalidate_zap_all_pages`, DELETE or MOVE,
+//!   plus one per memslots publish whose generation wraps the MMIO generation
+//!   to 0 (the fix for bug 15).
+//! - A vCPU that faulted gfn X (`Mapped{pfn}`), when nothing has invalidated X
+//!   since (fast or eager zap-all, DELETE or MOVE of any slot, the shrinker,
+//!   `invalidate_range` covering X's host page), translates X to exactly
+//!   `Mapped{pfn, writable}` if no request is pending. `change_pte` on X's
+//!   host page changes this to the new pfn, read-only.
+//! - A vCPU whose MMIO cache holds X from the current memslots generation, or
+//!   whose page tables certainly hold an MMIO spte for X from that generation,
+//!   translates X to exactly `Mmio` if no request is pending.
+//! - A fault returns `Mapped` with the current host pfn where a slot maps the
+//!   gfn, `Mmio` where none does, `Retry(NoRoot)` before the first
+//!   `handle_requests`, and `Retry(ObsoleteRoot)` while the root is obsolete.
+//!   `Retry(InvalidSlot)` and `Retry(NotifierRace)` need a concurrent memslot
+//!   update or notifier, so one caller never sees them.
+//!
+//! ## Permissive where the implementation may vary (each choice)
+//!
+//! - **Pending requests.** Freeing an invalid root, committing zapped pages
+//!   and the notifiers request TLB flushes from every vCPU when they removed
+//!   something. The reference tracks requests as clear, maybe, or set. Maybe
+//!   allows `RequestPending` or the normal answer. Observing requests
+//!   (`pending_requests`, `translate`, `handle_requests`) makes it exact again.
+//! - **The shrinker** zaps some of the oldest pages, which the reference does not
+//!   know about. After `shrink(n > 0)`, every leaf and MMIO entry becomes possible
+//!   rather than certain, and every current root may be obsolete. A zapped parent
+//!   leaves its children, with their leaves, on the active list, and a later
+//!   fault may link them again. So a possible leaf stays possible after a
+//!   `Miss`: it may reappear without a fault, with its old (still valid) pfn.
+//!   It can only be stale after an invalidation, and those clear it.
+//! - **Writable and accessed bits** are exact while the leaf is certain. A fault
+//!   on a leaf that is only possible may find it or install a fresh one, so the
+//!   bit becomes unknown unless both cases agree.
+//! - **Counts returned by notifiers** (`invalidate_range`, `change_pte`) lie
+//!   between the number of certain leaves and the number of possible leaves in
+//!   the range, over all address spaces. `test_young` and `clear_flush_young`
+//!   must be true if a certain leaf in the range is certainly accessed. They
+//!   must be false if no leaf is possible there.
+//! - **`shrink(n)`** returns at most `n` when `n > 0`, and 0 when `n == 0`.
+//!
+//! ## The security property (I4)
+//!
+//! A `Mapped{pfn}` translation is allowed only from a leaf the reference holds.
+//! Every invalidation of X removes X's leaf from every address space (or, for
+//! `change_pte`, points it at the new pfn). So after an invalidation of X has
+//! returned, no pfn mapped before it can be returned for X.
+
+use std::collections::HashMap;
+
+use fastzap::vcpu::REQ_RELOAD;
+use fastzap::{
+    Config, DeletionStrategy, Fault, Handled, MmuError, RetryReason, SlotId, SlotSpec, Translation,
+    VcpuId, ZapStats,
+};
+
+/// Bytes per guest page.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// One call of the public API, with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// [`Vm::handle_requests`](fastzap::Vm::handle_requests).
+    HandleRequests(VcpuId),
+    /// [`Vm::page_fault`](fastzap::Vm::page_fault).
+    PageFault {
+        /// The vCPU.
+        vcpu: VcpuId,
+        /// The gfn.
+        gfn: u64,
+        /// A write fault.
+        write: bool,
+    },
+    /// [`Vm::translate`](fastzap::Vm::translate).
+    Translate {
+        /// The vCPU.
+        vcpu: VcpuId,
+        /// The gfn.
+        gfn: u64,
+    },
+    /// [`Vm::translate_run`](fastzap::Vm::translate_run).
+    TranslateRun {
+        /// The vCPU.
+        vcpu: VcpuId,
+        /// The gfns, in order.
+        gfns: Vec<u64>,
+    },
+    /// [`Vm::pending_requests`](fastzap::Vm::pending_requests).
+    PendingRequests(VcpuId),
+    /// [`Vm::invalidate_zap_all_pages`](fastzap::Vm::invalidate_zap_all_pages).
+    ZapAllFast,
+    /// [`Vm::zap_all`](fastzap::Vm::zap_all).
+    ZapAllEager,
+    /// [`Vm::create_memslot`](fastzap::Vm::create_memslot).
+    CreateSlot(SlotSpec),
+    /// [`Vm::delete_memslot`](fastzap::Vm::delete_memslot) (`None`: the
+    /// configured strategy) or [`Vm::delete_memslot_with`](fastzap::Vm::delete_memslot_with).
+    DeleteSlot {
+        /// The slot.
+        id: SlotId,
+        /// The strategy, or `None` for the configured one.
+        strategy: Option<DeletionStrategy>,
+    },
+    /// [`Vm::move_memslot`](fastzap::Vm::move_memslot).
+    MoveSlot {
+        /// The slot.
+        id: SlotId,
+        /// Its new base gfn.
+        base_gfn: u64,
+    },
+    /// [`Vm::invalidate_range`](fastzap::Vm::invalidate_range).
+    InvalidateRange {
+        /// First hva.
+        start: u64,
+        /// End hva (exclusive).
+        end: u64,
+    },
+    /// [`Vm::clear_flush_young`](fastzap::Vm::clear_flush_young).
+    ClearFlushYoung {
+        /// First hva.
+        start: u64,
+        /// End hva (exclusive).
+        end: u64,
+    },
+    /// [`Vm::test_young`](fastzap::Vm::test_young).
+    TestYoung {
+        /// First hva.
+        start: u64,
+        /// End hva (exclusive).
+        end: u64,
+    },
+    /// [`Vm::change_pte`](fastzap::Vm::change_pte).
+    ChangePte {
+        /// The host address.
+        hva: u64,
+    },
+    /// [`Vm::shrink`](fastzap::Vm::shrink).
+    Shrink(usize),
+}
+
+/// What an operation returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `handle_requests`.
+    Handled(Result<Handled, MmuError>),
+    /// `page_fault`.
+    Fault(Result<Fault, MmuError>),
+    /// `translate`.
+    Translation(Result<Translation, MmuError>),
+    /// `translate_run`.
+    Translations(Result<Vec<Translation>, MmuError>),
+    /// `pending_requests`.
+    Requests(Result<u64, MmuError>),
+    /// The zaps.
+    Zap(Result<ZapStats, MmuError>),
+    /// The memslot calls.
+    Unit(Result<(), MmuError>),
+    /// `invalidate_range`, `change_pte`, `shrink`.
+    Count(Result<usize, MmuError>),
+    /// `clear_flush_young`, `test_young`.
+    Young(Result<bool, MmuError>),
+}
+
+impl Outcome {
+    /// The error, if the call failed.
+    pub fn error(&self) -> Option<MmuError> {
+        match self {
+            Outcome::Handled(r) => r.err(),
+            Outcome::Fault(r) => r.err(),
+            Outcome::Translation(r) => r.err(),
+            Outcome::Translations(r) => r.as_ref().err().copied(),
+            Outcome::Requests(r) => r.err(),
+            Outcome::Zap(r) => r.err(),
+            Outcome::Unit(r) => r.err(),
+            Outcome::Count(r) => r.err(),
+            Outcome::Young(r) => r.err(),
+        }
+    }
+}
+
+/// Three-valued knowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tri {
+    /// Certainly not.
+    Clear,
+    /// Perhaps.
+    Maybe,
+    /// Certainly.
+    Set,
+}
+
+impl Tri {
+    /// At least maybe: `Clear` becomes `Maybe`, `Set` stays `Set`.
+    fn weaken(self) -> Tri {
+        match self {
+            Tri::Clear => Tri::Maybe,
+            other => other,
+        }
+    }
+}
+
+/// A vCPU's root, as far as the caller can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// Never loaded: the vCPU has not handled its first requests.
+    None,
+    /// A valid root of the current generation.
+    Current,
+    /// Obsolete or invalid: faults retry until the vCPU reloads.
+    Obsolete,
+    /// Perhaps zapped by the shrinker.
+    MaybeObsolete,
+}
+
+/// One vCPU, as the caller can see it.
+#[derive(Debug, Clone)]
+pub struct VcpuModel {
+    /// Its root.
+    pub root: Root,
+    /// Whether any request is pending.
+    pub pending: Tri,
+    /// Whether a reload request is pending.
+    pub reload: Tri,
+    /// The MMIO cache: (gfn, memslots generation), exactly.
+    pub mmio_cache: Option<(u64, u64)>,
+}
+
+/// A leaf the page tables of one address space may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf {
+    /// The pfn it maps: `None` after `change_pte` pointed it at the new pfn of
+    /// its host page, which the reference has not seen yet.
+    pub pfn: Option<u64>,
+    /// The writable bit, if known.
+    pub writable: Option<bool>,
+    /// The accessed bit, if known.
+    pub accessed: Option<bool>,
+    /// Certainly reachable from the address space's current root (else only
+    /// possibly present, perhaps unreachable).
+    pub certain: bool,
+}
+
+/// An MMIO spte one address space may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioEntry {
+    /// The memslots generation it was built under.
+    pub generation: u64,
+    /// Certainly reachable from the current root.
+    pub certain: bool,
+}
+
+/// The page tables of one address space, by gfn.
+#[derive(Debug, Clone, Default)]
+pub struct Space {
+    /// Leaves.
+    pub leaves: HashMap<u64, Leaf>,
+    /// MMIO sptes.
+    pub mmio: HashMap<u64, MmioEntry>,
+}
+
+/// The host's pfn per host page and version, learned from observation.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    versions: HashMap<u64, u64>,
+    learned: HashMap<(u64, u64), u64>,
+    owners: HashMap<u64, (u64, u64)>,
+}
+
+impl Host {
+    fn version(&self, page: u64) -> u64 {
+        self.versions.get(&page).copied().unwrap_or(0)
+    }
+
+    fn remap_page(&mut self, page: u64) {
+        *self.versions.entry(page).or_insert(0) += 1;
+    }
+
+    /// Checks that `pfn` is the pfn of `hva` now: consistent with what was
+    /// seen before for the same page and version, and different from the pfn of
+    /// any other page or version.
+    fn observe(&mut self, hva: u64, pfn: u64) -> Result<(), String> {
+        let key = (hva / PAGE_SIZE, self.version(hva / PAGE_SIZE));
+        if let Some(&known) = self.learned.get(&key) {
+            if known != pfn {
+                return Err(format!(
+                    "host page {:#x} version {} was pfn {known:#x}, now {pfn:#x}",
+                    key.0, key.1
+                ));
+            }
+            return Ok(());
+        }
+        if let Some(owner) = self.owners.get(&pfn) {
+            return Err(format!(
+                "pfn {pfn:#x} of host page {:#x} v{} already belonged to page {:#x} v{}",
+                key.0, key.1, owner.0, owner.1
+            ));
+        }
+        self.learned.insert(key, pfn);
+        self.owners.insert(pfn, key);
+        Ok(())
+    }
+}
+
+/// What the reference allows a translation to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// `RequestPending` is allowed.
+    pub pending: bool,
+    /// Only `RequestPending` is allowed.
+    pub only_pending: bool,
+    /// `Miss` is allowed.
+    pub miss: bool,
+    /// `Mmio` is allowed.
+    pub mmio: bool,
+    /// `Mapped` is allowed, with this pfn (`None`: the host page's current pfn,
+    /// not yet seen) and, if known, this writable bit.
+    pub mapped: Option<(Option<u64>, Option<bool>)>,
+}
+
+impl Allowed {
+    fn admits(&self, t: Translation) -> bool {
+        match t {
+            Translation::RequestPending => self.pending,
+            _ if self.only_pending => false,
+            Translation::Miss => self.miss,
+            Translation::Mmio => self.mmio,
+            Translation::Mapped { pfn, writable } => self.mapped.is_some_and(|(p, w)| {
+                p.is_none_or(|p| p == pfn) && w.is_none_or(|w| w == writable)
+            }),
+        }
+    }
+}
+
+/// The sequential reference model. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    max_gfn: u64,
+    gen_mask: u64,
+    mmio_mask: u64,
+    address_spaces: usize,
+    deletion: DeletionStrategy,
+    /// The slots, sorted by base gfn.
+    pub slots: Vec<SlotSpec>,
+    /// The memslots generation.
+    pub slots_generation: u64,
+    /// `mmu_valid_gen`.
+    pub mmu_valid_gen: u64,
+    /// The host.
+    pub host: Host,
+    /// Per address space.
+    pub spaces: Vec<Space>,
+    /// Per vCPU.
+    pub vcpus: Vec<VcpuModel>,
+}
+
+/// A disagreement between the implementation and the reference.
+pub type Divergence = String;
+
+fn ensure(ok: bool, why: impl FnOnce() -> String) -> Result<(), Divergence> {
+    if ok { Ok(()) } else { Err(why()) }
+}
+
+fn expect_err<T: std::fmt::Debug>(
+    got: &Result<T, MmuError>,
+    want: MmuError,
+) -> Result<(), Divergence> {
+    match got {
+        Err(e) if *e == want => Ok(()),
+        other => Err(format!("expected Err({want:?}), got {other:?}")),
+    }
+}
+
+fn expect_ok<T: Clone + std::fmt::Debug>(got: &Result<T, MmuError>) -> Result<T, Divergence> {
+    got.clone()
+        .map_err(|e| format!("expected success, got Err({e:?})"))
+}
+
+impl Reference {
+    /// The reference for a fresh VM of `config`: no slots, every vCPU without a
+    /// root and with a reload request.
+    pub fn new(config: &Config) -> Reference {
+        Reference {
+            max_gfn: config.max_gfn(),
+            gen_mask: (1u64 << config.gen_bits) - 1,
+            mmio_mask: (1u64 << config.mmio_gen_bits) - 1,
+            address_spaces: usize::from(config.address_spaces),
+            deletion: config.deletion,
+            slots: Vec::new(),
+            slots_generation: 0,
+            mmu_valid_gen: 0,
+            host: Host::default(),
+            spaces: vec![Space::default(); usize::from(config.address_spaces)],
+            vcpus: (0..config.vcpus)
+                .map(|_| VcpuModel {
+                    root: Root::None,
+                    pending: Tri::Set,
+                    reload: Tri::Set,
+                    mmio_cache: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The address space vCPU `v` runs in: odd vCPUs use the second (`role.smm`).
+    pub fn space_of(&self, v: usize) -> usize {
+        if self.address_spaces == 2 { v % 2 } else { 0 }
+    }
+
+    fn check_gfn(&self, gfn: u64) -> Result<(), MmuError> {
+        if gfn >= self.max_gfn {
+            return Err(MmuError::GfnOutOfRange {
+                gfn,
+                limit: self.max_gfn,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_vcpu(&self, vcpu: VcpuId) -> Result<(), MmuError> {
+        if vcpu.0 >= self.vcpus.len() {
+            return Err(MmuError::UnknownVcpu(vcpu.0));
+        }
+        Ok(())
+    }
+
+    fn slot_of(&self, gfn: u64) -> Option<&SlotSpec> {
+        self.slots
+            .iter()
+            .find(|s| gfn >= s.base_gfn && gfn - s.base_gfn < s.npages)
+    }
+
+    fn hva_of(slot: &SlotSpec, gfn: u64) -> u64 {
+        slot.userspace_addr + (gfn - slot.base_gfn) * PAGE_SIZE
+    }
+
+    /// Every gfn of a slot whose host page intersects `[start, end)`.
+    fn gfns_in_hva(&self, start: u64, end: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for s in &self.slots {
+            for i in 0..s.npages {
+                let lo = s.userspace_addr + i * PAGE_SIZE;
+                if lo < end && start < lo + PAGE_SIZE {
+                    out.push(s.base_gfn + i);
+                }
+            }
+        }
+        out
+    }
+
+    fn overlaps(s: &SlotSpec, base: u64, npages: u64) -> bool {
+        base < s.base_gfn + s.npages && s.base_gfn < base + npages
+    }
+
+    /// `validate_range`: a slot needs pages, and must fit below `max_gfn`.
+    fn validate_range(&self, base: u64, npages: u64) -> Result<(), MmuError> {
+        if npages == 0 {
+            return Err(MmuError::EmptySlot);
+        }
+        match base.checked_add(npages) {
+            Some(end) if end <= self.max_gfn => Ok(()),
+            _ => Err(MmuError::GfnOutOfRange {
+                gfn: base.saturating_add(npages - 1),
+                limit: self.max_gfn,
+            }),
+        }
+    }
+
+    /// The error `create_memslot(spec)` must return, if any. The order is
+    /// core's: size and gfn range, then the host range (page aligned, no
+    /// overflow, below 2^48), then a duplicate id, then an overlap with the
+    /// first slot in base order.
+    pub fn create_memslot(&self, spec: &SlotSpec) -> Result<(), MmuError> {
+        self.validate_range(spec.base_gfn, spec.npages)?;
+        let end = spec
+            .npages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|len| spec.userspace_addr.checked_add(len));
+        if !spec.userspace_addr.is_multiple_of(PAGE_SIZE) || end.is_none_or(|e| e >= 1 << 48) {
+            return Err(MmuError::BadHostRange);
+        }
+        if self.slots.iter().any(|s| s.id == spec.id) {
+            return Err(MmuError::SlotExists(spec.id));
+        }
+        if let Some(other) = self
+            .slots
+            .iter()
+            .find(|s| Self::overlaps(s, spec.base_gfn, spec.npages))
+        {
+            return Err(MmuError::SlotOverlap {
+                slot: spec.id,
+                other: other.id,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error `move_memslot(id, base)` must return, if any: unknown slot,
+    /// then the gfn range, then an overlap with another slot.
+    pub fn move_memslot(&self, id: SlotId, base: u64) -> Result<(), MmuError> {
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or(MmuError::UnknownSlot(id))?;
+        self.validate_range(base, slot.npages)?;
+        if let Some(other) = self
+            .slots
+            .iter()
+            .find(|s| s.id != id && Self::overlaps(s, base, slot.npages))
+        {
+            return Err(MmuError::SlotOverlap {
+                slot: id,
+                other: other.id,
+            });
+        }
+        Ok(())
+    }
+
+    // ----- state transitions ------------------------------------------------
+
+    /// A fast invalidation (`invalidate_all_locked`): the generation moves on,
+    /// every root is obsolete, every vCPU must reload, the page tables are
+    /// empty. MMIO caches survive: they are keyed by the memslots generation.
+    fn invalidate_all(&mut self) {
+        self.mmu_valid_gen = (self.mmu_valid_gen + 1) & self.gen_mask;
+        for v in &mut self.vcpus {
+            if v.root != Root::None {
+                v.root = Root::Obsolete;
+            }
+            v.pending = Tri::Set;
+            v.reload = Tri::Set;
+        }
+        self.clear_spaces();
+    }
+
+    fn clear_spaces(&mut self) {
+        for s in &mut self.spaces {
+            *s = Space::default();
+        }
+    }
+
+    /// Publishes the next memslots; a publish that wraps the MMIO generation
+    /// to 0 invalidates everything first.
+    fn publish(&mut self) {
+        self.slots_generation += 1;
+        if self.slots_generation & self.mmio_mask == 0 {
+            self.invalidate_all();
+        }
+    }
+
+    fn all_flushed(&mut self) {
+        for v in &mut self.vcpus {
+            v.pending = Tri::Set;
+        }
+    }
+
+    fn remove_leaves(&mut self, gfns: &[u64]) {
+        for s in &mut self.spaces {
+            for g in gfns {
+                s.leaves.remove(g);
+            }
+        }
+    }
+
+    /// (certain, possible) leaves over every address space for `gfns`.
+    fn leaf_bounds(&self, gfns: &[u64]) -> (usize, usize) {
+        let mut certain = 0;
+        let mut possible = 0;
+        for s in &self.spaces {
+            for g in gfns {
+                if let Some(l) = s.leaves.get(g) {
+                    possible += 1;
+                    certain += usize::from(l.certain);
+                }
+            }
+        }
+        (certain, possible)
+    }
+
+    /// What `translate(vcpu, gfn)` may return now.
+    pub fn allowed_translation(&self, v: usize, gfn: u64) -> Allowed {
+        let vm = &self.vcpus[v];
+        let mut allowed = Allowed {
+            pending: vm.pending != Tri::Clear,
+            only_pending: vm.pending == Tri::Set,
+            miss: false,
+            mmio: false,
+            mapped: None,
+        };
+        let space = &self.spaces[self.space_of(v)];
+        if vm.mmio_cache == Some((gfn, self.slots_generation)) {
+            allowed.mmio = true;
+        } else if let Some(l) = space.leaves.get(&gfn) {
+            allowed.mapped = Some((l.pfn, l.writable));
+            allowed.miss = !l.certain;
+        } else if let Some(m) = space
+            .mmio
+            .get(&gfn)
+            .filter(|m| m.generation == self.slots_generation)
+        {
+            allowed.mmio = true;
+            allowed.miss = !m.certain;
+        } else {
+            allowed.miss = true;
+        }
+        allowed
+    }
+
+    /// Checks one translation and learns from it.
+    fn translation(&mut self, v: usize, gfn: u64, got: Translation) -> Result<(), Divergence> {
+        let allowed = self.allowed_translation(v, gfn);
+        ensure(allowed.admits(got), || {
+            format!("translate(vcpu{v}, gfn {gfn}) = {got:?}, allowed {allowed:?}")
+        })?;
+        if got == Translation::RequestPending {
+            self.vcpus[v].pending = Tri::Set;
+            return Ok(());
+        }
+        // No request was pending, so the root is a valid current one (an
+        // invalid or obsolete root always comes with a reload request).
+        self.no_requests(v);
+        let generation = self.slots_generation;
+        let sp = self.space_of(v);
+        match got {
+            Translation::Mapped { pfn, writable } => {
+                if allowed.mapped.is_some_and(|(p, _)| p.is_none()) {
+                    let slot = self.slot_of(gfn).copied().ok_or_else(|| {
+                        format!("translate(vcpu{v}, gfn {gfn}) = {got:?}: no slot maps the gfn")
+                    })?;
+                    self.host.observe(Self::hva_of(&slot, gfn), pfn)?;
+                }
+                self.spaces[sp].leaves.insert(
+                    gfn,
+                    Leaf {
+                        pfn: Some(pfn),
+                        writable: Some(writable),
+                        accessed: Some(true),
+                        certain: true,
+                    },
+                );
+            }
+            Translation::Mmio => {
+                if self.vcpus[v].mmio_cache != Some((gfn, generation)) {
+                    // It came from an MMIO spte, which the walk cached.
+                    if let Some(m) = self.spaces[sp].mmio.get_mut(&gfn) {
+                        m.certain = true;
+                    }
+                }
+                self.vcpus[v].mmio_cache = Some((gfn, generation));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn no_requests(&mut self, v: usize) {
+        let vm = &mut self.vcpus[v];
+        vm.pending = Tri::Clear;
+        vm.reload = Tri::Clear;
+        if vm.root == Root::MaybeObsolete {
+            vm.root = Root::Current;
+        }
+    }
+
+    /// Checks `pending_requests(v) == requests` and learns from it.
+    fn requests(&mut self, v: usize, requests: u64) -> Result<(), Divergence> {
+        let vm = &self.vcpus[v];
+        let reload = requests & REQ_RELOAD != 0;
+        ensure(vm.pending != Tri::Set || requests != 0, || {
+            format!("vcpu{v}: requests must be pending, got {requests:#x}")
+        })?;
+        ensure(vm.pending != Tri::Clear || requests == 0, || {
+            format!("vcpu{v}: no request may be pending, got {requests:#x}")
+        })?;
+        ensure(vm.reload != Tri::Set || reload, || {
+            format!("vcpu{v}: a reload must be pending, got {requests:#x}")
+        })?;
+        ensure(vm.reload != Tri::Clear || !reload, || {
+            format!("vcpu{v}: no reload may be pending, got {requests:#x}")
+        })?;
+        if requests == 0 {
+            self.no_requests(v);
+        } else {
+            let vm = &mut self.vcpus[v];
+            vm.pending = Tri::Set;
+            vm.reload = if reload { Tri::Set } else { Tri::Clear };
+            if !reload && vm.root == Root::MaybeObsolete {
+                vm.root = Root::Current;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what `vm.pending_requests` says for every vCPU (an observation
+    /// the conformance driver makes after every step).
+    pub fn observe_requests(&mut self, v: usize, requests: u64) -> Result<(), Divergence> {
+        self.requests(v, requests)
+    }
+
+    fn fault(&mut self, v: usize, gfn: u64, write: bool, got: Fault) -> Result<(), Divergence> {
+        let root = self.vcpus[v].root;
+        let slot = self.slot_of(gfn).copied();
+        match got {
+            Fault::Retry(RetryReason::NoRoot) => {
+                ensure(root == Root::None, || {
+                    format!("fault(vcpu{v}, gfn {gfn}): NoRoot but root is {root:?}")
+                })?;
+                return Ok(());
+            }
+            Fault::Retry(RetryReason::ObsoleteRoot) => {
+                ensure(matches!(root, Root::Obsolete | Root::MaybeObsolete), || {
+                    format!("fault(vcpu{v}, gfn {gfn}): ObsoleteRoot but root is {root:?}")
+                })?;
+                let vm = &mut self.vcpus[v];
+                vm.root = Root::Obsolete;
+                vm.reload = Tri::Set;
+                vm.pending = Tri::Set;
+                return Ok(());
+            }
+            Fault::Retry(reason) => {
+                return Err(format!(
+                    "fault(vcpu{v}, gfn {gfn}): Retry({reason:?}) cannot happen to one caller"
+                ));
+            }
+            _ => {}
+        }
+        ensure(matches!(root, Root::Current | Root::MaybeObsolete), || {
+            format!("fault(vcpu{v}, gfn {gfn}) = {got:?} but root is {root:?}")
+        })?;
+        self.vcpus[v].root = Root::Current;
+        let sp = self.space_of(v);
+        match (got, slot) {
+            (Fault::Mapped { pfn }, Some(slot)) => {
+                self.host.observe(Self::hva_of(&slot, gfn), pfn)?;
+                // A leaf whose pfn is not known yet maps the current pfn, which
+                // `observe` just checked this one is.
+                let old = self.spaces[sp].leaves.get(&gfn).map(|l| Leaf {
+                    pfn: Some(l.pfn.unwrap_or(pfn)),
+                    ..*l
+                });
+                let (writable, accessed) = match old {
+                    Some(l) if l.pfn == Some(pfn) && l.certain => {
+                        (l.writable.map(|w| w || write), l.accessed)
+                    }
+                    Some(l) if l.pfn == Some(pfn) => {
+                        // Found again, or installed afresh: known only if both agree.
+                        let w = if write {
+                            Some(true)
+                        } else {
+                            l.writable.filter(|w| !w)
+                        };
+                        (w, l.accessed.filter(|a| !a))
+                    }
+                    _ => (Some(write), Some(false)),
+                };
+                let (writable, accessed) = if write && writable.is_none() {
+                    (Some(true), accessed)
+                } else {
+                    (writable, accessed)
+                };
+                self.spaces[sp].mmio.remove(&gfn);
+                self.spaces[sp].leaves.insert(
+                    gfn,
+                    Leaf {
+                        pfn: Some(pfn),
+                        writable,
+                        accessed,
+                        certain: true,
+                    },
+                );
+                Ok(())
+            }
+            (Fault::Mmio, None) => {
+                let generation = self.slots_generation;
+                self.spaces[sp].leaves.remove(&gfn);
+                self.spaces[sp].mmio.insert(
+                    gfn,
+                    MmioEntry {
+                        generation,
+                        certain: true,
+                    },
+                );
+                self.vcpus[v].mmio_cache = Some((gfn, generation));
+                Ok(())
+            }
+            (got, slot) => Err(format!(
+                "fault(vcpu{v}, gfn {gfn}) = {got:?} but the gfn's slot is {slot:?}"
+            )),
+        }
+    }
+
+    fn handled(&mut self, v: usize, got: Handled) -> Result<(), Divergence> {
+        let vm = self.vcpus[v].clone();
+        let must_reload = vm.root == Root::None || vm.reload == Tri::Set;
+        let may_reload = vm.root == Root::None || vm.reload != Tri::Clear;
+        ensure(!must_reload || got.reloaded, || {
+            format!("handle_requests(vcpu{v}) = {got:?}: a reload was due ({vm:?})")
+        })?;
+        ensure(may_reload || !got.reloaded, || {
+            format!("handle_requests(vcpu{v}) = {got:?}: no reload was due ({vm:?})")
+        })?;
+        ensure(vm.pending != Tri::Set || got.requests != 0, || {
+            format!("handle_requests(vcpu{v}) = {got:?}: requests were pending ({vm:?})")
+        })?;
+        ensure(vm.pending != Tri::Clear || got.requests == 0, || {
+            format!("handle_requests(vcpu{v}) = {got:?}: no request was pending ({vm:?})")
+        })?;
+        if got.reloaded && vm.root != Root::Current && vm.root != Root::None {
+            // Freeing an invalid root commits it, which flushes every TLB; the
+            // vCPU itself handles that flush in its request loop.
+            for (i, other) in self.vcpus.iter_mut().enumerate() {
+                if i != v {
+                    other.pending = other.pending.weaken();
+                }
+            }
+        }
+        let vm = &mut self.vcpus[v];
+        vm.root = Root::Current;
+        vm.pending = Tri::Clear;
+        vm.reload = Tri::Clear;
+        Ok(())
+    }
+
+    /// `zap_all` (eager): every page is zapped. Roots in use are kept, invalid,
+    /// and a reload is requested if one of them was valid and current.
+    fn zap_all(&mut self) {
+        let any_current = self.vcpus.iter().any(|v| v.root == Root::Current);
+        let any_maybe = self.vcpus.iter().any(|v| v.root == Root::MaybeObsolete);
+        for v in &mut self.vcpus {
+            if any_current {
+                v.reload = Tri::Set;
+                v.pending = Tri::Set;
+            } else {
+                if any_maybe {
+                    v.reload = v.reload.weaken();
+                }
+                // Pages without roots may be committed: a flush.
+                v.pending = v.pending.weaken();
+            }
+            if v.root != Root::None {
+                v.root = Root::Obsolete;
+            }
+        }
+        self.clear_spaces();
+    }
+
+    /// The shrinker zapped some of the oldest pages.
+    fn shrunk(&mut self, freed: usize) {
+        for v in &mut self.vcpus {
+            if v.root == Root::Current {
+                v.root = Root::MaybeObsolete;
+            }
+            v.reload = v.reload.weaken();
+            v.pending = if freed > 0 {
+                Tri::Set
+            } else {
+                v.pending.weaken()
+            };
+        }
+        for s in &mut self.spaces {
+            for l in s.leaves.values_mut() {
+                l.certain = false;
+            }
+            for m in s.mmio.values_mut() {
+                m.certain = false;
+            }
+        }
+    }
+
+    fn young(&self, start: u64, end: u64, got: bool) -> Result<(), Divergence> {
+        let gfns = self.gfns_in_hva(start, end);
+        let mut must = false;
+        let mut may = false;
+        for s in &self.spaces {
+            for g in &gfns {
+                if let Some(l) = s.leaves.get(g) {
+                    may = true;
+                    must |= l.certain && l.accessed == Some(true);
+                }
+            }
+        }
+        ensure(!must || got, || {
+            format!("young({start:#x}, {end:#x}) = false, but an accessed leaf is mapped")
+        })?;
+        ensure(may || !got, || {
+            format!("young({start:#x}, {end:#x}) = true, but no leaf can be mapped there")
+        })
+    }
+
+    /// Checks the outcome of `op` and updates the model. An `Err` means the
+    /// implementation did something the specification does not allow.
+    pub fn step(&mut self, op: &Op, got: &Outcome) -> Result<(), Divergence> {
+        match (op, got) {
+            (Op::HandleRequests(v), Outcome::Handled(r)) => match self.check_vcpu(*v) {
+                Err(e) => expect_err(r, e),
+                Ok(()) => {
+                    let handled = expect_ok(r)?;
+                    self.handled(v.0, handled)
+                }
+            },
+            (Op::PendingRequests(v), Outcome::Requests(r)) => match self.check_vcpu(*v) {
+                Err(e) => expect_err(r, e),
+                Ok(()) => {
+                    let requests = expect_ok(r)?;
+                    self.requests(v.0, requests)
+                }
+            },
+            (Op::PageFault { vcpu, gfn, write }, Outcome::Fault(r)) => {
+                match self.check_gfn(*gfn).and_then(|_| self.check_vcpu(*vcpu)) {
+                    Err(e) => expect_err(r, e),
+                    Ok(()) => {
+                        let fault = expect_ok(r)?;
+                        self.fault(vcpu.0, *gfn, *write, fault)
+                    }
+                }
+            }
+            (Op::Translate { vcpu, gfn }, Outcome::Translation(r)) => {
+                match self.check_gfn(*gfn).and_then(|_| self.check_vcpu(*vcpu)) {
+                    Err(e) => expect_err(r, e),
+                    Ok(()) => {
+                        let t = expect_ok(r)?;
+                        self.translation(vcpu.0, *gfn, t)
+                    }
+                }
+            }
+            (Op::TranslateRun { vcpu, gfns }, Outcome::Translations(r)) => {
+                let valid = gfns
+                    .iter()
+                    .try_for_each(|g| self.check_gfn(*g))
+                    .and_then(|_| self.check_vcpu(*vcpu));
+                match valid {
+                    Err(e) => expect_err(r, e),
+                    Ok(()) => {
+                        let ts = expect_ok(r)?;
+                        ensure(ts.len() == gfns.len(), || {
+                            format!(
+                                "translate_run of {} gfns gave {} results",
+                                gfns.len(),
+                                ts.len()
+                            )
+                        })?;
+                        let pending = ts.iter().filter(|t| **t == Translation::RequestPending);
+                        let pending = pending.count();
+                        ensure(pending == 0 || pending == ts.len(), || {
+                            format!("translate_run mixed RequestPending with answers: {ts:?}")
+                        })?;
+                        for (g, t) in gfns.iter().zip(ts) {
+                            self.translation(vcpu.0, *g, t)?;
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            (Op::ZapAllFast, Outcome::Zap(r)) => {
+                expect_ok(r)?;
+                self.invalidate_all();
+                Ok(())
+            }
+            (Op::ZapAllEager, Outcome::Zap(r)) => {
+                expect_ok(r)?;
+                self.zap_all();
+                Ok(())
+            }
+            (Op::CreateSlot(spec), Outcome::Unit(r)) => match self.create_memslot(spec) {
+                Err(e) => expect_err(r, e),
+                Ok(()) => {
+                    expect_ok(r)?;
+                    self.slots.push(*spec);
+                    self.slots.sort_by_key(|s| s.base_gfn);
+                    self.publish();
+                    Ok(())
+                }
+            },
+            (Op::DeleteSlot { id, strategy }, Outcome::Unit(r)) => {
+                if !self.slots.iter().any(|s| s.id == *id) {
+                    return expect_err(r, MmuError::UnknownSlot(*id));
+                }
+                expect_ok(r)?;
+                match strategy.unwrap_or(self.deletion) {
+                    // The INVALID copy, the zap, the final slots.
+                    DeletionStrategy::Merged311 => {
+                        self.publish();
+                        self.invalidate_all();
+                        self.slots.retain(|s| s.id != *id);
+                        self.publish();
+                    }
+                    // The final slots, then the zap.
+                    DeletionStrategy::SeedV3 => {
+                        self.slots.retain(|s| s.id != *id);
+                        self.publish();
+                        self.invalidate_all();
+                    }
+                }
+                Ok(())
+            }
+            (Op::MoveSlot { id, base_gfn }, Outcome::Unit(r)) => {
+                match self.move_memslot(*id, *base_gfn) {
+                    Err(e) => expect_err(r, e),
+                    Ok(()) => {
+                        expect_ok(r)?;
+                        self.publish();
+                        self.invalidate_all();
+                        for s in &mut self.slots {
+                            if s.id == *id {
+                                s.base_gfn = *base_gfn;
+                            }
+                        }
+                        self.slots.sort_by_key(|s| s.base_gfn);
+                        self.publish();
+                        Ok(())
+                    }
+                }
+            }
+            (Op::InvalidateRange { start, end }, Outcome::Count(r)) => {
+                if start >= end {
+                    return expect_err(r, MmuError::BadHvaRange);
+                }
+                let unmapped = expect_ok(r)?;
+                let gfns = self.gfns_in_hva(*start, *end);
+                let (certain, possible) = self.leaf_bounds(&gfns);
+                ensure(certain <= unmapped && unmapped <= possible, || {
+                    format!(
+                        "invalidate_range({start:#x}, {end:#x}) unmapped {unmapped}, \
+                         expected {certain}..={possible}"
+                    )
+                })?;
+                self.remove_leaves(&gfns);
+                let mut page = start / PAGE_SIZE;
+                while page * PAGE_SIZE < *end {
+                    self.host.remap_page(page);
+                    page += 1;
+                }
+                if unmapped > 0 {
+                    self.all_flushed();
+                }
+                Ok(())
+            }
+            (Op::ChangePte { hva }, Outcome::Count(r)) => {
+                let page = hva / PAGE_SIZE;
+                if page
+                    .checked_add(1)
+                    .and_then(|p| p.checked_mul(PAGE_SIZE))
+                    .is_none()
+                {
+                    return expect_err(r, MmuError::BadHvaRange);
+                }
+                let changed = expect_ok(r)?;
+                let gfns = self.gfns_in_hva(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+                let (certain, possible) = self.leaf_bounds(&gfns);
+                ensure(certain <= changed && changed <= possible, || {
+                    format!(
+                        "change_pte({hva:#x}) changed {changed}, expected {certain}..={possible}"
+                    )
+                })?;
+                self.host.remap_page(page);
+                // The new pfn is learned when a fault or a translation shows it;
+                // the leaves keep pointing at it, read-only and not accessed.
+                for s in &mut self.spaces {
+                    for g in &gfns {
+                        if let Some(l) = s.leaves.get_mut(g) {
+                            l.pfn = None;
+                            l.writable = Some(false);
+                            l.accessed = Some(false);
+                        }
+                    }
+                }
+                if changed > 0 {
+                    self.all_flushed();
+                }
+                Ok(())
+            }
+            (Op::ClearFlushYoung { start, end }, Outcome::Young(r)) => {
+                if start >= end {
+                    return expect_err(r, MmuError::BadHvaRange);
+                }
+                let young = expect_ok(r)?;
+                self.young(*start, *end, young)?;
+                for g in self.gfns_in_hva(*start, *end) {
+                    for s in &mut self.spaces {
+                        if let Some(l) = s.leaves.get_mut(&g) {
+                            l.accessed = Some(false);
+                        }
+                    }
+                }
+                if young {
+                    self.all_flushed();
+                }
+                Ok(())
+            }
+            (Op::TestYoung { start, end }, Outcome::Young(r)) => {
+                if start >= end {
+                    return expect_err(r, MmuError::BadHvaRange);
+                }
+                let young = expect_ok(r)?;
+                self.young(*start, *end, young)
+            }
+            (Op::Shrink(nr), Outcome::Count(r)) => {
+                let freed = expect_ok(r)?;
+                ensure(freed <= *nr, || format!("shrink({nr}) freed {freed}"))?;
+                if *nr > 0 {
+                    self.shrunk(freed);
+                }
+                Ok(())
+            }
+            (op, got) => Err(format!("outcome {got:?} does not belong to {op:?}")),
+        }
+    }
+}
