@@ -1023,3 +1023,106 @@ fn descriptor_chains_are_built_and_retired() {
     // are only reachable with pages of two generations alive at once (the
     // concurrent models).
 }
+
+// ----- the retry reasons that need a second thread -------------------------------
+
+/// Runs `background` on another thread until told to stop (or `limit` rounds),
+/// and `probe` on this one until it returns true or 20 s pass. Returns whether
+/// the probe succeeded.
+fn race_until(
+    vm: &fastzap::sync::Arc<Vm>,
+    limit: u64,
+    background: fn(&Vm, u64),
+    mut probe: impl FnMut(&Vm) -> bool,
+) -> bool {
+    use fastzap::sync::{Arc, AtomicBool, Ordering::Relaxed};
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (vm, stop) = (vm.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for round in 0..limit {
+                if stop.load(Relaxed) {
+                    break;
+                }
+                background(&vm, round);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = false;
+    while !seen && std::time::Instant::now() < deadline {
+        seen = probe(vm);
+    }
+    stop.store(true, Relaxed);
+    worker.join().expect("background thread panicked");
+    seen
+}
+
+#[test]
+fn page_fault_retries_on_a_notifier_race() {
+    // Not deterministic: a notifier on another thread invalidates gfn 0's host
+    // page in a loop while this thread faults on it, until a fault sees
+    // mmu_notifier_retry. Bounded by 20 s.
+    let mut cfg = Config::model();
+    cfg.events = false;
+    let vm = fastzap::sync::Arc::new(vm(cfg));
+    vm.create_memslot(slot(0, 0, 4)).unwrap();
+    enter_all(&vm);
+    let seen = race_until(
+        &vm,
+        1_000_000,
+        |vm, _| {
+            let s = slot(0, 0, 4);
+            vm.invalidate_range(hva(&s, 0), hva(&s, 1)).unwrap();
+        },
+        |vm| match vm.page_fault(V0, 0, false).unwrap() {
+            Fault::Retry(RetryReason::NotifierRace) => true,
+            Fault::Mapped { .. } => false,
+            other => panic!("unexpected {other:?}"),
+        },
+    );
+    assert!(seen, "no fault raced with the notifier in 20 s");
+    enter_all(&vm);
+    assert!(vm.runtime_violations().is_empty());
+    assert_audit(&vm);
+    assert_drains(&vm);
+}
+
+#[test]
+fn page_fault_retries_on_an_invalid_slot() {
+    // Not deterministic: another thread deletes and re-creates slot 0 in a
+    // loop (Merged311 publishes it INVALID first) while this thread faults on
+    // gfn 0, until a fault finds the slot INVALID. Bounded by 20 s.
+    let mut cfg = Config::model();
+    cfg.events = false;
+    let vm = fastzap::sync::Arc::new(vm(cfg));
+    vm.create_memslot(slot(0, 0, 4)).unwrap();
+    enter_all(&vm);
+    let seen = race_until(
+        &vm,
+        100_000,
+        |vm, _| {
+            vm.delete_memslot_with(SlotId(0), DeletionStrategy::Merged311)
+                .unwrap();
+            vm.create_memslot(slot(0, 0, 4)).unwrap();
+        },
+        |vm| match vm.page_fault(V0, 0, false).unwrap() {
+            Fault::Retry(RetryReason::InvalidSlot) => true,
+            Fault::Retry(RetryReason::ObsoleteRoot) | Fault::Retry(RetryReason::NotifierRace) => {
+                vm.handle_requests(V0).unwrap();
+                false
+            }
+            Fault::Mapped { .. } | Fault::Mmio => false,
+            other => panic!("unexpected {other:?}"),
+        },
+    );
+    assert!(seen, "no fault found the slot INVALID in 20 s");
+    enter_all(&vm);
+    assert!(
+        vm.runtime_violations().is_empty(),
+        "{:?}",
+        vm.runtime_violations()
+    );
+    assert_audit(&vm);
+    assert_drains(&vm);
+}
