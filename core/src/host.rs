@@ -27,11 +27,12 @@ impl HostMm {
 
     /// The host remaps every page in `[start, end)`; their old pfns are dead.
     pub fn remap(&self, start: u64, end: u64) {
+        // Count in page numbers: `page << 12` wraps to 0 past the last page of
+        // the address space, which made a range ending at u64::MAX loop forever.
+        let last = end.div_ceil(4096);
         self.versions.with(|v| {
-            let mut page = start >> 12;
-            while page << 12 < end {
+            for page in start >> 12..last {
                 *v.entry(page).or_insert(0) += 1;
-                page += 1;
             }
         });
     }

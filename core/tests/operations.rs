@@ -1126,3 +1126,79 @@ fn page_fault_retries_on_an_invalid_slot() {
     assert_audit(&vm);
     assert_drains(&vm);
 }
+
+// ----- edge inputs that are valid ------------------------------------------------
+
+#[test]
+fn notifiers_at_the_top_of_the_address_space_return() {
+    // A range ending at u64::MAX once made the host remap loop forever (its page
+    // cursor wrapped to 0). Run it on a thread with a deadline so that a
+    // regression fails instead of hanging the suite.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let vm = vm(Config::model());
+        vm.create_memslot(slot(0, 0, 4)).unwrap();
+        enter_all(&vm);
+        vm.page_fault(V0, 0, false).unwrap();
+        let top = !(PAGE - 1);
+        let result = (
+            vm.invalidate_range(top, u64::MAX),
+            vm.invalidate_range(top - PAGE, u64::MAX),
+            vm.clear_flush_young(top, u64::MAX),
+            vm.test_young(0, u64::MAX),
+            vm.change_pte(top - 1),
+        );
+        let mapped = vm.translate(V0, 0).unwrap();
+        let audit = audit::audit(&vm).map_err(|v| v.len());
+        let _ = tx.send((result, mapped, audit));
+    });
+    let (result, mapped, audit) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a notifier at the top of the address space did not return");
+    assert_eq!(result, (Ok(0), Ok(0), Ok(false), Ok(false), Ok(0)));
+    assert!(matches!(mapped, Translation::Mapped { .. }), "{mapped:?}");
+    assert_eq!(audit, Ok(()));
+}
+
+#[test]
+fn odd_but_valid_inputs_change_nothing_or_work() {
+    let vm = vm(model_levels(3));
+    let s = slot(0, 0, 2);
+    vm.create_memslot(s).unwrap();
+    enter_all(&vm);
+    vm.page_fault(V0, 0, false).unwrap();
+    let pages = vm.shadow_pages();
+    // Shrinking nothing, or more than exists.
+    assert_eq!(vm.shrink(0).unwrap(), 0);
+    assert_eq!(vm.shadow_pages(), pages);
+    let mut out = Vec::new();
+    vm.translate_run(V0, &[], &mut out).unwrap();
+    assert!(out.is_empty());
+    // Moving a slot onto itself is a plain move (zap, new metadata).
+    vm.move_memslot(SlotId(0), 0).unwrap();
+    assert_eq!(vm.memslots().by_id(SlotId(0)).unwrap().base_gfn, 0);
+    enter_all(&vm);
+    assert_eq!(vm.translate(V0, 0).unwrap(), Translation::Miss);
+    assert!(matches!(
+        vm.page_fault(V0, 0, false).unwrap(),
+        Fault::Mapped { .. }
+    ));
+    // A slot of the whole guest space after deleting the first.
+    vm.delete_memslot(SlotId(0)).unwrap();
+    vm.create_memslot(slot(1, 0, 8)).unwrap();
+    enter_all(&vm);
+    for gfn in 0..8 {
+        assert!(matches!(
+            vm.page_fault(V1, gfn, true).unwrap(),
+            Fault::Mapped { .. }
+        ));
+    }
+    assert_eq!(
+        vm.shrink(usize::MAX).unwrap(),
+        6,
+        "vCPU 1's 6 non-root pages; both in-use roots are kept"
+    );
+    enter_all(&vm);
+    assert!(vm.drain(usize::MAX));
+    assert_audit(&vm);
+}
