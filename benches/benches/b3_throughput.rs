@@ -1,0 +1,309 @@
+//! B3: fault throughput under continuous invalidation, and B5: reclamation
+//! memory during it.
+//!
+//! Threads: 2 OS threads on the 2-core machine. One thread runs two vCPUs
+//! (vCPU 0 in address space 0, vCPU 1 in address space 1, alternating access
+//! by access), so every gfn has two sptes and its rmap a `PteListDesc`. The
+//! other thread invalidates back to back: `invalidate_zap_all_pages()` (fast),
+//! `zap_all()` (eager), or nothing (the baseline, same run).
+//!
+//! An access is a page fault on the gfn followed by a translation of it,
+//! handling requests and refaulting until the translation sees the mapping
+//! (`fastzap_benches::access`). The working set is 16,384 gfns (64 MiB) with
+//! kernel-sized tables (512 sptes per page, 3 levels), faulted in before the
+//! clock starts. Criterion reports time per access; each call runs at least
+//! `MIN_ACCESSES` accesses so that a measurement window spans many
+//! invalidations, and returns the time scaled to the iterations asked for.
+//!
+//! B5 reads the allocation counters of the same runs: the peak number of
+//! retired-but-not-freed pages and descriptors (`Counts::*.peak_retired_unfreed`)
+//! against the number retired, and a time series of the pending counts sampled
+//! by the invalidating thread.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use fastzap::sync::{AtomicBool, Ordering};
+use fastzap::{Counts, VcpuId, ZapStats};
+use fastzap_benches::{
+    Bar, PALETTE, Series, access, bar_figure, bench_config, fault_in, fmt_ns, line_figure, median,
+    test_mode, vm_with_slot, write_report,
+};
+
+const WORKING_SET: u64 = 16_384;
+const MIN_ACCESSES: u64 = 2_000_000;
+/// The period of the paced variants.
+const PERIOD: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    NoInvalidation,
+    /// Fast invalidations back to back.
+    Fast,
+    /// Eager zaps back to back.
+    Eager,
+    /// A fast invalidation every `PERIOD`.
+    FastPaced,
+    /// An eager zap every `PERIOD`.
+    EagerPaced,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::NoInvalidation => "no_invalidation",
+            Mode::Fast => "fast_invalidate",
+            Mode::Eager => "eager_zap_all",
+            Mode::FastPaced => "fast_invalidate_every_10ms",
+            Mode::EagerPaced => "eager_zap_all_every_10ms",
+        }
+    }
+
+    fn is_fast(self) -> bool {
+        matches!(self, Mode::Fast | Mode::FastPaced)
+    }
+
+    fn paced(self) -> bool {
+        matches!(self, Mode::FastPaced | Mode::EagerPaced)
+    }
+}
+
+struct Run {
+    mode: Mode,
+    ns_per_access: f64,
+    invalidations_per_s: f64,
+    counts: Counts,
+    /// (ms since start, pending pages, pending descriptors), sampled after
+    /// invalidations.
+    series: Vec<(f64, f64, f64)>,
+    /// What each invalidation measured.
+    zaps: Vec<ZapStats>,
+}
+
+fn one_run(mode: Mode, accesses: u64) -> Run {
+    let vm = vm_with_slot(bench_config(2, 512, 3, 2), WORKING_SET);
+    for vcpu in [VcpuId(0), VcpuId(1)] {
+        vm.handle_requests(vcpu).expect("requests");
+        for gfn in 0..WORKING_SET {
+            fault_in(&vm, vcpu, gfn, false);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (elapsed, invalidations, series, zaps) = std::thread::scope(|s| {
+        let invalidator = s.spawn(|| {
+            let mut n = 0u64;
+            let mut series = Vec::new();
+            let mut zaps = Vec::new();
+            if mode == Mode::NoInvalidation {
+                return (n, series, zaps);
+            }
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Acquire) {
+                if mode.paced() {
+                    next += PERIOD;
+                    while Instant::now() < next && !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                let z = if mode.is_fast() {
+                    vm.invalidate_zap_all_pages().expect("fast zap")
+                } else {
+                    vm.zap_all().expect("zap_all")
+                };
+                n += 1;
+                if zaps.len() < 20_000 {
+                    zaps.push(z);
+                }
+                if series.len() < 20_000 {
+                    let c = vm.counts();
+                    series.push((
+                        started.elapsed().as_secs_f64() * 1e3,
+                        c.pages.pending() as f64,
+                        c.descs.pending() as f64,
+                    ));
+                }
+            }
+            (n, series, zaps)
+        });
+        let begin = Instant::now();
+        for i in 0..accesses {
+            let vcpu = VcpuId((i % 2) as usize);
+            access(&vm, vcpu, (i / 2) % WORKING_SET);
+        }
+        let elapsed = begin.elapsed();
+        stop.store(true, Ordering::Release);
+        let (n, series, zaps) = invalidator.join().expect("invalidator");
+        (elapsed, n, series, zaps)
+    });
+    Run {
+        mode,
+        ns_per_access: elapsed.as_nanos() as f64 / accesses as f64,
+        invalidations_per_s: invalidations as f64 / elapsed.as_secs_f64(),
+        counts: vm.counts(),
+        series,
+        zaps,
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    let mut runs: Vec<Run> = Vec::new();
+    {
+        let mut group = c.benchmark_group("b3_access_under_invalidation");
+        group.sampling_mode(SamplingMode::Flat);
+        group.throughput(Throughput::Elements(1));
+        for mode in [
+            Mode::NoInvalidation,
+            Mode::Fast,
+            Mode::Eager,
+            Mode::FastPaced,
+            Mode::EagerPaced,
+        ] {
+            group.bench_function(BenchmarkId::new(mode.name(), "1+1_threads"), |b| {
+                b.iter_custom(|iters| {
+                    let accesses = iters.max(MIN_ACCESSES);
+                    let run = one_run(mode, accesses);
+                    let per = run.ns_per_access;
+                    runs.push(run);
+                    Duration::from_nanos((per * iters as f64) as u64)
+                })
+            });
+        }
+        group.finish();
+    }
+    c.final_summary();
+    if !test_mode() {
+        report(&runs);
+    }
+}
+
+fn report(runs: &[Run]) {
+    let stat = |mode: Mode, f: &dyn Fn(&Run) -> f64| {
+        let v: Vec<f64> = runs.iter().filter(|r| r.mode == mode).map(f).collect();
+        (median(&v), v.len())
+    };
+    let (base, _) = stat(Mode::NoInvalidation, &|r| r.ns_per_access);
+    let mut body = String::from(
+        "### B3: accesses under continuous invalidation\n\n\
+         | invalidating thread | runs | time per access (median) | accesses/s | fraction of no-invalidation throughput | invalidations/s (median) | per invalidation: pages at start / longest mmu_lock hold / total, medians (mean total) |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut bars = Vec::new();
+    for (mode, color) in [
+        (Mode::Fast, PALETTE[0]),
+        (Mode::Eager, PALETTE[1]),
+        (Mode::FastPaced, PALETTE[0]),
+        (Mode::EagerPaced, PALETTE[1]),
+        (Mode::NoInvalidation, PALETTE[5]),
+    ] {
+        let (per, n) = stat(mode, &|r| r.ns_per_access);
+        let (inv, _) = stat(mode, &|r| r.invalidations_per_s);
+        let fraction = base / per;
+        let zaps: Vec<&ZapStats> = runs
+            .iter()
+            .filter(|r| r.mode == mode)
+            .flat_map(|r| r.zaps.iter())
+            .collect();
+        let zmed = |f: &dyn Fn(&ZapStats) -> u64| {
+            median(&zaps.iter().map(|z| f(z) as f64).collect::<Vec<_>>())
+        };
+        let per_zap = if zaps.is_empty() {
+            "-".to_string()
+        } else {
+            let mean_total =
+                zaps.iter().map(|z| z.total_ns as f64).sum::<f64>() / zaps.len() as f64;
+            format!(
+                "{:.0} / {} / {} (mean {})",
+                zmed(&|z| z.pages_at_start),
+                fmt_ns(zmed(&|z| z.bump_hold_ns.max(z.max_hold_ns))),
+                fmt_ns(zmed(&|z| z.total_ns)),
+                fmt_ns(mean_total),
+            )
+        };
+        body.push_str(&format!(
+            "| {} | {n} | {} | {:.0} | {:.1}% | {inv:.0} | {per_zap} |\n",
+            mode.name(),
+            fmt_ns(per),
+            1e9 / per,
+            100.0 * fraction,
+        ));
+        bars.push(Bar {
+            label: mode.name().into(),
+            value: 100.0 * fraction,
+            color,
+        });
+    }
+    body.push_str(
+        "\n### B5: reclamation memory during B3\n\n\
+         | invalidating thread | pages retired (median per run) | peak retired-not-freed pages (median / max over runs) | descriptors retired | peak retired-not-freed descriptors (median / max) | pages live at the end |\n|---|---|---|---|---|---|\n",
+    );
+    for mode in [Mode::Fast, Mode::Eager, Mode::FastPaced, Mode::EagerPaced] {
+        let max = |f: &dyn Fn(&Run) -> f64| {
+            runs.iter()
+                .filter(|r| r.mode == mode)
+                .map(f)
+                .fold(0.0, f64::max)
+        };
+        body.push_str(&format!(
+            "| {} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} | {:.0} |\n",
+            mode.name(),
+            stat(mode, &|r| r.counts.pages.retired as f64).0,
+            stat(mode, &|r| r.counts.pages.peak_retired_unfreed as f64).0,
+            max(&|r| r.counts.pages.peak_retired_unfreed as f64),
+            stat(mode, &|r| r.counts.descs.retired as f64).0,
+            stat(mode, &|r| r.counts.descs.peak_retired_unfreed as f64).0,
+            max(&|r| r.counts.descs.peak_retired_unfreed as f64),
+            stat(mode, &|r| r.counts.pages.live() as f64).0,
+        ));
+    }
+    body.push_str(&format!(
+        "\nWorking set {WORKING_SET} gfns x 2 vCPUs (2 address spaces), 512 sptes per page; one thread runs both vCPUs, one thread invalidates.\n"
+    ));
+    write_report(
+        "b3_throughput",
+        "cargo bench -p fastzap-benches --bench b3_throughput",
+        &body,
+    );
+    if let Err(e) = bar_figure(
+        "b3_throughput.svg",
+        "B3: access throughput under continuous invalidation (% of no invalidation)",
+        "% of no-invalidation throughput",
+        &bars,
+        false,
+        Some((50.0, "goal for fast: 50%")),
+        &|v| format!("{v:.1}%"),
+    ) {
+        eprintln!("figure: {e}");
+    }
+    let mut series = Vec::new();
+    for (mode, color, color2) in [
+        (Mode::FastPaced, PALETTE[0], PALETTE[2]),
+        (Mode::EagerPaced, PALETTE[1], PALETTE[3]),
+    ] {
+        if let Some(run) = runs.iter().rev().find(|r| r.mode == mode) {
+            series.push(Series {
+                name: format!("{}: pages retired, not freed", mode.name()),
+                points: run.series.iter().map(|p| (p.0, p.1)).collect(),
+                color,
+            });
+            series.push(Series {
+                name: format!("{}: descriptors retired, not freed", mode.name()),
+                points: run.series.iter().map(|p| (p.0, p.2)).collect(),
+                color: color2,
+            });
+        }
+    }
+    if let Err(e) = line_figure(
+        "b5_reclamation.svg",
+        "B5: retired-but-not-freed objects during B3, invalidation every 10 ms (last run)",
+        "ms since the run started",
+        "objects pending reclamation",
+        &series,
+    ) {
+        eprintln!("figure: {e}");
+    }
+}

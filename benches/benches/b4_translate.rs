@@ -1,0 +1,181 @@
+//! B4: the read-side cost of translating a mapped gfn.
+//!
+//! One VM (512 sptes per page, 3 levels), vCPU 0, 64 mapped gfns, each in a
+//! different last-level page. Every variant translates the same 64 gfns per
+//! iteration, so criterion's times divide by 64 into a per-translate cost:
+//!
+//! - (a) `translate_run`: one vCPU entry (mode, fence, requests check), one epoch
+//!   pin and one root check for the 64 walks;
+//! - (b) `translate`: all of that per call;
+//! - (c) `translate_unsynchronized`: the same walk with no synchronization
+//!   (`&mut Vm`);
+//! - (d) a `fastzap::sync::Mutex<HashMap<gfn, pfn>>` lookup per gfn, taking the
+//!   lock each time: what a reader would pay with a lock instead of the
+//!   lockless walk.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use fastzap::sync::Mutex;
+use fastzap::{Translation, VcpuId};
+use fastzap_benches::{
+    Bar, PALETTE, bar_figure, bench_config, fault_in, fmt_ns, median, test_mode, vm_with_slot,
+    write_report,
+};
+
+const RUN: usize = 64;
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .configure_from_args();
+    let v0 = VcpuId(0);
+    let gfns: Vec<u64> = (0..RUN as u64).map(|i| i * 512 + (i * 7) % 512).collect();
+    let mut vm = vm_with_slot(bench_config(1, 512, 3, 1), RUN as u64 * 512);
+    vm.handle_requests(v0).expect("requests");
+    for &gfn in &gfns {
+        fault_in(&vm, v0, gfn, false);
+    }
+    let mut map = HashMap::new();
+    for &gfn in &gfns {
+        match vm.translate(v0, gfn).expect("translate") {
+            Translation::Mapped { pfn, .. } => {
+                map.insert(gfn, pfn);
+            }
+            other => panic!("gfn {gfn} not mapped: {other:?}"),
+        }
+    }
+    let map = Mutex::new(map);
+    // Per variant: nanoseconds per translate of each sample.
+    let mut samples: Vec<(&'static str, f64)> = Vec::new();
+    let mut record = |name: &'static str, elapsed: Duration, iters: u64| {
+        samples.push((
+            name,
+            elapsed.as_nanos() as f64 / (iters * RUN as u64) as f64,
+        ));
+        elapsed
+    };
+    {
+        let mut group = c.benchmark_group("b4_translate_64_gfns");
+        group.throughput(Throughput::Elements(RUN as u64));
+        let mut out = Vec::with_capacity(RUN);
+        group.bench_function(BenchmarkId::new("a_translate_run", RUN), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    out.clear();
+                    vm.translate_run(v0, black_box(&gfns), &mut out)
+                        .expect("translate_run");
+                    black_box(&out);
+                }
+                record("a_translate_run", start.elapsed(), iters)
+            })
+        });
+        group.bench_function(BenchmarkId::new("b_translate_per_call", RUN), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for &gfn in black_box(&gfns) {
+                        black_box(vm.translate(v0, gfn).expect("translate"));
+                    }
+                }
+                record("b_translate_per_call", start.elapsed(), iters)
+            })
+        });
+        group.bench_function(BenchmarkId::new("c_translate_unsynchronized", RUN), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for &gfn in black_box(&gfns) {
+                        black_box(vm.translate_unsynchronized(v0, gfn).expect("translate"));
+                    }
+                }
+                record("c_translate_unsynchronized", start.elapsed(), iters)
+            })
+        });
+        group.bench_function(BenchmarkId::new("d_mutex_hashmap", RUN), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for &gfn in black_box(&gfns) {
+                        black_box(map.lock().get(&gfn).copied());
+                    }
+                }
+                record("d_mutex_hashmap", start.elapsed(), iters)
+            })
+        });
+        group.finish();
+    }
+    c.final_summary();
+    if !test_mode() {
+        report(&samples);
+    }
+}
+
+fn report(samples: &[(&'static str, f64)]) {
+    let med = |name: &str| {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, ns)| *ns)
+            .collect();
+        (median(&v), v.len())
+    };
+    let names = [
+        ("a_translate_run", "(a) translate_run, 64 gfns per pin"),
+        ("b_translate_per_call", "(b) translate, per call"),
+        ("c_translate_unsynchronized", "(c) translate_unsynchronized"),
+        ("d_mutex_hashmap", "(d) Mutex<HashMap> lookup"),
+    ];
+    let (c_ns, _) = med("c_translate_unsynchronized");
+    let mut body = String::from(
+        "| variant | samples | time per translate (median) | relative to (c) |\n|---|---|---|---|\n",
+    );
+    let mut bars = Vec::new();
+    for (i, (name, label)) in names.iter().enumerate() {
+        let (ns, n) = med(name);
+        body.push_str(&format!(
+            "| {label} | {n} | {} | {:.2}x |\n",
+            fmt_ns(ns),
+            ns / c_ns
+        ));
+        bars.push(Bar {
+            label: label.split(' ').next().unwrap_or("").to_string() + " " + &name[2..],
+            value: ns,
+            color: PALETTE[[0, 3, 2, 1][i]],
+        });
+    }
+    let (a, _) = med("a_translate_run");
+    let (b, _) = med("b_translate_per_call");
+    let (d, _) = med("d_mutex_hashmap");
+    body.push_str(&format!(
+        "\nGoals: (a) within 2x of (c): {:.2}x, {}. (b) faster than (d): (b)/(d) = {:.2}, {}.\n",
+        a / c_ns,
+        if a / c_ns <= 2.0 { "met" } else { "missed" },
+        b / d,
+        if b < d { "met" } else { "missed" },
+    ));
+    body.push_str(
+        "\nMedians over every sample (warm-up included); 64 mapped gfns in different last-level pages, 512 sptes per page, 3 levels, one vCPU, no other thread.\n",
+    );
+    write_report(
+        "b4_translate",
+        "cargo bench -p fastzap-benches --bench b4_translate",
+        &body,
+    );
+    if let Err(e) = bar_figure(
+        "b4_translate.svg",
+        "B4: cost of one translate of a mapped gfn (median)",
+        "ns per translate",
+        &bars,
+        false,
+        None,
+        &|v| format!("{v:.1} ns"),
+    ) {
+        eprintln!("figure: {e}");
+    }
+}
