@@ -680,6 +680,10 @@ impl Vm {
                 Ok(Fault::Mapped { pfn })
             }
             Target::Mmio { generation } => {
+                // The ghost half records the generation of the slots the
+                // decision came from, whatever bug 14 stamps in the real half,
+                // so that I7 can tell them apart.
+                let source = generation;
                 let generation = if mutant == Some(Mutant::MmioGenFromNewSlots) {
                     self.memslots.load().generation
                 } else {
@@ -689,7 +693,7 @@ impl Vm {
                     self.drop_spte(&lk, &guard, sptep, gfn);
                 }
                 page.sptes[index].store(
-                    Spte::mmio(generation & self.mmio_mask(), generation),
+                    Spte::mmio(generation & self.mmio_mask(), source),
                     Ordering::Release,
                 );
                 self.audit_point(&lk, &guard, AuditPoint::AfterFault);
