@@ -2,14 +2,15 @@
 //!
 //! The checks that stand beside the implementation:
 //!
-//! - [`reference`]: the sequential reference model, the specification of what
+//! - [`reference`](mod@reference): the sequential reference model, the specification of what
 //!   one caller of a [`fastzap::Vm`] may observe;
 //! - [`conformance`]: random operation sequences run against the VM and the
 //!   reference, step by step, with the audit after every step;
-//! - `stress`: the native multi-thread stress (to come);
+//! - [`stress`]: the native multi-thread stress;
 //! - `report` and `checks`: the `fastzap verify` runner (to come).
 
 #![warn(missing_docs)]
 
 pub mod conformance;
 pub mod reference;
+pub mod stress;

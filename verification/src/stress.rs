@@ -1,0 +1,491 @@
+//! # The native multi-thread stress
+//!
+//! Three real threads share one [`Vm`]:
+//!
+//! - two vCPU threads (vCPUs 0 and 1, so both address spaces) loop as
+//!   `vcpu_enter_guest` does. Each translates a random gfn. On
+//!   `RequestPending` it handles the requests, on `Miss` it faults, and on
+//!   `Retry` it handles the requests. Now and then it translates a run of gfns;
+//! - one churn thread creates, deletes (both strategies) and moves slots, and
+//!   runs `invalidate_zap_all_pages`, `zap_all`, every mmu-notifier and the
+//!   shrinker.
+//!
+//! The operation budget is split: 10% for the churn thread, the rest for the
+//! two vCPU threads. A wall-clock bound is shared. A thread stops when its
+//! share is spent or the bound is hit, and the report says whether the bound
+//! stopped the run. Then the vCPUs
+//! handle their requests, the audit runs on the quiescent VM, and the reclaimer
+//! is drained. The counters must settle: retired == freed for pages and
+//! descriptors, live pages == the page table, and one live rmap per slot.
+//!
+//! Only errors that an operation may legitimately return under this workload
+//! are tolerated: `SlotExists`, `SlotOverlap` and `UnknownSlot` from the churn
+//! thread's guesses. Any other error is a failure, including a `ZapLivelock`
+//! or a `VcpuBusy`, since each vCPU has exactly one thread.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fastzap::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
+use fastzap::{
+    Config, Counts, DeletionStrategy, Fault, MmuError, SlotId, SlotSpec, Translation, VcpuId, Vm,
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StressConfig {
+    /// The operation budget, over all threads.
+    pub ops: u64,
+    /// Stop early when this much wall-clock time has passed.
+    pub wall: Duration,
+    /// The random seed.
+    pub seed: u64,
+    /// The VM's configuration (2 vCPUs are used).
+    pub vm: Config,
+}
+
+impl StressConfig {
+    /// `ops` operations within `wall` on a mid-sized table: 16 sptes per page,
+    /// 3 levels (4096 gfns), 2 address spaces, a 3-bit generation so that it
+    /// wraps, audit points as the build has them (on in debug).
+    pub fn new(ops: u64, wall: Duration, seed: u64) -> StressConfig {
+        StressConfig {
+            ops,
+            wall,
+            seed,
+            vm: Config {
+                vcpus: 2,
+                spte_count: 16,
+                levels: 3,
+                gen_bits: 3,
+                mmio_gen_bits: 3,
+                batch: 8,
+                ..Config::native()
+            },
+        }
+    }
+}
+
+/// What a stress run did.
+#[derive(Debug, Clone, Default)]
+pub struct StressReport {
+    /// Operations by kind (`translate`, `fault/mapped`, `create`, `create/err`, ...).
+    pub ops_by_kind: BTreeMap<String, u64>,
+    /// Operations (public API calls) run, over all threads.
+    pub total_ops: u64,
+    /// Wall-clock time of the threaded part.
+    pub duration: Duration,
+    /// Whether the wall-clock bound stopped the run before the budget was spent.
+    pub stopped_by_time: bool,
+    /// The counters after the drain.
+    pub counts: Counts,
+    /// Whether the drain settled the counters.
+    pub settled: bool,
+    /// Everything that went wrong: audit violations, unexpected errors,
+    /// counters that did not settle.
+    pub violations: Vec<String>,
+}
+
+impl StressReport {
+    /// Whether the run passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.settled
+    }
+}
+
+/// xorshift64*: deterministic per thread, no dependency.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Per-thread tallies, merged at the end.
+#[derive(Debug, Default)]
+struct Tally {
+    kinds: BTreeMap<String, u64>,
+    problems: Vec<String>,
+}
+
+impl Tally {
+    fn count(&mut self, kind: &str) {
+        *self.kinds.entry(kind.to_string()).or_default() += 1;
+    }
+
+    fn problem(&mut self, what: String) {
+        if self.problems.len() < 32 {
+            self.problems.push(what);
+        }
+    }
+}
+
+/// The shared stop: the wall-clock bound, seen by every thread.
+struct Stop {
+    wall: Duration,
+    started: Instant,
+    stop: AtomicBool,
+    timed_out: AtomicBool,
+    /// Operations the churn thread has done so far.
+    churn_progress: AtomicU64,
+    churn_ops: u64,
+}
+
+/// One thread's share of the operation budget. vCPU operations are far
+/// cheaper than the churn thread's, so each thread has its own share; a shared
+/// counter would let the vCPUs spend it all before the churn thread ran.
+struct Budget {
+    ops: u64,
+    taken: u64,
+    stop: Arc<Stop>,
+    /// A vCPU thread keeps pace with the churn thread: it does not run more
+    /// than its share in proportion to what the churn thread has done, so the
+    /// two kinds of operations overlap for the whole run.
+    paced: bool,
+    churn: bool,
+}
+
+impl Budget {
+    /// Claims one operation, or says stop.
+    fn take(&mut self) -> bool {
+        let stop = &self.stop;
+        if self.taken >= self.ops || stop.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.taken.is_multiple_of(64) && stop.started.elapsed() >= stop.wall {
+            stop.timed_out.store(true, Ordering::Relaxed);
+            stop.stop.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if self.paced {
+            loop {
+                let done = stop.churn_progress.load(Ordering::Relaxed);
+                if done >= stop.churn_ops || stop.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let ahead = u128::from(self.taken) * u128::from(stop.churn_ops)
+                    > u128::from(done + 1) * u128::from(self.ops);
+                if !ahead {
+                    break;
+                }
+                if stop.started.elapsed() >= stop.wall {
+                    stop.timed_out.store(true, Ordering::Relaxed);
+                    stop.stop.store(true, Ordering::Relaxed);
+                    return false;
+                }
+                yield_now();
+            }
+        }
+        if self.churn {
+            stop.churn_progress.store(self.taken, Ordering::Relaxed);
+        }
+        self.taken += 1;
+        true
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        if self.churn {
+            // Done (or stopped): release the vCPU threads.
+            self.stop.churn_progress.store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The churn thread's share of the budget, in percent.
+const CHURN_PERCENT: u64 = 10;
+
+const SLOTS: u64 = 4;
+
+fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::default();
+    let max_gfn = vm.config().max_gfn();
+    let region = max_gfn / SLOTS;
+    // A working set, mostly inside the slots' usual ranges, renewed now and
+    // then: a guest touches the same pages again, so translations hit.
+    let mut hot: Vec<u64> = Vec::new();
+    let mut run = Vec::new();
+    while budget.take() {
+        if hot.is_empty() || rng.below(512) == 0 {
+            hot = (0..32)
+                .map(|_| rng.below(SLOTS) * region + rng.below(region / 2))
+                .collect();
+        }
+        let gfn = if rng.below(16) == 0 {
+            rng.below(max_gfn)
+        } else {
+            hot[rng.below(hot.len() as u64) as usize]
+        };
+        if rng.below(32) == 0 {
+            let gfns: Vec<u64> = (0..8).map(|i| (gfn + i) % max_gfn).collect();
+            run.clear();
+            match vm.translate_run(vcpu, &gfns, &mut run) {
+                Ok(()) => tally.count("translate_run"),
+                Err(e) => tally.problem(format!("translate_run({vcpu:?}): {e}")),
+            }
+            continue;
+        }
+        let follow_up = match vm.translate(vcpu, gfn) {
+            Ok(Translation::RequestPending) => {
+                tally.count("translate/pending");
+                true
+            }
+            Ok(Translation::Miss) => {
+                tally.count("translate/miss");
+                if !budget.take() {
+                    break;
+                }
+                match vm.page_fault(vcpu, gfn, rng.below(2) == 0) {
+                    Ok(Fault::Mapped { .. }) => tally.count("fault/mapped"),
+                    Ok(Fault::Mmio) => tally.count("fault/mmio"),
+                    Ok(Fault::Retry(_)) => tally.count("fault/retry"),
+                    Err(e) => tally.problem(format!("page_fault({vcpu:?}, {gfn}): {e}")),
+                }
+                // A retried fault wants its requests handled; so does a
+                // TLB flush that a notifier sent meanwhile.
+                vm.pending_requests(vcpu).is_ok_and(|r| r != 0)
+            }
+            Ok(Translation::Mapped { .. }) => {
+                tally.count("translate/mapped");
+                false
+            }
+            Ok(Translation::Mmio) => {
+                tally.count("translate/mmio");
+                false
+            }
+            Err(e) => {
+                tally.problem(format!("translate({vcpu:?}, {gfn}): {e}"));
+                false
+            }
+        };
+        if follow_up {
+            if !budget.take() {
+                break;
+            }
+            match vm.handle_requests(vcpu) {
+                Ok(_) => tally.count("handle_requests"),
+                Err(e) => tally.problem(format!("handle_requests({vcpu:?}): {e}")),
+            }
+        }
+    }
+    tally
+}
+
+/// Slot `i` lives in gfn region `[i * region, (i + 1) * region)` and host region
+/// `HVA_BASE + i * 2^32`, so slots of different ids never overlap; the churn
+/// thread's guesses still collide with existing slots of the same id.
+const HVA_BASE: u64 = 0x10_0000_0000;
+
+fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::default();
+    let region = vm.config().max_gfn() / SLOTS;
+    let hva_of = |slot: u64, page: u64| HVA_BASE + (slot << 32) + page * 4096;
+    let expected = |e: &MmuError| {
+        matches!(
+            e,
+            MmuError::SlotExists(_) | MmuError::SlotOverlap { .. } | MmuError::UnknownSlot(_)
+        )
+    };
+    while budget.take() {
+        let slot = rng.below(SLOTS);
+        let id = SlotId(slot as u16);
+        let (kind, result): (&str, Result<(), MmuError>) = match rng.below(100) {
+            0..20 => {
+                let npages = 1 + rng.below(region / 2);
+                let base = slot * region + rng.below(region - npages);
+                let spec = SlotSpec {
+                    id,
+                    base_gfn: base,
+                    npages,
+                    userspace_addr: hva_of(slot, rng.below(64)),
+                };
+                ("create", vm.create_memslot(spec))
+            }
+            20..26 => ("delete/merged311", {
+                vm.delete_memslot_with(id, DeletionStrategy::Merged311)
+            }),
+            26..32 => ("delete/seedv3", {
+                vm.delete_memslot_with(id, DeletionStrategy::SeedV3)
+            }),
+            32..38 => {
+                let base = slot * region + rng.below(region / 2);
+                ("move", vm.move_memslot(id, base))
+            }
+            38..44 => ("invalidate_zap_all_pages", {
+                vm.invalidate_zap_all_pages().map(drop)
+            }),
+            44..48 => ("zap_all", vm.zap_all().map(drop)),
+            48..66 => {
+                let start = hva_of(slot, rng.below(region));
+                let end = start + 4096 * (1 + rng.below(16));
+                (
+                    "invalidate_range",
+                    vm.invalidate_range(start, end).map(drop),
+                )
+            }
+            66..76 => {
+                let start = hva_of(slot, rng.below(region));
+                ("clear_flush_young", {
+                    vm.clear_flush_young(start, start + 4096 * 8).map(drop)
+                })
+            }
+            76..84 => {
+                let start = hva_of(slot, rng.below(region));
+                (
+                    "test_young",
+                    vm.test_young(start, start + 4096 * 8).map(drop),
+                )
+            }
+            84..94 => {
+                let hva = hva_of(slot, rng.below(region)) + rng.below(4096);
+                ("change_pte", vm.change_pte(hva).map(drop))
+            }
+            _ => ("shrink", vm.shrink(1 + rng.below(8) as usize).map(drop)),
+        };
+        match result {
+            Ok(()) => tally.count(kind),
+            Err(e) if expected(&e) => tally.count(&format!("{kind}/err")),
+            Err(e) => tally.problem(format!("{kind}: unexpected {e}")),
+        }
+    }
+    tally
+}
+
+/// Runs the stress. See the module documentation.
+pub fn run(config: &StressConfig) -> StressReport {
+    let mut report = StressReport::default();
+    let vm = match Vm::new(config.vm.clone()) {
+        Ok(vm) => Arc::new(vm),
+        Err(e) => {
+            report.violations.push(format!("Vm::new: {e}"));
+            return report;
+        }
+    };
+    let churn_ops = config.ops * CHURN_PERCENT / 100;
+    let stop = Arc::new(Stop {
+        wall: config.wall,
+        started: Instant::now(),
+        stop: AtomicBool::new(false),
+        timed_out: AtomicBool::new(false),
+        churn_progress: AtomicU64::new(0),
+        churn_ops,
+    });
+    let vcpu_ops = [
+        (config.ops - churn_ops) / 2,
+        config.ops - churn_ops - (config.ops - churn_ops) / 2,
+    ];
+    let budget = |ops, churn: bool| Budget {
+        ops,
+        taken: 0,
+        stop: Arc::clone(&stop),
+        paced: !churn,
+        churn,
+    };
+    // A few slots before the vCPUs start, so that the first faults map memory.
+    for slot in 0..SLOTS {
+        let region = config.vm.max_gfn() / SLOTS;
+        let spec = SlotSpec {
+            id: SlotId(slot as u16),
+            base_gfn: slot * region,
+            npages: region / 2,
+            userspace_addr: HVA_BASE + (slot << 32),
+        };
+        if let Err(e) = vm.create_memslot(spec) {
+            report
+                .violations
+                .push(format!("initial create {spec:?}: {e}"));
+        }
+    }
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for (v, ops) in vcpu_ops.into_iter().enumerate() {
+        let (vm, budget) = (Arc::clone(&vm), budget(ops, false));
+        let seed = config.seed.wrapping_add(v as u64 + 1);
+        handles.push(spawn(move || vcpu_thread(&vm, budget, VcpuId(v), seed)));
+    }
+    {
+        let (vm, budget) = (Arc::clone(&vm), budget(churn_ops, true));
+        let seed = config.seed.wrapping_add(100);
+        handles.push(spawn(move || churn_thread(&vm, budget, seed)));
+    }
+    for handle in handles {
+        match handle.join() {
+            Ok(tally) => {
+                for (kind, n) in tally.kinds {
+                    *report.ops_by_kind.entry(kind).or_default() += n;
+                }
+                report.violations.extend(tally.problems);
+            }
+            Err(_) => report
+                .violations
+                .push("a stress thread panicked".to_string()),
+        }
+    }
+    report.duration = started.elapsed();
+    report.stopped_by_time = stop.timed_out.load(Ordering::Relaxed);
+    report.total_ops = report.ops_by_kind.values().sum();
+    finish(&vm, &mut report);
+    report
+}
+
+/// Quiesce, audit, drain and check the counters.
+fn finish(vm: &Vm, report: &mut StressReport) {
+    for v in 0..vm.config().vcpus {
+        if let Err(e) = vm.handle_requests(VcpuId(v)) {
+            report
+                .violations
+                .push(format!("final handle_requests: {e}"));
+        }
+    }
+    if let Err(violations) = fastzap::audit::audit(vm) {
+        report
+            .violations
+            .extend(violations.iter().take(32).map(|v| format!("audit: {v}")));
+    }
+    report.settled = vm.drain(10_000);
+    let counts = vm.counts();
+    report.counts = counts;
+    if !report.settled {
+        report
+            .violations
+            .push(format!("drain did not settle the counters: {counts:?}"));
+    }
+    if counts.pages.retired != counts.pages.freed || counts.descs.retired != counts.descs.freed {
+        report.violations.push(format!(
+            "retired != freed after drain: pages {:?}, descs {:?}",
+            counts.pages, counts.descs
+        ));
+    }
+    let pages = vm.shadow_pages() as u64;
+    if counts.pages.live() != pages {
+        report.violations.push(format!(
+            "{} pages live (allocated - freed) but {pages} in the page table",
+            counts.pages.live()
+        ));
+    }
+    let slots = vm.memslots().slots.len() as u64;
+    if counts.rmaps.live() != slots {
+        report.violations.push(format!(
+            "{} rmaps live (allocated - freed) for {slots} slots",
+            counts.rmaps.live()
+        ));
+    }
+}
