@@ -504,11 +504,10 @@ impl Rmap {
             {
                 shape.holes += 1;
             }
-            let more = d.more.load(Ordering::Acquire);
-            if more != 0 && count < self.capacity {
-                shape.holes += 1;
-            }
-            desc = DescPtr::from_raw(more);
+            // A descriptor before the last may be partly full: `remove` compacts
+            // only within the descriptor that held the entry, as the kernel's
+            // `pte_list_desc_remove_entry` does.
+            desc = DescPtr::from_raw(d.more.load(Ordering::Acquire));
         }
         shape
     }
