@@ -141,8 +141,10 @@ fn report(fast: &[(usize, ZapStats)], eager: &[(usize, ZapStats)]) {
             hold / bump.max(1.0),
             hold / loop_hold.max(1.0),
         ));
-        for (s, y) in series.iter_mut().zip([bump, loop_hold, total, hold]) {
-            s.points.push((at_start, y));
+        if nf > 0 && ne > 0 {
+            for (s, y) in series.iter_mut().zip([bump, loop_hold, total, hold]) {
+                s.points.push((at_start, y));
+            }
         }
     }
     body.push_str(&format!(

@@ -174,12 +174,12 @@ fn report(runs: &[Run]) {
     );
     let bars = [
         Bar {
-            label: "kernel eager".into(),
+            label: "kernel 2013: before".into(),
             value: kernel_before,
             color: PALETTE[5],
         },
         Bar {
-            label: "kernel fast".into(),
+            label: "kernel 2013: after".into(),
             value: kernel_after,
             color: PALETTE[5],
         },

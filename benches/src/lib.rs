@@ -374,45 +374,70 @@ pub fn bar_figure(
     Ok(())
 }
 
-/// A line plot with linear axes, written to `benches/figures/<file>`.
+/// One panel of a line figure: its caption, y axis description and lines.
+pub struct Panel {
+    /// The panel's caption.
+    pub caption: String,
+    /// The y axis description.
+    pub y_desc: String,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+/// Line plots with linear axes, one panel above the other, written to
+/// `benches/figures/<file>`.
 pub fn line_figure(
     file: &str,
     title: &str,
     x_desc: &str,
-    y_desc: &str,
-    series: &[Series],
+    panels: &[Panel],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let path = out_dir("figures").join(file);
-    let root = SVGBackend::new(&path, (900, 560)).into_drawing_area();
+    let height = 40 + 300 * panels.len() as u32;
+    let root = SVGBackend::new(&path, (900, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (_, x1) = span(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
-    let (_, y1) = span(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..x1.max(1.0) * 1.02, 0.0..y1.max(1.0) * 1.15)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()?;
-    for s in series {
-        let color = s.color;
+    let root = root.titled(title, ("sans-serif", 20))?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (area, panel) in areas.iter().zip(panels) {
+        let (_, x1) = span(
+            panel
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0)),
+        );
+        let (_, y1) = span(
+            panel
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1)),
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.caption, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..x1.max(1.0) * 1.02, 0.0..y1.max(1.0) * 1.3)?;
         chart
-            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(1)))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(panel.y_desc.as_str())
+            .draw()?;
+        for s in &panel.series {
+            let color = s.color;
+            chart
+                .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(1)))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
     root.present()?;
     Ok(())
 }
