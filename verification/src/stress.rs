@@ -10,7 +10,7 @@
 //!   runs `invalidate_zap_all_pages`, `zap_all`, every mmu-notifier and the
 //!   shrinker.
 //!
-//! The operation budget is split: 10% for the churn thread, the rest for the
+//! The operation budget is split: 5% for the churn thread, the rest for the
 //! two vCPU threads. A wall-clock bound is shared. A thread stops when its
 //! share is spent or the bound is hit, and the report says whether the bound
 //! stopped the run. Then the vCPUs
@@ -209,7 +209,7 @@ impl Drop for Budget {
 }
 
 /// The churn thread's share of the budget, in percent.
-const CHURN_PERCENT: u64 = 10;
+const CHURN_PERCENT: u64 = 5;
 
 const SLOTS: u64 = 4;
 
@@ -319,13 +319,13 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64) -> Tally {
                 };
                 ("create", vm.create_memslot(spec))
             }
-            20..26 => ("delete/merged311", {
+            20..24 => ("delete/merged311", {
                 vm.delete_memslot_with(id, DeletionStrategy::Merged311)
             }),
-            26..32 => ("delete/seedv3", {
+            24..28 => ("delete/seedv3", {
                 vm.delete_memslot_with(id, DeletionStrategy::SeedV3)
             }),
-            32..38 => {
+            28..38 => {
                 let base = slot * region + rng.below(region / 2);
                 ("move", vm.move_memslot(id, base))
             }

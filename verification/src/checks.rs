@@ -1,0 +1,425 @@
+//! # The checks `fastzap verify` runs
+//!
+//! [`all`] lists them. Each one is a [`Check`] with a run function that
+//! returns measured amounts. Later lanes (loom, shuttle, the bug zoo) add
+//! their rows here.
+
+use fastzap::{
+    Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
+};
+
+use crate::conformance;
+use crate::report::{Check, CheckOutcome, Lane, Options};
+use crate::stress::{self, StressConfig};
+
+/// Every check, in run order.
+pub fn all() -> Vec<Check> {
+    vec![
+        Check {
+            name: "audit-scenario",
+            lane: Lane::Native,
+            what: "a scripted scenario over every operation on the model config; audit I1-I7 after every step, drain at the end",
+            run: Box::new(|_| audit_scenario()),
+        },
+        Check {
+            name: "audit-can-fail",
+            lane: Lane::Zoo,
+            what: "the same scenario with bugs 1, 5 and 12 re-introduced: the audit must report violations for each",
+            run: Box::new(audit_can_fail),
+        },
+        Check {
+            name: "native-stress",
+            lane: Lane::Native,
+            what: "2 vCPU threads + 1 churn thread (slots, zaps, notifiers, shrinker); final audit; drain settles the counters",
+            run: Box::new(native_stress),
+        },
+        Check {
+            name: "conformance",
+            lane: Lane::Reference,
+            what: "random operation sequences (invalid calls included) against the sequential reference, audit after every step",
+            run: Box::new(conformance_run),
+        },
+        Check {
+            name: "conformance-can-fail",
+            lane: Lane::Zoo,
+            what: "conformance with bugs 10, 12 and 16 re-introduced: the reference must reject each",
+            run: Box::new(conformance_can_fail),
+        },
+    ]
+}
+
+/// The result of a scripted scenario: steps run, and what went wrong.
+#[derive(Debug, Default)]
+pub struct ScenarioResult {
+    /// Steps run.
+    pub steps: u64,
+    /// Violations and unexpected errors, with the step that showed them.
+    pub problems: Vec<String>,
+}
+
+/// A scripted scenario on `Config::model()` (4 gfns, 2-bit generation):
+/// slots, faults in both address spaces, MMIO, the fast and the eager zap,
+/// faults on an obsolete root, every notifier, the shrinker, MOVE, DELETE with
+/// both strategies, generation wraparound. The audit runs after every step.
+pub fn scenario(mutant: Option<Mutant>) -> ScenarioResult {
+    scenario_reporting(mutant, &mut |_| {})
+}
+
+/// [`scenario`], calling `report` with each problem as soon as it is found (a
+/// mutant may corrupt memory and crash the process before the end).
+pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) -> ScenarioResult {
+    let config = Config {
+        mutant,
+        ..Config::model()
+    };
+    let mut result = ScenarioResult::default();
+    let vm = match Vm::new(config) {
+        Ok(vm) => vm,
+        Err(e) => {
+            result.problems.push(format!("Vm::new: {e}"));
+            return result;
+        }
+    };
+    let (v0, v1) = (VcpuId(0), VcpuId(1));
+    let slot = |id: u16, base_gfn: u64, npages: u64, page: u64| SlotSpec {
+        id: SlotId(id),
+        base_gfn,
+        npages,
+        userspace_addr: 0x10_0000 + page * 4096,
+    };
+    let mut step = |name: &str, run: &dyn Fn(&Vm) -> Result<(), MmuError>| {
+        result.steps += 1;
+        if let Err(e) = run(&vm) {
+            report(&format!("{name}: {e}"));
+            result.problems.push(format!("{name}: {e}"));
+        }
+        if let Err(violations) = fastzap::audit::audit(&vm) {
+            for v in violations.into_iter().take(4) {
+                report(&format!("after {name}: {v}"));
+                result.problems.push(format!("after {name}: {v}"));
+            }
+        }
+    };
+    let access = |vm: &Vm, v: VcpuId, gfn: u64, write: bool| -> Result<(), MmuError> {
+        for _ in 0..4 {
+            match vm.translate(v, gfn)? {
+                Translation::RequestPending => {
+                    vm.handle_requests(v)?;
+                }
+                Translation::Miss => {
+                    if let Fault::Retry(_) = vm.page_fault(v, gfn, write)? {
+                        vm.handle_requests(v)?;
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    };
+    let fill = |vm: &Vm| -> Result<(), MmuError> {
+        for gfn in 0..4 {
+            access(vm, v0, gfn, gfn % 2 == 0)?;
+            access(vm, v1, gfn, false)?;
+        }
+        Ok(())
+    };
+    step("create slot 0", &|vm| vm.create_memslot(slot(0, 0, 2, 0)));
+    step("create slot 1", &|vm| vm.create_memslot(slot(1, 2, 1, 8)));
+    step("first accesses", &fill);
+    step("fast zap", &|vm| vm.invalidate_zap_all_pages().map(drop));
+    step("fault on the obsolete root", &|vm| {
+        vm.page_fault(v0, 1, true).map(drop)
+    });
+    step("fault on the obsolete root (smm)", &|vm| {
+        vm.page_fault(v1, 3, false).map(drop)
+    });
+    step("accesses after reload", &fill);
+    step("young", &|vm| {
+        vm.test_young(0x10_0000, 0x10_0000 + 16 * 4096)?;
+        vm.clear_flush_young(0x10_0000, 0x10_0000 + 16 * 4096)
+            .map(drop)
+    });
+    step("change_pte", &|vm| vm.change_pte(0x10_0000).map(drop));
+    step("accesses after change_pte", &fill);
+    step("invalidate_range", &|vm| {
+        vm.invalidate_range(0x10_0000, 0x10_0000 + 4096).map(drop)
+    });
+    step("accesses after invalidate_range", &fill);
+    step("eager zap", &|vm| vm.zap_all().map(drop));
+    step("fault on the zapped root", &|vm| {
+        vm.page_fault(v0, 0, false).map(drop)
+    });
+    step("accesses after eager zap", &fill);
+    step("shrink", &|vm| vm.shrink(1).map(drop));
+    step("accesses after shrink", &fill);
+    step("move slot 1", &|vm| vm.move_memslot(SlotId(1), 3));
+    step("accesses after move", &fill);
+    step("delete slot 0 (merged 3.11)", &|vm| {
+        vm.delete_memslot_with(SlotId(0), DeletionStrategy::Merged311)
+    });
+    step("accesses after delete", &fill);
+    step("create slot 0 again", &|vm| {
+        vm.create_memslot(slot(0, 0, 2, 4))
+    });
+    step("accesses after create", &fill);
+    step("delete slot 0 (seed v3)", &|vm| {
+        vm.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3)
+    });
+    step("accesses after delete", &fill);
+    step("fault before the wrap", &|vm| access(vm, v0, 0, true));
+    for _ in 0..4 {
+        step("fast zap with the vCPUs out", &|vm| {
+            vm.invalidate_zap_all_pages().map(drop)
+        });
+    }
+    step(
+        "fault on a root invalid a full generation cycle ago",
+        &|vm| vm.page_fault(v0, 1, true).map(drop),
+    );
+    step("translate after the wrap", &|vm| {
+        vm.translate(v0, 1).map(drop)
+    });
+    for _ in 0..5 {
+        step("fast zap (generation wraps)", &|vm| {
+            vm.invalidate_zap_all_pages().map(drop)
+        });
+        step("accesses", &fill);
+    }
+    if !vm.drain(64) {
+        result
+            .problems
+            .push(format!("drain did not settle: {:?}", vm.counts()));
+    }
+    result
+}
+
+fn audit_scenario() -> CheckOutcome {
+    let r = scenario(None);
+    if r.problems.is_empty() {
+        CheckOutcome::pass(
+            r.steps,
+            "steps",
+            "audit clean after every step; counters settled",
+        )
+    } else {
+        CheckOutcome::fail(r.steps, "steps", r.problems.join("\n"))
+    }
+}
+
+/// The mutants the scripted scenario must expose through the audit.
+pub const AUDIT_MUTANTS: [Mutant; 3] = [
+    Mutant::SkipRmapForObsolete,
+    Mutant::ObsoleteIgnoresInvalid,
+    Mutant::FaultIntoObsoleteRoot,
+];
+
+/// The hidden command that runs one mutant in a child process: a mutant may
+/// free memory that is still in use, and its corruption must not crash the
+/// runner or leak into the next check.
+pub const CHILD_COMMAND: &str = "__mutant";
+
+/// Which mutant run a child process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutantRun {
+    /// [`scenario`] with the audit after every step.
+    Scenario,
+    /// [`conformance::run_many_with`], 500 cases.
+    Conformance,
+}
+
+impl MutantRun {
+    fn name(self) -> &'static str {
+        match self {
+            MutantRun::Scenario => "scenario",
+            MutantRun::Conformance => "conformance",
+        }
+    }
+}
+
+/// The body of the child process: runs `kind` with the mutant named `mutant`
+/// and prints `CAUGHT <what>` lines as soon as it finds something, then
+/// `DONE <amount>`. Returns the exit code.
+pub fn child_main(args: &[String]) -> u8 {
+    let (Some(kind), Some(name), Some(seed)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("usage: fastzap {CHILD_COMMAND} scenario|conformance MUTANT SEED");
+        return 2;
+    };
+    let Some(mutant) = Mutant::ALL.into_iter().find(|m| format!("{m:?}") == *name) else {
+        eprintln!("unknown mutant {name}");
+        return 2;
+    };
+    let seed = seed.parse().unwrap_or(0);
+    let say = |line: &str| {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", line.replace('\n', " | "));
+        let _ = out.flush();
+    };
+    match kind.as_str() {
+        "scenario" => {
+            let r = scenario_reporting(Some(mutant), &mut |p| say(&format!("CAUGHT {p}")));
+            say(&format!("DONE {}", r.steps));
+        }
+        "conformance" => {
+            let r = conformance::run_many_with(500, seed, Some(mutant));
+            if let Some(why) = r.failure {
+                say(&format!("CAUGHT {why}"));
+            }
+            say(&format!("DONE {}", r.cases));
+        }
+        other => {
+            eprintln!("unknown run {other}");
+            return 2;
+        }
+    }
+    0
+}
+
+/// What a child process found: the first problem, the amount it reported,
+/// and how it ended.
+#[derive(Debug, Clone)]
+pub struct ChildResult {
+    /// The first `CAUGHT` line.
+    pub caught: Option<String>,
+    /// The `DONE` amount, if it got that far.
+    pub amount: Option<u64>,
+    /// The exit status, as text.
+    pub status: String,
+}
+
+/// Runs one mutant in a child process of the current executable.
+pub fn run_child(kind: MutantRun, mutant: Mutant, seed: u64) -> Result<ChildResult, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .args([
+            CHILD_COMMAND,
+            kind.name(),
+            &format!("{mutant:?}"),
+            &seed.to_string(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("spawning the child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let caught = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CAUGHT "))
+        .map(|s| s.chars().take(300).collect());
+    let amount = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DONE "))
+        .and_then(|n| n.trim().parse().ok());
+    Ok(ChildResult {
+        caught,
+        amount,
+        status: output.status.to_string(),
+    })
+}
+
+fn mutants_caught(kind: MutantRun, mutants: &[Mutant], seed: u64) -> CheckOutcome {
+    let mut caught = 0;
+    let mut detail = Vec::new();
+    for m in mutants {
+        match run_child(kind, *m, seed) {
+            Ok(r) => {
+                let ended = match r.amount {
+                    Some(n) => format!(
+                        "ran {n} {}",
+                        if kind == MutantRun::Scenario {
+                            "steps"
+                        } else {
+                            "cases"
+                        }
+                    ),
+                    None => format!("died: {}", r.status),
+                };
+                match r.caught {
+                    Some(first) => {
+                        caught += 1;
+                        detail.push(format!("{m:?}: caught, {ended} ({first})"));
+                    }
+                    None => detail.push(format!("{m:?}: NOT caught, {ended}")),
+                }
+            }
+            Err(e) => detail.push(format!("{m:?}: {e}")),
+        }
+    }
+    let detail = format!(
+        "{caught}/{} mutants caught, each in its own process; {}",
+        mutants.len(),
+        detail.join("; ")
+    );
+    if caught == mutants.len() {
+        CheckOutcome::pass(caught as u64, "mutants", detail)
+    } else {
+        CheckOutcome::fail(caught as u64, "mutants", detail)
+    }
+}
+
+fn audit_can_fail(options: &Options) -> CheckOutcome {
+    mutants_caught(MutantRun::Scenario, &AUDIT_MUTANTS, options.seed)
+}
+
+fn native_stress(options: &Options) -> CheckOutcome {
+    let config = StressConfig::new(options.stress_ops, options.stress_wall, options.seed);
+    let r = stress::run(&config);
+    let kinds = r
+        .ops_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let detail = format!(
+        "{} ops in {:.2}s ({:.0} ops/s){}; pages alloc/retired/freed {}/{}/{}, descs {}/{}/{}; {kinds}{}",
+        r.total_ops,
+        r.duration.as_secs_f64(),
+        r.total_ops as f64 / r.duration.as_secs_f64().max(1e-9),
+        if r.stopped_by_time {
+            ", STOPPED BY THE WALL-CLOCK BOUND"
+        } else {
+            ""
+        },
+        r.counts.pages.allocated,
+        r.counts.pages.retired,
+        r.counts.pages.freed,
+        r.counts.descs.allocated,
+        r.counts.descs.retired,
+        r.counts.descs.freed,
+        if r.violations.is_empty() {
+            String::new()
+        } else {
+            format!("\nVIOLATIONS:\n{}", r.violations.join("\n"))
+        }
+    );
+    // Stopping early on the bound is reported, and fails the row only if it
+    // left less than the configured budget run.
+    if r.passed() && r.total_ops >= options.stress_ops {
+        CheckOutcome::pass(r.total_ops, "ops", detail)
+    } else {
+        CheckOutcome::fail(r.total_ops, "ops", detail)
+    }
+}
+
+fn conformance_run(options: &Options) -> CheckOutcome {
+    let r = conformance::run_many(options.cases, options.seed);
+    let detail = format!(
+        "{} cases, {} steps ({} failed calls checked unchanged, {} Mapped translations, {} generation wraps)",
+        r.cases, r.stats.steps, r.stats.errors, r.stats.mapped, r.stats.wraps
+    );
+    match r.failure {
+        None if r.cases >= options.cases => CheckOutcome::pass(u64::from(r.cases), "cases", detail),
+        None => CheckOutcome::fail(u64::from(r.cases), "cases", detail),
+        Some(why) => CheckOutcome::fail(u64::from(r.cases), "cases", format!("{detail}\n{why}")),
+    }
+}
+
+/// The mutants the reference must reject (their bugs show to one caller).
+pub const CONFORMANCE_MUTANTS: [Mutant; 3] = [
+    Mutant::MoveReusesMetadata,
+    Mutant::FaultIntoObsoleteRoot,
+    Mutant::MmioCacheIgnoresGen,
+];
+
+fn conformance_can_fail(options: &Options) -> CheckOutcome {
+    mutants_caught(MutantRun::Conformance, &CONFORMANCE_MUTANTS, options.seed)
+}
