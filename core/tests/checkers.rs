@@ -460,3 +460,64 @@ fn wrap_zap_after_publish_window_is_not_audited() {
         }
     }
 }
+
+/// Bug 14 under a real race (not deterministic): another thread publishes new
+/// memslots back to back (one-page slots far from gfns 2 and 3) while vCPU 0
+/// faults on gfn 3 (MMIO), moves its MMIO cache away (a fault on gfn 2) and
+/// translates gfn 3 through its MMIO spte. A publish between the fault's
+/// memslots load and its install makes the mutant stamp the new generation on
+/// a decision taken from the old slots; translate must then report I7.
+/// Bounded: each run stops when the writer is done (600 publishes for the
+/// clean run, up to 20000 for the mutant), at the first violation, or after
+/// 30 s; the clean run must see none.
+#[test]
+fn bug14_mmio_gen_from_new_slots_under_a_race() {
+    fn race(mutant: Option<Mutant>, slots: u16) -> (usize, u64) {
+        use fastzap::sync::{Arc, AtomicBool, Ordering::Relaxed};
+        let mut cfg = cfg(mutant);
+        cfg.events = false;
+        cfg.spte_count = 16;
+        cfg.levels = 4; // 65536 gfns
+        cfg.mmio_gen_bits = 19; // no wrap, so no zap: the faults never retry
+        let vm = Arc::new(vm(cfg));
+        enter_all(&vm);
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (vm, done) = (vm.clone(), done.clone());
+            std::thread::spawn(move || {
+                for id in 1..=slots {
+                    if done.load(Relaxed) {
+                        break;
+                    }
+                    vm.create_memslot(slot(id, 100 + u64::from(id), 1)).unwrap();
+                }
+                done.store(true, Relaxed);
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut faults = 0u64;
+        while !done.load(Relaxed)
+            && vm.runtime_violations().is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
+            assert_eq!(vm.page_fault(V0, 2, false).unwrap(), Fault::Mmio);
+            vm.translate(V0, 3).unwrap();
+            faults += 1;
+        }
+        done.store(true, Relaxed);
+        writer.join().expect("writer panicked");
+        let found = vm.runtime_violations();
+        assert!(
+            found.iter().all(|v| v.invariant == Invariant::I7),
+            "{found:?}"
+        );
+        (found.len(), faults)
+    }
+    let (clean, clean_faults) = race(None, 600);
+    assert_eq!(clean, 0, "false positive after {clean_faults} rounds");
+    assert!(clean_faults > 0);
+    let (caught, faults) = race(Some(Mutant::MmioGenFromNewSlots), 20_000);
+    assert!(caught > 0, "not caught ({faults} rounds)");
+    println!("MmioGenFromNewSlots: caught after {faults} rounds; clean: {clean_faults} rounds");
+}
