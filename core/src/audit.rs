@@ -515,7 +515,12 @@ pub fn check_i5_obsolete_never_reused(
         }
     }
     for (index, vcpu) in vm.vcpus.iter().enumerate() {
-        if vcpu.requests.load(crate::sync::Ordering::Acquire) & crate::vcpu::REQ_RELOAD != 0 {
+        // A vCPU inside an operation may have taken its requests (the swap at the
+        // top of handle_requests) and not yet reloaded: at an audit point that is
+        // a transient, not a kept root. Only idle vCPUs are judged.
+        if vcpu.requests.load(crate::sync::Ordering::Acquire) & crate::vcpu::REQ_RELOAD != 0
+            || vcpu.busy.get() != 0
+        {
             continue;
         }
         if let Some(meta) = lk.roots[index].and_then(|id| lk.pages.get(&id))

@@ -1298,6 +1298,13 @@ impl Vm {
         self.counts().settled()
     }
 
+    /// One attempt to advance the epoch and free what is ready, without waiting
+    /// (unlike [`Vm::drain`], which waits for readers). Models call it so that
+    /// reclamation can happen while a reader is still running.
+    pub fn flush_reclaim(&self) {
+        self.reclaimer.flush();
+    }
+
     /// The event log so far.
     pub fn events(&self) -> Vec<Event> {
         self.ghost.events.snapshot()

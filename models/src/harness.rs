@@ -1,0 +1,216 @@
+//! # What every execution ends with
+//!
+//! A scenario builds a [`World`] (the VM plus what its threads observed), runs
+//! its actors, joins them, and calls [`finish`]. `finish` is the same in every
+//! lane: the full audit (I1 to I7, plus every violation recorded at run time),
+//! the observations the scenario's threads made, and a drain that must free
+//! everything retired. On any violation it renders the execution's timeline,
+//! writes it as a Mermaid diagram under `target/counterexamples/`, and panics
+//! with a message that starts with the violated invariant's name, so that a
+//! mutant twin can expect it (`#[should_panic(expected = "I3 page lifetime")]`).
+
+use fastzap::sync::ghost::GhostLog;
+use fastzap::sync::{Arc, ReclaimBackend};
+use fastzap::{Config, Invariant, Mutant, SlotId, SlotSpec, Violation, Vm};
+
+use crate::tally::Flag;
+use crate::timeline;
+
+/// How one scenario is run: which bug to re-introduce, which reclamation, and
+/// how many actors.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// The protocol mutant, or `None` for the correct protocol.
+    pub mutant: Option<Mutant>,
+    /// The epoch implementation: crossbeam (loom, 2 threads) or the small EBR.
+    pub reclaim: ReclaimBackend,
+    /// More actors and operations (the shuttle lane); off for loom.
+    pub wide: bool,
+}
+
+impl Params {
+    /// The correct protocol with `reclaim`, narrow.
+    pub const fn narrow(reclaim: ReclaimBackend) -> Params {
+        Params {
+            mutant: None,
+            reclaim,
+            wide: false,
+        }
+    }
+
+    /// The correct protocol with `reclaim`, wide.
+    pub const fn wide(reclaim: ReclaimBackend) -> Params {
+        Params {
+            mutant: None,
+            reclaim,
+            wide: true,
+        }
+    }
+
+    /// The same with `mutant`.
+    pub const fn with_mutant(self, mutant: Mutant) -> Params {
+        Params {
+            mutant: Some(mutant),
+            ..self
+        }
+    }
+
+    /// The same with `reclaim`.
+    pub const fn with_reclaim(self, reclaim: ReclaimBackend) -> Params {
+        Params { reclaim, ..self }
+    }
+}
+
+/// The small EBR with `slots` participant slots and no EBR mutant.
+pub const fn small(slots: usize) -> ReclaimBackend {
+    ReclaimBackend::Small {
+        slots,
+        mutant: fastzap::sync::ebr::EbrMutant::None,
+    }
+}
+
+/// One execution's world: the VM, what its threads saw, and ghost flags.
+#[derive(Debug)]
+pub struct World {
+    /// The VM under test.
+    pub vm: Vm,
+    /// Violations observed by the scenario's own threads.
+    pub seen: GhostLog<Violation>,
+    /// Ghost flags the scenario may use (for example "the reader is done").
+    pub flags: [Flag; 4],
+}
+
+impl World {
+    /// Records a violation seen by one of the scenario's threads.
+    pub fn violate(&self, invariant: Invariant, detail: String) {
+        self.seen.push_always(Violation::new(invariant, detail));
+    }
+}
+
+/// The model configuration for `params`: 2 sptes per page, 2 levels (4 gfns), a
+/// 2-bit generation, the event log and audit points on; `vcpus` vCPUs in
+/// `address_spaces` address spaces.
+pub fn config(params: &Params, vcpus: usize, address_spaces: u8) -> Config {
+    let mut config = Config::model();
+    config.vcpus = vcpus;
+    config.address_spaces = address_spaces;
+    config.reclaim = params.reclaim;
+    config.mutant = params.mutant;
+    // Under loom the audit points' extra loads of every spte trip loom's own
+    // internal assertion on modification orders (tokio-rs/loom#252, "this
+    // sometimes fails") in later loads; the full audit still ends every loom
+    // execution, and shuttle keeps the audit points.
+    config.audit_points = !cfg!(loom);
+    config
+}
+
+/// Builds the world for `config`.
+pub fn world(config: Config) -> Arc<World> {
+    Arc::new(World {
+        vm: Vm::new(config).expect("model configuration is valid"),
+        seen: GhostLog::new(true),
+        flags: Default::default(),
+    })
+}
+
+/// A memslot of `npages` at `base_gfn`; slot `id` lives at host address
+/// `0x10_0000 * (id + 1)`.
+pub fn slot(id: u16, base_gfn: u64, npages: u64) -> SlotSpec {
+    SlotSpec {
+        id: SlotId(id),
+        base_gfn,
+        npages,
+        userspace_addr: slot_hva(id),
+    }
+}
+
+/// The host address of slot `id`'s first page.
+pub const fn slot_hva(id: u16) -> u64 {
+    0x10_0000 * (id as u64 + 1)
+}
+
+/// Rounds of grace periods `finish` runs before it demands that every retired
+/// object was freed.
+pub const DRAIN_ROUNDS: usize = 4;
+
+/// Ends an execution of `scenario`: audit, observations, drain. Panics with the
+/// violated invariant's name, the details and the timeline if anything broke.
+pub fn finish(world: &World, scenario: &str, params: &Params) {
+    let vm = &world.vm;
+    let mut found = world.seen.snapshot();
+    let runtime = vm.runtime_violations();
+    if let Err(violations) = fastzap::audit::audit(vm) {
+        // The audit repeats the run-time violations; keep each once.
+        for violation in violations {
+            if !found.contains(&violation) {
+                found.push(violation);
+            }
+        }
+    }
+    for violation in runtime {
+        if !found.contains(&violation) {
+            found.push(violation);
+        }
+    }
+    if found.is_empty() && !vm.drain(DRAIN_ROUNDS) {
+        found.push(Violation::new(
+            Invariant::I3,
+            format!(
+                "retired objects not freed after {DRAIN_ROUNDS} grace periods: {:?}",
+                vm.counts()
+            ),
+        ));
+    }
+    if found.is_empty() {
+        return;
+    }
+    fail(world, scenario, params, found);
+}
+
+/// Reports a failed execution and panics.
+fn fail(world: &World, scenario: &str, params: &Params, mut found: Vec<Violation>) -> ! {
+    found.sort_by_key(|v| v.invariant);
+    let first = found[0].invariant;
+    let events = world.vm.events();
+    let name = format!(
+        "{scenario}-{}{}",
+        fastzap::sync::LANE,
+        params.mutant.map(|m| format!("-{m:?}")).unwrap_or_default()
+    );
+    let written = timeline::write_mermaid(&timeline::counterexample_dir(), &name, &events, &found);
+    let mut message = format!(
+        "{} violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n",
+        first.name(),
+        fastzap::sync::LANE,
+        params.mutant,
+        params.reclaim
+    );
+    for violation in &found {
+        message.push_str(&format!("  - {violation}\n"));
+    }
+    message.push_str("\ntimeline of the failing execution, one column per actor:\n");
+    message.push_str(&timeline::render_columns(&events, &found));
+    match written {
+        Ok(path) => message.push_str(&format!("mermaid sequence diagram: {}\n", path.display())),
+        Err(e) => message.push_str(&format!("(could not write the mermaid diagram: {e})\n")),
+    }
+    *last_failure_slot() = Some(message.clone());
+    panic!("{message}");
+}
+
+// Ghost, outside every model: a std mutex.
+#[allow(clippy::disallowed_types)]
+static LAST_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn last_failure_slot() -> std::sync::MutexGuard<'static, Option<String>> {
+    LAST_FAILURE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes the message of the last failed execution in this process. Shuttle
+/// replaces a task's panic payload with its own ("Task panicked, and early
+/// return is enabled"), so a mutant twin reads the violated invariant here.
+pub fn take_last_failure() -> Option<String> {
+    last_failure_slot().take()
+}
