@@ -31,7 +31,31 @@ pub fn all() -> Vec<Check> {
             name: "native-stress",
             lane: Lane::Native,
             what: "2 vCPU threads + 1 churn thread (slots, zaps, notifiers, shrinker); final audit; drain settles the counters",
-            run: Box::new(native_stress),
+            run: Box::new(|o| {
+                stress_row(StressConfig::new(o.stress_ops, o.stress_wall, o.seed), o)
+            }),
+        },
+        Check {
+            name: "native-stress-kernel",
+            lane: Lane::Native,
+            what: "the same stress on kernel-sized tables (512 sptes per page, 3 levels) over 16384 gfns",
+            run: Box::new(|o| {
+                stress_row(
+                    StressConfig::kernel_sized(o.stress_ops, o.stress_wall, o.seed ^ 1),
+                    o,
+                )
+            }),
+        },
+        Check {
+            name: "native-stress-small-ebr",
+            lane: Lane::Native,
+            what: "the same stress with the facade's small EBR in place of crossbeam-epoch",
+            run: Box::new(|o| {
+                stress_row(
+                    StressConfig::small_ebr(o.stress_ops, o.stress_wall, o.seed ^ 2),
+                    o,
+                )
+            }),
         },
         Check {
             name: "conformance",
@@ -360,8 +384,7 @@ fn audit_can_fail(options: &Options) -> CheckOutcome {
     mutants_caught(MutantRun::Scenario, &AUDIT_MUTANTS, options.seed)
 }
 
-fn native_stress(options: &Options) -> CheckOutcome {
-    let config = StressConfig::new(options.stress_ops, options.stress_wall, options.seed);
+fn stress_row(config: StressConfig, options: &Options) -> CheckOutcome {
     let r = stress::run(&config);
     let kinds = r
         .ops_by_kind

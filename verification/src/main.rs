@@ -1,7 +1,7 @@
 //! `fastzap`: the verification runner.
 //!
 //! ```text
-//! fastzap verify [--quick] [--stress-ops N] [--stress-secs N] [--cases N] [--seed N] [--out DIR]
+//! fastzap verify [--quick] [--stress-ops N] [--stress-secs N] [--cases N] [--seed N] [--only NAME]... [--out DIR]
 //! ```
 //!
 //! Runs every check of `fastzap_verification::checks::all`, prints progress
@@ -15,7 +15,7 @@ use std::time::Duration;
 use fastzap_verification::checks;
 use fastzap_verification::report::{Options, run_checks};
 
-const USAGE: &str = "usage: fastzap verify [--quick] [--stress-ops N] [--stress-secs N] [--cases N] [--seed N] [--out DIR]";
+const USAGE: &str = "usage: fastzap verify [--quick] [--stress-ops N] [--stress-secs N] [--cases N] [--seed N] [--only NAME]... [--out DIR]";
 
 fn parse(args: &[String]) -> Result<(Options, String), String> {
     let Some((command, rest)) = args.split_first() else {
@@ -54,6 +54,7 @@ fn parse(args: &[String]) -> Result<(Options, String), String> {
             }
             "--seed" => options.seed = number(value()?)?,
             "--out" => out = value()?,
+            "--only" => options.only.push(value()?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }

@@ -42,6 +42,9 @@ pub struct StressConfig {
     pub seed: u64,
     /// The VM's configuration (2 vCPUs are used).
     pub vm: Config,
+    /// The gfns the slots and the vCPUs use, from 0 (at most the table's
+    /// size): a kernel-sized table is used sparsely, as a guest uses it.
+    pub span: u64,
 }
 
 impl StressConfig {
@@ -62,7 +65,32 @@ impl StressConfig {
                 batch: 8,
                 ..Config::native()
             },
+            span: 4096,
         }
+    }
+
+    /// Kernel-sized tables (`Config::native()`: 512 sptes per page, 3 levels,
+    /// a 63-bit generation, batch 10), used over the first 16384 gfns.
+    pub fn kernel_sized(ops: u64, wall: Duration, seed: u64) -> StressConfig {
+        StressConfig {
+            vm: Config {
+                vcpus: 2,
+                ..Config::native()
+            },
+            span: 16384,
+            ..StressConfig::new(ops, wall, seed)
+        }
+    }
+
+    /// [`StressConfig::new`] with the facade's small epoch-based reclamation
+    /// (16 participant slots) in place of crossbeam-epoch.
+    pub fn small_ebr(ops: u64, wall: Duration, seed: u64) -> StressConfig {
+        let mut config = StressConfig::new(ops, wall, seed);
+        config.vm.reclaim = fastzap::sync::ReclaimBackend::Small {
+            slots: 16,
+            mutant: fastzap::sync::ebr::EbrMutant::None,
+        };
+        config
     }
 }
 
@@ -213,10 +241,10 @@ const CHURN_PERCENT: u64 = 5;
 
 const SLOTS: u64 = 4;
 
-fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64) -> Tally {
+fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
-    let max_gfn = vm.config().max_gfn();
+    let max_gfn = span;
     let region = max_gfn / SLOTS;
     // A working set, mostly inside the slots' usual ranges, renewed now and
     // then: a guest touches the same pages again, so translations hit.
@@ -224,8 +252,16 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64) -> Tally {
     let mut run = Vec::new();
     while budget.take() {
         if hot.is_empty() || rng.below(512) == 0 {
+            // Mostly gfns of the slots that exist now, some anywhere.
+            let slots = vm.memslots();
             hot = (0..32)
-                .map(|_| rng.below(SLOTS) * region + rng.below(region / 2))
+                .map(|_| {
+                    let n = slots.slots.len() as u64;
+                    match slots.slots.get(rng.below(n + n / 4 + 1) as usize) {
+                        Some(s) => s.base_gfn + rng.below(s.npages),
+                        None => rng.below(SLOTS) * region + rng.below(region / 2),
+                    }
+                })
                 .collect();
         }
         let gfn = if rng.below(16) == 0 {
@@ -293,10 +329,10 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64) -> Tally {
 /// thread's guesses still collide with existing slots of the same id.
 const HVA_BASE: u64 = 0x10_0000_0000;
 
-fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64) -> Tally {
+fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
-    let region = vm.config().max_gfn() / SLOTS;
+    let region = span / SLOTS;
     let hva_of = |slot: u64, page: u64| HVA_BASE + (slot << 32) + page * 4096;
     let expected = |e: &MmuError| {
         matches!(
@@ -372,6 +408,13 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64) -> Tally {
 /// Runs the stress. See the module documentation.
 pub fn run(config: &StressConfig) -> StressReport {
     let mut report = StressReport::default();
+    if config.vm.max_gfn() < 64 || config.span < 64 {
+        report
+            .violations
+            .push("the stress needs at least 64 gfns".to_string());
+        return report;
+    }
+    let span = config.span.min(config.vm.max_gfn());
     let vm = match Vm::new(config.vm.clone()) {
         Ok(vm) => Arc::new(vm),
         Err(e) => {
@@ -401,7 +444,7 @@ pub fn run(config: &StressConfig) -> StressReport {
     };
     // A few slots before the vCPUs start, so that the first faults map memory.
     for slot in 0..SLOTS {
-        let region = config.vm.max_gfn() / SLOTS;
+        let region = span / SLOTS;
         let spec = SlotSpec {
             id: SlotId(slot as u16),
             base_gfn: slot * region,
@@ -419,12 +462,14 @@ pub fn run(config: &StressConfig) -> StressReport {
     for (v, ops) in vcpu_ops.into_iter().enumerate() {
         let (vm, budget) = (Arc::clone(&vm), budget(ops, false));
         let seed = config.seed.wrapping_add(v as u64 + 1);
-        handles.push(spawn(move || vcpu_thread(&vm, budget, VcpuId(v), seed)));
+        handles.push(spawn(move || {
+            vcpu_thread(&vm, budget, VcpuId(v), seed, span)
+        }));
     }
     {
         let (vm, budget) = (Arc::clone(&vm), budget(churn_ops, true));
         let seed = config.seed.wrapping_add(100);
-        handles.push(spawn(move || churn_thread(&vm, budget, seed)));
+        handles.push(spawn(move || churn_thread(&vm, budget, seed, span)));
     }
     for handle in handles {
         match handle.join() {
