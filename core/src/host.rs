@@ -9,20 +9,35 @@ use std::collections::HashMap;
 
 use crate::sync::ghost::GhostMutex;
 
-/// The host page tables: a version per host page that was ever remapped.
+/// The host page tables: the pfn of every host page that was ever remapped.
+/// A page never remapped is backed by the pfn equal to its page number (below
+/// 2^36, since slots live below 2^48). Each remap hands out a fresh pfn from
+/// 2^36 up, so a pfn is never reused and always fits the 52 bits a spte holds
+/// (a version packed above bit 36 overflowed them after 65536 remaps of one
+/// page, and the spte then truncated the new pfn back to the old one).
 #[derive(Debug, Default)]
 pub struct HostMm {
-    versions: GhostMutex<HashMap<u64, u64>>,
+    pages: GhostMutex<HostPages>,
 }
 
-const VERSION_SHIFT: u32 = 36;
+#[derive(Debug, Default)]
+struct HostPages {
+    remapped: HashMap<u64, u64>,
+    fresh: u64,
+}
+
+const FIRST_FRESH_PFN: u64 = 1 << 36;
 
 impl HostMm {
     /// `hva_to_pfn`: the pfn currently backing `hva`.
     pub fn hva_to_pfn(&self, hva: u64) -> u64 {
         let page = hva >> 12;
-        let version = self.versions.with(|v| v.get(&page).copied().unwrap_or(0));
-        (version << VERSION_SHIFT) | (page & ((1 << VERSION_SHIFT) - 1))
+        self.pages.with(|p| {
+            p.remapped
+                .get(&page)
+                .copied()
+                .unwrap_or(page & (FIRST_FRESH_PFN - 1))
+        })
     }
 
     /// The host remaps every page in `[start, end)`; their old pfns are dead.
@@ -30,9 +45,11 @@ impl HostMm {
         // Count in page numbers: `page << 12` wraps to 0 past the last page of
         // the address space, which made a range ending at u64::MAX loop forever.
         let last = end.div_ceil(4096);
-        self.versions.with(|v| {
+        self.pages.with(|p| {
             for page in start >> 12..last {
-                *v.entry(page).or_insert(0) += 1;
+                let pfn = FIRST_FRESH_PFN + p.fresh;
+                p.fresh += 1;
+                p.remapped.insert(page, pfn);
             }
         });
     }
