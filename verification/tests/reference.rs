@@ -276,3 +276,55 @@ fn conformance_rejects_the_mmio_cache_mutant() {
     let clean = run_many_with(100, 11, None);
     assert!(clean.failure.is_none(), "{:?}", clean.failure);
 }
+
+/// Regression: the host handed out pfns as `version << 36 | page`, and a spte
+/// holds 52 pfn bits, so after 65536 remaps of one page the spte truncated the
+/// new pfn back to the page's first one, and `translate` returned a pfn that
+/// an invalidation had killed. The reference requires the faulted pfn exactly.
+#[test]
+fn pfns_stay_exact_after_many_remaps_of_one_page() {
+    let config = Config {
+        events: false,
+        ..Config::model()
+    };
+    let vm = Vm::new(config.clone()).expect("vm");
+    let mut r = Reference::new(&config);
+    let mut run = |op: Op| {
+        let got = fastzap_verification::conformance::apply(&vm, &op);
+        r.step(&op, &got)
+            .unwrap_or_else(|why| panic!("{op:?} -> {got:?}: {why}"));
+        got
+    };
+    run(Op::CreateSlot(spec(0, 0, 1, 0x10000)));
+    run(Op::HandleRequests(V0));
+    let first = run(Op::PageFault {
+        vcpu: V0,
+        gfn: 0,
+        write: true,
+    });
+    for _ in 0..65536 {
+        run(Op::InvalidateRange {
+            start: 0x10000,
+            end: 0x11000,
+        });
+    }
+    run(Op::HandleRequests(V0));
+    let last = run(Op::PageFault {
+        vcpu: V0,
+        gfn: 0,
+        write: true,
+    });
+    assert_ne!(first, last, "the page was remapped: a new pfn");
+    let Outcome::Fault(Ok(Fault::Mapped { pfn })) = last else {
+        panic!("fault: {last:?}");
+    };
+    let seen = run(Op::Translate { vcpu: V0, gfn: 0 });
+    assert_eq!(
+        seen,
+        Outcome::Translation(Ok(Translation::Mapped {
+            pfn,
+            writable: true
+        })),
+        "translate returns the faulted pfn"
+    );
+}
