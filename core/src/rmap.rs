@@ -324,6 +324,7 @@ impl Rmap {
                 d.sptes[used - 1].store(0, Ordering::Release);
                 if used - 1 == 0 {
                     self.unlink_desc(head, prev, dp, guard);
+                    self.collapse_single(head, guard);
                 } else if prev.is_none() && used - 1 == 1 && d.more.load(Ordering::Acquire) == 0 {
                     // One entry left in the only descriptor: back to a single head.
                     head.store(d.sptes[0].load(Ordering::Relaxed), Ordering::Release);
@@ -335,6 +336,32 @@ impl Rmap {
             desc = DescPtr::from_raw(d.more.load(Ordering::Acquire));
         }
         false
+    }
+
+    /// After a later descriptor was unlinked, the chain may be down to one
+    /// descriptor holding one entry: go back to a single head, the form every
+    /// other path keeps (the audit's I2 checks it).
+    fn collapse_single(&self, head: &AtomicU64, guard: &Guard<'_>) {
+        let current = head.load(Ordering::Acquire);
+        if current & 1 == 0 {
+            return;
+        }
+        let Some(first) = DescPtr::from_raw(current) else {
+            return;
+        };
+        let d = first.get(guard);
+        if d.more.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let used = d
+            .sptes
+            .iter()
+            .take_while(|s| s.load(Ordering::Relaxed) != 0)
+            .count();
+        if used == 1 {
+            head.store(d.sptes[0].load(Ordering::Relaxed), Ordering::Release);
+            first.retire(guard, &self.ghost);
+        }
     }
 
     fn unlink_desc(&self, head: &AtomicU64, prev: Option<DescPtr>, dp: DescPtr, guard: &Guard<'_>) {
