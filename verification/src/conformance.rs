@@ -15,10 +15,12 @@
 //! every retired page and descriptor freed, every live page in the page table,
 //! one live rmap per slot.
 //!
-//! [`case_strategy`] generates cases: a small configuration (4 sptes per page,
-//! 2 levels, 16 gfns, a 2-bit generation so that it wraps, 2 or 3 vCPUs, 1 or
-//! 2 address spaces, either deletion strategy) and 30 to 60 operations over the
-//! whole API, invalid calls included. [`run_many`] runs many cases with a seed.
+//! [`case_strategy`] generates cases: a small configuration (16 gfns as 4
+//! sptes per page and 2 levels or 2 sptes and 4 levels, a 2-bit generation so
+//! that it wraps, 2 or 3 vCPUs, 1 or 2 address spaces, either deletion
+//! strategy, descriptors of 2 or 3 sptes, crossbeam-epoch or the small EBR),
+//! an opening that creates 2 to 4 slots, and 30 to 60 steps over the whole
+//! API, invalid calls included. [`run_many`] runs many cases with a seed.
 
 use fastzap::{Config, DeletionStrategy, Fault, Mutant, SlotSpec, Translation, VcpuId, Vm};
 use proptest::prelude::*;
@@ -115,6 +117,12 @@ pub struct Case {
     pub address_spaces: u8,
     /// The configured deletion strategy.
     pub deletion: DeletionStrategy,
+    /// The table's shape: (sptes per page, levels), 16 gfns either way.
+    pub shape: (usize, u8),
+    /// Sptes per pte-list descriptor (2 or 3).
+    pub desc_capacity: usize,
+    /// Use the facade's small EBR instead of crossbeam-epoch.
+    pub small_ebr: bool,
     /// The steps.
     pub steps: Vec<Step>,
     /// A bug from the zoo, to show that conformance can fail.
@@ -122,19 +130,29 @@ pub struct Case {
 }
 
 impl Case {
-    /// The case's configuration: `Config::model()` with 4 sptes per page.
+    /// The case's configuration: `Config::model()` with 16 gfns (4 sptes per
+    /// page and 2 levels, or 2 sptes per page and 4 levels), a 2-bit
+    /// generation, and the case's choices.
     pub fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             vcpus: self.vcpus,
             address_spaces: self.address_spaces,
-            spte_count: 4,
-            levels: 2,
+            spte_count: self.shape.0,
+            levels: self.shape.1,
             gen_bits: 2,
             mmio_gen_bits: 2,
+            desc_capacity: self.desc_capacity,
             deletion: self.deletion,
             mutant: self.mutant,
             ..Config::model()
+        };
+        if self.small_ebr {
+            config.reclaim = fastzap::sync::ReclaimBackend::Small {
+                slots: 8,
+                mutant: fastzap::sync::ebr::EbrMutant::None,
+            };
         }
+        config
     }
 }
 
@@ -422,19 +440,36 @@ mod generate {
                 Just(DeletionStrategy::Merged311),
                 Just(DeletionStrategy::SeedV3)
             ],
+            (
+                prop_oneof![3 => Just((4usize, 2u8)), 1 => Just((2, 4))],
+                2usize..=3,
+                any::<bool>(),
+            ),
             opening(),
             prop::collection::vec(step_strategy(), 30..=60),
         )
-            .prop_map(|(vcpus, address_spaces, deletion, mut steps, rest)| {
-                steps.extend(rest);
-                Case {
+            .prop_map(
+                |(
                     vcpus,
                     address_spaces,
                     deletion,
-                    steps,
-                    mutant: None,
-                }
-            })
+                    (shape, desc_capacity, small_ebr),
+                    mut steps,
+                    rest,
+                )| {
+                    steps.extend(rest);
+                    Case {
+                        vcpus,
+                        address_spaces,
+                        deletion,
+                        shape,
+                        desc_capacity,
+                        small_ebr,
+                        steps,
+                        mutant: None,
+                    }
+                },
+            )
     }
 }
 
