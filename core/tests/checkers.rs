@@ -89,8 +89,8 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
         "a lockless reader pinned across the commit that frees the page it is walking; \
          sequentially no reader is in flight. Natively translate is covered twice: the commit's \
          remote flush waits for vCPUs in READING_SHADOW_PAGE_TABLES before the free, so removing \
-         the grace period alone left a 2 s native run (two vCPUs translating and faulting, \
-         batch-1 zaps) clean; a model must find a reader the mode wait does not cover",
+         the grace period alone left a 2 s native run (one vCPU translating and faulting, one \
+         faulting, batch-1 zaps) clean; a model must find a reader the mode wait does not cover",
     ),
     (
         Mutant::FreeBeforeFlush,
