@@ -509,6 +509,9 @@ impl Vm {
         stats.pages_at_start = lk.pages.len() as u64;
         let bound = 4 * (stats.pages_at_start + self.config.vcpus as u64) + 16;
         let mut batch = 0usize;
+        // Ghost: pages prepared in this hold, counted independently of `batch`
+        // (which bug 9 miscounts), so that I6 can see a hold that did too much.
+        let mut prepared_in_hold = 0u64;
         let mut zap_list = std::mem::take(&mut lk.zapped_obsolete);
         loop {
             stats.steps += 1;
@@ -559,6 +562,7 @@ impl Vm {
                 zap_list = std::mem::take(&mut lk.zapped_obsolete);
                 stats.holds += 1;
                 batch = 0;
+                prepared_in_hold = 0;
                 continue;
             }
             let prepared = self.prepare_zap_page(&mut lk, &guard, id, &mut zap_list);
@@ -568,7 +572,8 @@ impl Vm {
             } else {
                 1
             };
-            stats.max_batch = stats.max_batch.max(batch as u64);
+            prepared_in_hold += 1;
+            stats.max_batch = stats.max_batch.max(prepared_in_hold);
         }
         stats.committed = self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
         self.ghost.record_zap(stats);
