@@ -36,6 +36,17 @@ pub fn all() -> Vec<Check> {
             }),
         },
         Check {
+            name: "native-stress-audited",
+            lane: Lane::Native,
+            what: "the same stress with the audit points on: the locked audit at every commit, fault and memslot update, under contention",
+            run: Box::new(|o| {
+                stress_row(
+                    StressConfig::new(o.stress_ops, o.stress_wall, o.seed ^ 3).audited(),
+                    o,
+                )
+            }),
+        },
+        Check {
             name: "native-stress-kernel",
             lane: Lane::Native,
             what: "the same stress on kernel-sized tables (512 sptes per page, 3 levels) over 16384 gfns",

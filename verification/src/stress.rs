@@ -82,6 +82,14 @@ impl StressConfig {
         }
     }
 
+    /// This configuration with the audit points on, release builds included:
+    /// the locked audit runs at every commit, fault and memslot update, while
+    /// the other threads run. About 30 times slower.
+    pub fn audited(mut self) -> StressConfig {
+        self.vm.audit_points = true;
+        self
+    }
+
     /// [`StressConfig::new`] with the facade's small epoch-based reclamation
     /// (16 participant slots) in place of crossbeam-epoch.
     pub fn small_ebr(ops: u64, wall: Duration, seed: u64) -> StressConfig {
