@@ -461,9 +461,19 @@ impl Vm {
                     generation,
                     ghost_generation,
                 } => {
-                    let current = self.memslots.load().generation;
+                    let slots = self.memslots.load();
+                    let current = slots.generation;
                     if generation != current & self.mmio_mask() {
                         return Translation::Miss;
+                    }
+                    if let Some(slot) = slots.lookup(gfn) {
+                        self.ghost.violate(Violation::new(
+                            Invariant::I7,
+                            format!(
+                                "trusted an MMIO spte for gfn {gfn}, which slot {} maps",
+                                slot.id.0
+                            ),
+                        ));
                     }
                     if ghost_generation != current & 0xffff_ffff {
                         self.ghost.violate(Violation::new(
@@ -1163,8 +1173,27 @@ impl Vm {
         if unmapped > 0 {
             self.flush_remote_tlbs(&lk);
         }
+        // Ghost check of I4 before the handler returns: no present spte of the
+        // range is left on any rmap, obsolete and invalid pages included (bug 13).
+        for (slot, gfn) in &targets {
+            for sptep in slot.rmap.entries(&guard, slot.rmap_index(*gfn)) {
+                if Spte::is_leaf(sptep.spte(&guard).load(Ordering::Acquire)) {
+                    let sp = sptep.page.get(&guard).body().id;
+                    self.ghost.violate(Violation::new(
+                        Invariant::I4,
+                        format!("invalidate_range returned with gfn {gfn} still mapped by {sp}"),
+                    ));
+                }
+            }
+        }
         drop(lk);
-        self.host.remap(start, end);
+        // The host remaps the pages KVM can see: those backing a slot. (Pages
+        // outside every slot have no spte to go stale, and remapping them one by
+        // one would make a huge range cost memory proportional to its size.)
+        for (slot, gfn) in &targets {
+            let hva = slot.gfn_to_hva(*gfn);
+            self.host.remap(hva, hva + PAGE_SIZE);
+        }
         self.notifier_end(guard);
         self.kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
         Ok(unmapped)
