@@ -543,7 +543,7 @@ pub fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I6, detail);
     for (n, zap) in vm.zap_history().iter().enumerate() {
-        let bound = 4 * (zap.pages_at_start + vm.config.vcpus as u64) + 16;
+        let bound = crate::mmu::zap_step_bound(zap.pages_at_start, vm.config.vcpus);
         if zap.steps > bound {
             out.push(v(format!(
                 "zap #{n} took {} steps, bound {bound}",

@@ -134,6 +134,16 @@ pub struct ZapStats {
     pub total_ns: u64,
 }
 
+/// The most steps (pages examined, plus one per pass) `zap_obsolete_pages` may
+/// take, for a zap that began with `pages_at_start` pages (I6). A pass examines
+/// at most the invalid roots still in use (one per vCPU), the page it zaps and
+/// the page it stops at; there is at most one pass per zapped page and one per
+/// lock break. Pages created during the zap are of the new generation, at the
+/// head, and never examined.
+pub fn zap_step_bound(pages_at_start: u64, vcpus: usize) -> u64 {
+    (2 * pages_at_start + 2) * (vcpus as u64 + 4) + 16
+}
+
 pub(crate) fn elapsed_ns(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
@@ -507,7 +517,7 @@ impl Vm {
         let mut hold_start = std::time::Instant::now();
         stats.holds = 1;
         stats.pages_at_start = lk.pages.len() as u64;
-        let bound = 4 * (stats.pages_at_start + self.config.vcpus as u64) + 16;
+        let bound = zap_step_bound(stats.pages_at_start, self.config.vcpus);
         let mut batch = 0usize;
         // Ghost: pages prepared in this hold, counted independently of `batch`
         // (which bug 9 miscounts), so that I6 can see a hold that did too much.
@@ -532,6 +542,7 @@ impl Vm {
                     Box::new(lk.active.iter())
                 };
             for (_, id) in order {
+                stats.steps += 1;
                 let meta = &lk.pages[id];
                 if meta.mmu_valid_gen == lk.mmu_valid_gen && !meta.invalid {
                     if mutant == Some(Mutant::ZapFromHead) {
