@@ -127,6 +127,7 @@ impl Vm {
         let mut found = check_i3_page_lifetime(self, lk, guard, false);
         found.extend(check_i5_obsolete_never_reused(self, lk, guard));
         found.extend(check_i6_progress(self, lk));
+        found.extend(mmio_sptes_trusted_rightly(self, lk, guard));
         if self.ghost.lockless_unmappers.get() == 0 {
             found.extend(check_i2_descriptors(self, lk, guard, false));
         }
@@ -576,6 +577,29 @@ pub fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
 /// built from the current memslots; and a vCPU's MMIO cache entry, if current,
 /// names a gfn that no slot maps.
 pub fn check_i7_mmio_generation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> Vec<Violation> {
+    let mut out = mmio_sptes_trusted_rightly(vm, lk, guard);
+    let v = |detail: String| Violation::new(Invariant::I7, detail);
+    let slots = vm.memslots.load_full();
+    for (index, vcpu) in vm.vcpus.iter().enumerate() {
+        let gfn = vcpu.mmio_gfn.load(crate::sync::Ordering::Relaxed);
+        if gfn != 0
+            && vcpu.mmio_gen.load(crate::sync::Ordering::Relaxed) == slots.generation
+            && slots.lookup(gfn - 1).is_some()
+        {
+            out.push(v(format!(
+                "vcpu{index}: MMIO cache for gfn {} but a slot maps it",
+                gfn - 1
+            )));
+        }
+    }
+    out
+}
+
+/// The spte half of I7, which also holds while other operations run (the audit
+/// points use it): an MMIO spte of a current page that the protocol would trust
+/// (its masked generation is the current one) was built from the current
+/// memslots, and names a gfn that no slot maps, INVALID slots included.
+fn mmio_sptes_trusted_rightly(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I7, detail);
     let slots = vm.memslots.load_full();
@@ -587,30 +611,29 @@ pub fn check_i7_mmio_generation(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>) ->
         let page = meta.ptr.get(guard);
         let body = page.body();
         for index in 0..page.sptes.len() {
-            if let Spte::Mmio {
+            let Spte::Mmio {
                 generation,
                 ghost_generation,
             } = Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire))
-                && generation == slots.generation & mask
-                && ghost_generation != slots.generation & 0xffff_ffff
-            {
+            else {
+                continue;
+            };
+            if generation != slots.generation & mask {
+                continue;
+            }
+            if ghost_generation != slots.generation & 0xffff_ffff {
                 out.push(v(format!(
                     "{}[{index}]: MMIO spte from slots gen {ghost_generation} matches gen {}",
                     body.id, slots.generation
                 )));
             }
-        }
-    }
-    for (index, vcpu) in vm.vcpus.iter().enumerate() {
-        let gfn = vcpu.mmio_gfn.load(crate::sync::Ordering::Relaxed);
-        if gfn != 0
-            && vcpu.mmio_gen.load(crate::sync::Ordering::Relaxed) == slots.generation
-            && slots.lookup(gfn - 1).is_some()
-        {
-            out.push(v(format!(
-                "vcpu{index}: MMIO cache for gfn {} but a slot maps it",
-                gfn - 1
-            )));
+            let gfn = vm.spte_gfn(&body, index);
+            if let Some(slot) = slots.lookup(gfn) {
+                out.push(v(format!(
+                    "{}[{index}]: trusted MMIO spte for gfn {gfn}, which slot {} maps",
+                    body.id, slot.id.0
+                )));
+            }
         }
     }
     out
