@@ -28,9 +28,12 @@ use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestR
 
 use crate::reference::{Op, Outcome, Reference};
 
-/// Runs `op` on `vm`.
-pub fn apply(vm: &Vm, op: &Op) -> Outcome {
+/// Runs `op` on `vm` (`&mut` for [`Vm::translate_unsynchronized`]).
+pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
     match op {
+        Op::TranslateUnsynchronized { vcpu, gfn } => {
+            Outcome::Translation(vm.translate_unsynchronized(*vcpu, *gfn))
+        }
         Op::HandleRequests(v) => Outcome::Handled(vm.handle_requests(*v)),
         Op::PageFault { vcpu, gfn, write } => Outcome::Fault(vm.page_fault(*vcpu, *gfn, *write)),
         Op::Translate { vcpu, gfn } => Outcome::Translation(vm.translate(*vcpu, *gfn)),
@@ -182,10 +185,10 @@ impl std::ops::AddAssign for CaseStats {
 /// and the reference disagree, or an invariant broke.
 pub fn run_case(case: &Case) -> Result<CaseStats, String> {
     let config = case.config();
-    let vm = Vm::new(config.clone()).map_err(|e| format!("Vm::new: {e}"))?;
+    let mut vm = Vm::new(config.clone()).map_err(|e| format!("Vm::new: {e}"))?;
     let mut reference = Reference::new(&config);
     let mut stats = CaseStats::default();
-    let mut call = |op: &Op| check_call(&vm, &mut reference, op, &mut stats);
+    let mut call = |op: &Op| check_call(&mut vm, &mut reference, op, &mut stats);
     for step in &case.steps {
         match step {
             Step::Call(op) => {
@@ -220,18 +223,19 @@ pub fn run_case(case: &Case) -> Result<CaseStats, String> {
 
 /// Runs one call on the VM and checks it against the reference.
 fn check_call(
-    vm: &Vm,
+    vm: &mut Vm,
     reference: &mut Reference,
     op: &Op,
     stats: &mut CaseStats,
 ) -> Result<Outcome, String> {
-    let config = vm.config();
+    let vcpus = vm.config().vcpus;
     let i = stats.steps;
     {
         let at = |why: String| format!("step {i} {op:?}: {why}");
         let before = Snapshot::take(vm);
         let gen_before = vm.mmu_valid_gen();
         let got = apply(vm, op);
+        let vm = &*vm;
         stats.steps += 1;
         if let Outcome::Translation(Ok(Translation::Mapped { .. })) = got {
             stats.mapped += 1;
@@ -279,7 +283,7 @@ fn check_call(
                 s.id.0, s.flags
             )));
         }
-        for v in 0..config.vcpus {
+        for v in 0..vcpus {
             let requests = vm
                 .pending_requests(VcpuId(v))
                 .map_err(|e| at(format!("pending_requests: {e}")))?;
@@ -376,7 +380,8 @@ mod generate {
             16 => (vcpu_id(), gfn(), any::<bool>())
                 .prop_map(|(vcpu, gfn, write)| Op::PageFault { vcpu, gfn, write }),
             20 => (vcpu_id(), gfn()).prop_map(|(vcpu, gfn)| Op::Translate { vcpu, gfn }),
-            3 => (vcpu_id(), prop::collection::vec(gfn(), 0..4))
+            2 => (vcpu_id(), gfn()).prop_map(|(vcpu, gfn)| Op::TranslateUnsynchronized { vcpu, gfn }),
+        3 => (vcpu_id(), prop::collection::vec(gfn(), 0..4))
                 .prop_map(|(vcpu, gfns)| Op::TranslateRun { vcpu, gfns }),
             1 => vcpu_id().prop_map(Op::PendingRequests),
             1 => Just(Op::ZapAllFast),

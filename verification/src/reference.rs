@@ -8,8 +8,10 @@
 //!   base order, and the memslots generation. Every memslot call returns
 //!   exactly the error core's `__kvm_set_memory_region` validation order gives
 //!   (see [`Reference::create_memslot`]), or succeeds.
-//! - **The host**: a version per host page. `invalidate_range` and
-//!   `change_pte` remap host pages. The reference does not know pfn values; it
+//! - **The host**: a version per host page. `invalidate_range` remaps the
+//!   host pages in its range that back a slot (only those can be mapped by a
+//!   spte; fastzap's host leaves the others alone so that a huge range costs
+//!   nothing), and `change_pte` remaps its page. The reference does not know pfn values; it
 //!   learns the pfn of each (page, version) the first time it sees it. After
 //!   that the pfn must never change, and two different (page, version) pairs
 //!   must never share a pfn. So a remapped page gets a new pfn.
@@ -105,6 +107,13 @@ pub enum Op {
     },
     /// [`Vm::translate`](fastzap::Vm::translate).
     Translate {
+        /// The vCPU.
+        vcpu: VcpuId,
+        /// The gfn.
+        gfn: u64,
+    },
+    /// [`Vm::translate_unsynchronized`](fastzap::Vm::translate_unsynchronized).
+    TranslateUnsynchronized {
         /// The vCPU.
         vcpu: VcpuId,
         /// The gfn.
@@ -638,6 +647,59 @@ impl Reference {
         allowed
     }
 
+    /// What `translate_unsynchronized(vcpu, gfn)` may return now: the bare
+    /// walk of the vCPU's root, with no requests check, no generation check and
+    /// no MMIO cache. An obsolete root was emptied when it was zapped, so it
+    /// gives `Miss`; otherwise it is the walk of [`Reference::allowed_translation`].
+    pub fn allowed_unsynchronized(&self, v: usize, gfn: u64) -> Allowed {
+        let mut allowed = Allowed {
+            pending: false,
+            only_pending: false,
+            miss: true,
+            mmio: false,
+            mapped: None,
+        };
+        if matches!(self.vcpus[v].root, Root::None | Root::Obsolete) {
+            return allowed;
+        }
+        // A root the shrinker may have zapped may no longer be the address
+        // space's current root, whose contents the reference tracks.
+        let current = self.vcpus[v].root == Root::Current;
+        let space = &self.spaces[self.space_of(v)];
+        if let Some(l) = space.leaves.get(&gfn) {
+            allowed.mapped = Some((l.pfn, l.writable));
+            allowed.miss = !l.certain || !current;
+        } else if let Some(m) = space
+            .mmio
+            .get(&gfn)
+            .filter(|m| m.generation == self.slots_generation)
+        {
+            allowed.mmio = true;
+            allowed.miss = !m.certain || !current;
+        }
+        allowed
+    }
+
+    /// Checks one unsynchronized translation. It learns only what the walk
+    /// changed: the accessed bit, and the MMIO cache when it met an MMIO spte.
+    fn unsynchronized(&mut self, v: usize, gfn: u64, got: Translation) -> Result<(), Divergence> {
+        let allowed = self.allowed_unsynchronized(v, gfn);
+        ensure(allowed.admits(got), || {
+            format!("translate_unsynchronized(vcpu{v}, gfn {gfn}) = {got:?}, allowed {allowed:?}")
+        })?;
+        let sp = self.space_of(v);
+        match got {
+            Translation::Mapped { .. } => {
+                if let Some(l) = self.spaces[sp].leaves.get_mut(&gfn) {
+                    l.accessed = Some(true).filter(|_| l.certain);
+                }
+            }
+            Translation::Mmio => self.vcpus[v].mmio_cache = Some((gfn, self.slots_generation)),
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Checks one translation and learns from it.
     fn translation(&mut self, v: usize, gfn: u64, got: Translation) -> Result<(), Divergence> {
         let allowed = self.allowed_translation(v, gfn);
@@ -955,6 +1017,15 @@ impl Reference {
                     }
                 }
             }
+            (Op::TranslateUnsynchronized { vcpu, gfn }, Outcome::Translation(r)) => {
+                match self.check_gfn(*gfn).and_then(|_| self.check_vcpu(*vcpu)) {
+                    Err(e) => expect_err(r, e),
+                    Ok(()) => {
+                        let t = expect_ok(r)?;
+                        self.unsynchronized(vcpu.0, *gfn, t)
+                    }
+                }
+            }
             (Op::TranslateRun { vcpu, gfns }, Outcome::Translations(r)) => {
                 let valid = gfns
                     .iter()
@@ -1057,10 +1128,14 @@ impl Reference {
                     )
                 })?;
                 self.remove_leaves(&gfns);
-                let mut page = start / PAGE_SIZE;
-                while page * PAGE_SIZE < *end {
-                    self.host.remap_page(page);
-                    page += 1;
+                // The host remaps the pages that back a slot (once per slot
+                // gfn): only those can be mapped by an spte. A page that backs
+                // no slot keeps its pfn, as fastzap's host defines it.
+                for g in &gfns {
+                    if let Some(slot) = self.slot_of(*g) {
+                        let page = Self::hva_of(slot, *g) / PAGE_SIZE;
+                        self.host.remap_page(page);
+                    }
                 }
                 if unmapped > 0 {
                     self.all_flushed();

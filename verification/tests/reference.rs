@@ -201,7 +201,7 @@ fn an_obsolete_root_retries() {
 #[test]
 fn memslot_errors_match_the_implementation() {
     let config = Config::model();
-    let vm = Vm::new(config.clone()).expect("vm");
+    let mut vm = Vm::new(config.clone()).expect("vm");
     let mut r = Reference::new(&config);
     let calls = [
         Op::CreateSlot(spec(0, 0, 0, 0)),
@@ -252,7 +252,7 @@ fn memslot_errors_match_the_implementation() {
     ];
     let mut errors = 0;
     for op in &calls {
-        let got = fastzap_verification::conformance::apply(&vm, op);
+        let got = fastzap_verification::conformance::apply(&mut vm, op);
         errors += usize::from(got.error().is_some());
         r.step(op, &got)
             .unwrap_or_else(|why| panic!("{op:?} -> {got:?}: {why}"));
@@ -287,10 +287,10 @@ fn pfns_stay_exact_after_many_remaps_of_one_page() {
         events: false,
         ..Config::model()
     };
-    let vm = Vm::new(config.clone()).expect("vm");
+    let mut vm = Vm::new(config.clone()).expect("vm");
     let mut r = Reference::new(&config);
     let mut run = |op: Op| {
-        let got = fastzap_verification::conformance::apply(&vm, &op);
+        let got = fastzap_verification::conformance::apply(&mut vm, &op);
         r.step(&op, &got)
             .unwrap_or_else(|why| panic!("{op:?} -> {got:?}: {why}"));
         got
