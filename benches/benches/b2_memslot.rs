@@ -12,6 +12,8 @@
 //!   now finds an empty table) and `create_memslot`. That is the pre-3.11 delete,
 //!   `kvm_mmu_zap_all` under one `mmu_lock` hold, composed from the public API,
 //!   plus the constant cost of the fast path's bump on an empty table.
+//! - `no_pages`: the fast delete + re-add with nothing faulted in, the part of
+//!   the wall time that does not scale with the number of pages.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,10 @@ const GFNS: u64 = 524_288;
 enum Path {
     Fast,
     Eager,
+    /// The fast delete + re-add of the same slot with no page faulted in (the
+    /// vCPUs only loaded their roots): the part of the wall time that does not
+    /// depend on the number of pages.
+    NoPages,
 }
 
 struct Run {
@@ -46,7 +52,7 @@ struct Run {
 
 /// A 2 GiB guest fully faulted in by 6 vCPU threads (vCPU i faults the i-th
 /// sixth of the gfns; odd vCPUs fault through the second address space).
-fn faulted_guest() -> Vm {
+fn faulted_guest(fault: bool) -> Vm {
     let vm = vm_with_slot(bench_config(VCPUS, 512, 3, 2), GFNS);
     let chunk = GFNS.div_ceil(VCPUS as u64);
     std::thread::scope(|s| {
@@ -56,7 +62,12 @@ fn faulted_guest() -> Vm {
                 let vcpu = VcpuId(i);
                 vm.handle_requests(vcpu).expect("requests");
                 let start = i as u64 * chunk;
-                for gfn in start..(start + chunk).min(GFNS) {
+                let end = if fault {
+                    (start + chunk).min(GFNS)
+                } else {
+                    start
+                };
+                for gfn in start..end {
                     fault_in(vm, vcpu, gfn, true);
                 }
             });
@@ -66,7 +77,7 @@ fn faulted_guest() -> Vm {
 }
 
 fn one_run(path: Path) -> Run {
-    let vm = faulted_guest();
+    let vm = faulted_guest(path != Path::NoPages);
     let pages = vm.shadow_pages() as f64;
     let before = vm.zap_history().len();
     let start = Instant::now();
@@ -110,7 +121,7 @@ fn main() {
     {
         let mut group = c.benchmark_group("b2_memslot_delete_readd");
         group.sampling_mode(SamplingMode::Flat);
-        for path in [Path::Fast, Path::Eager] {
+        for path in [Path::Fast, Path::Eager, Path::NoPages] {
             let name = format!("{path:?}").to_lowercase();
             group.bench_function(BenchmarkId::new(name, "2GiB_6vcpus"), |b| {
                 b.iter_custom(|iters| {
@@ -142,6 +153,7 @@ fn report(runs: &[Run]) {
     let (fast_hold, _) = stat(Path::Fast, &|r| r.max_hold_ns);
     let (eager_hold, _) = stat(Path::Eager, &|r| r.max_hold_ns);
     let (pages, _) = stat(Path::Fast, &|r| r.pages);
+    let (fixed_wall, _) = stat(Path::NoPages, &|r| r.wall_ns);
     let kernel_before = 46_078_825.0;
     let kernel_after = 21_558_774.0;
     let body = format!(
@@ -149,7 +161,8 @@ fn report(runs: &[Run]) {
          | | eager (before) | fast (after) | fast / eager |\n|---|---|---|---|\n\
          | kernel v1 cover letter, delete + add, 6 vCPUs, 2 GiB | {} | {} | {:.2} |\n\
          | fastzap, delete + re-add, wall time (median) | {} | {} | {:.2} |\n\
-         | fastzap, longest single mmu_lock hold during it (median) | {} | {} | {:.5} |\n\n\
+         | fastzap, longest single mmu_lock hold during it (median) | {} | {} | {:.5} |\n\
+         | fastzap, delete + re-add with no page mapped (the part that does not scale with pages) | | {} | {:.2} (floor of the wall ratio) |\n\n\
          Where the wall time goes (medians): eager: zap_all {}, delete {}, re-add {}; \
          fast: delete (including its zap of every page) {}, re-add {}.\n",
         fmt_ns(kernel_before),
@@ -161,6 +174,8 @@ fn report(runs: &[Run]) {
         fmt_ns(eager_hold),
         fmt_ns(fast_hold),
         fast_hold / eager_hold,
+        fmt_ns(fixed_wall),
+        fixed_wall / eager_wall,
         fmt_ns(stat(Path::Eager, &|r| r.zap_all_ns).0),
         fmt_ns(stat(Path::Eager, &|r| r.delete_ns).0),
         fmt_ns(stat(Path::Eager, &|r| r.create_ns).0),
@@ -192,6 +207,11 @@ fn report(runs: &[Run]) {
             label: "fast: wall".into(),
             value: fast_wall,
             color: PALETTE[0],
+        },
+        Bar {
+            label: "no pages: wall".into(),
+            value: fixed_wall,
+            color: PALETTE[2],
         },
         Bar {
             label: "eager: longest hold".into(),

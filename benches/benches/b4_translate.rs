@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use fastzap::sync::{AtomicU64, Mutex, Ordering};
+use fastzap::sync::{AtomicU64, Mutex, Ordering, fence};
 use fastzap::{Translation, VcpuId};
 use fastzap_benches::{
     Bar, PALETTE, bar_figure, bench_config, fault_in, fmt_ns, median, test_mode, vm_with_slot,
@@ -32,6 +32,17 @@ use fastzap_benches::{
 };
 
 const RUN: usize = 64;
+/// Bar labels, in the order of the report's rows.
+const SHORT: [&str; 8] = [
+    "(a) run",
+    "(b) per call",
+    "(c) unsync",
+    "(d) mutex",
+    "(e) per call x2",
+    "(f) mutex x2",
+    "(p1) fence",
+    "(p2) cas",
+];
 
 fn main() {
     let mut c = Criterion::default()
@@ -57,12 +68,13 @@ fn main() {
         }
     }
     let map = Mutex::new(map);
+    let word = AtomicU64::new(0);
     // Per variant: nanoseconds per translate of each sample.
     let mut samples: Vec<(&'static str, f64)> = Vec::new();
     let mut record = |name: &'static str, elapsed: Duration, iters: u64| {
         samples.push((
             name,
-            elapsed.as_nanos() as f64 / (iters * RUN as u64) as f64,
+            elapsed.as_nanos() as f64 / (iters.max(1) * RUN as u64) as f64,
         ));
         elapsed
     };
@@ -113,6 +125,40 @@ fn main() {
                     }
                 }
                 record("d_mutex_hashmap", start.elapsed(), iters)
+            })
+        });
+        // Reference primitives, 64 per iteration like the rest: what one full
+        // fence and one uncontended locked read-modify-write cost here.
+        group.bench_function(BenchmarkId::new("p_fence_seqcst", RUN), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for i in 0..RUN as u64 {
+                        // A store between fences, as in the Dekker pattern of
+                        // translate (mode store, fence, requests load); LLVM
+                        // merges adjacent fences with nothing between them.
+                        black_box(&word).store(i, Ordering::Relaxed);
+                        fence(Ordering::SeqCst);
+                    }
+                }
+                record("p_fence_seqcst", start.elapsed(), iters)
+            })
+        });
+        group.bench_function(BenchmarkId::new("p_compare_exchange", RUN), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for i in 0..RUN as u64 {
+                        let _ = black_box(&word).compare_exchange(
+                            i,
+                            i + 1,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    word.store(0, Ordering::Relaxed);
+                }
+                record("p_compare_exchange", start.elapsed(), iters)
             })
         });
         group.bench_function(
@@ -201,6 +247,14 @@ fn report(samples: &[(&'static str, f64)]) {
             "f_mutex_hashmap_2_threads",
             "(f) Mutex<HashMap> lookup, 2 threads at once",
         ),
+        (
+            "p_fence_seqcst",
+            "(p1) one relaxed store + fence(SeqCst), for reference",
+        ),
+        (
+            "p_compare_exchange",
+            "(p2) one uncontended compare_exchange, for reference",
+        ),
     ];
     let (c_ns, _) = med("c_translate_unsynchronized");
     let mut body = String::from(
@@ -215,9 +269,9 @@ fn report(samples: &[(&'static str, f64)]) {
             ns / c_ns
         ));
         bars.push(Bar {
-            label: label.split(' ').next().unwrap_or("").to_string() + " " + &name[2..],
+            label: SHORT[i].to_string(),
             value: ns,
-            color: PALETTE[[0, 3, 2, 1, 3, 1][i]],
+            color: PALETTE[[0, 3, 2, 1, 3, 1, 5, 5][i]],
         });
     }
     let (a, _) = med("a_translate_run");
