@@ -69,6 +69,12 @@ pub fn all() -> Vec<Check> {
             }),
         },
         Check {
+            name: "stress-can-fail",
+            lane: Lane::Zoo,
+            what: "the audited stress with bugs 2, 6 (race-only), 12 and 16 re-introduced: it must report violations for each",
+            run: Box::new(|o| mutants_caught(MutantRun::Stress, &STRESS_MUTANTS, o.seed)),
+        },
+        Check {
             name: "conformance",
             lane: Lane::Reference,
             what: "random operation sequences (invalid calls included) against the sequential reference, audit after every step",
@@ -260,6 +266,8 @@ pub enum MutantRun {
     Scenario,
     /// [`conformance::run_many_with`], 500 cases.
     Conformance,
+    /// The audited native stress, 200,000 operations within 20 s.
+    Stress,
 }
 
 impl MutantRun {
@@ -267,6 +275,7 @@ impl MutantRun {
         match self {
             MutantRun::Scenario => "scenario",
             MutantRun::Conformance => "conformance",
+            MutantRun::Stress => "stress",
         }
     }
 }
@@ -276,7 +285,7 @@ impl MutantRun {
 /// `DONE <amount>`. Returns the exit code.
 pub fn child_main(args: &[String]) -> u8 {
     let (Some(kind), Some(name), Some(seed)) = (args.first(), args.get(1), args.get(2)) else {
-        eprintln!("usage: fastzap {CHILD_COMMAND} scenario|conformance MUTANT SEED");
+        eprintln!("usage: fastzap {CHILD_COMMAND} scenario|conformance|stress MUTANT SEED");
         return 2;
     };
     let Some(mutant) = Mutant::ALL.into_iter().find(|m| format!("{m:?}") == *name) else {
@@ -301,6 +310,16 @@ pub fn child_main(args: &[String]) -> u8 {
                 say(&format!("CAUGHT {why}"));
             }
             say(&format!("DONE {}", r.cases));
+        }
+        "stress" => {
+            let mut config =
+                StressConfig::new(200_000, std::time::Duration::from_secs(20), seed).audited();
+            config.vm.mutant = Some(mutant);
+            let r = stress::run(&config);
+            if let Some(first) = r.violations.first() {
+                say(&format!("CAUGHT {first}"));
+            }
+            say(&format!("DONE {}", r.total_ops));
         }
         other => {
             eprintln!("unknown run {other}");
@@ -360,10 +379,10 @@ fn mutants_caught(kind: MutantRun, mutants: &[Mutant], seed: u64) -> CheckOutcom
                 let ended = match r.amount {
                     Some(n) => format!(
                         "ran {n} {}",
-                        if kind == MutantRun::Scenario {
-                            "steps"
-                        } else {
-                            "cases"
+                        match kind {
+                            MutantRun::Scenario => "steps",
+                            MutantRun::Conformance => "cases",
+                            MutantRun::Stress => "ops",
                         }
                     ),
                     None => format!("died: {}", r.status),
@@ -446,6 +465,15 @@ fn conformance_run(options: &Options) -> CheckOutcome {
         Some(why) => CheckOutcome::fail(u64::from(r.cases), "cases", format!("{detail}\n{why}")),
     }
 }
+
+/// The mutants the audited native stress must expose. Bugs 2 and 6 need a
+/// race: the stress finds them on real threads.
+pub const STRESS_MUTANTS: [Mutant; 4] = [
+    Mutant::ReloadOutsideLock,
+    Mutant::NoSlotsLock,
+    Mutant::FaultIntoObsoleteRoot,
+    Mutant::MmioCacheIgnoresGen,
+];
 
 /// The mutants the reference must reject (their bugs show to one caller).
 pub const CONFORMANCE_MUTANTS: [Mutant; 3] = [

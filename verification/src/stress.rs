@@ -113,6 +113,8 @@ pub struct StressReport {
     pub duration: Duration,
     /// Whether the wall-clock bound stopped the run before the budget was spent.
     pub stopped_by_time: bool,
+    /// Whether a violation recorded at run time stopped the run early.
+    pub stopped_by_violation: bool,
     /// The counters after the drain.
     pub counts: Counts,
     /// Whether the drain settled the counters.
@@ -177,6 +179,7 @@ struct Stop {
     started: Instant,
     stop: AtomicBool,
     timed_out: AtomicBool,
+    violated: AtomicBool,
     /// Operations the churn thread has done so far.
     churn_progress: AtomicU64,
     churn_ops: u64,
@@ -349,6 +352,13 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
         )
     };
     while budget.take() {
+        // Fail fast: once the protocol has recorded a violation at run time,
+        // more operations add nothing.
+        if budget.taken.is_multiple_of(256) && !vm.runtime_violations().is_empty() {
+            budget.stop.violated.store(true, Ordering::Relaxed);
+            budget.stop.stop.store(true, Ordering::Relaxed);
+            break;
+        }
         let slot = rng.below(SLOTS);
         let id = SlotId(slot as u16);
         let (kind, result): (&str, Result<(), MmuError>) = match rng.below(100) {
@@ -436,6 +446,7 @@ pub fn run(config: &StressConfig) -> StressReport {
         started: Instant::now(),
         stop: AtomicBool::new(false),
         timed_out: AtomicBool::new(false),
+        violated: AtomicBool::new(false),
         churn_progress: AtomicU64::new(0),
         churn_ops,
     });
@@ -494,6 +505,7 @@ pub fn run(config: &StressConfig) -> StressReport {
     }
     report.duration = started.elapsed();
     report.stopped_by_time = stop.timed_out.load(Ordering::Relaxed);
+    report.stopped_by_violation = stop.violated.load(Ordering::Relaxed);
     report.total_ops = report.ops_by_kind.values().sum();
     finish(&vm, &mut report);
     report
