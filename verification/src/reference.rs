@@ -72,6 +72,14 @@
 //!   must be true if a certain leaf in the range is certainly accessed. They
 //!   must be false if no leaf is possible there.
 //! - **`shrink(n)`** returns at most `n` when `n > 0`, and 0 when `n == 0`.
+//! - **Page tables are per address space, not per vCPU.** vCPUs of one address
+//!   space share its current root. So one vCPU may translate to `Mapped` or
+//!   `Mmio` what another vCPU of the same address space faulted. The MMIO
+//!   *cache* is per vCPU and exact.
+//! - **`translate_unsynchronized`** walks the vCPU's root with no requests
+//!   check, so it may answer where `translate` would say `RequestPending`. An
+//!   obsolete root was emptied when it was zapped, so it gives `Miss`. A root
+//!   the shrinker may have zapped may give `Miss` for anything.
 //!
 //! ## The security property (I4)
 //!
