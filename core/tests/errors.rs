@@ -493,7 +493,11 @@ fn zap_livelock_with_rezap_in_use_roots() {
     assert_eq!(pages, 8);
     let bound = fastzap::mmu::zap_step_bound(pages, vm.config().vcpus);
     let err = vm.invalidate_zap_all_pages().unwrap_err();
-    let MmuError::ZapLivelock { steps, bound: reported } = err else {
+    let MmuError::ZapLivelock {
+        steps,
+        bound: reported,
+    } = err
+    else {
         panic!("expected ZapLivelock, got {err:?}");
     };
     assert_eq!(reported, bound);
