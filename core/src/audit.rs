@@ -447,6 +447,50 @@ pub fn check_i4_no_stale_translation(
     out
 }
 
+/// I4, the notifier half, for a model thread while other operations are in
+/// flight: every present leaf spte of every page in the page table, obsolete and
+/// invalid pages included, maps the pfn that now backs its gfn's host page.
+/// Called right after an mmu-notifier invalidation returned, it says that the
+/// invalidation reached every spte of the range, those of invalid and obsolete
+/// pages too (bug 13, d62007edf01f). Takes `mmu_lock` (logged as the notifier).
+pub fn check_notifier_reach(vm: &Vm) -> Vec<Violation> {
+    let guard = vm.reclaimer.pin();
+    let lk = vm.lock_mmu(crate::event::Actor::Notifier);
+    let mut out = Vec::new();
+    for meta in lk.pages.values() {
+        if meta.role.level != 1 {
+            continue;
+        }
+        let page = meta.ptr.get(&guard);
+        let body = page.body();
+        for index in 0..page.sptes.len() {
+            let Spte::Leaf { pfn, .. } =
+                Spte::decode(page.sptes[index].load(crate::sync::Ordering::Acquire))
+            else {
+                continue;
+            };
+            let gfn = vm.spte_gfn(&body, index);
+            if let Some(slot) = vm.gfn_to_slot(&lk, gfn)
+                && vm.host.hva_to_pfn(slot.gfn_to_hva(gfn)) != pfn
+            {
+                out.push(Violation::new(
+                    Invariant::I4,
+                    format!(
+                        "{} ({}) still maps gfn {gfn} to pfn {pfn:#x}, which the host has remapped",
+                        body.id,
+                        if lk.is_obsolete(meta, None) {
+                            "obsolete"
+                        } else {
+                            "current"
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// I5 obsolete never reused: at most one page of the current generation per
 /// (gfn, level) in the hash; a page of the current generation was born in the
 /// current generation epoch (a wrapped generation did not revive it); every

@@ -2,15 +2,31 @@
 //!
 //! The scenarios ([`scenarios`]) are plain functions, one model execution each,
 //! written against `fastzap` and its sync facade only. The loom tests
-//! (`tests/loom_*.rs`, `--cfg loom`) and the shuttle tests
-//! (`tests/shuttle_scenarios.rs`, feature `shuttle`) call the same functions;
-//! natively they run on std threads as a smoke test.
+//! (`tests/loom_scenarios.rs`, `tests/loom_ebr.rs`, `--cfg loom`) and the shuttle
+//! tests (`tests/shuttle_scenarios.rs`, feature `shuttle`) call the same
+//! functions; natively they run on std threads as a smoke test
+//! (`tests/native_smoke.rs`).
 //!
-//! Every execution ends with the full audit ([`harness::finish`]); a failure
-//! prints the violated invariant and the execution's per-actor timeline
-//! ([`timeline`]) and writes it as a Mermaid diagram. Every model counts its
-//! executions and the interleavings it reached ([`tally`]), and its test asserts
-//! floors on both.
+//! Every execution ends with the full audit ([`harness::finish`]): I1 to I7,
+//! every violation recorded at run time, the scenario's own observations, and a
+//! drain that must free everything retired. A failure prints the violated
+//! invariant and the execution's per-actor timeline ([`timeline`]) and writes it
+//! as a Mermaid diagram under `target/counterexamples/`. Every model counts its
+//! executions and the interleavings it reached ([`tally`]), and its test
+//! asserts floors on both, so that a model that shrinks or never reaches its
+//! race fails.
+//!
+//! # Lanes
+//!
+//! | lane | command | what runs |
+//! |---|---|---|
+//! | loom | `cargo loom --test loom_scenarios --test loom_ebr` | every scenario, preemption bound 2 (set in code), crossbeam-epoch for two actors, the small EBR for three; the small EBR itself and its two mutants |
+//! | shuttle | `cargo shuttle --test shuttle_scenarios` | every scenario wide, `check_random` plus PCT at depths 1 to 3, 2,500 executions each (`FASTZAP_SHUTTLE_ITERS`), the PCT bound printed |
+//! | native | `cargo test -p fastzap-models` | the timeline's unit tests and a smoke run of every scenario |
+//!
+//! A failing shuttle run prints its schedule on one line and the command that
+//! replays it (`FASTZAP_REPLAY=<model> FASTZAP_SCHEDULE=<schedule> cargo shuttle
+//! --test shuttle_scenarios -- replay --exact --nocapture --include-ignored`).
 
 pub mod harness;
 pub mod scenarios;

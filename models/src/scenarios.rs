@@ -14,7 +14,7 @@
 
 use fastzap::sync::spawn;
 use fastzap::vcpu::REQ_RELOAD;
-use fastzap::{Fault, Invariant, RetryReason, Translation, VcpuId};
+use fastzap::{Actor, Event, Fault, Invariant, RetryReason, Translation, VcpuId, What};
 
 use crate::harness::{Params, World, config, finish, slot, world};
 use crate::tally::Tally;
@@ -58,8 +58,114 @@ pub const S2: Scenario = Scenario {
     run: s2_translate_vs_reclaim,
 };
 
+/// S3: the seed's v3 memslot delete versus a fault and the aging notifiers.
+pub const S3: Scenario = Scenario {
+    name: "s3",
+    race: "seed v3 memslot delete versus a vCPU fault versus clear_flush_young and change_pte",
+    invariants: &[Invariant::I1, Invariant::I2, Invariant::I3],
+    marks: &[
+        "notifier took mmu_lock after the delete's bump (remove-only rmap)",
+        "fault began after the slot was unpublished, before the delete ended",
+    ],
+    run: s3_seed_v3_delete_vs_fault_and_aging,
+};
+
+/// S4: `invalidate_range` during `zap_obsolete_pages`' lock break.
+pub const S4: Scenario = Scenario {
+    name: "s4",
+    race: "mmu-notifier invalidate_range during zap_obsolete_pages' lock break",
+    invariants: &[Invariant::I4],
+    marks: &["notifier took mmu_lock inside a lock break of the zap"],
+    run: s4_notifier_in_lock_break,
+};
+
+/// S5: an obsolete root held by a vCPU while the zapper runs.
+pub const S5: Scenario = Scenario {
+    name: "s5",
+    race: "an obsolete root still held by a vCPU while the zapper runs; mmu_free_roots frees it",
+    invariants: &[Invariant::I3, Invariant::I5],
+    marks: &[
+        "zapper kept an in-use root",
+        "mmu_free_roots zapped the obsolete root",
+    ],
+    run: s5_obsolete_root_freed_by_free_roots,
+};
+
+/// S6: a fault that waited on the lock versus a zapper that passed its root.
+pub const S6: Scenario = Scenario {
+    name: "s6",
+    race: "a fault that waited on mmu_lock installs into a root the zapper has passed",
+    invariants: &[Invariant::I5, Invariant::I3],
+    marks: &[
+        "fault found its root obsolete after the zapper passed it",
+        "fault mapped before the bump",
+    ],
+    run: s6_fault_into_passed_root,
+};
+
+/// S7: the shrinker versus the fast zap.
+pub const S7: Scenario = Scenario {
+    name: "s7",
+    race: "the shrinker versus zap-all",
+    invariants: &[Invariant::I3, Invariant::I6],
+    marks: &[
+        "shrinker freed pages the zap had prepared (zapped_obsolete_pages)",
+        "shrinker zapped valid pages",
+    ],
+    run: s7_shrinker_vs_zap,
+};
+
+/// S8: generation wraparound with a one-bit generation.
+pub const S8: Scenario = Scenario {
+    name: "s8",
+    race: "mmu_valid_gen wraps while a vCPU still holds an invalid root of the old value",
+    invariants: &[Invariant::I5],
+    marks: &["a root was loaded after the generation wrapped"],
+    run: s8_generation_wrap,
+};
+
+/// S9: an MMIO spte built while the memslots generation changes.
+pub const S9: Scenario = Scenario {
+    name: "s9",
+    race: "an MMIO spte built while the memslots generation changes, and its wrap",
+    invariants: &[Invariant::I7],
+    marks: &[
+        "MMIO fault raced a memslot update",
+        "translate trusted an MMIO spte",
+    ],
+    run: s9_mmio_generation,
+};
+
+/// S9w: the wrap of the MMIO generation (fails on the correct protocol: a
+/// finding, see [`s9w_mmio_generation_wrap`]).
+pub const S9W: Scenario = Scenario {
+    name: "s9w",
+    race: "an MMIO spte built between the wrap's zap and the publish of the wrapped generation",
+    invariants: &[Invariant::I7],
+    marks: &[
+        "MMIO fault raced a memslot update",
+        "translate trusted an MMIO spte",
+    ],
+    run: s9w_mmio_generation_wrap,
+};
+
+/// S10: the Linux 3.11 delete versus a fault and a notifier.
+pub const S10: Scenario = Scenario {
+    name: "s10",
+    race: "Linux 3.11 memslot delete (INVALID copy, wait, zap, publish, wait, free) versus a fault and a notifier",
+    invariants: &[Invariant::I1, Invariant::I2, Invariant::I3, Invariant::I4],
+    marks: &[
+        "fault saw the slot INVALID",
+        "notifier took mmu_lock between the INVALID copy and the delete's end",
+    ],
+    run: s10_merged_delete_vs_fault_and_notifier,
+};
+
 /// Every scenario, in order.
-pub const ALL: &[Scenario] = &[S1, S2];
+pub const ALL: &[Scenario] = &[S1, S2, S3, S4, S5, S6, S7, S8, S9, S10];
+
+/// Scenarios that fail on the correct protocol: findings, reported.
+pub const FINDINGS: &[Scenario] = &[S9W];
 
 const V0: VcpuId = VcpuId(0);
 const V1: VcpuId = VcpuId(1);
@@ -217,4 +323,639 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
         tally.mark(1);
     }
     finish(&w, S2.name, params);
+}
+
+/// Runs an invalidation-like operation; a livelocked zap is an I6 violation
+/// (the zap gave up after its step bound), any other error a bug in the model.
+fn zap_checked(w: &World, what: &str, result: Result<fastzap::ZapStats, fastzap::MmuError>) {
+    match result {
+        Ok(_) => {}
+        Err(e @ fastzap::MmuError::ZapLivelock { .. }) => {
+            w.violate(Invariant::I6, format!("{what}: {e}"))
+        }
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// Like [`zap_checked`] for operations returning `()`.
+fn op_checked(w: &World, what: &str, result: Result<(), fastzap::MmuError>) {
+    zap_checked(w, what, result.map(|()| fastzap::ZapStats::default()));
+}
+
+/// Whether `actor` took `mmu_lock` while the zapper was between a lock break
+/// and its next acquisition.
+fn locked_inside_lock_break(events: &[Event], actor: Actor) -> bool {
+    let mut in_break = false;
+    for event in events {
+        match (&event.actor, &event.what) {
+            (Actor::Zapper | Actor::Memslot, What::LockBreak { .. }) => in_break = true,
+            (Actor::Zapper | Actor::Memslot, What::Lock) => in_break = false,
+            (a, What::Lock) if *a == actor && in_break => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether an event matching `pred` was logged after the first event matching
+/// `after` (by anyone).
+fn after(events: &[Event], after: impl Fn(&Event) -> bool, pred: impl Fn(&Event) -> bool) -> bool {
+    events.iter().skip_while(|e| !after(e)).any(pred)
+}
+
+/// Whether an event matching `pred` was logged after the first event matching
+/// `start` and before the last event of `actor`: inside that actor's operation.
+fn during(
+    events: &[Event],
+    start: impl Fn(&Event) -> bool,
+    actor: Actor,
+    pred: impl Fn(&Event) -> bool,
+) -> bool {
+    let Some(first) = events.iter().position(start) else {
+        return false;
+    };
+    let Some(last) = events.iter().rposition(|e| e.actor == actor) else {
+        return false;
+    };
+    first < last && events[first..last].iter().any(pred)
+}
+
+/// S3 (I1, I2, I3). Two address spaces, so gfn 0 is mapped twice and its head
+/// on slot 0's rmap holds a descriptor. The memslot thread deletes slot 0 the
+/// seed's way (unpublish, bump and make the rmap remove-only in one hold, zap,
+/// unmap the rmap outside `mmu_lock`, wait, free), while the notifier ages the
+/// slot's host range (clear_flush_young; wide: change_pte and test_young too)
+/// and vCPU 0 faults on the slot. The rmap must stay remove-only (no add, no
+/// resurrected spte), its descriptors readable until the grace period, and no
+/// page or descriptor freed early.
+pub fn s3_seed_v3_delete_vs_fault_and_aging(params: &Params, tally: &Tally) {
+    tally.execution();
+    let w = world(config(params, 2, 2));
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 2)).expect("slot");
+    vm.create_memslot(slot(1, 2, 2)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    vm.handle_requests(V1).expect("handle");
+    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, 1, false).expect("fault");
+    vm.page_fault(V1, 0, false).expect("fault");
+    vm.page_fault(V0, 2, false).expect("fault");
+    // The guest touches gfn 0 again, so that its sptes are young.
+    vm.translate(V0, 0).expect("translate");
+    let hva = crate::harness::slot_hva(0);
+    let memslot = {
+        let w = w.clone();
+        spawn(move || {
+            op_checked(
+                &w,
+                "seed v3 delete",
+                w.vm.delete_memslot_with(fastzap::SlotId(0), fastzap::DeletionStrategy::SeedV3),
+            );
+        })
+    };
+    let notifier = {
+        let w = w.clone();
+        let wide = params.wide;
+        spawn(move || {
+            w.vm.clear_flush_young(hva, hva + 2 * 4096)
+                .expect("clear_flush_young");
+            if wide {
+                w.vm.change_pte(hva).expect("change_pte");
+                w.vm.test_young(hva, hva + 2 * 4096).expect("test_young");
+            }
+        })
+    };
+    let vcpu = {
+        let w = w.clone();
+        spawn(move || {
+            let fault = w.vm.page_fault(V0, 1, true).expect("fault");
+            if matches!(fault, Fault::Retry(RetryReason::NoRoot)) {
+                w.vm.handle_requests(V0).expect("handle");
+            }
+        })
+    };
+    memslot.join().expect("memslot");
+    notifier.join().expect("notifier");
+    vcpu.join().expect("vcpu");
+    // Setup published generations 1 and 2; the delete publishes 3 and bumps
+    // mmu_valid_gen (making slot 0's rmap remove-only) right after.
+    let events = vm.events();
+    let bump = |e: &Event| e.actor == Actor::Memslot && matches!(e.what, What::GenBump { .. });
+    if during(&events, bump, Actor::Memslot, |e| {
+        e.actor == Actor::Notifier && e.what == What::Lock
+    }) {
+        tally.mark(0);
+    }
+    let unpublished =
+        |e: &Event| e.actor == Actor::Memslot && e.what == What::Publish { generation: 3 };
+    if during(&events, unpublished, Actor::Memslot, |e| {
+        e.actor == Actor::Vcpu(0) && matches!(e.what, What::Fault { .. })
+    }) {
+        tally.mark(1);
+    }
+    finish(&w, S3.name, params);
+}
+
+/// S4 (I4). One batch is one page, so the zap breaks `mmu_lock` after every
+/// page; the notifier invalidates gfn 2's host page. Right after
+/// `invalidate_range` returns, no spte of any page, obsolete and invalid ones
+/// included, may map the old pfn (the notifier must reach pages the zap has not
+/// got to yet, and in-use roots it has marked invalid). Wide: two vCPUs and a
+/// fault racing too.
+pub fn s4_notifier_in_lock_break(params: &Params, tally: &Tally) {
+    tally.execution();
+    let vcpus = if params.wide { 2 } else { 1 };
+    let mut cfg = config(params, vcpus, 1);
+    cfg.batch = 1;
+    let w = world(cfg);
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 4)).expect("slot");
+    for v in 0..vcpus {
+        vm.handle_requests(VcpuId(v)).expect("handle");
+    }
+    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, 2, true).expect("fault");
+    let hva = crate::harness::slot_hva(0) + 2 * 4096;
+    let zapper = {
+        let w = w.clone();
+        spawn(move || {
+            zap_checked(
+                &w,
+                "invalidate_zap_all_pages",
+                w.vm.invalidate_zap_all_pages(),
+            )
+        })
+    };
+    let notifier = {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.invalidate_range(hva, hva + 4096)
+                .expect("invalidate_range");
+            // Under loom this probe is skipped: its load of an spte the notifier
+            // has just swapped to 0 can be answered with the older value, loom's
+            // modification-order bug with swaps (tokio-rs/loom#389, #282). The
+            // core's own check inside invalidate_range (no spte of the range left
+            // on any rmap) still runs there.
+            if !cfg!(loom) {
+                for violation in fastzap::audit::check_notifier_reach(&w.vm) {
+                    w.seen.push_always(violation);
+                }
+            }
+        })
+    };
+    let vcpu = params.wide.then(|| {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.page_fault(V1, 3, true).expect("fault");
+        })
+    });
+    zapper.join().expect("zapper");
+    notifier.join().expect("notifier");
+    if let Some(v) = vcpu {
+        v.join().expect("vcpu");
+    }
+    if locked_inside_lock_break(&vm.events(), Actor::Notifier) {
+        tally.mark(0);
+    }
+    finish(&w, S4.name, params);
+}
+
+/// S5 (I3, I5). The vCPUs use one root. The zapper invalidates: the root is in
+/// use, so it is marked invalid and kept on the active list; the vCPUs handle
+/// their reload requests, and the last one to drop the root zaps and commits it
+/// in `mmu_free_roots`. Nothing may free the root while a vCPU holds it, and
+/// nothing may leave it behind. Narrow: one vCPU reloads and translates while
+/// the zapper runs. Wide: two vCPUs share the root and both reload twice.
+pub fn s5_obsolete_root_freed_by_free_roots(params: &Params, tally: &Tally) {
+    tally.execution();
+    let vcpus = if params.wide { 2 } else { 1 };
+    let w = world(config(params, vcpus, 1));
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 4)).expect("slot");
+    for v in 0..vcpus {
+        vm.handle_requests(VcpuId(v)).expect("handle");
+    }
+    vm.page_fault(V0, 0, true).expect("fault");
+    let zapper = {
+        let w = w.clone();
+        spawn(move || {
+            zap_checked(
+                &w,
+                "invalidate_zap_all_pages",
+                w.vm.invalidate_zap_all_pages(),
+            )
+        })
+    };
+    let vcpu_threads: Vec<_> = (0..vcpus)
+        .map(|v| {
+            let w = w.clone();
+            let rounds = if params.wide { 2 } else { 1 };
+            spawn(move || {
+                for _ in 0..rounds {
+                    w.vm.handle_requests(VcpuId(v)).expect("handle");
+                    w.vm.translate(VcpuId(v), 0).expect("translate");
+                }
+            })
+        })
+        .collect();
+    zapper.join().expect("zapper");
+    for v in vcpu_threads {
+        v.join().expect("vcpu");
+    }
+    let events = vm.events();
+    if events.iter().any(|e| {
+        matches!(
+            e.what,
+            What::PrepareZap {
+                kept_root: true,
+                ..
+            }
+        )
+    }) {
+        tally.mark(0);
+    }
+    // A vCPU dropped the root and zapped it in the same mmu_lock hold.
+    let freed_by_vcpu = events.windows(2).any(|pair| {
+        matches!(pair[0].actor, Actor::Vcpu(_))
+            && matches!(pair[0].what, What::FreeRoot { .. })
+            && pair[1].actor == pair[0].actor
+            && matches!(
+                pair[1].what,
+                What::PrepareZap {
+                    kept_root: false,
+                    ..
+                }
+            )
+    });
+    if freed_by_vcpu {
+        tally.mark(1);
+    }
+    finish(&w, S5.name, params);
+}
+
+/// S6 (I5, I3). The vCPU faults on gfn 2 (a new child under its root) while the
+/// zapper bumps the generation and zaps; the fault may wait on `mmu_lock` until
+/// the zapper has passed (kept and invalidated) the root. It must then retry,
+/// never link a new page under the obsolete root. Wide: two vCPUs, more faults,
+/// then reloads.
+pub fn s6_fault_into_passed_root(params: &Params, tally: &Tally) {
+    tally.execution();
+    let vcpus = if params.wide { 2 } else { 1 };
+    let w = world(config(params, vcpus, 1));
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 4)).expect("slot");
+    for v in 0..vcpus {
+        vm.handle_requests(VcpuId(v)).expect("handle");
+    }
+    vm.page_fault(V0, 0, true).expect("fault");
+    let zapper = {
+        let w = w.clone();
+        spawn(move || {
+            zap_checked(
+                &w,
+                "invalidate_zap_all_pages",
+                w.vm.invalidate_zap_all_pages(),
+            )
+        })
+    };
+    let threads: Vec<_> = (0..vcpus)
+        .map(|v| {
+            let w = w.clone();
+            let wide = params.wide;
+            spawn(move || {
+                let vcpu = VcpuId(v);
+                let fault = w.vm.page_fault(vcpu, 2 + v as u64, true).expect("fault");
+                match fault {
+                    Fault::Retry(RetryReason::ObsoleteRoot) => w.flags[0].raise(),
+                    Fault::Mapped { .. } if w.vm.mmu_valid_gen() == 0 => w.flags[1].raise(),
+                    _ => {}
+                }
+                if wide {
+                    w.vm.page_fault(vcpu, 1, false).expect("fault");
+                    w.vm.handle_requests(vcpu).expect("handle");
+                    w.vm.page_fault(vcpu, 2, true).expect("fault");
+                }
+            })
+        })
+        .collect();
+    zapper.join().expect("zapper");
+    for t in threads {
+        t.join().expect("vcpu");
+    }
+    for mark in 0..2 {
+        if w.flags[mark].is_up() {
+            tally.mark(mark);
+        }
+    }
+    finish(&w, S6.name, params);
+}
+
+/// S7 (I3, I6). One page per batch, so the zap leaves prepared pages on
+/// `zapped_obsolete_pages` at every lock break; the shrinker, which frees those
+/// first and otherwise zaps the oldest valid pages, runs against it. No page may
+/// be committed twice or leaked, and the zap must stay within its bound. Wide:
+/// the shrinker runs twice and a vCPU faults.
+pub fn s7_shrinker_vs_zap(params: &Params, tally: &Tally) {
+    tally.execution();
+    let mut cfg = config(params, 1, 1);
+    cfg.batch = 1;
+    let w = world(cfg);
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 4)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, 2, true).expect("fault");
+    let zapper = {
+        let w = w.clone();
+        spawn(move || {
+            zap_checked(
+                &w,
+                "invalidate_zap_all_pages",
+                w.vm.invalidate_zap_all_pages(),
+            )
+        })
+    };
+    let shrinker = {
+        let w = w.clone();
+        let rounds = if params.wide { 2 } else { 1 };
+        spawn(move || {
+            for _ in 0..rounds {
+                let gen_before = w.vm.mmu_valid_gen();
+                let freed = w.vm.shrink(2).expect("shrink");
+                if freed > 0 && gen_before == 0 && w.vm.mmu_valid_gen() == 0 {
+                    w.flags[1].raise();
+                }
+            }
+        })
+    };
+    let vcpu = params.wide.then(|| {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.handle_requests(V0).expect("handle");
+            w.vm.page_fault(V0, 1, true).expect("fault");
+        })
+    });
+    zapper.join().expect("zapper");
+    shrinker.join().expect("shrinker");
+    if let Some(v) = vcpu {
+        v.join().expect("vcpu");
+    }
+    let events = vm.events();
+    if locked_inside_lock_break(&events, Actor::Shrinker)
+        && events.iter().any(|e| {
+            e.actor == Actor::Shrinker
+                && matches!(&e.what, What::CommitZap { sps } if !sps.is_empty())
+        })
+    {
+        tally.mark(0);
+    }
+    if w.flags[1].is_up() {
+        tally.mark(1);
+    }
+    finish(&w, S7.name, params);
+}
+
+/// S8 (I5). A one-bit generation: two invalidations bring `mmu_valid_gen` back
+/// to 0 while vCPU 1 still holds the root of the first generation 0, now
+/// invalid. vCPU 0 reloads meanwhile; no root or page may be reused from
+/// before the wrap (an invalid page is obsolete whatever its generation).
+/// Wide: three invalidations, and vCPU 0 faults and reloads twice.
+pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
+    tally.execution();
+    let mut cfg = config(params, 2, 1);
+    cfg.gen_bits = 1;
+    let w = world(cfg);
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 4)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    vm.handle_requests(V1).expect("handle");
+    vm.page_fault(V0, 0, true).expect("fault");
+    let zaps = if params.wide { 3 } else { 2 };
+    let zapper = {
+        let w = w.clone();
+        spawn(move || {
+            for _ in 0..zaps {
+                zap_checked(
+                    &w,
+                    "invalidate_zap_all_pages",
+                    w.vm.invalidate_zap_all_pages(),
+                );
+            }
+        })
+    };
+    let vcpu = {
+        let w = w.clone();
+        let wide = params.wide;
+        spawn(move || {
+            w.vm.handle_requests(V0).expect("handle");
+            if wide {
+                w.vm.page_fault(V0, 1, true).expect("fault");
+                w.vm.handle_requests(V0).expect("handle");
+                w.vm.page_fault(V0, 1, true).expect("fault");
+            }
+        })
+    };
+    zapper.join().expect("zapper");
+    vcpu.join().expect("vcpu");
+    // The second bump is the wrap (1 -> 0); a root loaded after it.
+    let events = vm.events();
+    let wrapped = |e: &Event| matches!(e.what, What::GenBump { from: 1, to: 0 });
+    if after(&events, wrapped, |e| {
+        e.actor == Actor::Vcpu(0) && matches!(e.what, What::LoadRoot { .. })
+    }) {
+        tally.mark(0);
+    }
+    // At the end, vCPU 0 reloads once more: whatever generation it is now, the
+    // root it gets must be a fresh one.
+    vm.handle_requests(V0).expect("handle");
+    finish(&w, S8.name, params);
+}
+
+/// S9 (I7). vCPU 0 faults on gfn 2, which no slot maps (an MMIO spte), and
+/// translates it, while the memslot thread creates a slot over gfn 2: a new
+/// memslots generation (two bits in MMIO sptes, no wrap). An MMIO spte must
+/// carry the generation of the memslots it was built from, so that the new
+/// generation stops trusting it; the vCPU's MMIO cache likewise. Wide: a second
+/// slot update (gfn 3) and a second round of fault and translate.
+pub fn s9_mmio_generation(params: &Params, tally: &Tally) {
+    tally.execution();
+    let mut cfg = config(params, 1, 1);
+    cfg.mmio_gen_bits = 2;
+    let w = world(cfg);
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 2)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    let memslot = {
+        let w = w.clone();
+        let wide = params.wide;
+        spawn(move || {
+            op_checked(&w, "create", w.vm.create_memslot(slot(1, 2, 1)));
+            if wide {
+                op_checked(&w, "create", w.vm.create_memslot(slot(2, 3, 1)));
+            }
+        })
+    };
+    let vcpu = {
+        let w = w.clone();
+        let wide = params.wide;
+        spawn(move || {
+            let gfns: &[u64] = if wide { &[2, 3] } else { &[2] };
+            for &gfn in gfns {
+                mmio_fault_and_translate(&w, gfn);
+            }
+        })
+    };
+    memslot.join().expect("memslot");
+    vcpu.join().expect("vcpu");
+    for mark in 0..2 {
+        if w.flags[mark].is_up() {
+            tally.mark(mark);
+        }
+    }
+    finish(&w, S9.name, params);
+}
+
+/// Faults on `gfn` and translates it; raises flag 0 when the fault installed
+/// MMIO from memslots that were replaced while it ran, flag 1 when the
+/// translation trusted an MMIO spte.
+fn mmio_fault_and_translate(w: &World, gfn: u64) {
+    // A fault that finds its root obsolete reloads and faults once more, as the
+    // vCPU would on its next entry.
+    for _ in 0..2 {
+        let before = w.vm.memslots().generation;
+        let fault = w.vm.page_fault(V0, gfn, false).expect("fault");
+        if fault == Fault::Mmio && w.vm.memslots().generation != before {
+            w.flags[0].raise();
+        }
+        if !matches!(fault, Fault::Retry(_)) {
+            break;
+        }
+        w.vm.handle_requests(V0).expect("handle");
+    }
+    if w.vm.translate(V0, gfn).expect("translate") == Translation::Mmio {
+        w.flags[1].raise();
+    }
+}
+
+/// S9w (I7): the wrap of the MMIO generation. One bit of memslots generation in
+/// MMIO sptes: creating slot 1 (gfn 2) publishes generation 2, which wraps, so
+/// every page is invalidated before the publish; creating slot 2 (gfn 3) then
+/// publishes generation 3. vCPU 0 faults on gfn 3 and translates it meanwhile.
+/// No MMIO spte built before the wrap may be trusted after it.
+///
+/// Finding: the correct protocol fails this scenario. A fault that reads the
+/// memslots after the wrap's zap and before the publish builds an MMIO spte
+/// stamped with the pre-wrap generation 1 in a fresh page; the zap has already
+/// run, so it survives, and generation 3 (1 again in one bit) trusts it while
+/// slot 2 maps gfn 3. Upstream closed this window in 2019 by not caching MMIO
+/// while memslots are in flux (the update-in-progress generation bit).
+pub fn s9w_mmio_generation_wrap(params: &Params, tally: &Tally) {
+    tally.execution();
+    let mut cfg = config(params, 1, 1);
+    cfg.mmio_gen_bits = 1;
+    let w = world(cfg);
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 2)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    let memslot = {
+        let w = w.clone();
+        spawn(move || {
+            op_checked(&w, "create", w.vm.create_memslot(slot(1, 2, 1)));
+            op_checked(&w, "create", w.vm.create_memslot(slot(2, 3, 1)));
+        })
+    };
+    let vcpu = {
+        let w = w.clone();
+        spawn(move || mmio_fault_and_translate(&w, 3))
+    };
+    memslot.join().expect("memslot");
+    vcpu.join().expect("vcpu");
+    for mark in 0..2 {
+        if w.flags[mark].is_up() {
+            tally.mark(mark);
+        }
+    }
+    finish(&w, S9W.name, params);
+}
+
+/// S10 (I1 to I4). vCPU 0 has mapped gfns 0, 1 (slot 0) and 2 (slot 1). The
+/// memslot thread deletes slot 0 the 3.11 way: publish a copy with the slot
+/// INVALID, wait for readers, zap all, publish the final slots, wait, free the
+/// rmap. vCPU 0 faults on gfn 0 meanwhile (it must retry while the slot is
+/// INVALID, never install anything for it: a fault that returns MMIO for a gfn
+/// of a published slot is an I7 violation seen by the vCPU itself), and the
+/// notifier invalidates slot 0's host range.
+pub fn s10_merged_delete_vs_fault_and_notifier(params: &Params, tally: &Tally) {
+    tally.execution();
+    let w = world(config(params, 1, 1));
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 2)).expect("slot");
+    vm.create_memslot(slot(1, 2, 2)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    for gfn in 0..3 {
+        vm.page_fault(V0, gfn, true).expect("fault");
+    }
+    let hva = crate::harness::slot_hva(0);
+    let memslot = {
+        let w = w.clone();
+        spawn(move || {
+            op_checked(
+                &w,
+                "3.11 delete",
+                w.vm.delete_memslot_with(fastzap::SlotId(0), fastzap::DeletionStrategy::Merged311),
+            );
+        })
+    };
+    let vcpu = {
+        let w = w.clone();
+        let wide = params.wide;
+        spawn(move || {
+            for gfn in if wide { &[0u64, 1][..] } else { &[0u64][..] } {
+                let before = w.vm.memslots();
+                let fault = w.vm.page_fault(V0, *gfn, true).expect("fault");
+                let after = w.vm.memslots();
+                if fault == Fault::Retry(RetryReason::InvalidSlot) {
+                    w.flags[0].raise();
+                }
+                if fault == Fault::Mmio
+                    && before.generation == after.generation
+                    && before.lookup(*gfn).is_some()
+                {
+                    w.violate(
+                        Invariant::I7,
+                        format!(
+                            "vcpu0: fault on gfn {gfn} installed MMIO while slots gen {} maps it",
+                            before.generation
+                        ),
+                    );
+                }
+                if matches!(fault, Fault::Retry(_)) {
+                    w.vm.handle_requests(V0).expect("handle");
+                }
+            }
+        })
+    };
+    let notifier = {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.invalidate_range(hva, hva + 2 * 4096)
+                .expect("invalidate_range");
+        })
+    };
+    memslot.join().expect("memslot");
+    vcpu.join().expect("vcpu");
+    notifier.join().expect("notifier");
+    // Setup published generations 1 and 2; the delete's INVALID copy is 3.
+    let events = vm.events();
+    let invalid_copy =
+        |e: &Event| e.actor == Actor::Memslot && e.what == What::Publish { generation: 3 };
+    if during(&events, invalid_copy, Actor::Memslot, |e| {
+        e.actor == Actor::Notifier && e.what == What::Lock
+    }) {
+        tally.mark(1);
+    }
+    if w.flags[0].is_up() {
+        tally.mark(0);
+    }
+    finish(&w, S10.name, params);
 }

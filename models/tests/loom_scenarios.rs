@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use fastzap::Mutant;
 use fastzap::sync::ReclaimBackend;
 use fastzap::sync::ebr::EbrMutant;
-use fastzap_models::harness::Params;
+use fastzap_models::harness::{Params, small};
 use fastzap_models::scenarios::{self, Scenario};
 use fastzap_models::tally::Tally;
 
@@ -144,4 +144,113 @@ fn s2_free_mutants_are_masked_by_the_reload_kick() {
         400,
     );
     assert!(tally.marked(0) > 0, "pages were freed while the reader ran");
+}
+
+/// The small EBR with one slot per thread (three actors plus main).
+const SMALL: Params = Params::narrow(small(4));
+
+#[test]
+fn s3_seed_v3_delete_vs_fault_and_aging() {
+    // Measured: 69,094 executions (10.7 s).
+    explore(scenarios::S3, SMALL, 62_000);
+}
+
+#[test]
+fn s4_notifier_in_lock_break() {
+    // Measured: 4,300 executions (0.9 s).
+    explore(scenarios::S4, CROSSBEAM, 3_900);
+}
+
+#[test]
+fn s4_mutant_notifier_skips_obsolete() {
+    expect_failure(
+        scenarios::S4,
+        CROSSBEAM.with_mutant(Mutant::NotifierSkipsObsolete),
+        &["I4 no stale translation"],
+    );
+}
+
+#[test]
+fn s5_obsolete_root_freed_by_free_roots() {
+    // Measured: 64,581 executions (11.7 s).
+    explore(scenarios::S5, CROSSBEAM, 58_000);
+}
+
+// The twin of S5 (`RezapInUseRoots`, a livelock caught as I6) needs 70,477
+// loom executions (37 s) before the failing one: it runs in the shuttle lane,
+// which finds it in about a thousand.
+
+#[test]
+fn s6_fault_into_passed_root() {
+    // Measured: 26,387 executions (4.4 s).
+    explore(scenarios::S6, CROSSBEAM, 24_000);
+}
+
+#[test]
+fn s6_mutant_fault_into_obsolete_root() {
+    expect_failure(
+        scenarios::S6,
+        CROSSBEAM.with_mutant(Mutant::FaultIntoObsoleteRoot),
+        &["I5 obsolete never reused"],
+    );
+}
+
+#[test]
+fn s7_shrinker_vs_zap() {
+    // Measured: 63,590 executions (15.9 s).
+    explore(scenarios::S7, CROSSBEAM, 57_000);
+}
+
+#[test]
+fn s7_mutant_skip_rmap_for_obsolete() {
+    expect_failure(
+        scenarios::S7,
+        CROSSBEAM.with_mutant(Mutant::SkipRmapForObsolete),
+        &["I1 rmap integrity"],
+    );
+}
+
+#[test]
+fn s8_generation_wrap() {
+    // Measured: 174,526 executions (56.5 s).
+    explore(scenarios::S8, CROSSBEAM, 156_000);
+}
+
+#[test]
+fn s8_mutant_obsolete_ignores_invalid() {
+    expect_failure(
+        scenarios::S8,
+        CROSSBEAM.with_mutant(Mutant::ObsoleteIgnoresInvalid),
+        &["I5 obsolete never reused"],
+    );
+}
+
+#[test]
+fn s9_mmio_generation() {
+    // Measured: 80 executions (0.01 s).
+    explore(scenarios::S9, CROSSBEAM, 75);
+}
+
+#[test]
+fn s9_mutant_mmio_gen_from_new_slots() {
+    expect_failure(
+        scenarios::S9,
+        CROSSBEAM.with_mutant(Mutant::MmioGenFromNewSlots),
+        &["I7 MMIO generation"],
+    );
+}
+
+#[test]
+fn s10_merged_delete_vs_fault_and_notifier() {
+    // Measured: 103,007 executions (16.0 s).
+    explore(scenarios::S10, SMALL, 93_000);
+}
+
+#[test]
+fn s10_mutant_invalid_slot_fault_installs_mmio() {
+    expect_failure(
+        scenarios::S10,
+        SMALL.with_mutant(Mutant::InvalidSlotFaultInstallsMmio),
+        &["I7 MMIO generation"],
+    );
 }

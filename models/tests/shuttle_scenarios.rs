@@ -25,6 +25,65 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         WIDE.with_mutant(Mutant::ReloadOutsideLock),
     ),
     ("s2", scenarios::S2, WIDE),
+    (
+        "s2-FreeWithoutGrace",
+        scenarios::S2,
+        WIDE.with_mutant(Mutant::FreeWithoutGrace),
+    ),
+    (
+        "s2-FreeBeforeFlush",
+        scenarios::S2,
+        WIDE.with_mutant(Mutant::FreeBeforeFlush),
+    ),
+    ("s3", scenarios::S3, WIDE),
+    (
+        "s3-NotifierRewritesInvalidRmap",
+        scenarios::S3,
+        WIDE.with_mutant(Mutant::NotifierRewritesInvalidRmap),
+    ),
+    ("s4", scenarios::S4, WIDE),
+    (
+        "s4-NotifierSkipsObsolete",
+        scenarios::S4,
+        WIDE.with_mutant(Mutant::NotifierSkipsObsolete),
+    ),
+    ("s5", scenarios::S5, WIDE),
+    (
+        "s5-RezapInUseRoots",
+        scenarios::S5,
+        WIDE.with_mutant(Mutant::RezapInUseRoots),
+    ),
+    ("s6", scenarios::S6, WIDE),
+    (
+        "s6-FaultIntoObsoleteRoot",
+        scenarios::S6,
+        WIDE.with_mutant(Mutant::FaultIntoObsoleteRoot),
+    ),
+    ("s7", scenarios::S7, WIDE),
+    (
+        "s7-SkipRmapForObsolete",
+        scenarios::S7,
+        WIDE.with_mutant(Mutant::SkipRmapForObsolete),
+    ),
+    ("s8", scenarios::S8, WIDE),
+    (
+        "s8-ObsoleteIgnoresInvalid",
+        scenarios::S8,
+        WIDE.with_mutant(Mutant::ObsoleteIgnoresInvalid),
+    ),
+    ("s9", scenarios::S9, WIDE),
+    (
+        "s9-MmioGenFromNewSlots",
+        scenarios::S9,
+        WIDE.with_mutant(Mutant::MmioGenFromNewSlots),
+    ),
+    ("s9w", scenarios::S9W, WIDE),
+    ("s10", scenarios::S10, WIDE),
+    (
+        "s10-InvalidSlotFaultInstallsMmio",
+        scenarios::S10,
+        WIDE.with_mutant(Mutant::InvalidSlotFaultInstallsMmio),
+    ),
 ];
 
 fn lookup(key: &str) -> (Scenario, Params) {
@@ -115,6 +174,91 @@ fn s2_translate_vs_reclaim() {
     run("s2");
 }
 
+#[test]
+fn s3_seed_v3_delete_vs_fault_and_aging() {
+    run("s3");
+}
+
+#[test]
+fn s4_notifier_in_lock_break() {
+    run("s4");
+}
+
+#[test]
+fn s5_obsolete_root_freed_by_free_roots() {
+    run("s5");
+}
+
+#[test]
+fn s6_fault_into_passed_root() {
+    run("s6");
+}
+
+#[test]
+fn s7_shrinker_vs_zap() {
+    run("s7");
+}
+
+#[test]
+fn s8_generation_wrap() {
+    run("s8");
+}
+
+#[test]
+fn s9_mmio_generation() {
+    run("s9");
+}
+
+#[test]
+fn s10_merged_delete_vs_fault_and_notifier() {
+    run("s10");
+}
+
+#[test]
+fn s4_mutant_notifier_skips_obsolete() {
+    twin("s4-NotifierSkipsObsolete", "I4 no stale translation");
+}
+
+#[test]
+fn s5_mutant_rezap_in_use_roots() {
+    twin("s5-RezapInUseRoots", "I6 progress");
+}
+
+#[test]
+fn s6_mutant_fault_into_obsolete_root() {
+    twin("s6-FaultIntoObsoleteRoot", "I5 obsolete never reused");
+}
+
+#[test]
+fn s7_mutant_skip_rmap_for_obsolete() {
+    twin("s7-SkipRmapForObsolete", "I1 rmap integrity");
+}
+
+#[test]
+fn s8_mutant_obsolete_ignores_invalid() {
+    twin("s8-ObsoleteIgnoresInvalid", "I5 obsolete never reused");
+}
+
+#[test]
+fn s9_mutant_mmio_gen_from_new_slots() {
+    twin("s9-MmioGenFromNewSlots", "I7 MMIO generation");
+}
+
+/// A finding, not a twin: the wrap scenario fails on the correct protocol (see
+/// `scenarios::s9w_mmio_generation_wrap`). This test asserts the failure so that
+/// the lane stays green and the day the core closes the window it fails here;
+/// then make it `run("s9w")`. `WrapZapAfterPublish` cannot be told apart from
+/// the correct protocol on this scenario until then.
+#[test]
+fn s9w_wrap_window_is_a_core_bug() {
+    twin("s9w", "I7 MMIO generation");
+}
+
+#[test]
+fn s10_mutant_invalid_slot_fault_installs_mmio() {
+    twin("s10-InvalidSlotFaultInstallsMmio", "I7 MMIO generation");
+}
+
 /// Replays a failing schedule printed by a failed run:
 /// `FASTZAP_REPLAY=<key> FASTZAP_SCHEDULE=<schedule> cargo shuttle --test
 /// shuttle_scenarios -- replay --exact --nocapture --include-ignored`.
@@ -126,4 +270,29 @@ fn replay() {
     let (scenario, params) = lookup(&key);
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
     replay_schedule(move || (scenario.run)(&params, tally), &schedule);
+}
+
+/// Not a twin that fails: a finding. `NotifierRewritesInvalidRmap` (bug 4)
+/// rewrites a present spte on a remove-only rmap with a plain load and store,
+/// which loses a concurrent clear by the seed's lockless unmapper. In the core's
+/// `SeedV3` delete the generation bump, the remove-only switch and the zap of
+/// every obsolete page all happen before `unmap_memslot_rmap_nolock` starts, and
+/// the zap clears every leaf under `mmu_lock`; the notifier holds `mmu_lock`
+/// too, so no clear can ever race its load and store, and the unmapper always
+/// finds an emptied rmap. This test pins that down (the mutant passes 4 x 1,000
+/// executions); if the delete changes so that the unmap races the notifier, it
+/// fails here and should become a twin.
+#[test]
+fn s3_rewrite_mutant_is_masked_by_the_zap_before_the_unmap() {
+    let (scenario, params) = lookup("s3-NotifierRewritesInvalidRmap");
+    let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
+    let explored = explore("s3-NotifierRewritesInvalidRmap", 1_000, move || {
+        (scenario.run)(&params, tally)
+    });
+    println!("s3-NotifierRewritesInvalidRmap passed: {explored}");
+    assert_eq!(tally.executions(), 4_000);
+    assert!(
+        tally.marked(0) > 0,
+        "the notifier never ran during the delete"
+    );
 }
