@@ -190,8 +190,19 @@ pub const PALETTE: [RGBColor; 6] = [
     RGBColor(0x7f, 0x7f, 0x7f),
 ];
 
+/// The smallest and largest finite value, or (1, 10) when there is none, so
+/// that a figure of a filtered run never gets an empty or infinite range.
 fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        (1.0, 10.0)
+    } else if lo == hi {
+        (lo, lo + lo.abs().max(1.0))
+    } else {
+        (lo, hi)
+    }
 }
 
 /// A line plot of `series` on log-log axes, written to `benches/figures/<file>`.
@@ -270,6 +281,15 @@ pub fn bar_figure(
     format_y: &dyn Fn(f64) -> String,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let path = out_dir("figures").join(file);
+    // A bar with no finite value (a filtered run) is drawn empty.
+    let bars: Vec<Bar> = bars
+        .iter()
+        .map(|b| Bar {
+            label: b.label.clone(),
+            value: if b.value.is_finite() { b.value } else { 0.0 },
+            color: b.color,
+        })
+        .collect();
     let root = SVGBackend::new(&path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = bars.len() as f64;
