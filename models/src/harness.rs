@@ -194,23 +194,24 @@ fn fail(world: &World, scenario: &str, params: &Params, mut found: Vec<Violation
         Ok(path) => message.push_str(&format!("mermaid sequence diagram: {}\n", path.display())),
         Err(e) => message.push_str(&format!("(could not write the mermaid diagram: {e})\n")),
     }
-    *last_failure_slot() = Some(message.clone());
+    set_last_failure(message.clone());
     panic!("{message}");
 }
 
-// Ghost, outside every model: a std mutex.
-#[allow(clippy::disallowed_types)]
-static LAST_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+std::thread_local! {
+    // Per OS thread: loom and shuttle run an execution's threads as coroutines
+    // on the test's own thread, and tests running in parallel must not see
+    // each other's failures.
+    static LAST_FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
 
-fn last_failure_slot() -> std::sync::MutexGuard<'static, Option<String>> {
-    LAST_FAILURE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn set_last_failure(message: String) {
+    LAST_FAILURE.with(|slot| *slot.borrow_mut() = Some(message));
 }
 
 /// Takes the message of the last failed execution in this process. Shuttle
 /// replaces a task's panic payload with its own ("Task panicked, and early
 /// return is enabled"), so a mutant twin reads the violated invariant here.
 pub fn take_last_failure() -> Option<String> {
-    last_failure_slot().take()
+    LAST_FAILURE.with(|slot| slot.borrow_mut().take())
 }
