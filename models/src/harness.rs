@@ -26,6 +26,9 @@ pub struct Params {
     pub reclaim: ReclaimBackend,
     /// More actors and operations (the shuttle lane); off for loom.
     pub wide: bool,
+    /// A third actor in a narrow model (a second vCPU in S1 and S2), for loom
+    /// with the small EBR.
+    pub third: bool,
 }
 
 impl Params {
@@ -35,6 +38,7 @@ impl Params {
             mutant: None,
             reclaim,
             wide: false,
+            third: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl Params {
             mutant: None,
             reclaim,
             wide: true,
+            third: false,
         }
     }
 
@@ -51,6 +56,14 @@ impl Params {
     pub const fn with_mutant(self, mutant: Mutant) -> Params {
         Params {
             mutant: Some(mutant),
+            ..self
+        }
+    }
+
+    /// The same with a third actor.
+    pub const fn with_third_actor(self) -> Params {
+        Params {
+            third: true,
             ..self
         }
     }

@@ -198,11 +198,11 @@ fn checked_fault(w: &World, vcpu: VcpuId, gfn: u64, write: bool, obsolete_seen: 
 /// (freeing its old root, which the zapper kept, and loading a new one). Every fault that finds its root obsolete must see the reload
 /// request (made under `mmu_lock` with the bump); at the end no vCPU without a
 /// pending request holds an obsolete root, and no translation was stale.
-/// Wide: two vCPUs sharing the root, two invalidations, and each vCPU faults,
-/// reloads, faults and translates again.
+/// Third actor: two vCPUs sharing the root. Wide: two vCPUs, two
+/// invalidations, and each vCPU faults, reloads, faults and translates again.
 pub fn s1_fault_vs_invalidate_all(params: &Params, tally: &Tally) {
     tally.execution();
-    let vcpus = if params.wide { 2 } else { 1 };
+    let vcpus = if params.wide || params.third { 2 } else { 1 };
     let w = world(config(params, vcpus, 1));
     let vm = &w.vm;
     vm.create_memslot(slot(0, 0, 4)).expect("slot");
@@ -258,8 +258,8 @@ pub fn s1_fault_vs_invalidate_all(params: &Params, tally: &Tally) {
 /// everything (children prepared, flushed and retired) and then waits for grace
 /// periods, so that retired pages are really freed while the reader may still be
 /// running. A reader that reads a freed page records an I3 violation (or, under
-/// loom, races the poison write: a causality violation). Wide: both vCPUs read,
-/// and vCPU 0 reloads and reads again.
+/// loom, races the poison write: a causality violation). Third actor: both
+/// vCPUs read. Wide: both read, and vCPU 0 reloads and reads again.
 pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
     tally.execution();
     let mut cfg = config(params, 2, 2);
@@ -289,7 +289,7 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
             }
         })
     };
-    let readers: Vec<_> = (0..if params.wide { 2 } else { 1 })
+    let readers: Vec<_> = (0..if params.wide || params.third { 2 } else { 1 })
         .map(|v| {
             let w = w.clone();
             let wide = params.wide;
