@@ -276,7 +276,7 @@ fn report(runs: &[Run]) {
     body.push_str(&format!(
         "\nWorking set {WORKING_SET} gfns x 2 vCPUs (2 address spaces), 512 sptes per page; one thread runs both vCPUs, one thread invalidates. \
          Each invalidated run is paired with a run without invalidation made just before it; the fraction is the median over pairs of \
-         (time per access without) / (time per access with). The invalidation counts in B5 are per run of {MIN_ACCESSES} accesses or more.\n"
+         (time per access without) / (time per access with). The retired counts in B5 are per run (each run is {MIN_ACCESSES} accesses or more).\n"
     ));
     write_report(
         "b3_throughput",
