@@ -11,7 +11,7 @@
 
 use fastzap::sync::ghost::GhostLog;
 use fastzap::sync::{Arc, ReclaimBackend};
-use fastzap::{Config, Invariant, Mutant, SlotId, SlotSpec, Violation, Vm};
+use fastzap::{Config, Event, Invariant, Mutant, SlotId, SlotSpec, Violation, Vm};
 
 use crate::tally::Flag;
 use crate::timeline;
@@ -150,6 +150,9 @@ pub const DRAIN_ROUNDS: usize = 4;
 /// violated invariant's name, the details and the timeline if anything broke.
 pub fn finish(world: &World, scenario: &str, params: &Params) {
     let vm = &world.vm;
+    // The story ends here: the audit below takes mmu_lock too, and its lock
+    // events are not part of the execution.
+    let events = vm.events();
     let mut found = world.seen.snapshot();
     let runtime = vm.runtime_violations();
     if let Err(violations) = fastzap::audit::audit(vm) {
@@ -177,20 +180,19 @@ pub fn finish(world: &World, scenario: &str, params: &Params) {
     if found.is_empty() {
         return;
     }
-    fail(world, scenario, params, found);
+    fail(&events, scenario, params, found);
 }
 
 /// Reports a failed execution and panics.
-fn fail(world: &World, scenario: &str, params: &Params, mut found: Vec<Violation>) -> ! {
+fn fail(events: &[Event], scenario: &str, params: &Params, mut found: Vec<Violation>) -> ! {
     found.sort_by_key(|v| v.invariant);
     let first = found[0].invariant;
-    let events = world.vm.events();
     let name = format!(
         "{scenario}-{}{}",
         fastzap::sync::LANE,
         params.mutant.map(|m| format!("-{m:?}")).unwrap_or_default()
     );
-    let written = timeline::write_mermaid(&timeline::counterexample_dir(), &name, &events, &found);
+    let written = timeline::write_mermaid(&timeline::counterexample_dir(), &name, events, &found);
     let mut message = format!(
         "{} violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n",
         first.name(),
@@ -202,7 +204,7 @@ fn fail(world: &World, scenario: &str, params: &Params, mut found: Vec<Violation
         message.push_str(&format!("  - {violation}\n"));
     }
     message.push_str("\ntimeline of the failing execution, one column per actor:\n");
-    message.push_str(&timeline::render_columns(&events, &found));
+    message.push_str(&timeline::render_columns(events, &found));
     match written {
         Ok(path) => message.push_str(&format!("mermaid sequence diagram: {}\n", path.display())),
         Err(e) => message.push_str(&format!("(could not write the mermaid diagram: {e})\n")),
