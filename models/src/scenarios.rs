@@ -719,7 +719,8 @@ pub fn s7_shrinker_vs_zap(params: &Params, tally: &Tally) {
 /// to 0 while vCPU 1 still holds the root of the first generation 0, now
 /// invalid. vCPU 0 reloads meanwhile; no root or page may be reused from
 /// before the wrap (an invalid page is obsolete whatever its generation).
-/// Wide: three invalidations, and vCPU 0 faults and reloads twice.
+/// Wide: a second thread invalidates concurrently (three invalidations in
+/// all), and vCPU 0 faults and reloads twice.
 pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
     tally.execution();
     let mut cfg = config(params, 2, 1);
@@ -730,11 +731,10 @@ pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
     vm.handle_requests(V0).expect("handle");
     vm.handle_requests(V1).expect("handle");
     vm.page_fault(V0, 0, true).expect("fault");
-    let zaps = if params.wide { 3 } else { 2 };
     let zapper = {
         let w = w.clone();
         spawn(move || {
-            for _ in 0..zaps {
+            for _ in 0..2 {
                 zap_checked(
                     &w,
                     "invalidate_zap_all_pages",
@@ -743,6 +743,18 @@ pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
             }
         })
     };
+    // Wide: a second caller of invalidate-all (logged as the zapper too), which
+    // slots_lock serializes with the first (bug 6 is doing without it).
+    let second_zapper = params.wide.then(|| {
+        let w = w.clone();
+        spawn(move || {
+            zap_checked(
+                &w,
+                "invalidate_zap_all_pages",
+                w.vm.invalidate_zap_all_pages(),
+            );
+        })
+    });
     let vcpu = {
         let w = w.clone();
         let wide = params.wide;
@@ -756,6 +768,9 @@ pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
         })
     };
     zapper.join().expect("zapper");
+    if let Some(z) = second_zapper {
+        z.join().expect("zapper");
+    }
     vcpu.join().expect("vcpu");
     // The second bump is the wrap (1 -> 0); a root loaded after it.
     let events = vm.events();

@@ -241,6 +241,15 @@ fn s9_mutant_mmio_gen_from_new_slots() {
 }
 
 #[test]
+fn s9_mutant_mmio_cache_ignores_gen() {
+    expect_failure(
+        scenarios::S9,
+        CROSSBEAM.with_mutant(Mutant::MmioCacheIgnoresGen),
+        &["I7 MMIO generation"],
+    );
+}
+
+#[test]
 fn s10_merged_delete_vs_fault_and_notifier() {
     // Measured: 103,007 executions (16.0 s).
     explore(scenarios::S10, SMALL, 93_000);

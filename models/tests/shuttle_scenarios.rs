@@ -71,7 +71,17 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         scenarios::S8,
         WIDE.with_mutant(Mutant::ObsoleteIgnoresInvalid),
     ),
+    (
+        "s8-NoSlotsLock",
+        scenarios::S8,
+        WIDE.with_mutant(Mutant::NoSlotsLock),
+    ),
     ("s9", scenarios::S9, WIDE),
+    (
+        "s9-MmioCacheIgnoresGen",
+        scenarios::S9,
+        WIDE.with_mutant(Mutant::MmioCacheIgnoresGen),
+    ),
     (
         "s9-MmioGenFromNewSlots",
         scenarios::S9,
@@ -237,6 +247,16 @@ fn s7_mutant_skip_rmap_for_obsolete() {
 #[test]
 fn s8_mutant_obsolete_ignores_invalid() {
     twin("s8-ObsoleteIgnoresInvalid", "I5 obsolete never reused");
+}
+
+#[test]
+fn s8_mutant_no_slots_lock() {
+    twin("s8-NoSlotsLock", "I5 obsolete never reused");
+}
+
+#[test]
+fn s9_mutant_mmio_cache_ignores_gen() {
+    twin("s9-MmioCacheIgnoresGen", "I7 MMIO generation");
 }
 
 #[test]
