@@ -170,6 +170,16 @@ fn s4_mutant_notifier_skips_obsolete() {
     );
 }
 
+/// Bug 9: a hold prepares more than a batch when in-use roots do not count.
+#[test]
+fn s4_mutant_batch_not_advancing() {
+    expect_failure(
+        scenarios::S4,
+        CROSSBEAM.with_mutant(Mutant::BatchNotAdvancing),
+        &["I6 progress"],
+    );
+}
+
 #[test]
 fn s5_obsolete_root_freed_by_free_roots() {
     // Measured: 64,581 executions (11.7 s).
