@@ -260,6 +260,21 @@ fn s9_mutant_mmio_cache_ignores_gen() {
 }
 
 #[test]
+fn s9w_mmio_generation_wrap() {
+    // Measured: 238 executions (0.04 s).
+    explore(scenarios::S9W, CROSSBEAM, 215);
+}
+
+#[test]
+fn s9w_mutant_wrap_zap_after_publish() {
+    expect_failure(
+        scenarios::S9W,
+        CROSSBEAM.with_mutant(Mutant::WrapZapAfterPublish),
+        &["I7 MMIO generation"],
+    );
+}
+
+#[test]
 fn s10_merged_delete_vs_fault_and_notifier() {
     // Measured: 103,007 executions (16.0 s).
     explore(scenarios::S10, SMALL, 93_000);
