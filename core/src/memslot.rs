@@ -8,7 +8,7 @@
 
 use crate::rmap::Rmap;
 use crate::sync::Arc;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// A memslot id (`slot->id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -153,15 +153,50 @@ impl Memslot {
 
 /// `struct kvm_memslots`: one published generation of the slots.
 #[doc(alias = "kvm_memslots")]
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Memslots {
     /// `slots->generation`.
     pub generation: u64,
     /// The slots, sorted by `base_gfn`.
     pub slots: Vec<Memslot>,
+    /// `KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS`: set on the published memslots when an
+    /// update of them begins. A fault that read these memslots and sees it set
+    /// must not cache an MMIO decision: the wrap's zap may already have run, and
+    /// an MMIO spte stamped with this generation would outlive it.
+    in_flux: AtomicBool,
+}
+
+impl Default for Memslots {
+    fn default() -> Self {
+        Memslots {
+            generation: 0,
+            slots: Vec::new(),
+            in_flux: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Clone for Memslots {
+    fn clone(&self) -> Self {
+        Memslots {
+            generation: self.generation,
+            slots: self.slots.clone(),
+            in_flux: AtomicBool::new(self.update_in_progress()),
+        }
+    }
 }
 
 impl Memslots {
+    /// Whether an update of these memslots has begun.
+    pub fn update_in_progress(&self) -> bool {
+        self.in_flux.load(Ordering::Acquire)
+    }
+
+    /// Marks these (published) memslots as being replaced.
+    pub(crate) fn begin_update(&self) {
+        self.in_flux.store(true, Ordering::Release);
+    }
+
     /// `search_memslots`: the slot containing `gfn`, INVALID ones included.
     pub fn lookup(&self, gfn: u64) -> Option<&Memslot> {
         self.slots.iter().find(|s| s.contains(gfn))
@@ -180,6 +215,7 @@ impl Memslots {
         Memslots {
             generation: self.generation + 1,
             slots,
+            in_flux: AtomicBool::new(false),
         }
     }
 }

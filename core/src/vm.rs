@@ -618,6 +618,14 @@ impl Vm {
                     slot: slot.clone(),
                 }
             }
+            None if slots.update_in_progress() => {
+                // Do not cache MMIO while the memslots are in flux (the 2019
+                // fix): handle the access, install nothing.
+                self.event(actor, || {
+                    What::Note(format!("mmio gfn {gfn} not cached: memslots in flux"))
+                });
+                return Ok(Fault::Mmio);
+            }
             None => Target::Mmio {
                 generation: slots.generation,
             },
@@ -843,6 +851,8 @@ impl Vm {
     /// new generation (bug 15 is doing it after the publish).
     fn install_memslots(&self, next: Memslots, actor: Actor) -> Result<(), MmuError> {
         let generation = next.generation;
+        // Set before the wrap's zap, on the memslots faults are reading now.
+        self.memslots.load().begin_update();
         let wraps = generation & self.mmio_mask() == 0;
         let after = self.config.mutant == Some(Mutant::WrapZapAfterPublish);
         if wraps && !after {
@@ -1003,10 +1013,36 @@ impl Vm {
             || {
                 self.unmap_memslot_rmap_nolock(&slot);
                 self.synchronize(actor);
+                self.check_slot_unmapped(&slot);
             },
         );
         self.lock_mmu(actor).zombies.retain(|s| s.id != slot.id);
         result.map(|_| cut)
+    }
+
+    /// Ghost check of I1 once the seed's unmap and grace period are over: no
+    /// present spte maps a gfn of the deleted slot. (A notifier that rewrote a
+    /// spte on the remove-only rmap while the unmapper cleared it, bug 4, leaves
+    /// one behind, on no rmap.)
+    fn check_slot_unmapped(&self, slot: &Memslot) {
+        let guard = self.reclaimer.pin();
+        let lk = self.lock_mmu(Actor::Memslot);
+        for meta in lk.pages.values().filter(|m| m.role.level == 1) {
+            let page = meta.ptr.get(&guard);
+            let body = page.body();
+            for (index, spte) in page.sptes.iter().enumerate() {
+                let gfn = self.spte_gfn(&body, index);
+                if slot.contains(gfn) && Spte::is_leaf(spte.load(Ordering::Acquire)) {
+                    self.ghost.violate(Violation::new(
+                        Invariant::I1,
+                        format!(
+                            "{}[{index}] still maps gfn {gfn} of deleted slot {} after the unmap, on no rmap",
+                            body.id, slot.id.0
+                        ),
+                    ));
+                }
+            }
+        }
     }
 
     /// `unmap_memslot_rmap_nolock`: outside `mmu_lock`, take every entry of the

@@ -916,12 +916,12 @@ pub fn s9w_mmio_generation_wrap(params: &Params, tally: &Tally) {
 /// publishes generation 3. vCPU 0 faults on gfn 3 and translates it meanwhile.
 /// No MMIO spte built before the wrap may be trusted after it.
 ///
-/// Finding: the correct protocol fails this scenario. A fault that reads the
-/// memslots after the wrap's zap and before the publish builds an MMIO spte
-/// stamped with the pre-wrap generation 1 in a fresh page; the zap has already
-/// run, so it survives, and generation 3 (1 again in one bit) trusts it while
-/// slot 2 maps gfn 3. Upstream closed this window in 2019 by not caching MMIO
-/// while memslots are in flux (the update-in-progress generation bit).
+/// This scenario found a bug in the first core: a fault that read the memslots
+/// after the wrap's zap and before the publish built an MMIO spte stamped with
+/// the pre-wrap generation 1 in a fresh page; the zap had already run, so it
+/// survived, and generation 3 (1 again in one bit) trusted it while slot 2
+/// mapped gfn 3. As upstream did in 2019, the core now marks the memslots in
+/// flux when an update begins and caches no MMIO decision taken from them.
 pub fn s9f_fault_between_wrap_zap_and_publish(params: &Params, tally: &Tally) {
     tally.execution();
     let mut cfg = config(params, 1, 1);
