@@ -98,25 +98,25 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
     (
         Mutant::NotifierRewritesInvalidRmap,
         "clear_flush_young on a seed-v3 remove-only rmap while the lockless unmapper clears it; \
-         the rmap is remove-only only inside delete_memslot (SeedV3), never between operations",
+         the rmap is remove-only only inside delete_memslot (SeedV3), never between operations. \
+         The core's ghost check after the unmap and grace period reports the spte it leaves \
+         behind (I1); shuttle's S3 twin catches it",
     ),
     (
         Mutant::ZapFromHead,
         "vCPUs adding pages of the new generation at the head during the zap's lock breaks; \
-         sequentially no page of the new generation exists during the zap. Even under the race \
-         I6 is blind to it: ZapStats::steps counts outer iterations (one page prepared or one \
-         lock break each), not the rescan from the head over new pages where the livelock lives, \
-         so a 2 s native run with two faulting vCPUs and batch 1 showed the same steps as the \
-         correct protocol and passed the audit",
+         sequentially no page of the new generation exists during the zap. ZapStats::steps now \
+         counts every page examined, so the rescan from the head counts against the I6 bound, \
+         but the small models never fault enough during one zap to exceed it (not caught yet)",
     ),
     (
         Mutant::InvalidSlotFaultInstallsMmio,
         "a fault while a DELETE or MOVE has the slot published INVALID; sequentially the INVALID \
          copy is never visible between operations. Even under the race the audit is blind to it: \
          the MMIO spte and cache entry it leaves are stamped with the INVALID copy's generation, \
-         which is never current once the DELETE returns, and the audit points that run inside \
-         the window do not include I7 (a native two-thread run of 3 s made about 10^5 such MMIO \
-         faults and the audit passed)",
+         which is never current once the DELETE returns. The audit points now run the spte half \
+         of I7 (a trusted MMIO spte must name a gfn no slot maps, INVALID ones included), and \
+         the models' S10 twin catches it",
     ),
     (
         Mutant::NotifierSkipsObsolete,
@@ -124,9 +124,9 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
          sequentially every obsolete page has been unlinked (no leaf left) when the zap returns. \
          Even under the race the audit is blind to it: the skipped sptes sit in obsolete pages, \
          which check_i4 skips, the zap removes them soon after, and a vCPU on the old root sees \
-         its reload request before it walks; nothing checks at invalidate_range's return that no \
-         spte (obsolete pages included) still maps the range. A 2 s native run (batch-1 zaps, a \
-         notifier loop, two vCPUs) passed the audit with the mutant",
+         its reload request before it walks. invalidate_range now checks, before it returns, that \
+         no spte of the range (obsolete pages included) is left on an rmap (I4); the models' S4 \
+         twin catches it",
     ),
     (
         Mutant::MmioGenFromNewSlots,
