@@ -184,8 +184,9 @@ impl PagePtr {
 /// Retires a page: `kvm_mmu_free_page` through the epoch. The memory is released
 /// (and the body poisoned first) once every current reader has unpinned. Under
 /// [`Mutant::FreeWithoutGrace`](crate::Mutant::FreeWithoutGrace) the poison is
-/// written at once; the memory itself is always released through the epoch, so
-/// the bug is observable rather than undefined.
+/// written at once; the memory itself is only ever released through the epoch,
+/// and under any mutant it is not released at all (`Ghost::leak_memory`), so a
+/// mutant's dangling pointer reads poison: the bug is observable, not undefined.
 pub(crate) fn free_page(
     ptr: PagePtr,
     guard: &Guard<'_>,
@@ -209,7 +210,7 @@ pub(crate) fn free_page(
             page.poison();
             counters.pages.free();
         }
-        drop(page);
+        release(page, &counters);
     });
 }
 
@@ -224,7 +225,17 @@ pub(crate) fn free_page_now(ptr: PagePtr, counters: &Ghost) {
     if page.life() == PageLife::Live {
         counters.pages.retire();
     }
-    drop(page);
+    release(page, counters);
+}
+
+/// Gives a poisoned object's memory back, except under a mutant (see
+/// `Ghost::leak_memory`).
+pub(crate) fn release<T>(object: Box<T>, ghost: &Ghost) {
+    if ghost.leak_memory {
+        std::mem::forget(object);
+    } else {
+        drop(object);
+    }
 }
 
 /// The lock-protected half of a shadow page.

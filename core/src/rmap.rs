@@ -132,6 +132,7 @@ impl DescPtr {
             let desc = unsafe { Box::from_raw(owned.0.as_ptr()) };
             desc.poison();
             ghost.descs.free();
+            crate::page::release(desc, &ghost);
         });
     }
 }
@@ -572,6 +573,7 @@ impl Drop for Rmap {
                 desc.poison();
                 self.ghost.descs.retire();
                 self.ghost.descs.free();
+                crate::page::release(desc, &self.ghost);
             }
         }
         self.ghost.rmaps.retire();

@@ -53,6 +53,11 @@ pub struct Ghost {
     pub(crate) zaps: GhostMutex<Vec<ZapStats>>,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     pub(crate) lockless_unmappers: GhostU64,
+    /// Under a mutant, released objects are poisoned but their memory is never
+    /// given back: a mutant may leave pointers to them behind (bug 1 leaves rmap
+    /// entries into freed pages), and a later read must see the poison, not
+    /// another object or unmapped memory.
+    pub(crate) leak_memory: bool,
     /// The latest cut of any invalidation that returned: a mapping installed
     /// at or after it cannot be stale, so `translate` skips the lookups.
     pub(crate) latest_cut: GhostU64,
@@ -61,7 +66,7 @@ pub struct Ghost {
 const MAX_VIOLATIONS: usize = 256;
 
 impl Ghost {
-    fn new(events: bool) -> Ghost {
+    fn new(events: bool, leak_memory: bool) -> Ghost {
         Ghost {
             pages: LifeCounter::default(),
             descs: LifeCounter::default(),
@@ -75,6 +80,7 @@ impl Ghost {
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
             latest_cut: GhostU64::new(0),
+            leak_memory,
         }
     }
 
@@ -227,7 +233,7 @@ impl Vm {
             memslots: GenRoot::new(Arc::new(Memslots::default())),
             vcpus: (0..config.vcpus).map(|_| Vcpu::new()).collect(),
             reclaimer,
-            ghost: GhostArc::new(Ghost::new(config.events)),
+            ghost: GhostArc::new(Ghost::new(config.events, config.mutant.is_some())),
             host: HostMm::default(),
             config,
         })
