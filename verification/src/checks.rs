@@ -71,7 +71,7 @@ pub fn all() -> Vec<Check> {
         Check {
             name: "stress-can-fail",
             lane: Lane::Zoo,
-            what: "the audited stress with bugs 2, 6 (race-only), 12 and 16 re-introduced: it must report violations for each",
+            what: "the audited stress with bugs 1, 2, 6, 7, 11 (2, 6, 7, 11 race-only), 12 and 16 re-introduced: it must report violations for each",
             run: Box::new(|o| mutants_caught(MutantRun::Stress, &STRESS_MUTANTS, o.seed)),
         },
         Check {
@@ -466,11 +466,16 @@ fn conformance_run(options: &Options) -> CheckOutcome {
     }
 }
 
-/// The mutants the audited native stress must expose. Bugs 2 and 6 need a
-/// race: the stress finds them on real threads.
-pub const STRESS_MUTANTS: [Mutant; 4] = [
+/// The mutants the audited native stress must expose. Bugs 2, 6, 7 and 11 need
+/// a race: the stress finds them on real threads. Bug 1 leaves rmap entries into
+/// freed pages; under a mutant the core never gives poisoned memory back, so
+/// the stress reads poison instead of crashing.
+pub const STRESS_MUTANTS: [Mutant; 7] = [
+    Mutant::SkipRmapForObsolete,
     Mutant::ReloadOutsideLock,
     Mutant::NoSlotsLock,
+    Mutant::ZapFromHead,
+    Mutant::InvalidSlotFaultInstallsMmio,
     Mutant::FaultIntoObsoleteRoot,
     Mutant::MmioCacheIgnoresGen,
 ];
