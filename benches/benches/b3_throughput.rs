@@ -34,6 +34,8 @@ const WORKING_SET: u64 = 16_384;
 const MIN_ACCESSES: u64 = 2_000_000;
 /// The period of the paced variants.
 const PERIOD: Duration = Duration::from_millis(10);
+/// The period of the more frequent paced variants.
+const SHORT_PERIOD: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -46,6 +48,10 @@ enum Mode {
     FastPaced,
     /// An eager zap every `PERIOD`.
     EagerPaced,
+    /// A fast invalidation every `SHORT_PERIOD`.
+    FastPacedShort,
+    /// An eager zap every `SHORT_PERIOD`.
+    EagerPacedShort,
 }
 
 impl Mode {
@@ -56,15 +62,34 @@ impl Mode {
             Mode::Eager => "eager_zap_all",
             Mode::FastPaced => "fast_invalidate_every_10ms",
             Mode::EagerPaced => "eager_zap_all_every_10ms",
+            Mode::FastPacedShort => "fast_invalidate_every_1ms",
+            Mode::EagerPacedShort => "eager_zap_all_every_1ms",
+        }
+    }
+
+    /// The label of its bar.
+    fn short(self) -> &'static str {
+        match self {
+            Mode::NoInvalidation => "none",
+            Mode::Fast => "fast, back to back",
+            Mode::Eager => "eager, back to back",
+            Mode::FastPaced => "fast, 10 ms",
+            Mode::EagerPaced => "eager, 10 ms",
+            Mode::FastPacedShort => "fast, 1 ms",
+            Mode::EagerPacedShort => "eager, 1 ms",
         }
     }
 
     fn is_fast(self) -> bool {
-        matches!(self, Mode::Fast | Mode::FastPaced)
+        matches!(self, Mode::Fast | Mode::FastPaced | Mode::FastPacedShort)
     }
 
-    fn paced(self) -> bool {
-        matches!(self, Mode::FastPaced | Mode::EagerPaced)
+    fn period(self) -> Option<Duration> {
+        match self {
+            Mode::FastPaced | Mode::EagerPaced => Some(PERIOD),
+            Mode::FastPacedShort | Mode::EagerPacedShort => Some(SHORT_PERIOD),
+            _ => None,
+        }
     }
 }
 
@@ -103,10 +128,10 @@ fn one_run(mode: Mode, accesses: u64) -> Run {
             }
             let mut next = Instant::now();
             while !stop.load(Ordering::Acquire) {
-                if mode.paced() {
-                    next += PERIOD;
+                if let Some(period) = mode.period() {
+                    next += period;
                     while Instant::now() < next && !stop.load(Ordering::Acquire) {
-                        std::thread::sleep(Duration::from_micros(200));
+                        std::thread::sleep(Duration::from_micros(50));
                     }
                 }
                 let z = if mode.is_fast() {
@@ -167,6 +192,8 @@ fn main() {
             Mode::Eager,
             Mode::FastPaced,
             Mode::EagerPaced,
+            Mode::FastPacedShort,
+            Mode::EagerPacedShort,
         ] {
             group.bench_function(BenchmarkId::new(mode.name(), "1+1_threads"), |b| {
                 b.iter_custom(|iters| {
@@ -207,6 +234,8 @@ fn report(runs: &[Run]) {
         (Mode::Eager, PALETTE[1]),
         (Mode::FastPaced, PALETTE[0]),
         (Mode::EagerPaced, PALETTE[1]),
+        (Mode::FastPacedShort, PALETTE[0]),
+        (Mode::EagerPacedShort, PALETTE[1]),
         (Mode::NoInvalidation, PALETTE[5]),
     ] {
         let (per, n) = stat(mode, &|r| r.ns_per_access);
@@ -245,7 +274,7 @@ fn report(runs: &[Run]) {
             100.0 * fraction,
         ));
         bars.push(Bar {
-            label: mode.name().into(),
+            label: mode.short().into(),
             value: 100.0 * fraction,
             color,
         });
@@ -254,7 +283,14 @@ fn report(runs: &[Run]) {
         "\n### B5: reclamation memory during B3\n\n\
          | invalidating thread | pages retired (median per run) | peak retired-not-freed pages (median / max over runs) | descriptors retired | peak retired-not-freed descriptors (median / max) | pages live at the end |\n|---|---|---|---|---|---|\n",
     );
-    for mode in [Mode::Fast, Mode::Eager, Mode::FastPaced, Mode::EagerPaced] {
+    for mode in [
+        Mode::Fast,
+        Mode::Eager,
+        Mode::FastPaced,
+        Mode::EagerPaced,
+        Mode::FastPacedShort,
+        Mode::EagerPacedShort,
+    ] {
         let max = |f: &dyn Fn(&Run) -> f64| {
             runs.iter()
                 .filter(|r| r.mode == mode)
