@@ -4,7 +4,8 @@
 //! Threads: 2 OS threads on the 2-core machine. One thread runs two vCPUs
 //! (vCPU 0 in address space 0, vCPU 1 in address space 1, alternating access
 //! by access), so every gfn has two sptes and its rmap a `PteListDesc`. The
-//! other thread invalidates back to back: `invalidate_zap_all_pages()` (fast),
+//! other thread invalidates, back to back or paced (every 10 ms or 1 ms):
+//! `invalidate_zap_all_pages()` (fast),
 //! `zap_all()` (eager), or nothing (the baseline, same run).
 //!
 //! An access is a page fault on the gfn followed by a translation of it,
