@@ -15,8 +15,6 @@
 //! | [`Vm::invalidate_range`], [`Vm::clear_flush_young`], [`Vm::test_young`], [`Vm::change_pte`] | `kvm_mmu_notifier_*` |
 //! | [`Vm::shrink`] | `mmu_shrink_scan` |
 
-use std::collections::HashMap;
-
 use crate::audit::{AuditPoint, Invariant, Violation};
 use crate::config::{Config, DeletionStrategy};
 use crate::error::MmuError;
@@ -47,7 +45,7 @@ pub struct Ghost {
     /// The ghost clock: install and invalidation times.
     pub(crate) clock: GhostU64,
     /// Per gfn: (cut, returned) of the latest invalidation that returned.
-    pub(crate) kills: GhostMutex<HashMap<u64, (u64, u64)>>,
+    pub(crate) kills: GhostMutex<KillMap>,
     /// (cut, returned) of the latest invalidate-all that returned.
     pub(crate) kill_all: GhostMutex<(u64, u64)>,
     pub(crate) zaps: GhostMutex<Vec<ZapStats>>,
@@ -75,7 +73,7 @@ impl Ghost {
             event_seq: GhostCounter::default(),
             violations: GhostLog::new(true),
             clock: GhostU64::new(0),
-            kills: GhostMutex::new(HashMap::new()),
+            kills: GhostMutex::new(KillMap::default()),
             kill_all: GhostMutex::new((0, 0)),
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
@@ -93,6 +91,45 @@ impl Ghost {
 
     pub(crate) fn record_zap(&self, stats: ZapStats) {
         self.zaps.with(|z| z.push(stats));
+    }
+}
+
+/// Ghost: for runs of gfns, the (cut, returned) times of the latest invalidation
+/// that covered them. Non-overlapping intervals keyed by their first gfn.
+#[derive(Debug, Default)]
+pub(crate) struct KillMap {
+    runs: std::collections::BTreeMap<u64, (u64, (u64, u64))>,
+}
+
+impl KillMap {
+    /// Records `times` for every gfn of `range`, replacing older records there.
+    fn insert(&mut self, range: std::ops::Range<u64>, times: (u64, u64)) {
+        if range.is_empty() {
+            return;
+        }
+        let overlapping: Vec<u64> = self
+            .runs
+            .range(..range.end)
+            .rev()
+            .take_while(|(_, (end, _))| *end > range.start)
+            .map(|(start, _)| *start)
+            .collect();
+        for start in overlapping {
+            let (end, old) = self.runs.remove(&start).expect("listed above");
+            if start < range.start {
+                self.runs.insert(start, (range.start, old));
+            }
+            if end > range.end {
+                self.runs.insert(range.end, (end, old));
+            }
+        }
+        self.runs.insert(range.start, (range.end, times));
+    }
+
+    /// The times recorded for `gfn`, if any.
+    fn get(&self, gfn: u64) -> Option<(u64, u64)> {
+        let (_, (end, times)) = self.runs.range(..=gfn).next_back()?;
+        (gfn < *end).then_some(*times)
     }
 }
 
@@ -564,11 +601,7 @@ impl Vm {
             return;
         }
         let all = self.ghost.kill_all.with(|k| *k);
-        let one = self
-            .ghost
-            .kills
-            .with(|k| k.get(&gfn).copied())
-            .unwrap_or((0, 0));
+        let one = self.ghost.kills.with(|k| k.get(gfn)).unwrap_or((0, 0));
         for (cut, returned) in [all, one] {
             if returned != 0 && returned <= start && installed < cut {
                 self.ghost.violate(Violation::new(
@@ -782,6 +815,7 @@ impl Vm {
         let stats = self.zap_obsolete_pages(actor).map(|mut stats| {
             stats.bump_hold_ns = bump_hold_ns;
             stats.total_ns = elapsed_ns(started);
+            self.ghost.record_zap(stats);
             stats
         });
         if self.config.mutant == Some(Mutant::ReloadOutsideLock) {
@@ -819,6 +853,7 @@ impl Vm {
         drop(lk);
         stats.max_hold_ns = elapsed_ns(started);
         stats.total_ns = stats.max_hold_ns;
+        self.ghost.record_zap(stats);
         self.kill_all(cut);
         Ok(stats)
     }
@@ -977,7 +1012,10 @@ impl Vm {
             }
             DeletionStrategy::SeedV3 => self.delete_seed_v3(slot.clone())?,
         };
-        self.kill_gfns(slot.base_gfn..slot.base_gfn + slot.npages, cut);
+        self.kill_runs(
+            std::iter::once(slot.base_gfn..slot.base_gfn + slot.npages),
+            cut,
+        );
         Ok(())
     }
 
@@ -1118,18 +1156,35 @@ impl Vm {
         });
         self.install_memslots(next, Actor::Memslot)?;
         self.synchronize(Actor::Memslot);
-        self.kill_gfns(slot.base_gfn..slot.base_gfn + slot.npages, cut);
+        self.kill_runs(
+            std::iter::once(slot.base_gfn..slot.base_gfn + slot.npages),
+            cut,
+        );
         Ok(())
     }
 
-    fn kill_gfns(&self, gfns: impl Iterator<Item = u64>, cut: u64) {
+    /// Ghost: every mapping of a gfn in `runs` installed before `cut` is dead
+    /// from now on. Costs O(log n) per run, whatever its length.
+    fn kill_runs(&self, runs: impl IntoIterator<Item = std::ops::Range<u64>>, cut: u64) {
         let returned = self.ghost.clock.increment();
         self.ghost.kills.with(|k| {
-            for gfn in gfns {
-                k.insert(gfn, (cut, returned));
+            for run in runs {
+                k.insert(run, (cut, returned));
             }
         });
         self.ghost.latest_cut.raise(cut);
+    }
+
+    /// [`Vm::kill_runs`] for a list of gfns, grouped into runs.
+    fn kill_gfns(&self, gfns: impl Iterator<Item = u64>, cut: u64) {
+        let mut runs: Vec<std::ops::Range<u64>> = Vec::new();
+        for gfn in gfns {
+            match runs.last_mut() {
+                Some(run) if run.end == gfn => run.end += 1,
+                _ => runs.push(gfn..gfn + 1),
+            }
+        }
+        self.kill_runs(runs, cut);
     }
 
     /// Ghost: every mapping installed before `cut` is dead from now on.
@@ -1421,5 +1476,32 @@ impl Drop for Vm {
         for (_, meta) in state.pages {
             free_page_now(meta.ptr, &self.ghost);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KillMap;
+
+    #[test]
+    fn kill_map_keeps_the_latest_times_per_gfn() {
+        let mut k = KillMap::default();
+        k.insert(0..10, (1, 2));
+        k.insert(4..6, (3, 4));
+        k.insert(9..12, (5, 6));
+        assert_eq!(k.get(0), Some((1, 2)));
+        assert_eq!(k.get(3), Some((1, 2)));
+        assert_eq!(k.get(4), Some((3, 4)));
+        assert_eq!(k.get(5), Some((3, 4)));
+        assert_eq!(k.get(6), Some((1, 2)));
+        assert_eq!(k.get(8), Some((1, 2)));
+        assert_eq!(k.get(9), Some((5, 6)));
+        assert_eq!(k.get(11), Some((5, 6)));
+        assert_eq!(k.get(12), None);
+        k.insert(0..20, (7, 8));
+        assert!((0..20).all(|g| k.get(g) == Some((7, 8))));
+        assert_eq!(k.runs.len(), 1);
+        k.insert(3..3, (9, 9));
+        assert_eq!(k.get(3), Some((7, 8)));
     }
 }
