@@ -12,7 +12,7 @@
 //! in the [`Tally`], whose floors the tests assert. A scenario whose race never
 //! happens is a vacuous scenario, and its test fails.
 
-use fastzap::sync::spawn;
+use fastzap::sync::{Arc, JoinHandle, spawn};
 use fastzap::vcpu::REQ_RELOAD;
 use fastzap::{Actor, Event, Fault, Invariant, RetryReason, Translation, VcpuId, What};
 
@@ -336,6 +336,18 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
 
 /// Runs an invalidation-like operation; a livelocked zap is an I6 violation
 /// (the zap gave up after its step bound), any other error a bug in the model.
+/// The zapper thread of most scenarios: one fast invalidate-all, checked.
+fn spawn_fast_zapper(w: &Arc<World>) -> JoinHandle<()> {
+    let w = w.clone();
+    spawn(move || {
+        zap_checked(
+            &w,
+            "invalidate_zap_all_pages",
+            w.vm.invalidate_zap_all_pages(),
+        )
+    })
+}
+
 fn zap_checked(w: &World, what: &str, result: Result<fastzap::ZapStats, fastzap::MmuError>) {
     match result {
         Ok(_) => {}
@@ -485,16 +497,7 @@ pub fn s4_notifier_in_lock_break(params: &Params, tally: &Tally) {
     vm.page_fault(V0, 0, true).expect("fault");
     vm.page_fault(V0, 2, true).expect("fault");
     let hva = crate::harness::slot_hva(0) + 2 * 4096;
-    let zapper = {
-        let w = w.clone();
-        spawn(move || {
-            zap_checked(
-                &w,
-                "invalidate_zap_all_pages",
-                w.vm.invalidate_zap_all_pages(),
-            )
-        })
-    };
+    let zapper = spawn_fast_zapper(&w);
     let notifier = {
         let w = w.clone();
         spawn(move || {
@@ -545,16 +548,7 @@ pub fn s5_obsolete_root_freed_by_free_roots(params: &Params, tally: &Tally) {
         vm.handle_requests(VcpuId(v)).expect("handle");
     }
     vm.page_fault(V0, 0, true).expect("fault");
-    let zapper = {
-        let w = w.clone();
-        spawn(move || {
-            zap_checked(
-                &w,
-                "invalidate_zap_all_pages",
-                w.vm.invalidate_zap_all_pages(),
-            )
-        })
-    };
+    let zapper = spawn_fast_zapper(&w);
     let vcpu_threads: Vec<_> = (0..vcpus)
         .map(|v| {
             let w = w.clone();
@@ -617,16 +611,7 @@ pub fn s6_fault_into_passed_root(params: &Params, tally: &Tally) {
         vm.handle_requests(VcpuId(v)).expect("handle");
     }
     vm.page_fault(V0, 0, true).expect("fault");
-    let zapper = {
-        let w = w.clone();
-        spawn(move || {
-            zap_checked(
-                &w,
-                "invalidate_zap_all_pages",
-                w.vm.invalidate_zap_all_pages(),
-            )
-        })
-    };
+    let zapper = spawn_fast_zapper(&w);
     let threads: Vec<_> = (0..vcpus)
         .map(|v| {
             let w = w.clone();
@@ -674,16 +659,7 @@ pub fn s7_shrinker_vs_zap(params: &Params, tally: &Tally) {
     vm.handle_requests(V0).expect("handle");
     vm.page_fault(V0, 0, true).expect("fault");
     vm.page_fault(V0, 2, true).expect("fault");
-    let zapper = {
-        let w = w.clone();
-        spawn(move || {
-            zap_checked(
-                &w,
-                "invalidate_zap_all_pages",
-                w.vm.invalidate_zap_all_pages(),
-            )
-        })
-    };
+    let zapper = spawn_fast_zapper(&w);
     let shrinker = {
         let w = w.clone();
         let rounds = if params.wide { 2 } else { 1 };
