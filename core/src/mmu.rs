@@ -155,6 +155,13 @@ fn park(zapped_obsolete: &mut Vec<PageId>, zap_list: &mut Vec<PageId>) {
     }
 }
 
+/// Whether one zap broke I6: more steps than its bound, or more pages prepared
+/// in one hold than the batch (a zap that never broke the lock is the eager one).
+pub(crate) fn zap_breaks_i6(stats: &ZapStats, batch: usize, vcpus: usize) -> bool {
+    stats.steps > zap_step_bound(stats.pages_at_start, vcpus)
+        || (stats.holds > 1 && stats.max_batch > batch as u64)
+}
+
 pub(crate) fn elapsed_ns(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }

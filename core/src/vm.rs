@@ -56,6 +56,9 @@ pub struct Ghost {
     /// entries into freed pages), and a later read must see the poison, not
     /// another object or unmapped memory.
     pub(crate) leak_memory: bool,
+    /// `Config::batch` and `Config::vcpus`, for the I6 test of `record_zap`.
+    batch: usize,
+    vcpus: usize,
     /// The latest cut of any invalidation that returned: a mapping installed
     /// at or after it cannot be stale, so `translate` skips the lookups.
     pub(crate) latest_cut: GhostU64,
@@ -63,8 +66,12 @@ pub struct Ghost {
 
 const MAX_VIOLATIONS: usize = 256;
 
+/// How many zaps `Vm::zap_history` keeps (plus every one that broke I6).
+const ZAP_HISTORY: usize = 4096;
+
 impl Ghost {
-    fn new(events: bool, leak_memory: bool) -> Ghost {
+    fn new(config: &Config) -> Ghost {
+        let (events, leak_memory) = (config.events, config.mutant.is_some());
         Ghost {
             pages: LifeCounter::default(),
             descs: LifeCounter::default(),
@@ -79,6 +86,8 @@ impl Ghost {
             lockless_unmappers: GhostU64::new(0),
             latest_cut: GhostU64::new(0),
             leak_memory,
+            batch: config.batch,
+            vcpus: config.vcpus,
         }
     }
 
@@ -89,8 +98,21 @@ impl Ghost {
         }
     }
 
+    /// Keeps a zap's stats for I6. The history is bounded: past
+    /// `ZAP_HISTORY` entries the oldest one that keeps I6 is dropped, so a long
+    /// run does not grow its memory, and no entry that breaks I6 is ever lost.
     pub(crate) fn record_zap(&self, stats: ZapStats) {
-        self.zaps.with(|z| z.push(stats));
+        let (batch, vcpus) = (self.batch, self.vcpus);
+        self.zaps.with(|z| {
+            z.push(stats);
+            if z.len() > ZAP_HISTORY
+                && let Some(old) = z
+                    .iter()
+                    .position(|s| !crate::mmu::zap_breaks_i6(s, batch, vcpus))
+            {
+                z.remove(old);
+            }
+        });
     }
 }
 
@@ -270,7 +292,7 @@ impl Vm {
             memslots: GenRoot::new(Arc::new(Memslots::default())),
             vcpus: (0..config.vcpus).map(|_| Vcpu::new()).collect(),
             reclaimer,
-            ghost: GhostArc::new(Ghost::new(config.events, config.mutant.is_some())),
+            ghost: GhostArc::new(Ghost::new(&config)),
             host: HostMm::default(),
             config,
         })

@@ -10,7 +10,7 @@ use fastzap::{
 
 use crate::conformance;
 use crate::report::{Check, CheckOutcome, Lane, Options};
-use crate::stress::{self, StressConfig};
+use crate::stress::{self, StressConfig, StressReport};
 
 /// Every check, in run order.
 pub fn all() -> Vec<Check> {
@@ -67,6 +67,12 @@ pub fn all() -> Vec<Check> {
                     o,
                 )
             }),
+        },
+        Check {
+            name: "native-stress-long",
+            lane: Lane::Native,
+            what: "4 vCPU threads + 1 churn thread, 10x the stress budget; resident memory must not grow over the run",
+            run: Box::new(long_stress_row),
         },
         Check {
             name: "stress-can-fail",
@@ -415,6 +421,10 @@ fn audit_can_fail(options: &Options) -> CheckOutcome {
 }
 
 fn stress_row(config: StressConfig, options: &Options) -> CheckOutcome {
+    stress_row_report(config, options).0
+}
+
+fn stress_row_report(config: StressConfig, options: &Options) -> (CheckOutcome, StressReport) {
     let r = stress::run(&config);
     let kinds = r
         .ops_by_kind
@@ -446,7 +456,50 @@ fn stress_row(config: StressConfig, options: &Options) -> CheckOutcome {
     );
     // Stopping early on the bound is reported, and fails the row only if it
     // left less than the configured budget run.
-    if r.passed() && r.total_ops >= options.stress_ops {
+    let outcome = if r.passed() && r.total_ops >= options.stress_ops {
+        CheckOutcome::pass(r.total_ops, "ops", detail)
+    } else {
+        CheckOutcome::fail(r.total_ops, "ops", detail)
+    };
+    (outcome, r)
+}
+
+/// The long stress: 10 times the budget over 4 vCPU threads and the churn
+/// thread. Besides the usual checks, resident memory (sampled every 50 ms) must
+/// not grow: the largest sample of the last quarter of the run may exceed the
+/// largest of the second quarter by at most a quarter plus 32 MiB.
+fn long_stress_row(options: &Options) -> CheckOutcome {
+    let mut long = options.clone();
+    long.stress_ops = options.stress_ops * 10;
+    let config = StressConfig::long(long.stress_ops, options.stress_wall * 3, options.seed ^ 3);
+    let (outcome, r) = stress_row_report(config, &long);
+    let samples = &r.rss_kib;
+    let peak = stress::peak_resident_kib().unwrap_or(0);
+    if samples.len() < 8 {
+        let note = format!(
+            "; resident memory: {} samples, too few to judge growth (peak {} MiB)",
+            samples.len(),
+            peak / 1024
+        );
+        return CheckOutcome {
+            detail: format!("{}{note}", outcome.detail),
+            ..outcome
+        };
+    }
+    let q = samples.len() / 4;
+    let early = samples[q..2 * q].iter().copied().max().unwrap_or(0);
+    let late = samples[3 * q..].iter().copied().max().unwrap_or(0);
+    let grew = late > early + early / 4 + 32 * 1024;
+    let note = format!(
+        "; resident memory over {} samples: second quarter max {} MiB, last quarter max {} MiB, process peak {} MiB{}",
+        samples.len(),
+        early / 1024,
+        late / 1024,
+        peak / 1024,
+        if grew { " -- GREW" } else { "" }
+    );
+    let detail = format!("{}{note}", outcome.detail);
+    if outcome.passed && !grew {
         CheckOutcome::pass(r.total_ops, "ops", detail)
     } else {
         CheckOutcome::fail(r.total_ops, "ops", detail)

@@ -40,7 +40,7 @@ pub struct StressConfig {
     pub wall: Duration,
     /// The random seed.
     pub seed: u64,
-    /// The VM's configuration (2 vCPUs are used).
+    /// The VM's configuration: one thread per vCPU, plus the churn thread.
     pub vm: Config,
     /// The gfns the slots and the vCPUs use, from 0 (at most the table's
     /// size): a kernel-sized table is used sparsely, as a guest uses it.
@@ -90,6 +90,16 @@ impl StressConfig {
         self
     }
 
+    /// The long run: [`StressConfig::new`] with 4 vCPU threads (5 threads in
+    /// all) on a larger table (16,384 gfns), for 10^7 operations.
+    pub fn long(ops: u64, wall: Duration, seed: u64) -> StressConfig {
+        let mut config = StressConfig::new(ops, wall, seed);
+        config.vm.vcpus = 4;
+        config.vm.levels = 4;
+        config.span = 16384;
+        config
+    }
+
     /// [`StressConfig::new`] with the facade's small epoch-based reclamation
     /// (16 participant slots) in place of crossbeam-epoch.
     pub fn small_ebr(ops: u64, wall: Duration, seed: u64) -> StressConfig {
@@ -122,6 +132,25 @@ pub struct StressReport {
     /// Everything that went wrong: audit violations, unexpected errors,
     /// counters that did not settle.
     pub violations: Vec<String>,
+    /// Resident memory sampled every 50 ms during the threaded part, in KiB
+    /// (`VmRSS` of /proc/self/status; empty where that file does not exist).
+    pub rss_kib: Vec<u64>,
+}
+
+/// `VmRSS` of this process in KiB, if the platform reports it.
+pub fn resident_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+/// `VmHWM` (peak resident memory) of this process in KiB, if reported.
+pub fn peak_resident_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl StressReport {
@@ -450,10 +479,11 @@ pub fn run(config: &StressConfig) -> StressReport {
         churn_progress: AtomicU64::new(0),
         churn_ops,
     });
-    let vcpu_ops = [
-        (config.ops - churn_ops) / 2,
-        config.ops - churn_ops - (config.ops - churn_ops) / 2,
-    ];
+    let vcpus = config.vm.vcpus.max(1) as u64;
+    let vcpu_total = config.ops - churn_ops;
+    let vcpu_ops: Vec<u64> = (0..vcpus)
+        .map(|v| vcpu_total / vcpus + u64::from(v < vcpu_total % vcpus))
+        .collect();
     let budget = |ops, churn: bool| Budget {
         ops,
         taken: 0,
@@ -490,6 +520,21 @@ pub fn run(config: &StressConfig) -> StressReport {
         let seed = config.seed.wrapping_add(100);
         handles.push(spawn(move || churn_thread(&vm, budget, seed, span)));
     }
+    // Sample resident memory while the threads run.
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) && !stop.stop.load(Ordering::Relaxed) {
+                samples.extend(resident_kib());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        });
+        (done, thread)
+    };
     for handle in handles {
         match handle.join() {
             Ok(tally) => {
@@ -504,6 +549,8 @@ pub fn run(config: &StressConfig) -> StressReport {
         }
     }
     report.duration = started.elapsed();
+    sampler.0.store(true, Ordering::Relaxed);
+    report.rss_kib = sampler.1.join().unwrap_or_default();
     report.stopped_by_time = stop.timed_out.load(Ordering::Relaxed);
     report.stopped_by_violation = stop.violated.load(Ordering::Relaxed);
     report.total_ops = report.ops_by_kind.values().sum();
