@@ -1,32 +1,81 @@
-//! # Conformance: the implementation against the reference, one step at a time
+//! # Conformance: the implementation against the reference, as a state machine
 //!
-//! [`run_case`] applies a sequence of [`Op`]s to a fresh [`Vm`] and to a fresh
-//! [`Reference`]. After every step it checks that:
+//! The test is a [proptest-state-machine](proptest_state_machine) test: a
+//! [`ReferenceStateMachine`](proptest_state_machine::ReferenceStateMachine)
+//! generates the transitions ([`machine::Machine`]) and a
+//! [`StateMachineTest`] runs them ([`Conformance`]). Each case is a [`Setup`]
+//! (a configuration and an opening of 1 to 4 slots, after which every vCPU
+//! handles its first requests) and 50 to 80 [`Step`]s over the whole public
+//! API of [`Vm`]: create, delete (configured strategy, 3.11 or seed v3) and
+//! move slots; fault, translate (synchronized, unsynchronized, runs), handle
+//! and read requests, guest accesses; fast and eager invalidate-all; every
+//! notifier; the shrinker; reclamation (`flush_reclaim`, `drain`); and invalid
+//! calls of every [`Invalid`] class, generated on purpose.
 //!
-//! 1. the outcome is one the reference allows ([`Reference::step`]);
-//! 2. `mmu_valid_gen`, the memslots (and their generation) and every vCPU's
-//!    pending requests agree with the reference;
-//! 3. [`fastzap::audit::audit`] passes;
-//! 4. a call that returned an error changed nothing: memslots, counts,
-//!    `mmu_valid_gen`, shadow pages, pending requests and the event log are
-//!    the same before and after.
+//! ## Where the oracle lives
 //!
-//! At the end it drains the reclaimer and requires the counters to settle:
-//! every retired page and descriptor freed, every live page in the page table,
-//! one live rmap per slot.
+//! [`Reference`] is observation-driven: [`Reference::step`] checks an observed
+//! outcome against the set it allows and resolves its own uncertainty from
+//! it (a `translate` that did not return `RequestPending` proves no request
+//! was pending), so it cannot predict one outcome by itself and cannot be the
+//! `ReferenceStateMachine`, which must evolve without seeing the system. So
+//! the two halves are split:
 //!
-//! [`case_strategy`] generates cases: a small configuration (16 gfns as 4
-//! sptes per page and 2 levels or 2 sptes and 4 levels, a 2-bit generation so
-//! that it wraps, 2 or 3 vCPUs, 1 or 2 address spaces, either deletion
-//! strategy, descriptors of 2 or 3 sptes, crossbeam-epoch or the small EBR),
-//! an opening that creates 2 to 4 slots, and 30 to 60 steps over the whole
-//! API, invalid calls included. [`run_many`] runs many cases with a seed.
+//! - the generation model ([`machine::Model`]) is small and deterministic:
+//!   the setup, the exact slot table (memslot calls and their errors are
+//!   exact, and the model uses the reference's own validation), deleted ids and
+//!   recently faulted gfns. It only steers generation toward relevant
+//!   transitions; every transition is legal in every state, so shrinking is
+//!   never rejected by a precondition;
+//! - the system under test ([`Sut`]) holds the [`Vm`] *and* the [`Reference`]
+//!   oracle, and does every check.
+//!
+//! ## What is checked
+//!
+//! After every call (a guest access is several calls, each checked):
+//!
+//! 1. the outcome is one the reference allows ([`Reference::step`]), errors
+//!    included, each exactly;
+//! 2. `mmu_valid_gen`, the memslots (and their generation, and no slot left
+//!    with flags) and every vCPU's pending requests agree with the reference;
+//! 3. [`fastzap::audit::audit`] passes (I1 to I7, and any violation recorded at
+//!    run time);
+//! 4. a call that returned an error changed nothing ([`Snapshot`]: memslots,
+//!    counts, `mmu_valid_gen`, shadow pages, pending requests, the event log).
+//!
+//! After every transition the generation model's slot table equals the
+//! reference's ([`StateMachineTest::check_invariants`]). At the end
+//! ([`StateMachineTest::teardown`]) the reclaimer drains and the counters
+//! settle: every retired page and descriptor freed, every live page in the
+//! page table, one live rmap per slot. A panic inside the VM is caught by the
+//! runner and is a failure like any other.
+//!
+//! ## Running and shrinking
+//!
+//! [`run_many`] and [`run_many_with`] drive the strategy with a seeded
+//! [`TestRunner`]; a failure is shrunk (transitions deleted from the back,
+//! then each simplified, then the setup) and reported as a numbered sequence
+//! with its length before and after shrinking. Statistics count steps, calls,
+//! failed calls per [`Invalid`] class, `Mapped` translations and generation
+//! wraps, so that a generator that stops producing a class shows.
+//! [`run_case`] replays one fixed [`Case`].
 
-use fastzap::{Config, DeletionStrategy, Fault, Mutant, SlotSpec, Translation, VcpuId, Vm};
-use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
+use std::cell::{Cell, RefCell};
+use std::ops::RangeInclusive;
+
+use fastzap::{
+    Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
+};
+use proptest::test_runner::{
+    Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
+use proptest_state_machine::StateMachineTest;
 
 use crate::reference::{Op, Outcome, Reference};
+
+pub mod machine;
+
+pub use machine::{Machine, Model, TRANSITIONS};
 
 /// Runs `op` on `vm` (`&mut` for [`Vm::translate_unsynchronized`]).
 pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
@@ -92,11 +141,11 @@ impl Snapshot {
     }
 }
 
-/// One step of a case: a single call, or a vCPU's access to a gfn the way
+/// One transition: a single call, a vCPU's access to a gfn the way
 /// `vcpu_enter_guest` does it (translate; on `RequestPending` handle the
 /// requests, on `Miss` fault, on `Retry` handle the requests; at most 4
-/// rounds), each call checked on its own.
-#[derive(Debug, Clone)]
+/// rounds, each call checked on its own), or a reclamation step.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// One call.
     Call(Op),
@@ -109,11 +158,16 @@ pub enum Step {
         /// A write.
         write: bool,
     },
+    /// [`Vm::flush_reclaim`]: one attempt to advance the epoch.
+    FlushReclaim,
+    /// [`Vm::drain`]: no reader is pinned between calls, so everything
+    /// retired must be freed.
+    Drain,
 }
 
-/// One generated case.
-#[derive(Debug, Clone)]
-pub struct Case {
+/// A case's configuration choices and opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
     /// vCPUs (2 or 3).
     pub vcpus: usize,
     /// Address spaces (1 or 2).
@@ -126,16 +180,17 @@ pub struct Case {
     pub desc_capacity: usize,
     /// Use the facade's small EBR instead of crossbeam-epoch.
     pub small_ebr: bool,
-    /// The steps.
-    pub steps: Vec<Step>,
     /// A bug from the zoo, to show that conformance can fail.
     pub mutant: Option<Mutant>,
+    /// The slots created before the transitions (then every vCPU handles its
+    /// first requests).
+    pub opening: Vec<SlotSpec>,
 }
 
-impl Case {
-    /// The case's configuration: `Config::model()` with 16 gfns (4 sptes per
-    /// page and 2 levels, or 2 sptes per page and 4 levels), a 2-bit
-    /// generation, and the case's choices.
+impl Setup {
+    /// The configuration: `Config::model()` with 16 gfns (4 sptes per page
+    /// and 2 levels, or 2 sptes per page and 4 levels), a 2-bit generation and
+    /// a 2-bit MMIO generation (both wrap), and the setup's choices.
     pub fn config(&self) -> Config {
         let mut config = Config {
             vcpus: self.vcpus,
@@ -159,44 +214,189 @@ impl Case {
     }
 }
 
-/// What a case did, for the statistics.
+/// One fixed case, for replaying a counterexample with [`run_case`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    /// The configuration and opening.
+    pub setup: Setup,
+    /// The transitions.
+    pub steps: Vec<Step>,
+}
+
+/// The classes of invalid call the generator produces on purpose, by the
+/// error they must return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// Create over another slot's gfns: `SlotOverlap`.
+    OverlappingSlot,
+    /// Move onto another slot: `SlotOverlap`.
+    MoveOntoSlot,
+    /// Create with an id in use: `SlotExists`.
+    DuplicateSlotId,
+    /// Create with no pages: `EmptySlot`.
+    ZeroSizedSlot,
+    /// Delete a slot already deleted: `UnknownSlot`.
+    DoubleDelete,
+    /// Delete or move an id never created: `UnknownSlot`.
+    UnknownSlot,
+    /// Any call on a vCPU that does not exist: `UnknownVcpu`.
+    UnknownVcpu,
+    /// A gfn, or a slot's end, past the last gfn: `GfnOutOfRange`.
+    GfnOutOfRange,
+    /// An unaligned or too high host range for a slot: `BadHostRange`.
+    BadHostRange,
+    /// An empty or reversed notifier range: `BadHvaRange`.
+    BadHvaRange,
+    /// Any other error (the reference allows none).
+    Other,
+}
+
+impl Invalid {
+    /// Every class, in the order of [`CaseStats::invalid`].
+    pub const ALL: [Invalid; 11] = [
+        Invalid::OverlappingSlot,
+        Invalid::MoveOntoSlot,
+        Invalid::DuplicateSlotId,
+        Invalid::ZeroSizedSlot,
+        Invalid::DoubleDelete,
+        Invalid::UnknownSlot,
+        Invalid::UnknownVcpu,
+        Invalid::GfnOutOfRange,
+        Invalid::BadHostRange,
+        Invalid::BadHvaRange,
+        Invalid::Other,
+    ];
+
+    /// The class of the error `e` returned by `op`; `deleted` lists the ids
+    /// deleted and not created again.
+    pub fn of(op: &Op, e: MmuError, deleted: &[SlotId]) -> Invalid {
+        match (op, e) {
+            (Op::CreateSlot(_), MmuError::SlotOverlap { .. }) => Invalid::OverlappingSlot,
+            (Op::MoveSlot { .. }, MmuError::SlotOverlap { .. }) => Invalid::MoveOntoSlot,
+            (_, MmuError::SlotExists(_)) => Invalid::DuplicateSlotId,
+            (_, MmuError::EmptySlot) => Invalid::ZeroSizedSlot,
+            (Op::DeleteSlot { .. }, MmuError::UnknownSlot(id)) if deleted.contains(&id) => {
+                Invalid::DoubleDelete
+            }
+            (_, MmuError::UnknownSlot(_)) => Invalid::UnknownSlot,
+            (_, MmuError::UnknownVcpu(_)) => Invalid::UnknownVcpu,
+            (_, MmuError::GfnOutOfRange { .. }) => Invalid::GfnOutOfRange,
+            (_, MmuError::BadHostRange) => Invalid::BadHostRange,
+            (_, MmuError::BadHvaRange) => Invalid::BadHvaRange,
+            _ => Invalid::Other,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invalid::OverlappingSlot => "overlapping slot",
+            Invalid::MoveOntoSlot => "move onto another slot",
+            Invalid::DuplicateSlotId => "duplicate slot id",
+            Invalid::ZeroSizedSlot => "zero-sized slot",
+            Invalid::DoubleDelete => "double delete",
+            Invalid::UnknownSlot => "unknown slot",
+            Invalid::UnknownVcpu => "unknown vCPU",
+            Invalid::GfnOutOfRange => "gfn out of range",
+            Invalid::BadHostRange => "bad host range",
+            Invalid::BadHvaRange => "bad hva range",
+            Invalid::Other => "other",
+        }
+    }
+}
+
+/// What cases did, for the statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CaseStats {
-    /// Steps run.
+    /// Transitions run (the opening not included).
+    pub transitions: u64,
+    /// Calls run and checked, the opening included (a guest access is
+    /// several calls).
     pub steps: u64,
-    /// Steps that returned an error (and were checked to change nothing).
+    /// Calls that returned an error (and were checked to change nothing).
     pub errors: u64,
+    /// Failed calls per class, in the order of [`Invalid::ALL`].
+    pub invalid: [u64; Invalid::ALL.len()],
     /// Translations that returned `Mapped`.
     pub mapped: u64,
     /// `mmu_valid_gen` wraparounds.
     pub wraps: u64,
 }
 
+impl CaseStats {
+    /// Failed calls of class `class`.
+    pub fn invalid(&self, class: Invalid) -> u64 {
+        self.invalid[class as usize]
+    }
+
+    /// "name count" for every class but [`Invalid::Other`], then `Other` if
+    /// it is not zero.
+    pub fn invalid_summary(&self) -> String {
+        Invalid::ALL
+            .iter()
+            .filter(|c| **c != Invalid::Other || self.invalid(**c) > 0)
+            .map(|c| format!("{} {}", c.name(), self.invalid(*c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl std::ops::AddAssign for CaseStats {
     fn add_assign(&mut self, o: CaseStats) {
+        self.transitions += o.transitions;
         self.steps += o.steps;
         self.errors += o.errors;
+        for (a, b) in self.invalid.iter_mut().zip(o.invalid) {
+            *a += b;
+        }
         self.mapped += o.mapped;
         self.wraps += o.wraps;
     }
 }
 
-/// Runs one case. `Err` describes the first step at which the implementation
-/// and the reference disagree, or an invariant broke.
-pub fn run_case(case: &Case) -> Result<CaseStats, String> {
-    let config = case.config();
-    let mut vm = Vm::new(config.clone()).map_err(|e| format!("Vm::new: {e}"))?;
-    let mut reference = Reference::new(&config);
-    let mut stats = CaseStats::default();
-    let mut call = |op: &Op| check_call(&mut vm, &mut reference, op, &mut stats);
-    for step in &case.steps {
+/// The system under test: the VM, and the reference that judges it.
+pub struct Sut {
+    /// The VM.
+    pub vm: Vm,
+    /// The oracle.
+    pub reference: Reference,
+    /// What the case did so far.
+    pub stats: CaseStats,
+    /// Ids deleted and not created again, to tell a double delete.
+    deleted: Vec<SlotId>,
+}
+
+impl Sut {
+    /// A fresh VM of `setup` and its reference, after the opening (every call
+    /// checked).
+    pub fn new(setup: &Setup) -> Result<Sut, String> {
+        let config = setup.config();
+        let vm = Vm::new(config.clone()).map_err(|e| format!("Vm::new: {e}"))?;
+        let mut sut = Sut {
+            vm,
+            reference: Reference::new(&config),
+            stats: CaseStats::default(),
+            deleted: Vec::new(),
+        };
+        for spec in &setup.opening {
+            sut.call(&Op::CreateSlot(*spec))?;
+        }
+        for v in 0..setup.vcpus {
+            sut.call(&Op::HandleRequests(VcpuId(v)))?;
+        }
+        Ok(sut)
+    }
+
+    /// Runs one transition, checking every call.
+    pub fn step(&mut self, step: &Step) -> Result<(), String> {
+        self.stats.transitions += 1;
         match step {
             Step::Call(op) => {
-                call(op)?;
+                self.call(op)?;
             }
             Step::Access { vcpu, gfn, write } => {
                 for _ in 0..4 {
-                    let next = match call(&Op::Translate {
+                    let next = match self.call(&Op::Translate {
                         vcpu: *vcpu,
                         gfn: *gfn,
                     })? {
@@ -210,55 +410,72 @@ pub fn run_case(case: &Case) -> Result<CaseStats, String> {
                         },
                         _ => break,
                     };
-                    if let Outcome::Fault(Ok(Fault::Retry(_))) = call(&next)? {
-                        call(&Op::HandleRequests(*vcpu))?;
+                    if let Outcome::Fault(Ok(Fault::Retry(_))) = self.call(&next)? {
+                        self.call(&Op::HandleRequests(*vcpu))?;
                     }
                 }
             }
+            Step::FlushReclaim => {
+                self.vm.flush_reclaim();
+                self.agrees()?;
+            }
+            Step::Drain => {
+                if !self.vm.drain(8) {
+                    return Err(format!(
+                        "drain with no reader pinned did not settle: {:?}",
+                        self.vm.counts()
+                    ));
+                }
+                self.agrees()?;
+            }
         }
+        Ok(())
     }
-    finish(&vm, &reference)?;
-    Ok(stats)
-}
 
-/// Runs one call on the VM and checks it against the reference.
-fn check_call(
-    vm: &mut Vm,
-    reference: &mut Reference,
-    op: &Op,
-    stats: &mut CaseStats,
-) -> Result<Outcome, String> {
-    let vcpus = vm.config().vcpus;
-    let i = stats.steps;
-    {
-        let at = |why: String| format!("step {i} {op:?}: {why}");
-        let before = Snapshot::take(vm);
-        let gen_before = vm.mmu_valid_gen();
-        let got = apply(vm, op);
-        let vm = &*vm;
-        stats.steps += 1;
+    /// Runs one call on the VM and checks it against the reference.
+    pub fn call(&mut self, op: &Op) -> Result<Outcome, String> {
+        let i = self.stats.steps;
+        let at = |why: String| format!("call {i} {op:?}: {why}");
+        let before = Snapshot::take(&self.vm);
+        let gen_before = self.vm.mmu_valid_gen();
+        let got = apply(&mut self.vm, op);
+        self.stats.steps += 1;
         if let Outcome::Translation(Ok(Translation::Mapped { .. })) = got {
-            stats.mapped += 1;
+            self.stats.mapped += 1;
         }
-        reference.step(op, &got).map_err(at)?;
-        if got.error().is_some() {
-            stats.errors += 1;
-            let after = Snapshot::take(vm);
+        self.reference.step(op, &got).map_err(&at)?;
+        if let Some(e) = got.error() {
+            self.stats.errors += 1;
+            self.stats.invalid[Invalid::of(op, e, &self.deleted) as usize] += 1;
+            let after = Snapshot::take(&self.vm);
             if after != before {
                 return Err(at(format!(
                     "failed call changed state:\n before {before:?}\n after  {after:?}"
                 )));
             }
         }
-        if vm.mmu_valid_gen() < gen_before {
-            stats.wraps += 1;
+        match (op, &got) {
+            (Op::DeleteSlot { id, .. }, Outcome::Unit(Ok(()))) => self.deleted.push(*id),
+            (Op::CreateSlot(spec), Outcome::Unit(Ok(()))) => self.deleted.retain(|d| *d != spec.id),
+            _ => {}
         }
+        if self.vm.mmu_valid_gen() < gen_before {
+            self.stats.wraps += 1;
+        }
+        self.agrees().map_err(at)?;
+        Ok(got)
+    }
+
+    /// `mmu_valid_gen`, the memslots and the pending requests agree with the
+    /// reference, and the audit passes.
+    fn agrees(&mut self) -> Result<(), String> {
+        let (vm, reference) = (&self.vm, &mut self.reference);
         if vm.mmu_valid_gen() != reference.mmu_valid_gen {
-            return Err(at(format!(
+            return Err(format!(
                 "mmu_valid_gen {} but the reference says {}",
                 vm.mmu_valid_gen(),
                 reference.mmu_valid_gen
-            )));
+            ));
         }
         let slots = vm.memslots();
         let got_slots: Vec<SlotSpec> = slots
@@ -272,221 +489,192 @@ fn check_call(
             })
             .collect();
         if got_slots != reference.slots || slots.generation != reference.slots_generation {
-            return Err(at(format!(
+            return Err(format!(
                 "memslots gen {} {got_slots:?}, reference gen {} {:?}",
                 slots.generation, reference.slots_generation, reference.slots
-            )));
+            ));
         }
         if let Some(s) = slots.slots.iter().find(|s| s.flags != 0) {
-            return Err(at(format!(
-                "slot {} left with flags {:#x}",
-                s.id.0, s.flags
-            )));
+            return Err(format!("slot {} left with flags {:#x}", s.id.0, s.flags));
         }
-        for v in 0..vcpus {
+        for v in 0..vm.config().vcpus {
             let requests = vm
                 .pending_requests(VcpuId(v))
-                .map_err(|e| at(format!("pending_requests: {e}")))?;
-            reference.observe_requests(v, requests).map_err(at)?;
+                .map_err(|e| format!("pending_requests: {e}"))?;
+            reference.observe_requests(v, requests)?;
         }
         if let Err(violations) = fastzap::audit::audit(vm) {
-            return Err(at(format!("audit failed: {violations:#?}")));
+            return Err(format!("audit failed: {violations:#?}"));
         }
-        Ok(got)
+        Ok(())
+    }
+
+    /// The end of a case: drain, and the counters settle.
+    pub fn finish(&self) -> Result<(), String> {
+        let vm = &self.vm;
+        if !vm.drain(64) {
+            return Err(format!("counters did not settle: {:?}", vm.counts()));
+        }
+        let counts = vm.counts();
+        if counts.pages.live() != vm.shadow_pages() as u64 {
+            return Err(format!(
+                "{} pages live after drain but {} in the page table",
+                counts.pages.live(),
+                vm.shadow_pages()
+            ));
+        }
+        if counts.rmaps.live() != self.reference.slots.len() as u64 {
+            return Err(format!(
+                "{} rmaps live after drain for {} slots",
+                counts.rmaps.live(),
+                self.reference.slots.len()
+            ));
+        }
+        Ok(())
     }
 }
 
-/// The end of a case: drain, and the counters settle.
-fn finish(vm: &Vm, reference: &Reference) -> Result<(), String> {
-    if !vm.drain(64) {
-        return Err(format!("counters did not settle: {:?}", vm.counts()));
-    }
-    let counts = vm.counts();
-    if counts.pages.live() != vm.shadow_pages() as u64 {
-        return Err(format!(
-            "{} pages live after drain but {} in the page table",
-            counts.pages.live(),
-            vm.shadow_pages()
-        ));
-    }
-    if counts.rmaps.live() != reference.slots.len() as u64 {
-        return Err(format!(
-            "{} rmaps live after drain for {} slots",
-            counts.rmaps.live(),
-            reference.slots.len()
-        ));
-    }
-    Ok(())
+thread_local! {
+    /// The statistics of the last case [`Conformance::teardown`] finished on
+    /// this thread.
+    static LAST_STATS: Cell<Option<CaseStats>> = const { Cell::new(None) };
+    /// While set, the panic hook stays silent and records where a panic
+    /// happened in [`PANICKED_AT`] instead.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+    /// Where the last quiet panic happened.
+    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-pub use generate::{case_strategy, op_strategy, step_strategy};
+/// The [`StateMachineTest`]: the SUT is a [`Sut`]. A disagreement panics
+/// with its description (proptest-state-machine's way to fail a
+/// transition); [`run_many`] catches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Conformance;
 
-/// The case generators. `prop_oneof!` expands to `std::sync::Arc`, which the
-/// workspace's clippy configuration forbids elsewhere; nothing here shares
-/// state between threads, so the lint is allowed in this module only.
+impl StateMachineTest for Conformance {
+    type SystemUnderTest = Sut;
+    type Reference = Machine;
+
+    fn init_test(model: &Model) -> Sut {
+        Sut::new(&model.setup).unwrap_or_else(|why| panic!("opening: {why}"))
+    }
+
+    fn apply(mut sut: Sut, _after: &Model, step: Step) -> Sut {
+        let t = sut.stats.transitions;
+        if let Err(why) = sut.step(&step) {
+            panic!("transition {t} {step:?}: {why}");
+        }
+        sut
+    }
+
+    fn check_invariants(sut: &Sut, model: &Model) {
+        assert_eq!(
+            model.slots(),
+            &sut.reference.slots[..],
+            "the generation model's slot table left the reference's"
+        );
+    }
+
+    fn teardown(sut: Sut, _model: Model) {
+        if let Err(why) = sut.finish() {
+            panic!("teardown: {why}");
+        }
+        LAST_STATS.with(|s| s.set(Some(sut.stats)));
+    }
+}
+
+/// Runs `f` with panic messages silenced on this thread (other threads keep
+/// the previous hook): a shrinking run panics once per failing attempt.
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(Cell::get) {
+                let at = info.location().map(|l| l.to_string());
+                PANICKED_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            QUIET.with(|q| q.set(self.0));
+        }
+    }
+    let _restore = Restore(QUIET.with(|q| q.replace(true)));
+    f()
+}
+
+/// Runs one generated case through [`StateMachineTest::test_sequential`],
+/// turning its panic into an `Err` with the panic's message and place.
+/// (`seen` is the strategy's own counter of transitions run, which its
+/// shrinking uses; its type names `std::sync`, which the workspace's clippy
+/// configuration forbids outside the facade.)
 #[allow(clippy::disallowed_types)]
-mod generate {
-    use fastzap::{DeletionStrategy, SlotId, SlotSpec, VcpuId};
-    use proptest::prelude::*;
-
-    use super::{Case, Step};
-    use crate::reference::{Op, PAGE_SIZE};
-
-    const GFNS: u64 = 16;
-
-    fn vcpu_id() -> impl Strategy<Value = VcpuId> {
-        // Mostly real vCPUs, sometimes one that does not exist.
-        prop_oneof![16 => (0usize..2).prop_map(VcpuId), 3 => Just(VcpuId(2)), 1 => (3usize..6).prop_map(VcpuId)]
+fn run_sequence(
+    model: Model,
+    steps: Vec<Step>,
+    seen: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+) -> Result<CaseStats, String> {
+    LAST_STATS.with(|s| s.set(None));
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quietly(|| Conformance::test_sequential(RunnerConfig::default(), model, steps, seen))
+    }));
+    match run {
+        Ok(()) => LAST_STATS
+            .with(Cell::take)
+            .ok_or_else(|| "the case ended without its teardown".to_string()),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            let at = PANICKED_AT.with(|p| p.borrow_mut().take());
+            Err(match at {
+                Some(at) if !at.contains("conformance.rs") => {
+                    format!("{message} (panicked at {at})")
+                }
+                _ => message,
+            })
+        }
     }
+}
 
-    fn gfn() -> impl Strategy<Value = u64> {
-        prop_oneof![16 => 0..8u64, 4 => 8..GFNS, 1 => GFNS..GFNS + 4, 1 => Just(u64::MAX)]
-    }
+/// Runs one fixed case: its statistics, or the first disagreement.
+pub fn run_case(case: &Case) -> Result<CaseStats, String> {
+    run_sequence(Model::new(case.setup.clone()), case.steps.clone(), None)
+}
 
-    fn slot_id() -> impl Strategy<Value = SlotId> {
-        (0u16..4).prop_map(SlotId)
-    }
-
-    fn hva_base() -> impl Strategy<Value = u64> {
-        // Host ranges may overlap between slots: two gfns then share a host page.
-        prop_oneof![
-            12 => (0u64..12).prop_map(|p| p * PAGE_SIZE),
-            1 => Just(0x1234),
-            1 => Just((1 << 48) - PAGE_SIZE),
-            1 => Just(!(PAGE_SIZE - 1)),
-        ]
-    }
-
-    fn hva_range() -> impl Strategy<Value = (u64, u64)> {
-        prop_oneof![
-            10 => (0u64..16 * PAGE_SIZE, 1u64..4 * PAGE_SIZE).prop_map(|(s, l)| (s, s + l)),
-            1 => (0u64..16 * PAGE_SIZE).prop_map(|s| (s, s)),
-            1 => (1u64..16 * PAGE_SIZE).prop_map(|s| (s, s - 1)),
-        ]
-    }
-
-    fn strategy() -> impl Strategy<Value = Option<DeletionStrategy>> {
-        prop_oneof![
-            Just(None),
-            Just(Some(DeletionStrategy::Merged311)),
-            Just(Some(DeletionStrategy::SeedV3)),
-        ]
-    }
-
-    /// One operation, valid or not.
-    pub fn op_strategy() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            10 => vcpu_id().prop_map(Op::HandleRequests),
-            16 => (vcpu_id(), gfn(), any::<bool>())
-                .prop_map(|(vcpu, gfn, write)| Op::PageFault { vcpu, gfn, write }),
-            20 => (vcpu_id(), gfn()).prop_map(|(vcpu, gfn)| Op::Translate { vcpu, gfn }),
-            2 => (vcpu_id(), gfn()).prop_map(|(vcpu, gfn)| Op::TranslateUnsynchronized { vcpu, gfn }),
-        3 => (vcpu_id(), prop::collection::vec(gfn(), 0..4))
-                .prop_map(|(vcpu, gfns)| Op::TranslateRun { vcpu, gfns }),
-            1 => vcpu_id().prop_map(Op::PendingRequests),
-            1 => Just(Op::ZapAllFast),
-            1 => Just(Op::ZapAllEager),
-            3 => (slot_id(), 0u64..GFNS + 2, prop_oneof![6 => 1u64..5, 1 => Just(0), 1 => Just(u64::MAX)], hva_base())
-                .prop_map(|(id, base_gfn, npages, userspace_addr)| Op::CreateSlot(SlotSpec {
-                    id,
-                    base_gfn,
-                    npages,
-                    userspace_addr,
-                })),
-            2 => (slot_id(), strategy()).prop_map(|(id, strategy)| Op::DeleteSlot { id, strategy }),
-            1 => (slot_id(), prop_oneof![8 => 0u64..GFNS, 1 => Just(u64::MAX)])
-                .prop_map(|(id, base_gfn)| Op::MoveSlot { id, base_gfn }),
-            3 => hva_range().prop_map(|(start, end)| Op::InvalidateRange { start, end }),
-            2 => hva_range().prop_map(|(start, end)| Op::ClearFlushYoung { start, end }),
-            1 => hva_range().prop_map(|(start, end)| Op::TestYoung { start, end }),
-            2 => prop_oneof![8 => 0u64..16 * PAGE_SIZE, 1 => Just(u64::MAX)]
-                .prop_map(|hva| Op::ChangePte { hva }),
-            1 => prop_oneof![Just(0usize), 1usize..4, Just(usize::MAX)].prop_map(Op::Shrink),
-        ]
-    }
-
-    /// One step: mostly single calls, some guest accesses.
-    pub fn step_strategy() -> impl Strategy<Value = Step> {
-        prop_oneof![
-            3 => op_strategy().prop_map(Step::Call),
-            1 => (vcpu_id(), gfn(), any::<bool>())
-                .prop_map(|(vcpu, gfn, write)| Step::Access { vcpu, gfn, write }),
-        ]
-    }
-
-    /// The opening of a case: 2 to 4 slot creations (mostly valid: slot `i` at
-    /// gfn `4 i`, host pages possibly shared) and a first `handle_requests` for
-    /// vCPUs 0 to 2, so that the random operations find something mapped.
-    fn opening() -> impl Strategy<Value = Vec<Step>> {
-        prop::collection::vec((1u64..=4, 0u64..12), 2..=4).prop_map(|slots| {
-            let mut ops: Vec<Step> = slots
-                .into_iter()
-                .enumerate()
-                .map(|(i, (npages, page))| {
-                    Step::Call(Op::CreateSlot(SlotSpec {
-                        id: SlotId(i as u16),
-                        base_gfn: 4 * i as u64,
-                        npages,
-                        userspace_addr: page * PAGE_SIZE,
-                    }))
-                })
-                .collect();
-            ops.extend((0..3).map(|v| Step::Call(Op::HandleRequests(VcpuId(v)))));
-            ops
-        })
-    }
-
-    /// A case: configuration, an opening and 30 to 60 random operations.
-    pub fn case_strategy() -> impl Strategy<Value = Case> {
-        (
-            2usize..=3,
-            1u8..=2,
-            prop_oneof![
-                Just(DeletionStrategy::Merged311),
-                Just(DeletionStrategy::SeedV3)
-            ],
-            (
-                prop_oneof![3 => Just((4usize, 2u8)), 1 => Just((2, 4))],
-                2usize..=3,
-                any::<bool>(),
-            ),
-            opening(),
-            prop::collection::vec(step_strategy(), 30..=60),
-        )
-            .prop_map(
-                |(
-                    vcpus,
-                    address_spaces,
-                    deletion,
-                    (shape, desc_capacity, small_ebr),
-                    mut steps,
-                    rest,
-                )| {
-                    steps.extend(rest);
-                    Case {
-                        vcpus,
-                        address_spaces,
-                        deletion,
-                        shape,
-                        desc_capacity,
-                        small_ebr,
-                        steps,
-                        mutant: None,
-                    }
-                },
-            )
-    }
+/// How a failure shrank.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shrunk {
+    /// Transitions of the first failing case.
+    pub from: usize,
+    /// Transitions of the minimal failing case.
+    pub to: usize,
+    /// Failing runs while shrinking, the first included.
+    pub failing_runs: u64,
+    /// Runs while shrinking, the first failing run included.
+    pub runs: u64,
 }
 
 /// The result of [`run_many`].
 #[derive(Debug, Clone, Default)]
 pub struct ConformanceReport {
-    /// Cases run.
+    /// Cases that passed before the first failure (all of them if none).
     pub cases: u32,
-    /// Totals over all cases.
+    /// Totals over those cases.
     pub stats: CaseStats,
-    /// The first failure, shrunk, if any.
+    /// The first failure, shrunk, with its minimal sequence, if any.
     pub failure: Option<String>,
+    /// The minimal failing case, if any.
+    pub counterexample: Option<Case>,
+    /// How the failure shrank, if any.
+    pub shrunk: Option<Shrunk>,
 }
 
 /// Runs `cases` generated cases from `seed`, shrinking the first failure.
@@ -496,30 +684,111 @@ pub fn run_many(cases: u32, seed: u64) -> ConformanceReport {
 
 /// [`run_many`] with every case's VM built with `mutant`.
 pub fn run_many_with(cases: u32, seed: u64, mutant: Option<Mutant>) -> ConformanceReport {
+    run_many_sized(cases, seed, mutant, TRANSITIONS)
+}
+
+/// [`run_many_with`] with `transitions` transitions per case.
+pub fn run_many_sized(
+    cases: u32,
+    seed: u64,
+    mutant: Option<Mutant>,
+    transitions: RangeInclusive<usize>,
+) -> ConformanceReport {
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let config = RunnerConfig {
         cases,
         failure_persistence: None,
-        max_shrink_iters: 2048,
+        max_shrink_iters: 4096,
         ..RunnerConfig::default()
     };
     let mut runner = TestRunner::new_with_rng(config, rng);
-    let totals = std::cell::RefCell::new(ConformanceReport::default());
-    let strategy = case_strategy().prop_map(move |case| Case { mutant, ..case });
-    let result = runner.run(&strategy, |case| match run_case(&case) {
-        Ok(stats) => {
-            let mut t = totals.borrow_mut();
-            t.cases += 1;
-            t.stats += stats;
-            Ok(())
+    let totals = RefCell::new(ConformanceReport::default());
+    let shrunk = RefCell::new(None::<Shrunk>);
+    let strategy = machine::sequential(transitions, mutant);
+    let result = runner.run(&strategy, |(model, steps, seen)| {
+        let len = steps.len();
+        let result = run_sequence(model, steps, seen);
+        let mut shrunk = shrunk.borrow_mut();
+        if let Some(s) = shrunk.as_mut() {
+            s.runs += 1;
+            s.failing_runs += u64::from(result.is_err());
         }
-        Err(why) => Err(TestCaseError::fail(why)),
+        match result {
+            Ok(stats) => {
+                if shrunk.is_none() {
+                    let mut t = totals.borrow_mut();
+                    t.cases += 1;
+                    t.stats += stats;
+                }
+                Ok(())
+            }
+            Err(why) => {
+                shrunk.get_or_insert(Shrunk {
+                    from: len,
+                    to: len,
+                    failing_runs: 1,
+                    runs: 1,
+                });
+                Err(TestCaseError::fail(why))
+            }
+        }
     });
     let mut report = totals.into_inner();
-    if let Err(e) = result {
-        report.failure = Some(e.to_string());
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(why, (model, steps, _))) => {
+            let mut shrunk = shrunk.into_inner().unwrap_or_default();
+            shrunk.to = steps.len();
+            let case = Case {
+                setup: model.setup,
+                steps,
+            };
+            report.failure = Some(format!(
+                "{why}\nminimal failing case ({} transitions, shrunk from {} in {} runs):\n{}",
+                shrunk.to,
+                shrunk.from,
+                shrunk.runs,
+                describe(&case)
+            ));
+            report.counterexample = Some(case);
+            report.shrunk = Some(shrunk);
+        }
+        Err(TestError::Abort(why)) => report.failure = Some(format!("aborted: {why}")),
     }
     report
+}
+
+/// A case as text: the setup on one line, then one numbered line per
+/// transition.
+pub fn describe(case: &Case) -> String {
+    let s = &case.setup;
+    let mut out = format!(
+        "  setup: {} vCPUs, {} address space(s), {:?} deletion, {} sptes x {} levels, desc capacity {}, {}, mutant {:?}\n  opening: {}",
+        s.vcpus,
+        s.address_spaces,
+        s.deletion,
+        s.shape.0,
+        s.shape.1,
+        s.desc_capacity,
+        if s.small_ebr {
+            "small EBR"
+        } else {
+            "crossbeam-epoch"
+        },
+        s.mutant,
+        s.opening
+            .iter()
+            .map(|o| format!(
+                "slot {} gfns {}+{} hva {:#x}",
+                o.id.0, o.base_gfn, o.npages, o.userspace_addr
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    for (i, step) in case.steps.iter().enumerate() {
+        out.push_str(&format!("\n  {:>2}. {step:?}", i + 1));
+    }
+    out
 }

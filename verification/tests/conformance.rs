@@ -1,29 +1,86 @@
-//! The conformance proptest at `cargo test` size. `FASTZAP_CASES` overrides
-//! the number of cases (`fastzap verify` runs more).
+//! The conformance state-machine test at `cargo test` size. `FASTZAP_CASES`
+//! overrides the number of cases of the main test (`fastzap verify` runs
+//! more).
 
-use fastzap_verification::conformance::{case_strategy, run_case};
-use proptest::prelude::*;
+use fastzap::Mutant;
+use fastzap_verification::conformance::{
+    Conformance, Invalid, TRANSITIONS, run_case, run_many, run_many_with,
+};
+use proptest::test_runner::Config;
+use proptest_state_machine::prop_state_machine;
 
 fn cases() -> u32 {
     std::env::var("FASTZAP_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(192)
+        .unwrap_or(128)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+prop_state_machine! {
+    #![proptest_config(Config {
         cases: cases(),
         failure_persistence: None,
-        ..ProptestConfig::default()
+        ..Config::default()
     })]
 
-    /// Every step agrees with the reference and passes the audit; failed calls
+    /// Every call agrees with the reference and passes the audit; failed calls
     /// change nothing; the counters settle at the end.
     #[test]
-    fn vm_conforms_to_reference(case in case_strategy()) {
-        if let Err(why) = run_case(&case) {
-            prop_assert!(false, "{}", why);
+    fn vm_conforms_to_reference(sequential TRANSITIONS => Conformance);
+}
+
+/// The generator produces every class of invalid call on purpose, the
+/// generation wraps, translations find mappings, and cases are long enough.
+#[test]
+fn every_invalid_class_occurs() {
+    let cases = 64;
+    let r = run_many(cases, 7);
+    assert!(r.failure.is_none(), "{}", r.failure.unwrap_or_default());
+    assert_eq!(r.cases, cases);
+    let s = r.stats;
+    println!(
+        "{} cases, {} transitions, {} calls, {} failed: {}; {} Mapped, {} wraps",
+        r.cases,
+        s.transitions,
+        s.steps,
+        s.errors,
+        s.invalid_summary(),
+        s.mapped,
+        s.wraps
+    );
+    for class in Invalid::ALL {
+        if class == Invalid::Other {
+            assert_eq!(s.invalid(class), 0, "an error of no known class");
+        } else {
+            assert!(s.invalid(class) > 0, "no {} in {cases} cases", class.name());
         }
+    }
+    assert!(s.transitions >= u64::from(cases) * 50, "{s:?}");
+    assert!(s.wraps > 0 && s.mapped > 0, "{s:?}");
+}
+
+/// Shrinking works: a bug shows as a short sequence, which replays.
+#[test]
+fn shrinking_gives_short_counterexamples() {
+    for mutant in [
+        Mutant::FaultIntoObsoleteRoot,
+        Mutant::MmioCacheIgnoresGen,
+        Mutant::MoveReusesMetadata,
+    ] {
+        let r = run_many_with(500, 1, Some(mutant));
+        let (Some(failure), Some(shrunk), Some(case)) = (r.failure, r.shrunk, r.counterexample)
+        else {
+            panic!("{mutant:?} was not caught in 500 cases");
+        };
+        println!("{mutant:?}: {shrunk:?}\n{failure}\n");
+        assert!(
+            shrunk.to <= 12,
+            "{mutant:?}: shrunk only to {} transitions",
+            shrunk.to
+        );
+        assert!(
+            run_case(&case).is_err(),
+            "{mutant:?}: the counterexample does not replay"
+        );
     }
 }
