@@ -41,7 +41,9 @@
 //! 3. [`fastzap::audit::audit`] passes (I1 to I7, and any violation recorded at
 //!    run time);
 //! 4. a call that returned an error changed nothing ([`Snapshot`]: memslots,
-//!    counts, `mmu_valid_gen`, shadow pages, pending requests, the event log).
+//!    counts, `mmu_valid_gen`, shadow pages, pending requests, the event log,
+//!    the zap history, the vCPU operation count);
+//! 5. a zap's returned statistics are the last entry of the zap history.
 //!
 //! After every transition the generation model's slot table equals the
 //! reference's ([`StateMachineTest::check_invariants`]). At the end
@@ -54,8 +56,10 @@
 //!
 //! [`run_many`] and [`run_many_with`] drive the strategy with a seeded
 //! [`TestRunner`]; a failure is shrunk (transitions deleted from the back,
-//! then each simplified, then the setup) and reported as a numbered sequence
-//! with its length before and after shrinking. Statistics count steps, calls,
+//! then each simplified, then the setup), made 1-minimal by [`minimize`] (no
+//! single transition or opening slot can be removed and still fail), and
+//! reported as a numbered sequence with its length before and after
+//! shrinking. Statistics count steps, calls,
 //! failed calls per [`Invalid`] class, `Mapped` translations and generation
 //! wraps, so that a generator that stops producing a class shows.
 //! [`run_case`] replays one fixed [`Case`].
@@ -117,6 +121,8 @@ pub struct Snapshot {
     shadow_pages: usize,
     requests: Vec<u64>,
     events: usize,
+    zaps: usize,
+    vcpu_operations: u64,
 }
 
 impl Snapshot {
@@ -137,6 +143,8 @@ impl Snapshot {
                 .map(|v| vm.pending_requests(VcpuId(v)).unwrap_or(u64::MAX))
                 .collect(),
             events: vm.events().len(),
+            zaps: vm.zap_history().len(),
+            vcpu_operations: vm.vcpu_operations(),
         }
     }
 }
@@ -459,6 +467,14 @@ impl Sut {
             (Op::CreateSlot(spec), Outcome::Unit(Ok(()))) => self.deleted.retain(|d| *d != spec.id),
             _ => {}
         }
+        if let Outcome::Zap(Ok(stats)) = &got
+            && self.vm.zap_history().last() != Some(stats)
+        {
+            return Err(at(format!(
+                "the zap returned {stats:?} but the zap history ends with {:?}",
+                self.vm.zap_history().last()
+            )));
+        }
         if self.vm.mmu_valid_gen() < gen_before {
             self.stats.wraps += 1;
         }
@@ -560,7 +576,8 @@ impl StateMachineTest for Conformance {
     }
 
     fn apply(mut sut: Sut, _after: &Model, step: Step) -> Sut {
-        let t = sut.stats.transitions;
+        // Numbered from 1, as `describe` numbers them.
+        let t = sut.stats.transitions + 1;
         if let Err(why) = sut.step(&step) {
             panic!("transition {t} {step:?}: {why}");
         }
@@ -649,12 +666,58 @@ pub fn run_case(case: &Case) -> Result<CaseStats, String> {
     run_sequence(Model::new(case.setup.clone()), case.steps.clone(), None)
 }
 
+/// The most runs [`minimize`] spends (4096).
+pub const MINIMIZE_RUNS: u64 = 4096;
+
+/// Makes a failing case 1-minimal: removes single transitions (from the back)
+/// and single opening slots while the case still fails, until no single removal
+/// keeps it failing or [`MINIMIZE_RUNS`] runs were spent. proptest-state-machine
+/// deletes each transition once, from the back, before it simplifies them, so a
+/// transition that became removable only later stays; this pass removes it.
+/// Returns the case and its failure.
+pub fn minimize(mut case: Case, mut why: String, shrunk: &mut Shrunk) -> (Case, String) {
+    let mut budget = MINIMIZE_RUNS;
+    let mut removed = true;
+    while removed && budget > 0 {
+        removed = false;
+        // Back to front, so that a removal leaves the indices still to try
+        // in place: transitions, then opening slots.
+        let removals: Vec<(bool, usize)> = (0..case.steps.len())
+            .rev()
+            .map(|i| (true, i))
+            .chain((0..case.setup.opening.len()).rev().map(|i| (false, i)))
+            .collect();
+        for (transition, i) in removals {
+            if budget == 0 {
+                break;
+            }
+            let mut candidate = case.clone();
+            if transition {
+                candidate.steps.remove(i);
+            } else {
+                candidate.setup.opening.remove(i);
+            }
+            budget -= 1;
+            shrunk.runs += 1;
+            if let Err(w) = run_case(&candidate) {
+                shrunk.failing_runs += 1;
+                case = candidate;
+                why = w;
+                removed = true;
+            }
+        }
+    }
+    (case, why)
+}
+
 /// How a failure shrank.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shrunk {
     /// Transitions of the first failing case.
     pub from: usize,
-    /// Transitions of the minimal failing case.
+    /// Transitions after proptest-state-machine's shrinking.
+    pub by_proptest: usize,
+    /// Transitions of the minimal failing case, after [`minimize`].
     pub to: usize,
     /// Failing runs while shrinking, the first included.
     pub failing_runs: u64,
@@ -727,6 +790,7 @@ pub fn run_many_sized(
             Err(why) => {
                 shrunk.get_or_insert(Shrunk {
                     from: len,
+                    by_proptest: len,
                     to: len,
                     failing_runs: 1,
                     runs: 1,
@@ -740,16 +804,22 @@ pub fn run_many_sized(
         Ok(()) => {}
         Err(TestError::Fail(why, (model, steps, _))) => {
             let mut shrunk = shrunk.into_inner().unwrap_or_default();
-            shrunk.to = steps.len();
-            let case = Case {
-                setup: model.setup,
-                steps,
-            };
+            shrunk.by_proptest = steps.len();
+            let (case, why) = minimize(
+                Case {
+                    setup: model.setup,
+                    steps,
+                },
+                why.to_string(),
+                &mut shrunk,
+            );
+            shrunk.to = case.steps.len();
             report.failure = Some(format!(
-                "{why}\nminimal failing case ({} transitions, shrunk from {} in {} runs):\n{}",
+                "{why}\nminimal failing case ({} transitions, shrunk from {} in {} runs; proptest's shrinking left {}):\n{}",
                 shrunk.to,
                 shrunk.from,
                 shrunk.runs,
+                shrunk.by_proptest,
                 describe(&case)
             ));
             report.counterexample = Some(case);
