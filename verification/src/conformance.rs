@@ -52,17 +52,41 @@
 //! page table, one live rmap per slot. A panic inside the VM is caught by the
 //! runner and is a failure like any other.
 //!
+//! ## Configurations
+//!
+//! [`Setup::config`]: 16 gfns as 4 sptes per page and 2 levels or 2 sptes
+//! and 4 levels; a 2-bit `mmu_valid_gen` and a 2-bit MMIO generation, so both
+//! wrap within a case; 2 or 3 vCPUs; 1 or 2 address spaces; either configured
+//! deletion strategy (and both explicitly, through `delete_memslot_with`);
+//! descriptors of 2 or 3 sptes; crossbeam-epoch or the facade's small EBR.
+//!
+//! ## The public API, covered
+//!
+//! Every public method of [`Vm`] runs in every case: the calls of [`Op`] as
+//! transitions; `flush_reclaim` and `drain` as transitions; `new`, `config`,
+//! `memslots`, `mmu_valid_gen`, `pending_requests`, `counts`, `events`,
+//! `zap_history`, `vcpu_operations`, `shadow_pages` and (through the audit)
+//! `runtime_violations` by the checks. Three errors cannot show here:
+//! `InvalidConfig` (a bad [`Config`]; `core/tests/errors.rs` covers each
+//! rule), `VcpuBusy` (needs a second thread on the vCPU) and `ZapLivelock`
+//! (needs a mutant); the reference allows none of them.
+//!
 //! ## Running and shrinking
 //!
 //! [`run_many`] and [`run_many_with`] drive the strategy with a seeded
-//! [`TestRunner`]; a failure is shrunk (transitions deleted from the back,
-//! then each simplified, then the setup), made 1-minimal by [`minimize`] (no
-//! single transition or opening slot can be removed and still fail), and
-//! reported as a numbered sequence with its length before and after
-//! shrinking. Statistics count steps, calls,
-//! failed calls per [`Invalid`] class, `Mapped` translations and generation
-//! wraps, so that a generator that stops producing a class shows.
-//! [`run_case`] replays one fixed [`Case`].
+//! [`TestRunner`]; a failure is shrunk by proptest-state-machine
+//! (transitions deleted from the back, then each simplified, then the setup),
+//! made 1-minimal by [`minimize`] (no single transition or opening slot can be
+//! removed and still fail), and reported as a numbered sequence with its
+//! length before and after shrinking. Panics are how a transition fails, so
+//! their messages are silenced on the running thread while a run shrinks.
+//! Statistics count transitions, calls, failed calls per [`Invalid`] class,
+//! `Mapped` translations and generation wraps, so that a generator that stops
+//! producing a class shows. [`run_case`] replays one fixed [`Case`].
+//!
+//! `fastzap verify` runs 10,000 cases (`--cases`); `cargo test` runs 128
+//! through `prop_state_machine!` (`FASTZAP_CASES` overrides), 64 more for the
+//! statistics, and three mutants for shrinking.
 
 use std::cell::{Cell, RefCell};
 use std::ops::RangeInclusive;
