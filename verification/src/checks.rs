@@ -313,7 +313,12 @@ pub fn child_main(args: &[String]) -> u8 {
         "conformance" => {
             let r = conformance::run_many_with(500, seed, Some(mutant));
             if let Some(why) = r.failure {
-                say(&format!("CAUGHT {why}"));
+                // The lengths first: the runner keeps 300 characters.
+                let shrunk = r.shrunk.unwrap_or_default();
+                say(&format!(
+                    "CAUGHT shrunk to {} transitions from {}: {why}",
+                    shrunk.to, shrunk.from
+                ));
             }
             say(&format!("DONE {}", r.cases));
         }
