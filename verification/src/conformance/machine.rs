@@ -5,7 +5,7 @@
 //! table (validated by [`Reference::create_memslot`] and
 //! [`Reference::move_memslot`], so it cannot drift from the oracle's), the ids
 //! deleted since they were last created, and the gfns faulted since the last
-//! zap. It does not predict outcomes; it only makes the next transition
+//! zap-all, delete or move. It does not predict outcomes; it only makes the next transition
 //! relevant: mostly existing slots, gfns inside slots or recently faulted, and
 //! host ranges that back a slot, with each class of invalid call generated on
 //! purpose at a low rate.
@@ -52,7 +52,7 @@ pub struct Model {
     table: Reference,
     /// Ids deleted and not created again: deleting one is a double delete.
     deleted: Vec<SlotId>,
-    /// Gfns faulted since the last zap-all or memslot change.
+    /// Gfns faulted since the last zap-all, slot delete or slot move.
     touched: Vec<u64>,
 }
 
