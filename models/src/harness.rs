@@ -220,7 +220,8 @@ std::thread_local! {
     static LAST_FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
-fn set_last_failure(message: String) {
+/// Records `message` as the last failure of this thread (see [`take_last_failure`]).
+pub fn set_last_failure(message: String) {
     LAST_FAILURE.with(|slot| *slot.borrow_mut() = Some(message));
 }
 

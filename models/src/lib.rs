@@ -35,3 +35,8 @@ pub mod timeline;
 
 #[cfg(feature = "shuttle")]
 pub mod shuttle_run;
+
+#[cfg(feature = "shuttle")]
+pub mod history;
+#[cfg(feature = "shuttle")]
+pub mod linearizable;

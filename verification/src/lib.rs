@@ -14,6 +14,7 @@
 
 pub mod checks;
 pub mod conformance;
+pub mod linearizability;
 pub mod reference;
 pub mod report;
 pub mod stress;

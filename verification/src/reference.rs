@@ -47,7 +47,8 @@
 //!   gfn, `Mmio` where none does, `Retry(NoRoot)` before the first
 //!   `handle_requests`, and `Retry(ObsoleteRoot)` while the root is obsolete.
 //!   `Retry(InvalidSlot)` and `Retry(NotifierRace)` need a concurrent memslot
-//!   update or notifier, so one caller never sees them.
+//!   update or notifier, so one caller never sees them (see
+//!   [Concurrent histories](#concurrent-histories)).
 //!
 //! ## Permissive where the implementation may vary (each choice)
 //!
@@ -87,8 +88,44 @@
 //! Every invalidation of X removes X's leaf from every address space (or, for
 //! `change_pte`, points it at the new pfn). So after an invalidation of X has
 //! returned, no pfn mapped before it can be returned for X.
+//!
+//! ## Concurrent histories
+//!
+//! The linearizability checker ([`crate::linearizability`]) places the
+//! operations of a concurrent history one at a time with
+//! [`Reference::step_overlapping`], which takes what overlaps the operation in
+//! real time ([`Overlap`]) and, for an operation that acts after its atomic
+//! step, a *tail* that the checker places later
+//! ([`Reference::end_invalidation`]). Sequential use ([`Reference::step`])
+//! has no overlap and no tail, and is unchanged. The allowances, each narrow
+//! and each for an outcome only concurrency produces:
+//!
+//! - **Retries.** `Retry(InvalidSlot)` needs an overlapping DELETE or MOVE,
+//!   `Retry(NotifierRace)` an overlapping notifier; either is a no-op.
+//! - **Requests land one vCPU at a time.** `make_all_cpus_request` sets each
+//!   vCPU's bit in turn, and lockless callers (`translate`,
+//!   `pending_requests`, a `handle_requests` with nothing to do) can look in
+//!   between. The requests of an operation with a tail are only *maybe*
+//!   pending for a vCPU until the tail, and certainly pending at the tail
+//!   if the vCPU has not looked since. A `handle_requests` that did not
+//!   reload keeps an obsolete root. A fault that finds its root obsolete
+//!   still proves the reload: it takes `mmu_lock`, and the reload is made in
+//!   the hold that bumps the generation.
+//! - **Batches.** While a fast invalidation's batches run (until its tail),
+//!   requests may appear at any step (each batch's commit flushes), and
+//!   notifiers may still meet the obsolete leaves: their count has no upper
+//!   bound, and `*_young` may say true.
+//! - **A translate is two reads.** It checks the requests, then walks. An
+//!   operation that removes sptes and then makes a request can fall between
+//!   them, so a translate overlapping one may also be judged as a bare walk:
+//!   `Miss` is always allowed (it maps nothing), `Mapped` only from a leaf the
+//!   reference holds, `Mmio` only from the cache or a current MMIO spte.
+//!
+//! None of these allows a pfn that an invalidation placed earlier removed:
+//! the security property holds for concurrent histories as stated above.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
 use fastzap::vcpu::REQ_RELOAD;
 use fastzap::{
@@ -228,7 +265,7 @@ impl Outcome {
 }
 
 /// Three-valued knowledge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tri {
     /// Certainly not.
     Clear,
@@ -249,7 +286,7 @@ impl Tri {
 }
 
 /// A vCPU's root, as far as the caller can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Root {
     /// Never loaded: the vCPU has not handled its first requests.
     None,
@@ -262,7 +299,7 @@ pub enum Root {
 }
 
 /// One vCPU, as the caller can see it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VcpuModel {
     /// Its root.
     pub root: Root,
@@ -275,7 +312,7 @@ pub struct VcpuModel {
 }
 
 /// A leaf the page tables of one address space may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Leaf {
     /// The pfn it maps: `None` after `change_pte` pointed it at the new pfn of
     /// its host page, which the reference has not seen yet.
@@ -290,7 +327,7 @@ pub struct Leaf {
 }
 
 /// An MMIO spte one address space may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MmioEntry {
     /// The memslots generation it was built under.
     pub generation: u64,
@@ -299,20 +336,20 @@ pub struct MmioEntry {
 }
 
 /// The page tables of one address space, by gfn.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Space {
     /// Leaves.
-    pub leaves: HashMap<u64, Leaf>,
+    pub leaves: BTreeMap<u64, Leaf>,
     /// MMIO sptes.
-    pub mmio: HashMap<u64, MmioEntry>,
+    pub mmio: BTreeMap<u64, MmioEntry>,
 }
 
 /// The host's pfn per host page and version, learned from observation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Host {
-    versions: HashMap<u64, u64>,
-    learned: HashMap<(u64, u64), u64>,
-    owners: HashMap<u64, (u64, u64)>,
+    versions: BTreeMap<u64, u64>,
+    learned: BTreeMap<(u64, u64), u64>,
+    owners: BTreeMap<u64, (u64, u64)>,
 }
 
 impl Host {
@@ -381,7 +418,7 @@ impl Allowed {
 }
 
 /// The sequential reference model. See the module documentation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
     max_gfn: u64,
     gen_mask: u64,
@@ -400,6 +437,105 @@ pub struct Reference {
     pub spaces: Vec<Space>,
     /// Per vCPU.
     pub vcpus: Vec<VcpuModel>,
+    /// Operations placed whose tails are not (see
+    /// [`Reference::step_overlapping`]): always empty in sequential use.
+    in_flight: Vec<InFlight>,
+    /// Per vCPU, how many times it looked at its requests.
+    consumed: Vec<u64>,
+}
+
+/// An operation whose tail is still to come.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct InFlight {
+    /// The checker's key for it.
+    key: u64,
+    /// It zaps obsolete pages in batches.
+    zaps: bool,
+    /// Per vCPU: whether it owes it a request, a reload, and the vCPU's
+    /// `consumed` count when it was placed.
+    owed: Vec<(bool, bool, u64)>,
+}
+
+impl Hash for Reference {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.max_gfn.hash(state);
+        self.gen_mask.hash(state);
+        self.mmio_mask.hash(state);
+        self.address_spaces.hash(state);
+        matches!(self.deletion, DeletionStrategy::Merged311).hash(state);
+        for s in &self.slots {
+            (s.id, s.base_gfn, s.npages, s.userspace_addr).hash(state);
+        }
+        self.slots_generation.hash(state);
+        self.mmu_valid_gen.hash(state);
+        self.host.hash(state);
+        self.spaces.hash(state);
+        self.vcpus.hash(state);
+        self.in_flight.hash(state);
+        self.consumed.hash(state);
+    }
+}
+
+/// What overlaps, in real time, an operation of a concurrent history: the
+/// context in which [`Reference::step_overlapping`] judges outcomes that only
+/// concurrency can produce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Overlap {
+    /// A memslot DELETE or MOVE, which publishes a copy with the slot INVALID
+    /// before it zaps: justifies a fault's `Retry(InvalidSlot)`.
+    pub slot_invalidation: bool,
+    /// An mmu-notifier (`invalidate_range`, `change_pte`, `clear_flush_young`,
+    /// `test_young`), which moves `mmu_notifier_seq`: justifies a fault's
+    /// `Retry(NotifierRace)`.
+    pub notifier: bool,
+    /// An operation that removes or changes sptes and then requests a TLB
+    /// flush or a reload (the zaps, DELETE, MOVE, a create that may wrap the
+    /// MMIO generation, the notifiers, the shrinker): it may fall between a
+    /// translation's requests check and its walk.
+    pub spte_writer: bool,
+}
+
+impl Overlap {
+    /// Nothing overlaps: one caller, one operation at a time.
+    pub const NONE: Overlap = Overlap {
+        slot_invalidation: false,
+        notifier: false,
+        spte_writer: false,
+    };
+
+    /// Adds what `op` contributes when it overlaps another operation.
+    pub fn add(&mut self, op: &Op) {
+        match op {
+            Op::DeleteSlot { .. } | Op::MoveSlot { .. } => self.slot_invalidation = true,
+            Op::InvalidateRange { .. }
+            | Op::ChangePte { .. }
+            | Op::ClearFlushYoung { .. }
+            | Op::TestYoung { .. } => self.notifier = true,
+            _ => {}
+        }
+        self.spte_writer |= op.writes_sptes();
+    }
+}
+
+impl Op {
+    /// Whether the operation may remove or change sptes and then request
+    /// something of every vCPU: the zaps, the memslot updates (a create may
+    /// wrap the MMIO generation), the notifiers that unmap, change or age,
+    /// and the shrinker.
+    pub fn writes_sptes(&self) -> bool {
+        matches!(
+            self,
+            Op::ZapAllFast
+                | Op::ZapAllEager
+                | Op::CreateSlot(_)
+                | Op::DeleteSlot { .. }
+                | Op::MoveSlot { .. }
+                | Op::InvalidateRange { .. }
+                | Op::ChangePte { .. }
+                | Op::ClearFlushYoung { .. }
+                | Op::Shrink(_)
+        )
+    }
 }
 
 /// A disagreement between the implementation and the reference.
@@ -447,6 +583,8 @@ impl Reference {
                     mmio_cache: None,
                 })
                 .collect(),
+            in_flight: Vec::new(),
+            consumed: vec![0; config.vcpus],
         }
     }
 
@@ -708,9 +846,20 @@ impl Reference {
         Ok(())
     }
 
-    /// Checks one translation and learns from it.
-    fn translation(&mut self, v: usize, gfn: u64, got: Translation) -> Result<(), Divergence> {
+    /// Checks one translation and learns from it. With an overlapping spte
+    /// writer, a translation that is not `RequestPending` may also be judged
+    /// as a bare walk ([`Reference::walked`]).
+    fn translation(
+        &mut self,
+        v: usize,
+        gfn: u64,
+        got: Translation,
+        overlap: Overlap,
+    ) -> Result<(), Divergence> {
         let allowed = self.allowed_translation(v, gfn);
+        if !allowed.admits(got) && overlap.spte_writer && got != Translation::RequestPending {
+            return self.walked(v, gfn, got);
+        }
         ensure(allowed.admits(got), || {
             format!("translate(vcpu{v}, gfn {gfn}) = {got:?}, allowed {allowed:?}")
         })?;
@@ -755,6 +904,49 @@ impl Reference {
         Ok(())
     }
 
+    /// A translation judged as a bare walk, for a translate that overlaps an
+    /// operation that removes sptes and then requests a flush or a reload.
+    /// Lockless walkers see the removal (a zapped spte, or the bumped
+    /// `mmu_valid_gen` that fails the root check) before the request made in
+    /// the same `mmu_lock` hold: the requester only waits for walkers to end
+    /// (`make_all_cpus_request`). So the translate may have checked the
+    /// requests before and walked after, at an instant no sequential order
+    /// of the two operations has: it may return `Miss` whatever the reference
+    /// holds (a miss maps nothing). `Mapped` must still come from a leaf the
+    /// reference holds (so never a pfn an invalidation already removed), and
+    /// `Mmio` from the cache or an MMIO spte of the current memslots. Nothing
+    /// is learnt about the requests.
+    fn walked(&mut self, v: usize, gfn: u64, got: Translation) -> Result<(), Divergence> {
+        let mut allowed = self.allowed_unsynchronized(v, gfn);
+        allowed.miss = true;
+        allowed.mmio |= self.vcpus[v].mmio_cache == Some((gfn, self.slots_generation));
+        ensure(allowed.admits(got), || {
+            format!(
+                "translate(vcpu{v}, gfn {gfn}) = {got:?}, allowed {:?}, or as a walk overlapping \
+                 an invalidation {allowed:?}",
+                self.allowed_translation(v, gfn)
+            )
+        })?;
+        let sp = self.space_of(v);
+        match got {
+            Translation::Mapped { pfn, .. } => {
+                if allowed.mapped.is_some_and(|(p, _)| p.is_none()) {
+                    let slot = self.slot_of(gfn).copied().ok_or_else(|| {
+                        format!("translate(vcpu{v}, gfn {gfn}) = {got:?}: no slot maps the gfn")
+                    })?;
+                    self.host.observe(Self::hva_of(&slot, gfn), pfn)?;
+                }
+                if let Some(l) = self.spaces[sp].leaves.get_mut(&gfn) {
+                    l.pfn = Some(pfn);
+                    l.accessed = Some(true).filter(|_| l.certain);
+                }
+            }
+            Translation::Mmio => self.vcpus[v].mmio_cache = Some((gfn, self.slots_generation)),
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn no_requests(&mut self, v: usize) {
         let vm = &mut self.vcpus[v];
         vm.pending = Tri::Clear;
@@ -762,6 +954,7 @@ impl Reference {
         if vm.root == Root::MaybeObsolete {
             vm.root = Root::Current;
         }
+        self.observed(v);
     }
 
     /// Checks `pending_requests(v) == requests` and learns from it.
@@ -789,6 +982,7 @@ impl Reference {
             if !reload && vm.root == Root::MaybeObsolete {
                 vm.root = Root::Current;
             }
+            self.observed(v);
         }
         Ok(())
     }
@@ -799,7 +993,14 @@ impl Reference {
         self.requests(v, requests)
     }
 
-    fn fault(&mut self, v: usize, gfn: u64, write: bool, got: Fault) -> Result<(), Divergence> {
+    fn fault(
+        &mut self,
+        v: usize,
+        gfn: u64,
+        write: bool,
+        got: Fault,
+        overlap: Overlap,
+    ) -> Result<(), Divergence> {
         let root = self.vcpus[v].root;
         let slot = self.slot_of(gfn).copied();
         match got {
@@ -819,9 +1020,17 @@ impl Reference {
                 vm.pending = Tri::Set;
                 return Ok(());
             }
+            Fault::Retry(RetryReason::InvalidSlot) if overlap.slot_invalidation => return Ok(()),
+            Fault::Retry(RetryReason::NotifierRace) if overlap.notifier => return Ok(()),
             Fault::Retry(reason) => {
                 return Err(format!(
-                    "fault(vcpu{v}, gfn {gfn}): Retry({reason:?}) cannot happen to one caller"
+                    "fault(vcpu{v}, gfn {gfn}): Retry({reason:?}) needs an overlapping \
+                     {}, and none overlaps",
+                    if reason == RetryReason::InvalidSlot {
+                        "memslot DELETE or MOVE"
+                    } else {
+                        "notifier"
+                    }
                 ));
             }
             _ => {}
@@ -917,9 +1126,15 @@ impl Reference {
             }
         }
         let vm = &mut self.vcpus[v];
-        vm.root = Root::Current;
+        // Sequentially an obsolete root always comes with a reload request, so
+        // it is reloaded here; concurrently the request may not have landed
+        // yet, and the vCPU keeps its obsolete root.
+        if got.reloaded || vm.root != Root::Obsolete {
+            vm.root = Root::Current;
+        }
         vm.pending = Tri::Clear;
         vm.reload = Tri::Clear;
+        self.observed(v);
         Ok(())
     }
 
@@ -984,6 +1199,9 @@ impl Reference {
         ensure(!must || got, || {
             format!("young({start:#x}, {end:#x}) = false, but an accessed leaf is mapped")
         })?;
+        // While a fast invalidation runs, the obsolete pages it has not
+        // zapped yet are still on the rmaps, with their accessed bits.
+        let may = may || self.zapping();
         ensure(may || !got, || {
             format!("young({start:#x}, {end:#x}) = true, but no leaf can be mapped there")
         })
@@ -992,6 +1210,145 @@ impl Reference {
     /// Checks the outcome of `op` and updates the model. An `Err` means the
     /// implementation did something the specification does not allow.
     pub fn step(&mut self, op: &Op, got: &Outcome) -> Result<(), Divergence> {
+        self.step_overlapping(op, got, Overlap::NONE, None)
+    }
+
+    /// Whether `op`, which returned `got`, does things after its
+    /// linearization point that other callers can see: it requests something
+    /// of every vCPU (one vCPU at a time, `make_all_cpus_request`), and the
+    /// invalidations among them zap in batches with lock breaks, each batch
+    /// committed with a TLB flush request. (Every such operation that
+    /// succeeded counts, whatever it removed: a tail can only make the
+    /// reference more permissive.)
+    pub fn has_tail(op: &Op, got: &Outcome) -> bool {
+        got.error().is_none() && op.writes_sptes()
+    }
+
+    /// Whether `op` runs `zap_obsolete_pages` (a fast invalidation).
+    fn zaps(op: &Op) -> bool {
+        matches!(
+            op,
+            Op::ZapAllFast | Op::CreateSlot(_) | Op::DeleteSlot { .. } | Op::MoveSlot { .. }
+        )
+    }
+
+    /// The tail `key` (given to [`Reference::step_overlapping`]) ends: the
+    /// operation's requests have landed on every vCPU, and its batches are
+    /// done (the last commits may have requested TLB flushes). A vCPU that
+    /// has not looked at its requests since the operation was placed now
+    /// certainly has them.
+    pub fn end_invalidation(&mut self, key: u64) {
+        let Some(at) = self.in_flight.iter().position(|f| f.key == key) else {
+            return;
+        };
+        let done = self.in_flight.remove(at);
+        if done.zaps {
+            self.weaken_all_pending();
+        }
+        for (v, (pending, reload, consumed)) in done.owed.into_iter().enumerate() {
+            if self.consumed[v] == consumed {
+                if pending {
+                    self.vcpus[v].pending = Tri::Set;
+                }
+                if reload {
+                    self.vcpus[v].reload = Tri::Set;
+                }
+            }
+        }
+    }
+
+    /// Whether a fast invalidation's batches may be running.
+    fn zapping(&self) -> bool {
+        self.in_flight.iter().any(|f| f.zaps)
+    }
+
+    fn weaken_all_pending(&mut self) {
+        for v in &mut self.vcpus {
+            v.pending = v.pending.weaken();
+        }
+    }
+
+    /// vCPU `v` looked at its requests: a request an operation still in
+    /// flight owes it may land after the look.
+    fn observed(&mut self, v: usize) {
+        self.consumed[v] += 1;
+        for f in &self.in_flight {
+            let (pending, reload, _) = f.owed[v];
+            let vm = &mut self.vcpus[v];
+            if pending {
+                vm.pending = vm.pending.weaken();
+            }
+            if reload {
+                vm.reload = vm.reload.weaken();
+            }
+        }
+    }
+
+    /// [`Reference::step`] for one operation of a concurrent history, placed
+    /// by the linearizability checker, with what overlaps it in real time
+    /// and, if the checker will end it later with
+    /// [`Reference::end_invalidation`], the key of its tail. The allowances,
+    /// each for an outcome only concurrency can produce:
+    ///
+    /// - a fault may return `Retry(InvalidSlot)` if a DELETE or MOVE overlaps
+    ///   it, and `Retry(NotifierRace)` if a notifier does; either is then a
+    ///   no-op (the fault returned before touching the page tables);
+    /// - a translate overlapping an spte writer may be judged as a bare walk
+    ///   ([`Overlap::spte_writer`], `walked`);
+    /// - an operation with a tail ([`Reference::has_tail`]) is placed at its
+    ///   atomic step (the generation bump and the emptied page tables, one
+    ///   `mmu_lock` hold in core, or the notifier's unmap), but the requests it
+    ///   makes land on each vCPU at some instant before its tail: until then
+    ///   they are only *maybe* pending for a vCPU that did not have them (and
+    ///   a vCPU that handled its requests without reloading keeps its
+    ///   obsolete root). A fault that finds its root obsolete still proves the
+    ///   reload (the fault takes `mmu_lock`, and the requests are made in the
+    ///   bump's hold). While a fast invalidation's batches run, every vCPU's
+    ///   requests are at least maybe pending before each step, and the
+    ///   notifiers may still find the obsolete pages' leaves: their count has
+    ///   no upper bound and `*_young` may say true.
+    ///
+    /// pfns, memslots, errors and generations stay exact, and every
+    /// invalidation removes its leaves when it is placed, so no stale pfn
+    /// becomes allowed. With [`Overlap::NONE`] and no tail this is exactly
+    /// [`Reference::step`].
+    pub fn step_overlapping(
+        &mut self,
+        op: &Op,
+        got: &Outcome,
+        overlap: Overlap,
+        tail: Option<u64>,
+    ) -> Result<(), Divergence> {
+        if self.in_flight.iter().any(|f| f.zaps) {
+            self.weaken_all_pending();
+        }
+        let before: Vec<(Tri, Tri)> = self.vcpus.iter().map(|v| (v.pending, v.reload)).collect();
+        self.step_inner(op, got, overlap)?;
+        let Some(key) = tail.filter(|_| Self::has_tail(op, got)) else {
+            return Ok(());
+        };
+        let mut owed = Vec::with_capacity(self.vcpus.len());
+        for (v, (pending, reload)) in before.into_iter().enumerate() {
+            let vm = &mut self.vcpus[v];
+            let new_pending = vm.pending == Tri::Set && pending != Tri::Set;
+            let new_reload = vm.reload == Tri::Set && reload != Tri::Set;
+            if new_pending {
+                vm.pending = pending.weaken();
+            }
+            if new_reload {
+                vm.reload = reload.weaken();
+            }
+            owed.push((new_pending, new_reload, self.consumed[v]));
+        }
+        self.in_flight.push(InFlight {
+            key,
+            zaps: Self::zaps(op),
+            owed,
+        });
+        Ok(())
+    }
+
+    fn step_inner(&mut self, op: &Op, got: &Outcome, overlap: Overlap) -> Result<(), Divergence> {
         match (op, got) {
             (Op::HandleRequests(v), Outcome::Handled(r)) => match self.check_vcpu(*v) {
                 Err(e) => expect_err(r, e),
@@ -1012,7 +1369,7 @@ impl Reference {
                     Err(e) => expect_err(r, e),
                     Ok(()) => {
                         let fault = expect_ok(r)?;
-                        self.fault(vcpu.0, *gfn, *write, fault)
+                        self.fault(vcpu.0, *gfn, *write, fault, overlap)
                     }
                 }
             }
@@ -1021,7 +1378,7 @@ impl Reference {
                     Err(e) => expect_err(r, e),
                     Ok(()) => {
                         let t = expect_ok(r)?;
-                        self.translation(vcpu.0, *gfn, t)
+                        self.translation(vcpu.0, *gfn, t, overlap)
                     }
                 }
             }
@@ -1056,7 +1413,7 @@ impl Reference {
                             format!("translate_run mixed RequestPending with answers: {ts:?}")
                         })?;
                         for (g, t) in gfns.iter().zip(ts) {
-                            self.translation(vcpu.0, *g, t)?;
+                            self.translation(vcpu.0, *g, t, Overlap::NONE)?;
                         }
                         Ok(())
                     }
@@ -1129,6 +1486,7 @@ impl Reference {
                 let unmapped = expect_ok(r)?;
                 let gfns = self.gfns_in_hva(*start, *end);
                 let (certain, possible) = self.leaf_bounds(&gfns);
+                let possible = if self.zapping() { usize::MAX } else { possible };
                 ensure(certain <= unmapped && unmapped <= possible, || {
                     format!(
                         "invalidate_range({start:#x}, {end:#x}) unmapped {unmapped}, \
@@ -1162,6 +1520,7 @@ impl Reference {
                 let changed = expect_ok(r)?;
                 let gfns = self.gfns_in_hva(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
                 let (certain, possible) = self.leaf_bounds(&gfns);
+                let possible = if self.zapping() { usize::MAX } else { possible };
                 ensure(certain <= changed && changed <= possible, || {
                     format!(
                         "change_pte({hva:#x}) changed {changed}, expected {certain}..={possible}"

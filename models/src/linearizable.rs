@@ -1,0 +1,316 @@
+//! # S1, S4 and S10, recorded and checked for linearizability (shuttle lane)
+//!
+//! The audit says the VM's internal state is sound; this says that every
+//! result a caller saw was allowed. Each scenario here is the wide shuttle
+//! shape of its namesake in [`scenarios`](crate::scenarios), with every public
+//! call, the setup's included, made through a [`Recorder`]. When the actors
+//! have joined, the history is checked against the sequential reference
+//! ([`fastzap_verification::linearizability::check`]) and then, unless a twin
+//! asks to skip it, the execution ends with the usual [`finish`] (audit and
+//! drain).
+//!
+//! The recorded scenarios observe a little more than the originals, so that the
+//! checker has results to judge: a vCPU that saw `Retry(ObsoleteRoot)` reads
+//! its pending requests (S1's I5 check, now judged by the reference), and the
+//! vCPUs translate after reloading (S4, S10). The MMIO generation has 3 bits
+//! in S10 so that the delete's final publish does not wrap it (see
+//! [`s10_recorded`]).
+
+use fastzap::sync::ghost::GhostMutex;
+use fastzap::sync::{Arc, JoinHandle, spawn};
+use fastzap::{DeletionStrategy, Fault, RetryReason, SlotId, VcpuId};
+use fastzap_verification::linearizability::{History, Limits, Witness, check};
+
+use crate::harness::{Params, World, config, finish, set_last_failure, slot, slot_hva, world};
+use crate::history::{Caller, Recorder};
+
+const V0: VcpuId = VcpuId(0);
+const V1: VcpuId = VcpuId(1);
+const VCPU_NAMES: [&str; 2] = ["vcpu0", "vcpu1"];
+
+/// What the checks of many executions found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinStats {
+    /// Histories checked (and found linearizable).
+    pub histories: u64,
+    /// Histories with at least two operations overlapping in real time.
+    pub overlapping: u64,
+    /// Overlapping pairs, summed over histories.
+    pub overlapping_pairs: u64,
+    /// Reference steps taken by the searches (orders explored).
+    pub states: u64,
+    /// Failed search states met again and skipped.
+    pub memo_hits: u64,
+    /// The most reference steps one history needed.
+    pub max_states: u64,
+    /// The most operations in one history.
+    pub max_ops: u64,
+}
+
+impl LinStats {
+    fn add(&mut self, history: &History, witness: &Witness) {
+        let pairs = history.overlapping_pairs() as u64;
+        self.histories += 1;
+        self.overlapping += u64::from(pairs > 0);
+        self.overlapping_pairs += pairs;
+        self.states += witness.states;
+        self.memo_hits += witness.memo_hits;
+        self.max_states = self.max_states.max(witness.states);
+        self.max_ops = self.max_ops.max(history.records.len() as u64);
+    }
+}
+
+impl std::fmt::Display for LinStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} histories linearizable, {} with overlapping operations ({} overlapping pairs); \
+             {} reference steps (orders explored), {} memo hits, at most {} steps and {} operations \
+             in one history",
+            self.histories,
+            self.overlapping,
+            self.overlapping_pairs,
+            self.states,
+            self.memo_hits,
+            self.max_states,
+            self.max_ops
+        )
+    }
+}
+
+/// What a run checks, and what its checks found.
+#[derive(Debug)]
+pub struct Checking {
+    /// Run `finish` (audit and drain) after the linearizability check. A twin
+    /// turns it off to show that the linearizability check alone catches its
+    /// mutant.
+    pub audit: bool,
+    /// The statistics.
+    pub stats: GhostMutex<LinStats>,
+}
+
+impl Checking {
+    /// Linearizability, then the audit (`audit`) or not.
+    pub fn new(audit: bool) -> Checking {
+        Checking {
+            audit,
+            stats: GhostMutex::new(LinStats::default()),
+        }
+    }
+
+    /// The statistics so far.
+    pub fn stats(&self) -> LinStats {
+        self.stats.with(|s| *s)
+    }
+}
+
+/// A recorded scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    /// The name of the scenario it records (`s1`...).
+    pub name: &'static str,
+    /// One execution.
+    pub run: fn(&Params, &Checking),
+}
+
+/// S1 recorded.
+pub const S1: Recorded = Recorded {
+    name: "s1",
+    run: s1_recorded,
+};
+/// S4 recorded.
+pub const S4: Recorded = Recorded {
+    name: "s4",
+    run: s4_recorded,
+};
+/// S10 recorded.
+pub const S10: Recorded = Recorded {
+    name: "s10",
+    run: s10_recorded,
+};
+
+/// One execution's world and recorder, shared by its actors.
+#[derive(Debug)]
+struct Run {
+    w: Arc<World>,
+    rec: Recorder,
+}
+
+impl Run {
+    fn new(config: fastzap::Config) -> Arc<Run> {
+        Arc::new(Run {
+            w: world(config),
+            rec: Recorder::new(),
+        })
+    }
+
+    fn caller(&self, actor: &'static str) -> Caller<'_> {
+        self.rec.actor(&self.w.vm, actor)
+    }
+
+    /// Spawns `actor` running `body` with its recorded view of the VM.
+    fn spawn(
+        self: &Arc<Run>,
+        actor: &'static str,
+        body: impl FnOnce(Caller<'_>) + Send + 'static,
+    ) -> JoinHandle<()> {
+        let run = self.clone();
+        spawn(move || body(run.caller(actor)))
+    }
+
+    /// Checks the history, then (if `checking.audit`) ends with [`finish`].
+    fn end(&self, scenario: &str, params: &Params, checking: &Checking) {
+        let history = self.rec.history();
+        match check(self.w.vm.config(), &history, Limits::default()) {
+            Ok(witness) => checking.stats.with(|s| s.add(&history, &witness)),
+            Err(e) => {
+                let message = format!(
+                    "linearizability violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n{e}",
+                    fastzap::sync::LANE,
+                    params.mutant,
+                    params.reclaim
+                );
+                set_last_failure(message.clone());
+                panic!("{message}");
+            }
+        }
+        if checking.audit {
+            finish(&self.w, scenario, params);
+        }
+    }
+}
+
+/// A fault; one that finds its root obsolete reads the pending requests,
+/// which must include the reload (the reference checks it: S1's I5 check).
+fn fault(c: Caller<'_>, vcpu: VcpuId, gfn: u64, write: bool) -> Fault {
+    let fault = c.page_fault(vcpu, gfn, write).expect("valid fault");
+    if fault == Fault::Retry(RetryReason::ObsoleteRoot) {
+        c.pending_requests(vcpu).expect("valid vcpu");
+    }
+    fault
+}
+
+/// S1 recorded: two vCPUs fault, reload, fault and translate while the zapper
+/// invalidates everything twice.
+pub fn s1_recorded(params: &Params, checking: &Checking) {
+    let run = Run::new(config(params, 2, 1));
+    let main = run.caller("main");
+    main.create_memslot(slot(0, 0, 4)).expect("slot");
+    for v in [V0, V1] {
+        main.handle_requests(v).expect("handle");
+    }
+    main.page_fault(V0, 0, true).expect("fault");
+    let zapper = run.spawn("zapper", |c| {
+        for _ in 0..2 {
+            let _ = c.invalidate_zap_all_pages();
+        }
+    });
+    let vcpus: Vec<_> = [V0, V1]
+        .into_iter()
+        .map(|vcpu| {
+            run.spawn(VCPU_NAMES[vcpu.0], move |c| {
+                fault(c, vcpu, 1 + vcpu.0 as u64, true);
+                c.handle_requests(vcpu).expect("handle");
+                fault(c, vcpu, 2, false);
+                c.handle_requests(vcpu).expect("handle");
+                fault(c, vcpu, 3, true);
+                c.translate(vcpu, 1).expect("translate");
+            })
+        })
+        .collect();
+    zapper.join().expect("zapper");
+    for t in vcpus {
+        t.join().expect("vcpu");
+    }
+    run.end(S1.name, params, checking);
+}
+
+/// S4 recorded: one page per batch; the notifier invalidates gfn 2's host page
+/// inside the zap's lock breaks, vCPU 1 faults gfn 3 and vCPU 0, which mapped
+/// gfn 2, translates it before and after reloading.
+pub fn s4_recorded(params: &Params, checking: &Checking) {
+    let mut cfg = config(params, 2, 1);
+    cfg.batch = 1;
+    let run = Run::new(cfg);
+    let main = run.caller("main");
+    main.create_memslot(slot(0, 0, 4)).expect("slot");
+    for v in [V0, V1] {
+        main.handle_requests(v).expect("handle");
+    }
+    main.page_fault(V0, 0, true).expect("fault");
+    main.page_fault(V0, 2, true).expect("fault");
+    let hva = slot_hva(0) + 2 * 4096;
+    let zapper = run.spawn("zapper", |c| {
+        let _ = c.invalidate_zap_all_pages();
+    });
+    let notifier = run.spawn("notifier", move |c| {
+        c.invalidate_range(hva, hva + 4096)
+            .expect("invalidate_range");
+    });
+    let vcpu1 = run.spawn("vcpu1", |c| {
+        fault(c, V1, 3, true);
+        c.handle_requests(V1).expect("handle");
+        c.translate(V1, 3).expect("translate");
+    });
+    let vcpu0 = run.spawn("vcpu0", |c| {
+        c.translate(V0, 2).expect("translate");
+        c.handle_requests(V0).expect("handle");
+        c.translate(V0, 2).expect("translate");
+    });
+    for t in [zapper, notifier, vcpu1, vcpu0] {
+        t.join().expect("actor");
+    }
+    run.end(S4.name, params, checking);
+}
+
+/// S10 recorded: the 3.11 delete of slot 0 while vCPU 0 faults on its gfns
+/// (handling requests after a retry) and then translates gfn 0, the notifier
+/// invalidates slot 0's host range, and vCPU 1 translates and faults gfn 2 of
+/// slot 1.
+///
+/// With the model's 2-bit MMIO generation the delete's final publish
+/// (generation 4) would wrap it, and the delete would bump `mmu_valid_gen`
+/// twice, at two instants; the reference places a DELETE's invalidations at
+/// one point, so a vCPU that reloads between the two bumps and then finds its
+/// new root obsolete has no order. Three bits keep this scenario to one bump
+/// (S9w and S9f are the wrap's scenarios).
+pub fn s10_recorded(params: &Params, checking: &Checking) {
+    let mut cfg = config(params, 2, 1);
+    cfg.mmio_gen_bits = 3;
+    let run = Run::new(cfg);
+    let main = run.caller("main");
+    main.create_memslot(slot(0, 0, 2)).expect("slot");
+    main.create_memslot(slot(1, 2, 2)).expect("slot");
+    for v in [V0, V1] {
+        main.handle_requests(v).expect("handle");
+    }
+    for gfn in 0..3 {
+        main.page_fault(V0, gfn, true).expect("fault");
+    }
+    let hva = slot_hva(0);
+    let memslot = run.spawn("memslot", |c| {
+        let _ = c.delete_memslot_with(SlotId(0), DeletionStrategy::Merged311);
+    });
+    let vcpu0 = run.spawn("vcpu0", |c| {
+        for gfn in [0, 1] {
+            if matches!(fault(c, V0, gfn, true), Fault::Retry(_)) {
+                c.handle_requests(V0).expect("handle");
+            }
+        }
+        c.handle_requests(V0).expect("handle");
+        c.translate(V0, 0).expect("translate");
+    });
+    let notifier = run.spawn("notifier", move |c| {
+        c.invalidate_range(hva, hva + 2 * 4096)
+            .expect("invalidate_range");
+    });
+    let vcpu1 = run.spawn("vcpu1", |c| {
+        c.translate(V1, 2).expect("translate");
+        c.handle_requests(V1).expect("handle");
+        fault(c, V1, 2, false);
+    });
+    for t in [memslot, vcpu0, notifier, vcpu1] {
+        t.join().expect("actor");
+    }
+    run.end(S10.name, params, checking);
+}
