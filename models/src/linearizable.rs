@@ -12,9 +12,7 @@
 //! The recorded scenarios observe a little more than the originals, so that the
 //! checker has results to judge: a vCPU that saw `Retry(ObsoleteRoot)` reads
 //! its pending requests (S1's I5 check, now judged by the reference), and the
-//! vCPUs translate after reloading (S4, S10). The MMIO generation has 3 bits
-//! in S10 so that the delete's final publish does not wrap it (see
-//! [`s10_recorded`]).
+//! vCPUs translate after reloading (S4, S10).
 
 use fastzap::sync::ghost::GhostMutex;
 use fastzap::sync::{Arc, JoinHandle, spawn};
@@ -269,15 +267,11 @@ pub fn s4_recorded(params: &Params, checking: &Checking) {
 /// slot 1.
 ///
 /// With the model's 2-bit MMIO generation the delete's final publish
-/// (generation 4) would wrap it, and the delete would bump `mmu_valid_gen`
-/// twice, at two instants; the reference places a DELETE's invalidations at
-/// one point, so a vCPU that reloads between the two bumps and then finds its
-/// new root obsolete has no order. Three bits keep this scenario to one bump
-/// (S9w and S9f are the wrap's scenarios).
+/// (generation 4) wraps it, so the delete bumps `mmu_valid_gen` twice, at two
+/// instants (the checker's [`Placed::Wrap`](fastzap_verification::linearizability::Placed::Wrap)
+/// event).
 pub fn s10_recorded(params: &Params, checking: &Checking) {
-    let mut cfg = config(params, 2, 1);
-    cfg.mmio_gen_bits = 3;
-    let run = Run::new(cfg);
+    let run = Run::new(config(params, 2, 1));
     let main = run.caller("main");
     main.create_memslot(slot(0, 0, 2)).expect("slot");
     main.create_memslot(slot(1, 2, 2)).expect("slot");

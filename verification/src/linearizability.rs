@@ -45,10 +45,11 @@
 //! it is allowed for X, whatever overlaps.
 //!
 //! A memslot update whose publish wraps the MMIO generation bumps
-//! `mmu_valid_gen` twice, at two instants; the reference places both at the
-//! operation's step, so a vCPU that reloads between them and then finds its
-//! new root obsolete has no order. The recorded scenarios avoid the wrap; a
-//! second tail would model it.
+//! `mmu_valid_gen` a second time, at an instant of its own (a vCPU can
+//! reload between the two bumps and find its new root obsolete): that
+//! invalidation is a third event of the operation ([`Placed::Wrap`],
+//! [`Reference::wrap`]), between the operation and its tail, and a no-op if
+//! the update did not wrap.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -257,12 +258,16 @@ impl Default for Limits {
     }
 }
 
-/// One event the search places: an operation, or the tail of one.
+/// One event the search places: an operation, or a later instant of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
     /// Operation `i` of the history.
     Op(usize),
-    /// The end of the fast invalidation run by operation `i`.
+    /// The invalidation of an MMIO generation wrap inside operation `i` (a
+    /// memslot update), if it wrapped: after `Op(i)`, before `Tail(i)`.
+    Wrap(usize),
+    /// The end of operation `i`: its requests have landed and its batches
+    /// are done.
     Tail(usize),
 }
 
@@ -270,6 +275,7 @@ impl fmt::Display for Placed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Placed::Op(i) => write!(f, "#{i}"),
+            Placed::Wrap(i) => write!(f, "#{i}.wrap"),
             Placed::Tail(i) => write!(f, "#{i}.tail"),
         }
     }
@@ -323,9 +329,15 @@ impl fmt::Display for NotLinearizable {
                     let r = &self.history.records[*i];
                     writeln!(f, "    {p:<8} {:<8} {r}", r.actor)?;
                 }
+                Placed::Wrap(i) => writeln!(
+                    f,
+                    "    {p:<8} {:<8} (the MMIO generation wrap of {}, if any)",
+                    self.history.records[*i].actor,
+                    show_op(&self.history.records[*i].op)
+                )?,
                 Placed::Tail(i) => writeln!(
                     f,
-                    "    {p:<8} {:<8} (the batches of {} end)",
+                    "    {p:<8} {:<8} (the requests and batches of {} end)",
                     self.history.records[*i].actor,
                     show_op(&self.history.records[*i].op)
                 )?,
@@ -376,6 +388,8 @@ impl std::error::Error for CheckError {}
 #[derive(Debug, Clone, Copy)]
 struct Event {
     placed: Placed,
+    /// The event that must be placed before this one.
+    after: Option<usize>,
     call: u64,
     ret: u64,
 }
@@ -407,15 +421,13 @@ fn flip(bits: &mut [u64], i: usize) {
 }
 
 impl Search<'_> {
-    /// Whether event `e` may come next: not placed, its operation placed if
-    /// it is a tail, and invoked before every unplaced event's response.
+    /// Whether event `e` may come next: not placed, the event it comes after
+    /// placed, and invoked before every unplaced event's response.
     fn minimal(&self, done: &[u64], e: usize, min_ret: u64) -> bool {
         if is_set(done, e) {
             return false;
         }
-        if let Placed::Tail(i) = self.events[e].placed
-            && !is_set(done, i)
-        {
+        if self.events[e].after.is_some_and(|a| !is_set(done, a)) {
             return false;
         }
         self.events[e].call < min_ret
@@ -440,7 +452,7 @@ impl Search<'_> {
         // Operations first, tails last: a later tail is never less permissive.
         let mut candidates: Vec<usize> =
             (0..n).filter(|&e| self.minimal(done, e, min_ret)).collect();
-        candidates.sort_by_key(|&e| matches!(self.events[e].placed, Placed::Tail(_)));
+        candidates.sort_by_key(|&e| !matches!(self.events[e].placed, Placed::Op(_)));
         let mut refused = Vec::new();
         for e in candidates {
             if self.states >= self.limits.max_states {
@@ -454,6 +466,10 @@ impl Search<'_> {
                     let r = &self.history.records[i];
                     let tail = self.tail_of[i].map(|_| i as u64);
                     next.step_overlapping(&r.op, &r.outcome, self.overlap[i], tail)
+                }
+                Placed::Wrap(i) => {
+                    next.wrap(i as u64);
+                    Ok(())
                 }
                 Placed::Tail(i) => {
                     next.end_invalidation(i as u64);
@@ -503,6 +519,7 @@ pub fn check_from(
         .enumerate()
         .map(|(i, r)| Event {
             placed: Placed::Op(i),
+            after: None,
             call: r.call,
             ret: r.ret,
         })
@@ -514,9 +531,20 @@ pub fn check_from(
             .enumerate()
             .any(|(j, o)| j != i && o.overlaps(r));
         if Reference::has_tail(&r.op, &r.outcome) && overlapped {
+            let mut after = i;
+            if Reference::may_wrap(&r.op) {
+                after = events.len();
+                events.push(Event {
+                    placed: Placed::Wrap(i),
+                    after: Some(i),
+                    call: r.call,
+                    ret: r.ret,
+                });
+            }
             tail_of[i] = Some(events.len());
             events.push(Event {
                 placed: Placed::Tail(i),
+                after: Some(after),
                 call: r.call,
                 ret: r.ret,
             });

@@ -442,6 +442,9 @@ pub struct Reference {
     in_flight: Vec<InFlight>,
     /// Per vCPU, how many times it looked at its requests.
     consumed: Vec<u64>,
+    /// Within [`Reference::step_overlapping`] of an operation with a tail:
+    /// wraps of the MMIO generation are counted, not carried out.
+    deferring: Option<u32>,
 }
 
 /// An operation whose tail is still to come.
@@ -454,6 +457,9 @@ struct InFlight {
     /// Per vCPU: whether it owes it a request, a reload, and the vCPU's
     /// `consumed` count when it was placed.
     owed: Vec<(bool, bool, u64)>,
+    /// Invalidations for a wrap of the MMIO generation, deferred to
+    /// [`Reference::wrap`].
+    wraps: u32,
 }
 
 impl Hash for Reference {
@@ -585,6 +591,7 @@ impl Reference {
                 .collect(),
             in_flight: Vec::new(),
             consumed: vec![0; config.vcpus],
+            deferring: None,
         }
     }
 
@@ -731,7 +738,10 @@ impl Reference {
     fn publish(&mut self) {
         self.slots_generation += 1;
         if self.slots_generation & self.mmio_mask == 0 {
-            self.invalidate_all();
+            match &mut self.deferring {
+                Some(wraps) => *wraps += 1,
+                None => self.invalidate_all(),
+            }
         }
     }
 
@@ -1241,6 +1251,9 @@ impl Reference {
         let Some(at) = self.in_flight.iter().position(|f| f.key == key) else {
             return;
         };
+        if self.in_flight[at].wraps > 0 {
+            self.wrap(key);
+        }
         let done = self.in_flight.remove(at);
         if done.zaps {
             self.weaken_all_pending();
@@ -1322,13 +1335,34 @@ impl Reference {
         if self.in_flight.iter().any(|f| f.zaps) {
             self.weaken_all_pending();
         }
-        let before: Vec<(Tri, Tri)> = self.vcpus.iter().map(|v| (v.pending, v.reload)).collect();
-        self.step_inner(op, got, overlap)?;
-        let Some(key) = tail.filter(|_| Self::has_tail(op, got)) else {
+        let before = self.requests_now();
+        let tail = tail.filter(|_| Self::has_tail(op, got));
+        self.deferring = tail.map(|_| 0);
+        let stepped = self.step_inner(op, got, overlap);
+        let wraps = self.deferring.take().unwrap_or(0);
+        stepped?;
+        let Some(key) = tail else {
             return Ok(());
         };
+        let owed = self.soften(&before);
+        self.in_flight.push(InFlight {
+            key,
+            zaps: Self::zaps(op),
+            owed,
+            wraps,
+        });
+        Ok(())
+    }
+
+    fn requests_now(&self) -> Vec<(Tri, Tri)> {
+        self.vcpus.iter().map(|v| (v.pending, v.reload)).collect()
+    }
+
+    /// Requests made since `before` land later: only maybe pending for now.
+    /// Returns, per vCPU, what is owed and the vCPU's `consumed` count.
+    fn soften(&mut self, before: &[(Tri, Tri)]) -> Vec<(bool, bool, u64)> {
         let mut owed = Vec::with_capacity(self.vcpus.len());
-        for (v, (pending, reload)) in before.into_iter().enumerate() {
+        for (v, &(pending, reload)) in before.iter().enumerate() {
             let vm = &mut self.vcpus[v];
             let new_pending = vm.pending == Tri::Set && pending != Tri::Set;
             let new_reload = vm.reload == Tri::Set && reload != Tri::Set;
@@ -1340,12 +1374,40 @@ impl Reference {
             }
             owed.push((new_pending, new_reload, self.consumed[v]));
         }
-        self.in_flight.push(InFlight {
-            key,
-            zaps: Self::zaps(op),
-            owed,
-        });
-        Ok(())
+        owed
+    }
+
+    /// Whether `op` publishes memslots, so that an MMIO generation wrap may
+    /// add an invalidation at an instant of its own ([`Reference::wrap`]).
+    pub fn may_wrap(op: &Op) -> bool {
+        matches!(
+            op,
+            Op::CreateSlot(_) | Op::DeleteSlot { .. } | Op::MoveSlot { .. }
+        )
+    }
+
+    /// The invalidation of an MMIO generation wrap inside the operation with
+    /// tail `key`, at the instant the checker places it (between the
+    /// operation and its tail): core zaps everything before publishing the
+    /// wrapped generation, a second generation bump after the DELETE's or
+    /// MOVE's own. A no-op if the operation did not wrap.
+    pub fn wrap(&mut self, key: u64) {
+        let Some(at) = self.in_flight.iter().position(|f| f.key == key) else {
+            return;
+        };
+        if self.in_flight[at].wraps == 0 {
+            return;
+        }
+        self.in_flight[at].wraps = 0;
+        let before = self.requests_now();
+        self.invalidate_all();
+        let owed = self.soften(&before);
+        for (v, (pending, reload, consumed)) in owed.into_iter().enumerate() {
+            let o = &mut self.in_flight[at].owed[v];
+            if pending || reload {
+                *o = (o.0 || pending, o.1 || reload, consumed);
+            }
+        }
     }
 
     fn step_inner(&mut self, op: &Op, got: &Outcome, overlap: Overlap) -> Result<(), Divergence> {
