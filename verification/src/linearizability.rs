@@ -801,6 +801,111 @@ mod tests {
         check(&config(), &History::new(overlapped), Limits::default()).expect("linearizable");
     }
 
+    fn zap(call: u64, ret: u64) -> Record {
+        rec(
+            "zapper",
+            call,
+            ret,
+            Op::ZapAllFast,
+            Outcome::Zap(Ok(ZapStats::default())),
+        )
+    }
+
+    fn fault(call: u64, ret: u64, gfn: u64, got: Fault) -> Record {
+        rec(
+            "vcpu0",
+            call,
+            ret,
+            Op::PageFault {
+                vcpu: V0,
+                gfn,
+                write: false,
+            },
+            Outcome::Fault(Ok(got)),
+        )
+    }
+
+    #[test]
+    fn notifier_race_needs_an_overlapping_notifier() {
+        let race = Fault::Retry(RetryReason::NotifierRace);
+        let notifier = |call, ret| {
+            rec(
+                "notifier",
+                call,
+                ret,
+                Op::InvalidateRange {
+                    start: HVA + 3 * 4096,
+                    end: HVA + 4 * 4096,
+                },
+                Outcome::Count(Ok(0)),
+            )
+        };
+        let mut alone = setup();
+        alone.extend([fault(10, 11, 2, race), notifier(12, 13)]);
+        assert!(check(&config(), &History::new(alone), Limits::default()).is_err());
+        let mut overlapped = setup();
+        overlapped.extend([fault(10, 13, 2, race), notifier(11, 12)]);
+        check(&config(), &History::new(overlapped), Limits::default()).expect("linearizable");
+    }
+
+    /// A lockless translate can see the bumped generation before the reload
+    /// request of the same `mmu_lock` hold lands, and a `handle_requests`
+    /// can find nothing to do in between (S4 and S1 under shuttle).
+    #[test]
+    fn a_translate_between_the_bump_and_the_request_may_miss() {
+        let mut h = setup();
+        h.push(zap(10, 20));
+        h.push(translate(11, 12, Translation::Miss));
+        h.push(rec(
+            "vcpu0",
+            13,
+            14,
+            Op::HandleRequests(V0),
+            Outcome::Handled(Ok(Handled::default())),
+        ));
+        h.push(translate(15, 16, Translation::RequestPending));
+        check(&config(), &History::new(h), Limits::default()).expect("linearizable");
+    }
+
+    /// A fault that finds its root obsolete took `mmu_lock` after the bump,
+    /// whose hold made the reload request: the request is certainly pending,
+    /// however the zap overlaps (bug 2, `ReloadOutsideLock`, breaks this).
+    #[test]
+    fn an_obsolete_root_proves_the_reload() {
+        let mut h = setup();
+        h.push(zap(10, 30));
+        h.push(fault(11, 12, 2, Fault::Retry(RetryReason::ObsoleteRoot)));
+        h.push(rec(
+            "vcpu0",
+            13,
+            14,
+            Op::PendingRequests(V0),
+            Outcome::Requests(Ok(REQ_TLB_FLUSH)),
+        ));
+        let err = check(&config(), &History::new(h), Limits::default()).expect_err("bug 2");
+        assert!(
+            err.to_string().contains("a reload must be pending"),
+            "{err}"
+        );
+    }
+
+    /// A translate judged as a walk may miss, but it may not map a pfn the
+    /// reference does not hold.
+    #[test]
+    fn a_walk_never_maps_a_foreign_pfn() {
+        let mut h = setup();
+        h.push(zap(10, 20));
+        h.push(translate(
+            11,
+            12,
+            Translation::Mapped {
+                pfn: 0x999,
+                writable: true,
+            },
+        ));
+        assert!(check(&config(), &History::new(h), Limits::default()).is_err());
+    }
+
     #[test]
     fn a_bounded_search_says_too_big() {
         let mut h = setup();
