@@ -137,4 +137,19 @@ impl Caller<'_> {
     pub fn invalidate_range(&self, start: u64, end: u64) -> Result<usize, MmuError> {
         unwrap_outcome!(self.call(Op::InvalidateRange { start, end }), Count)
     }
+
+    /// `clear_flush_young`.
+    pub fn clear_flush_young(&self, start: u64, end: u64) -> Result<bool, MmuError> {
+        unwrap_outcome!(self.call(Op::ClearFlushYoung { start, end }), Young)
+    }
+
+    /// `test_young`.
+    pub fn test_young(&self, start: u64, end: u64) -> Result<bool, MmuError> {
+        unwrap_outcome!(self.call(Op::TestYoung { start, end }), Young)
+    }
+
+    /// `change_pte`.
+    pub fn change_pte(&self, hva: u64) -> Result<usize, MmuError> {
+        unwrap_outcome!(self.call(Op::ChangePte { hva }), Count)
+    }
 }

@@ -1,4 +1,4 @@
-//! # S1, S4 and S10, recorded and checked for linearizability (shuttle lane)
+//! # S1, S3, S4 and S10, recorded and checked for linearizability (shuttle lane)
 //!
 //! The audit says the VM's internal state is sound; this says that every
 //! result a caller saw was allowed. Each scenario here is the wide shuttle
@@ -116,6 +116,16 @@ pub const S1: Recorded = Recorded {
     name: "s1",
     run: s1_recorded,
 };
+/// S3 recorded.
+pub const S3: Recorded = Recorded {
+    name: "s3",
+    run: s3_recorded,
+};
+/// S3 recorded with `change_pte` (a finding).
+pub const S3_CHANGE_PTE: Recorded = Recorded {
+    name: "s3",
+    run: s3_recorded_with_change_pte,
+};
 /// S4 recorded.
 pub const S4: Recorded = Recorded {
     name: "s4",
@@ -156,6 +166,20 @@ impl Run {
         spawn(move || body(run.caller(actor)))
     }
 
+    /// Joins `actors`, then [`Run::end`].
+    fn join_and_end<const N: usize>(
+        &self,
+        actors: [JoinHandle<()>; N],
+        scenario: &str,
+        params: &Params,
+        checking: &Checking,
+    ) {
+        for t in actors {
+            t.join().expect("actor");
+        }
+        self.end(scenario, params, checking);
+    }
+
     /// Checks the history, then (if `checking.audit`) ends with [`finish`].
     fn end(&self, scenario: &str, params: &Params, checking: &Checking) {
         let history = self.rec.history();
@@ -176,6 +200,13 @@ impl Run {
             finish(&self.w, scenario, params);
         }
     }
+}
+
+/// Translates `gfn`, handles the requests, translates it again.
+fn look_reload_look(c: Caller<'_>, vcpu: VcpuId, gfn: u64) {
+    c.translate(vcpu, gfn).expect("translate");
+    c.handle_requests(vcpu).expect("handle");
+    c.translate(vcpu, gfn).expect("translate");
 }
 
 /// A fault; one that finds its root obsolete reads the pending requests,
@@ -203,24 +234,75 @@ pub fn s1_recorded(params: &Params, checking: &Checking) {
             let _ = c.invalidate_zap_all_pages();
         }
     });
-    let vcpus: Vec<_> = [V0, V1]
-        .into_iter()
-        .map(|vcpu| {
-            run.spawn(VCPU_NAMES[vcpu.0], move |c| {
-                fault(c, vcpu, 1 + vcpu.0 as u64, true);
-                c.handle_requests(vcpu).expect("handle");
-                fault(c, vcpu, 2, false);
-                c.handle_requests(vcpu).expect("handle");
-                fault(c, vcpu, 3, true);
-                c.translate(vcpu, 1).expect("translate");
-            })
+    let [vcpu0, vcpu1] = [V0, V1].map(|vcpu| {
+        run.spawn(VCPU_NAMES[vcpu.0], move |c| {
+            fault(c, vcpu, 1 + vcpu.0 as u64, true);
+            c.handle_requests(vcpu).expect("handle");
+            fault(c, vcpu, 2, false);
+            c.handle_requests(vcpu).expect("handle");
+            fault(c, vcpu, 3, true);
+            c.translate(vcpu, 1).expect("translate");
         })
-        .collect();
-    zapper.join().expect("zapper");
-    for t in vcpus {
-        t.join().expect("vcpu");
+    });
+    run.join_and_end([zapper, vcpu0, vcpu1], S1.name, params, checking);
+}
+
+/// S3 recorded: the seed's v3 delete of slot 0 (unpublish, bump, unmap the
+/// rmap outside `mmu_lock`, zap) while the notifier ages slot 0's host range
+/// and tests it, vCPU 0 faults gfn 1 (and reloads and translates it), and
+/// vCPU 1, in the other address space, translates gfn 0 before and after
+/// reloading.
+///
+/// Without S3's `change_pte`: with it the correct protocol is not
+/// linearizable (a finding). Core's `hva_targets` chains the published slots
+/// and the zombies, and `delete_seed_v3` makes the slot a zombie before it
+/// unpublishes it, so in between a notifier walks the slot's rmap twice:
+/// `change_pte` rewrites every spte twice and returns twice the number of
+/// sptes that map the page (and `invalidate_range` remaps the host page
+/// twice). [`s3_recorded_with_change_pte`] shows it.
+pub fn s3_recorded(params: &Params, checking: &Checking) {
+    s3_with(params, checking, false);
+}
+
+/// S3 recorded with the notifier's `change_pte` too: not linearizable on the
+/// correct protocol, a finding (see [`s3_recorded`]).
+pub fn s3_recorded_with_change_pte(params: &Params, checking: &Checking) {
+    s3_with(params, checking, true);
+}
+
+fn s3_with(params: &Params, checking: &Checking, change_pte: bool) {
+    let run = Run::new(config(params, 2, 2));
+    let main = run.caller("main");
+    main.create_memslot(slot(0, 0, 2)).expect("slot");
+    main.create_memslot(slot(1, 2, 2)).expect("slot");
+    for v in [V0, V1] {
+        main.handle_requests(v).expect("handle");
     }
-    run.end(S1.name, params, checking);
+    main.page_fault(V0, 0, true).expect("fault");
+    main.page_fault(V0, 1, false).expect("fault");
+    main.page_fault(V1, 0, false).expect("fault");
+    main.page_fault(V0, 2, false).expect("fault");
+    main.translate(V0, 0).expect("translate");
+    let hva = slot_hva(0);
+    let memslot = run.spawn("memslot", |c| {
+        let _ = c.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3);
+    });
+    let notifier = run.spawn("notifier", move |c| {
+        c.clear_flush_young(hva, hva + 2 * 4096)
+            .expect("clear_flush_young");
+        if change_pte {
+            c.change_pte(hva).expect("change_pte");
+        }
+        c.test_young(hva, hva + 2 * 4096).expect("test_young");
+    });
+    let vcpu0 = run.spawn("vcpu0", |c| {
+        if matches!(fault(c, V0, 1, true), Fault::Retry(_)) {
+            c.handle_requests(V0).expect("handle");
+        }
+        c.translate(V0, 1).expect("translate");
+    });
+    let vcpu1 = run.spawn("vcpu1", |c| look_reload_look(c, V1, 0));
+    run.join_and_end([memslot, notifier, vcpu0, vcpu1], S3.name, params, checking);
 }
 
 /// S4 recorded: one page per batch; the notifier invalidates gfn 2's host page
@@ -250,15 +332,8 @@ pub fn s4_recorded(params: &Params, checking: &Checking) {
         c.handle_requests(V1).expect("handle");
         c.translate(V1, 3).expect("translate");
     });
-    let vcpu0 = run.spawn("vcpu0", |c| {
-        c.translate(V0, 2).expect("translate");
-        c.handle_requests(V0).expect("handle");
-        c.translate(V0, 2).expect("translate");
-    });
-    for t in [zapper, notifier, vcpu1, vcpu0] {
-        t.join().expect("actor");
-    }
-    run.end(S4.name, params, checking);
+    let vcpu0 = run.spawn("vcpu0", |c| look_reload_look(c, V0, 2));
+    run.join_and_end([zapper, notifier, vcpu1, vcpu0], S4.name, params, checking);
 }
 
 /// S10 recorded: the 3.11 delete of slot 0 while vCPU 0 faults on its gfns
@@ -268,7 +343,7 @@ pub fn s4_recorded(params: &Params, checking: &Checking) {
 ///
 /// With the model's 2-bit MMIO generation the delete's final publish
 /// (generation 4) wraps it, so the delete bumps `mmu_valid_gen` twice, at two
-/// instants (the checker's [`Placed::Wrap`](fastzap_verification::linearizability::Placed::Wrap)
+/// instants (the checker's [`Placed::Bump`](fastzap_verification::linearizability::Placed::Bump)
 /// event).
 pub fn s10_recorded(params: &Params, checking: &Checking) {
     let run = Run::new(config(params, 2, 1));
@@ -303,8 +378,10 @@ pub fn s10_recorded(params: &Params, checking: &Checking) {
         c.handle_requests(V1).expect("handle");
         fault(c, V1, 2, false);
     });
-    for t in [memslot, vcpu0, notifier, vcpu1] {
-        t.join().expect("actor");
-    }
-    run.end(S10.name, params, checking);
+    run.join_and_end(
+        [memslot, vcpu0, notifier, vcpu1],
+        S10.name,
+        params,
+        checking,
+    );
 }

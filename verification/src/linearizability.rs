@@ -44,12 +44,14 @@
 //! of X is placed the reference holds no leaf for X, so no pfn mapped before
 //! it is allowed for X, whatever overlaps.
 //!
-//! A memslot update whose publish wraps the MMIO generation bumps
-//! `mmu_valid_gen` a second time, at an instant of its own (a vCPU can
-//! reload between the two bumps and find its new root obsolete): that
-//! invalidation is a third event of the operation ([`Placed::Wrap`],
-//! [`Reference::wrap`]), between the operation and its tail, and a no-op if
-//! the update did not wrap.
+//! Some memslot updates bump `mmu_valid_gen` at an instant of their own: a
+//! publish that wraps the MMIO generation is preceded by an invalidation (a
+//! second bump after a DELETE's own, and a vCPU can reload between the two
+//! and find its new root obsolete), and the seed v3 DELETE unpublishes the
+//! slot before it bumps (a fault in between finds the slot gone and its root
+//! current). Such a bump is a third event of the operation ([`Placed::Bump`],
+//! [`Reference::deferred_bump`]), between the operation and its tail, and a
+//! no-op if the update made none.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -263,9 +265,9 @@ impl Default for Limits {
 pub enum Placed {
     /// Operation `i` of the history.
     Op(usize),
-    /// The invalidation of an MMIO generation wrap inside operation `i` (a
-    /// memslot update), if it wrapped: after `Op(i)`, before `Tail(i)`.
-    Wrap(usize),
+    /// The generation bump memslot update `i` makes at an instant of its
+    /// own, if any: after `Op(i)`, before `Tail(i)`.
+    Bump(usize),
     /// The end of operation `i`: its requests have landed and its batches
     /// are done.
     Tail(usize),
@@ -275,7 +277,7 @@ impl fmt::Display for Placed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Placed::Op(i) => write!(f, "#{i}"),
-            Placed::Wrap(i) => write!(f, "#{i}.wrap"),
+            Placed::Bump(i) => write!(f, "#{i}.bump"),
             Placed::Tail(i) => write!(f, "#{i}.tail"),
         }
     }
@@ -329,9 +331,9 @@ impl fmt::Display for NotLinearizable {
                     let r = &self.history.records[*i];
                     writeln!(f, "    {p:<8} {:<8} {r}", r.actor)?;
                 }
-                Placed::Wrap(i) => writeln!(
+                Placed::Bump(i) => writeln!(
                     f,
-                    "    {p:<8} {:<8} (the MMIO generation wrap of {}, if any)",
+                    "    {p:<8} {:<8} (the deferred generation bump of {}, if any)",
                     self.history.records[*i].actor,
                     show_op(&self.history.records[*i].op)
                 )?,
@@ -467,8 +469,8 @@ impl Search<'_> {
                     let tail = self.tail_of[i].map(|_| i as u64);
                     next.step_overlapping(&r.op, &r.outcome, self.overlap[i], tail)
                 }
-                Placed::Wrap(i) => {
-                    next.wrap(i as u64);
+                Placed::Bump(i) => {
+                    next.deferred_bump(i as u64);
                     Ok(())
                 }
                 Placed::Tail(i) => {
@@ -532,10 +534,10 @@ pub fn check_from(
             .any(|(j, o)| j != i && o.overlaps(r));
         if Reference::has_tail(&r.op, &r.outcome) && overlapped {
             let mut after = i;
-            if Reference::may_wrap(&r.op) {
+            if Reference::may_defer_bump(&r.op) {
                 after = events.len();
                 events.push(Event {
-                    placed: Placed::Wrap(i),
+                    placed: Placed::Bump(i),
                     after: Some(i),
                     call: r.call,
                     ret: r.ret,

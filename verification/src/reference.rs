@@ -443,8 +443,13 @@ pub struct Reference {
     /// Per vCPU, how many times it looked at its requests.
     consumed: Vec<u64>,
     /// Within [`Reference::step_overlapping`] of an operation with a tail:
-    /// wraps of the MMIO generation are counted, not carried out.
+    /// the invalidations that core makes at an instant of their own (see
+    /// [`Reference::deferred_bump`]) are counted, not carried out.
     deferring: Option<u32>,
+    /// Slots a seed v3 DELETE unpublished whose invalidation is deferred:
+    /// their leaves are still mapped, and the notifiers still reach them
+    /// (core keeps them as zombies). Always empty in sequential use.
+    zombies: Vec<SlotSpec>,
 }
 
 /// An operation whose tail is still to come.
@@ -457,9 +462,8 @@ struct InFlight {
     /// Per vCPU: whether it owes it a request, a reload, and the vCPU's
     /// `consumed` count when it was placed.
     owed: Vec<(bool, bool, u64)>,
-    /// Invalidations for a wrap of the MMIO generation, deferred to
-    /// [`Reference::wrap`].
-    wraps: u32,
+    /// Invalidations deferred to [`Reference::deferred_bump`].
+    bumps: u32,
 }
 
 impl Hash for Reference {
@@ -469,9 +473,10 @@ impl Hash for Reference {
         self.mmio_mask.hash(state);
         self.address_spaces.hash(state);
         matches!(self.deletion, DeletionStrategy::Merged311).hash(state);
-        for s in &self.slots {
+        for s in self.slots.iter().chain(&self.zombies) {
             (s.id, s.base_gfn, s.npages, s.userspace_addr).hash(state);
         }
+        self.zombies.len().hash(state);
         self.slots_generation.hash(state);
         self.mmu_valid_gen.hash(state);
         self.host.hash(state);
@@ -592,6 +597,7 @@ impl Reference {
             in_flight: Vec::new(),
             consumed: vec![0; config.vcpus],
             deferring: None,
+            zombies: Vec::new(),
         }
     }
 
@@ -617,6 +623,16 @@ impl Reference {
         Ok(())
     }
 
+    /// The slot whose host pages back `gfn`'s leaves: a published slot, or
+    /// a deleted one whose invalidation is deferred.
+    fn backing_slot(&self, gfn: u64) -> Option<&SlotSpec> {
+        self.slot_of(gfn).or_else(|| {
+            self.zombies
+                .iter()
+                .find(|s| gfn >= s.base_gfn && gfn - s.base_gfn < s.npages)
+        })
+    }
+
     fn slot_of(&self, gfn: u64) -> Option<&SlotSpec> {
         self.slots
             .iter()
@@ -630,7 +646,7 @@ impl Reference {
     /// Every gfn of a slot whose host page intersects `[start, end)`.
     fn gfns_in_hva(&self, start: u64, end: u64) -> Vec<u64> {
         let mut out = Vec::new();
-        for s in &self.slots {
+        for s in self.slots.iter().chain(&self.zombies) {
             for i in 0..s.npages {
                 let lo = s.userspace_addr + i * PAGE_SIZE;
                 if lo < end && start < lo + PAGE_SIZE {
@@ -716,6 +732,7 @@ impl Reference {
     /// every root is obsolete, every vCPU must reload, the page tables are
     /// empty. MMIO caches survive: they are keyed by the memslots generation.
     fn invalidate_all(&mut self) {
+        self.zombies.clear();
         self.mmu_valid_gen = (self.mmu_valid_gen + 1) & self.gen_mask;
         for v in &mut self.vcpus {
             if v.root != Root::None {
@@ -738,10 +755,16 @@ impl Reference {
     fn publish(&mut self) {
         self.slots_generation += 1;
         if self.slots_generation & self.mmio_mask == 0 {
-            match &mut self.deferring {
-                Some(wraps) => *wraps += 1,
-                None => self.invalidate_all(),
-            }
+            self.invalidate_or_defer();
+        }
+    }
+
+    /// [`Reference::invalidate_all`], or, for an operation with a tail, count
+    /// it for [`Reference::deferred_bump`].
+    fn invalidate_or_defer(&mut self) {
+        match &mut self.deferring {
+            Some(bumps) => *bumps += 1,
+            None => self.invalidate_all(),
         }
     }
 
@@ -885,7 +908,7 @@ impl Reference {
         match got {
             Translation::Mapped { pfn, writable } => {
                 if allowed.mapped.is_some_and(|(p, _)| p.is_none()) {
-                    let slot = self.slot_of(gfn).copied().ok_or_else(|| {
+                    let slot = self.backing_slot(gfn).copied().ok_or_else(|| {
                         format!("translate(vcpu{v}, gfn {gfn}) = {got:?}: no slot maps the gfn")
                     })?;
                     self.host.observe(Self::hva_of(&slot, gfn), pfn)?;
@@ -941,7 +964,7 @@ impl Reference {
         match got {
             Translation::Mapped { pfn, .. } => {
                 if allowed.mapped.is_some_and(|(p, _)| p.is_none()) {
-                    let slot = self.slot_of(gfn).copied().ok_or_else(|| {
+                    let slot = self.backing_slot(gfn).copied().ok_or_else(|| {
                         format!("translate(vcpu{v}, gfn {gfn}) = {got:?}: no slot maps the gfn")
                     })?;
                     self.host.observe(Self::hva_of(&slot, gfn), pfn)?;
@@ -1251,8 +1274,8 @@ impl Reference {
         let Some(at) = self.in_flight.iter().position(|f| f.key == key) else {
             return;
         };
-        if self.in_flight[at].wraps > 0 {
-            self.wrap(key);
+        if self.in_flight[at].bumps > 0 {
+            self.deferred_bump(key);
         }
         let done = self.in_flight.remove(at);
         if done.zaps {
@@ -1339,7 +1362,7 @@ impl Reference {
         let tail = tail.filter(|_| Self::has_tail(op, got));
         self.deferring = tail.map(|_| 0);
         let stepped = self.step_inner(op, got, overlap);
-        let wraps = self.deferring.take().unwrap_or(0);
+        let bumps = self.deferring.take().unwrap_or(0);
         stepped?;
         let Some(key) = tail else {
             return Ok(());
@@ -1349,7 +1372,7 @@ impl Reference {
             key,
             zaps: Self::zaps(op),
             owed,
-            wraps,
+            bumps,
         });
         Ok(())
     }
@@ -1377,30 +1400,34 @@ impl Reference {
         owed
     }
 
-    /// Whether `op` publishes memslots, so that an MMIO generation wrap may
-    /// add an invalidation at an instant of its own ([`Reference::wrap`]).
-    pub fn may_wrap(op: &Op) -> bool {
+    /// Whether `op` may make a generation bump at an instant of its own
+    /// ([`Reference::deferred_bump`]): the memslot updates.
+    pub fn may_defer_bump(op: &Op) -> bool {
         matches!(
             op,
             Op::CreateSlot(_) | Op::DeleteSlot { .. } | Op::MoveSlot { .. }
         )
     }
 
-    /// The invalidation of an MMIO generation wrap inside the operation with
-    /// tail `key`, at the instant the checker places it (between the
-    /// operation and its tail): core zaps everything before publishing the
-    /// wrapped generation, a second generation bump after the DELETE's or
-    /// MOVE's own. A no-op if the operation did not wrap.
-    pub fn wrap(&mut self, key: u64) {
+    /// The generation bumps of the memslot update with tail `key` that core
+    /// makes at an instant of their own, placed by the checker between the
+    /// operation and its tail: the invalidation before a publish that wraps
+    /// the MMIO generation (a second bump after a DELETE's or MOVE's own),
+    /// and the seed v3 DELETE's bump, which follows its unpublish (a fault
+    /// in between finds the slot gone and its root current). A no-op if
+    /// there is none.
+    pub fn deferred_bump(&mut self, key: u64) {
         let Some(at) = self.in_flight.iter().position(|f| f.key == key) else {
             return;
         };
-        if self.in_flight[at].wraps == 0 {
+        let bumps = std::mem::take(&mut self.in_flight[at].bumps);
+        if bumps == 0 {
             return;
         }
-        self.in_flight[at].wraps = 0;
         let before = self.requests_now();
-        self.invalidate_all();
+        for _ in 0..bumps {
+            self.invalidate_all();
+        }
         let owed = self.soften(&before);
         for (v, (pending, reload, consumed)) in owed.into_iter().enumerate() {
             let o = &mut self.in_flight[at].owed[v];
@@ -1516,9 +1543,13 @@ impl Reference {
                     }
                     // The final slots, then the zap.
                     DeletionStrategy::SeedV3 => {
+                        let gone = self.slots.iter().find(|s| s.id == *id).copied();
                         self.slots.retain(|s| s.id != *id);
                         self.publish();
-                        self.invalidate_all();
+                        if self.deferring.is_some() {
+                            self.zombies.extend(gone);
+                        }
+                        self.invalidate_or_defer();
                     }
                 }
                 Ok(())
@@ -1560,7 +1591,7 @@ impl Reference {
                 // gfn): only those can be mapped by an spte. A page that backs
                 // no slot keeps its pfn, as fastzap's host defines it.
                 for g in &gfns {
-                    if let Some(slot) = self.slot_of(*g) {
+                    if let Some(slot) = self.backing_slot(*g) {
                         let page = Self::hva_of(slot, *g) / PAGE_SIZE;
                         self.host.remap_page(page);
                     }
