@@ -891,6 +891,28 @@ mod tests {
         );
     }
 
+    /// Once a fast invalidation has returned, its reload request has landed:
+    /// a vCPU that looked at its requests too early, while it ran, and still
+    /// holds its obsolete root must reload (I5).
+    #[test]
+    fn an_early_look_does_not_excuse_a_missed_reload() {
+        let handle = |call, ret| {
+            rec(
+                "vcpu0",
+                call,
+                ret,
+                Op::HandleRequests(V0),
+                Outcome::Handled(Ok(Handled::default())),
+            )
+        };
+        let mut h = setup();
+        h.extend([zap(10, 30), handle(11, 12), handle(13, 14)]);
+        check(&config(), &History::new(h.clone()), Limits::default()).expect("early looks");
+        h.push(handle(31, 32));
+        let err = check(&config(), &History::new(h), Limits::default()).expect_err("I5");
+        assert!(err.to_string().contains("a reload was due"), "{err}");
+    }
+
     /// A translate judged as a walk may miss, but it may not map a pfn the
     /// reference does not hold.
     #[test]

@@ -1269,7 +1269,8 @@ impl Reference {
     /// operation's requests have landed on every vCPU, and its batches are
     /// done (the last commits may have requested TLB flushes). A vCPU that
     /// has not looked at its requests since the operation was placed now
-    /// certainly has them.
+    /// certainly has them, and so does one that still holds a root the
+    /// operation made obsolete: it cannot have handled the reload.
     pub fn end_invalidation(&mut self, key: u64) {
         let Some(at) = self.in_flight.iter().position(|f| f.key == key) else {
             return;
@@ -1282,12 +1283,16 @@ impl Reference {
             self.weaken_all_pending();
         }
         for (v, (pending, reload, consumed)) in done.owed.into_iter().enumerate() {
-            if self.consumed[v] == consumed {
-                if pending {
-                    self.vcpus[v].pending = Tri::Set;
+            let vm = &mut self.vcpus[v];
+            // The reload has landed: a vCPU that still holds the root it made
+            // obsolete has it pending, looked or not (I5).
+            let still_obsolete = reload && vm.root == Root::Obsolete;
+            if self.consumed[v] == consumed || still_obsolete {
+                if pending || still_obsolete {
+                    vm.pending = Tri::Set;
                 }
                 if reload {
-                    self.vcpus[v].reload = Tri::Set;
+                    vm.reload = Tri::Set;
                 }
             }
         }
