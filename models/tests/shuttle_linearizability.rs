@@ -3,10 +3,13 @@
 //! execution's history must have a sequential order, consistent with real time,
 //! that the reference model accepts; then the usual audit and drain run.
 //! `check_random` plus PCT at depths 1, 2 and 3, `FASTZAP_LIN_ITERS` executions
-//! each (2,500 by default, so 10,000 per scenario). Each scenario has a mutant
-//! twin that the linearizability check alone (the audit is off in twins) must
-//! reject. A failure prints the history per actor, the schedule on one line and
-//! the command that replays it with the `replay` test below.
+//! each (2,500 by default, so 10,000 per scenario). S1, S4 and S10 have a
+//! mutant twin that the linearizability check alone (the audit is off in
+//! twins) must reject; bugs 4 and 13 are pinned as invisible to callers, and
+//! `mutant_survey` (ignored) tabulates every mutant. The `finding_*` tests
+//! (ignored) reproduce a bug in core that the check of S3 found. A failure
+//! prints the history per actor, the schedule on one line and the command that
+//! replays it with the `replay` test below.
 #![cfg(feature = "shuttle")]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -233,6 +236,50 @@ fn invisible(key: &'static str) {
 #[test]
 fn s10_mutant_invalid_slot_fault_installs_mmio_is_not_linearizable() {
     twin("lin-s10-InvalidSlotFaultInstallsMmio", 1_000);
+}
+
+/// Which bug-zoo mutants the linearizability check alone (audit off)
+/// rejects in each recorded scenario, 4 x 250 executions per pair: a table
+/// for the record, not an assertion (`-- --ignored mutant_survey --nocapture`).
+#[test]
+#[ignore = "a survey: prints a table, takes a minute"]
+fn mutant_survey() {
+    let scenarios = [
+        ("s1", linearizable::S1),
+        ("s3", linearizable::S3),
+        ("s4", linearizable::S4),
+        ("s10", linearizable::S10),
+    ];
+    for mutant in Mutant::ALL {
+        let mut row = format!("{mutant:?}:");
+        for (name, scenario) in scenarios {
+            let params = WIDE.with_mutant(mutant);
+            let checking: &'static Checking = Box::leak(Box::new(Checking::new(false)));
+            // Its own thread, as each test has: shuttle is not reused after
+            // a failed run on the same thread.
+            let (caught, report) = std::thread::spawn(move || {
+                let caught = catch_unwind(AssertUnwindSafe(|| {
+                    explore("survey", 250, move || (scenario.run)(&params, checking))
+                }))
+                .is_err();
+                (caught, take_last_failure().unwrap_or_default())
+            })
+            .join()
+            .expect("survey thread");
+            let verdict = if !caught {
+                "linearizable".to_string()
+            } else if report.contains("not linearizable") {
+                format!("REJECTED after {}", checking.stats().histories)
+            } else {
+                "panicked (not the checker)".to_string()
+            };
+            row.push_str(&format!(" {name} {verdict};"));
+            if std::env::var("FASTZAP_SURVEY_PRINT").is_ok_and(|m| m == format!("{mutant:?}")) {
+                println!("{name} {mutant:?}:\n{report}");
+            }
+        }
+        println!("{row}");
+    }
 }
 
 /// Replays a failing schedule printed by a failed run:
