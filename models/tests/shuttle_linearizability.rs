@@ -3,7 +3,7 @@
 //! execution's history must have a sequential order, consistent with real time,
 //! that the reference model accepts; then the usual audit and drain run.
 //! `check_random` plus PCT at depths 1, 2 and 3, `FASTZAP_LIN_ITERS` executions
-//! each (2,500 by default, so 10,000 per scenario). S1, S4 and S10 have a
+//! each (2,500 by default, so 10,000 per scenario). Each scenario has a
 //! mutant twin that the linearizability check alone (the audit is off in
 //! twins) must reject; bugs 4 and 13 are pinned as invisible to callers, and
 //! `mutant_survey` (ignored) tabulates every mutant. The `finding_*` tests
@@ -38,6 +38,11 @@ const MODELS: &[(&str, Recorded, Params)] = &[
         WIDE.with_mutant(Mutant::NotifierRewritesInvalidRmap),
     ),
     ("lin-s3-change-pte", linearizable::S3_CHANGE_PTE, WIDE),
+    (
+        "lin-s3-ReloadOutsideLock",
+        linearizable::S3,
+        WIDE.with_mutant(Mutant::ReloadOutsideLock),
+    ),
     ("lin-s4", linearizable::S4, WIDE),
     (
         "lin-s4-ReloadOutsideLock",
@@ -142,6 +147,11 @@ fn s1_recorded_is_linearizable() {
 #[test]
 fn s3_recorded_is_linearizable() {
     run("lin-s3");
+}
+
+#[test]
+fn s3_mutant_reload_outside_lock_is_not_linearizable() {
+    twin("lin-s3-ReloadOutsideLock", 1_000);
 }
 
 /// Not a twin that fails: bug 4 (`clear_flush_young` rewrites a spte on a

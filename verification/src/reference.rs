@@ -115,6 +115,12 @@
 //!   requests may appear at any step (each batch's commit flushes), and
 //!   notifiers may still meet the obsolete leaves: their count has no upper
 //!   bound, and `*_young` may say true.
+//! - **Bumps of their own.** A publish that wraps the MMIO generation is
+//!   preceded by an invalidation, and the seed v3 DELETE unpublishes its slot
+//!   before it bumps: with a tail, such a bump is carried out when the checker
+//!   places it ([`Reference::deferred_bump`]), between the operation and its
+//!   tail, and until then the seed v3 slot is a zombie whose leaves stay
+//!   mapped and which the notifiers still reach (as core's zombies are).
 //! - **A translate is two reads.** It checks the requests, then walks. An
 //!   operation that removes sptes and then makes a request can fall between
 //!   them, so a translate overlapping one may also be judged as a bare walk:
