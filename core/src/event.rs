@@ -82,6 +82,12 @@ pub enum What {
         /// Why.
         reason: &'static str,
     },
+    /// A fault found a trusted MMIO spte by its lockless walk and emulated the
+    /// access without `mmu_lock` (`handle_mmio_page_fault`).
+    FastMmio {
+        /// The gfn.
+        gfn: u64,
+    },
     /// A translation finished.
     Translate {
         /// The gfn.
@@ -196,6 +202,7 @@ impl std::fmt::Display for What {
                 write!(f, "mmio spte gfn {gfn} (slots gen {generation})")
             }
             What::Retry { gfn, reason } => write!(f, "fault gfn {gfn} retry: {reason}"),
+            What::FastMmio { gfn } => write!(f, "fault gfn {gfn}: mmio spte trusted, no lock"),
             What::Translate { gfn, result } => write!(f, "translate gfn {gfn} -> {result}"),
             What::GenBump { from, to } => write!(f, "mmu_valid_gen {from} -> {to}"),
             What::Request { what } => write!(f, "request {what} on all vcpus"),

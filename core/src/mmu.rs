@@ -438,7 +438,10 @@ impl Vm {
                 meta.ptr,
                 guard,
                 &self.ghost,
-                mutant == Some(Mutant::FreeWithoutGrace),
+                matches!(
+                    mutant,
+                    Some(Mutant::FreeWithoutGrace | Mutant::FreeBeforeFlush)
+                ),
             );
             retired.push(id);
         }

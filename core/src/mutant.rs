@@ -15,11 +15,19 @@ pub enum Mutant {
     /// Bug 2 (seed, 5304b8d37c2a): the reload request is sent after `mmu_lock` is
     /// dropped.
     ReloadOutsideLock,
-    /// Bug 3 (c142786c6291): a zapped page is freed at commit, without waiting for
-    /// a grace period.
+    /// Bug 3, the grace-period half: a zapped page is freed at commit without
+    /// waiting for a grace period, while the commit's remote TLB flush still
+    /// waits for lockless walkers. This is what c142786c6291 did on purpose
+    /// (it replaced RCU by the flush wait), so it is masked for every vCPU
+    /// walk; only a reader that is not a vCPU in `READING_SHADOW_PAGE_TABLES`
+    /// (the seed's out-of-lock rmap unmapper) could see it.
     FreeWithoutGrace,
-    /// Bug 3 (f34d251d66ba): commit frees without the remote TLB flush that waits
-    /// for lockless walkers.
+    /// Bug 3 (f34d251d66ba's comment: "flush tlb before free page tables since
+    /// lockless-walking may use the pages"): commit frees before, and without,
+    /// the remote TLB flush that waits for lockless walkers. In 3.11 that flush
+    /// is the walkers' only protection (c142786c6291), so the page is freed at
+    /// once: neither the flush nor a grace period. A fault's lockless MMIO walk
+    /// (`handle_mmio_page_fault`), which does not check requests, reads it.
     FreeBeforeFlush,
     /// Bug 4 (seed): `clear_flush_young` rewrites a spte on a remove-only rmap
     /// with a plain load and store instead of unmapping it.

@@ -84,6 +84,9 @@ pub struct ShadowPage {
     pub(crate) ghost_install: Box<[GhostU64]>,
     /// Ghost: [`PageLife`].
     pub(crate) ghost_life: GhostU64,
+    /// Ghost: the page's id, readable without touching the body, which a
+    /// mutant may be poisoning at the same time.
+    pub(crate) ghost_id: PageId,
 }
 
 impl ShadowPage {
@@ -142,6 +145,7 @@ impl PagePtr {
             invalid: AtomicBool::new(false),
             ghost_install: (0..spte_count).map(|_| GhostU64::new(0)).collect(),
             ghost_life: GhostU64::new(PageLife::Live as u64),
+            ghost_id: body.id,
         });
         PagePtr(NonNull::from(Box::leak(page)))
     }

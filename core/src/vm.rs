@@ -23,7 +23,7 @@ use crate::host::HostMm;
 use crate::memslot::{LpageInfo, Memslot, Memslots, PAGE_SIZE, SLOT_INVALID, SlotId, SlotSpec};
 use crate::mmu::{MmuLock, MmuState, ZapStats, elapsed_ns};
 use crate::mutant::Mutant;
-use crate::page::{PagePtr, Role, ShadowPage, free_page_now};
+use crate::page::{PageLife, PagePtr, Role, ShadowPage, free_page_now};
 use crate::rmap::{Rmap, SptePtr};
 use crate::spte::{self, Spte};
 use crate::sync::ghost::{
@@ -527,34 +527,133 @@ impl Vm {
                     ghost_generation,
                 } => {
                     let slots = self.memslots.load();
-                    let current = slots.generation;
-                    if generation != current & self.mmio_mask() {
-                        return Translation::Miss;
-                    }
-                    if let Some(slot) = slots.lookup(gfn) {
-                        self.ghost.violate(Violation::new(
-                            Invariant::I7,
-                            format!(
-                                "trusted an MMIO spte for gfn {gfn}, which slot {} maps",
-                                slot.id.0
-                            ),
-                        ));
-                    }
-                    if ghost_generation != current & 0xffff_ffff {
-                        self.ghost.violate(Violation::new(
-                            Invariant::I7,
-                            format!(
-                                "MMIO spte for gfn {gfn} built from slots gen {ghost_generation} trusted at gen {current}"
-                            ),
-                        ));
-                    }
-                    v.mmio_gfn.store(gfn + 1, Ordering::Relaxed);
-                    v.mmio_gen.store(current, Ordering::Relaxed);
-                    return Translation::Mmio;
+                    return if self.check_mmio_spte(v, &slots, gfn, generation, ghost_generation) {
+                        Translation::Mmio
+                    } else {
+                        Translation::Miss
+                    };
                 }
                 _ => return Translation::Miss,
             }
         }
+    }
+
+    /// `check_mmio_spte`: an MMIO spte is trusted only if its generation is the
+    /// current memslots generation (masked to the spte's bits). A trusted one
+    /// fills the vCPU's MMIO cache (`vcpu_cache_mmio_info`). The ghost checks
+    /// that no slot maps the gfn and that the spte was built from the slots of
+    /// this generation (I7).
+    fn check_mmio_spte(
+        &self,
+        v: &Vcpu,
+        slots: &Memslots,
+        gfn: u64,
+        generation: u64,
+        ghost_generation: u64,
+    ) -> bool {
+        let current = slots.generation;
+        if generation != current & self.mmio_mask() {
+            return false;
+        }
+        if let Some(slot) = slots.lookup(gfn) {
+            self.ghost.violate(Violation::new(
+                Invariant::I7,
+                format!(
+                    "trusted an MMIO spte for gfn {gfn}, which slot {} maps",
+                    slot.id.0
+                ),
+            ));
+        }
+        if ghost_generation != current & 0xffff_ffff {
+            self.ghost.violate(Violation::new(
+                Invariant::I7,
+                format!(
+                    "MMIO spte for gfn {gfn} built from slots gen {ghost_generation} trusted at gen {current}"
+                ),
+            ));
+        }
+        v.mmio_gfn.store(gfn + 1, Ordering::Relaxed);
+        v.mmio_gen.store(current, Ordering::Relaxed);
+        true
+    }
+
+    /// `handle_mmio_page_fault`: the fault path's lockless walk
+    /// (`walk_shadow_page_get_mmio_spte`). If the last spte on `gfn`'s path is
+    /// an MMIO spte of the generation of `slots` (which map no slot at `gfn`),
+    /// the access is emulated without `mmu_lock`. The kernel takes this path
+    /// when the fault's error code says the hardware hit an MMIO spte; fastzap
+    /// has no error codes and takes it for every fault on a gfn no slot maps. Like the kernel's, this walk looks neither at the
+    /// vCPU's requests nor at its root's generation: a reload may be pending
+    /// and the root obsolete and being zapped. Two things keep the pages it
+    /// walks alive: the commit's remote TLB flush, which waits for every vCPU
+    /// in `READING_SHADOW_PAGE_TABLES` (the kernel's only protection since
+    /// c142786c6291), and the epoch pin (the grace period `kvm->srcu` gave
+    /// before it). Without both, this walk reads freed pages (bug 3).
+    ///
+    /// The ghost checks requirement 3 of the seed review, "shadow pages
+    /// outlive their readers": every page the walk visited must still be
+    /// unfreed when the walk ends (I3).
+    fn handle_mmio_page_fault(
+        &self,
+        v: &Vcpu,
+        guard: &Guard<'_>,
+        slots: &Memslots,
+        actor: Actor,
+        gfn: u64,
+    ) -> Option<Fault> {
+        self.walk_lockless_begin(v);
+        let trusted = {
+            let mut visited = [None; 8];
+            let found = self.get_mmio_spte(v, gfn, guard, &mut visited);
+            let trusted = found.is_some_and(|(generation, ghost)| {
+                self.check_mmio_spte(v, slots, gfn, generation, ghost)
+            });
+            for page in visited.iter().flatten() {
+                if page.life() == PageLife::Freed {
+                    self.ghost.violate(Violation::new(
+                        Invariant::I3,
+                        format!(
+                            "{} freed while page_fault's lockless walk of gfn {gfn} was inside it",
+                            page.ghost_id
+                        ),
+                    ));
+                }
+            }
+            trusted
+        };
+        v.set_mode(VcpuMode::OutsideGuest);
+        if !trusted {
+            return None;
+        }
+        self.event(actor, || What::FastMmio { gfn });
+        Some(Fault::Mmio)
+    }
+
+    /// `walk_shadow_page_get_mmio_spte`: the MMIO spte (its generation and its
+    /// ghost source generation) at the end of `gfn`'s path from the vCPU's
+    /// root, if there is one. No side effects: it sets no accessed bit, and it
+    /// reads only sptes, never a page's body. `visited` gets the pages walked.
+    fn get_mmio_spte<'g>(
+        &self,
+        v: &Vcpu,
+        gfn: u64,
+        guard: &'g Guard<'_>,
+        visited: &mut [Option<&'g ShadowPage>; 8],
+    ) -> Option<(u64, u64)> {
+        let mut ptr = PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize)?;
+        for (slot, level) in visited.iter_mut().zip((1..=self.config.levels).rev()) {
+            let page = ptr.get(guard);
+            *slot = Some(page);
+            match Spte::decode(page.sptes[self.spte_index(gfn, level)].load(Ordering::Acquire)) {
+                Spte::NonLeaf(addr) if level > 1 => ptr = PagePtr::from_addr(addr)?,
+                Spte::Mmio {
+                    generation,
+                    ghost_generation,
+                } => return Some((generation, ghost_generation)),
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Translates a run of gfns the way a vCPU runs: one entry (mode, fence,
@@ -687,9 +786,15 @@ impl Vm {
                 });
                 return Ok(Fault::Mmio);
             }
-            None => Target::Mmio {
-                generation: slots.generation,
-            },
+            None => {
+                let v = &self.vcpus[vcpu.0];
+                if let Some(fault) = self.handle_mmio_page_fault(v, &guard, &slots, actor, gfn) {
+                    return Ok(fault);
+                }
+                Target::Mmio {
+                    generation: slots.generation,
+                }
+            }
         };
         drop(slots);
         let mut lk = self.lock_mmu(actor);
@@ -1223,10 +1328,13 @@ impl Vm {
     /// may still hold entries.
     fn hva_targets(&self, lk: &MmuLock<'_>, start: u64, end: u64) -> Vec<(Memslot, u64)> {
         let slots = self.memslots.load();
+        // A seed-v3 DELETE makes its slot a zombie just before it unpublishes
+        // it: in between, the slot is in both lists and must be visited once.
+        let zombies = lk.zombies.iter().filter(|z| slots.by_id(z.id).is_none());
         slots
             .slots
             .iter()
-            .chain(lk.zombies.iter())
+            .chain(zombies)
             .flat_map(|slot| {
                 slot.gfns_in_hva(start, end)
                     .map(move |gfn| (slot.clone(), gfn))

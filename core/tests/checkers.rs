@@ -91,9 +91,10 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
     ),
     (
         Mutant::FreeBeforeFlush,
-        "a lockless walker inside a page while commit_zap_page frees it: the flush is what waits \
-         for it; sequentially every vCPU is outside its walk and the reload request comes anyway. \
-         The epoch still defers the poisoning, so the same 2 s native run stayed clean",
+        "a lockless walker inside a page while commit_zap_page frees it at once (no flush, no \
+         grace period); sequentially every vCPU is outside its walk. The walker is the fault's \
+         MMIO walk, which does not stop at the pending reload: S2's twin (loom, and shuttle with \
+         PCT at depth 3) catches it",
     ),
     (
         Mutant::NotifierRewritesInvalidRmap,

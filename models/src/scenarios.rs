@@ -261,14 +261,18 @@ pub fn s1_fault_vs_invalidate_all(params: &Params, tally: &Tally) {
     finish(&w, S1.name, params);
 }
 
-/// S2 (I3, I2). vCPU 0 maps gfns 0 and 2 (a root and two children), vCPU 1,
-/// in the other address space, maps gfn 0 too, so gfn 0's rmap head holds a
-/// descriptor. The reader translates locklessly while the zapper invalidates
-/// everything (children prepared, flushed and retired) and then waits for grace
-/// periods, so that retired pages are really freed while the reader may still be
-/// running. A reader that reads a freed page records an I3 violation (or, under
-/// loom, races the poison write: a causality violation). Third actor: both
-/// vCPUs read. Wide: both read, and vCPU 0 reloads and reads again.
+/// S2 (I3, I2). vCPU 0 maps gfns 0 and 2 (a root and two children) and has an
+/// MMIO spte for gfn 3 (no slot maps it); vCPU 1, in the other address space,
+/// maps gfn 0 too, so gfn 0's rmap head holds a descriptor. vCPU 0 reads
+/// locklessly twice: `translate` (the guest's walk, which stops at a pending
+/// request) and a fault on gfn 3, whose `handle_mmio_page_fault` walk does
+/// not check requests and so may walk the obsolete root while it is zapped,
+/// as the kernel's does. Meanwhile the zapper invalidates everything (children
+/// prepared, flushed and retired) and then flushes the reclaimer, so that
+/// retired pages are really freed while the reader may still be running. A
+/// reader that reads a freed page records an I3 violation (or, under loom,
+/// races the poison write: a causality violation). Third actor: both vCPUs
+/// read. Wide: both read, and vCPU 0 reloads and reads again.
 pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
     tally.execution();
     let mut cfg = config(params, 2, 2);
@@ -277,11 +281,12 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
     cfg.batch = 16;
     let w = world(cfg);
     let vm = &w.vm;
-    vm.create_memslot(slot(0, 0, 4)).expect("slot");
+    vm.create_memslot(slot(0, 0, 3)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     vm.handle_requests(V1).expect("handle");
     vm.page_fault(V0, 0, true).expect("fault");
     vm.page_fault(V0, 2, false).expect("fault");
+    assert_eq!(vm.page_fault(V0, 3, false), Ok(Fault::Mmio));
     vm.page_fault(V1, 0, false).expect("fault");
     let zapper = {
         let w = w.clone();
@@ -310,6 +315,9 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
                     if matches!(result, Translation::Mapped { .. }) && w.vm.mmu_valid_gen() != 0 {
                         w.flags[3].raise();
                     }
+                }
+                if v == 0 {
+                    w.vm.page_fault(vcpu, 3, false).expect("fault");
                 }
                 if wide && v == 0 {
                     w.vm.handle_requests(vcpu).expect("handle");

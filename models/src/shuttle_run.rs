@@ -231,6 +231,18 @@ where
     }
 }
 
+/// Runs `iterations` PCT executions at `depth` only, for a bug that needs
+/// exactly that many preemptions at the right places (S2's bug-3 twin: the
+/// zapper preempted after its bump, the reader inside its walk). Returns the
+/// executions run; panics (after printing the schedule) on the first failure.
+pub fn explore_pct<F>(key: &str, depth: usize, iterations: usize, model: F) -> usize
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    let model = Arc2(std::sync::Arc::new(model));
+    run_one(key, PctScheduler::new(depth, iterations), &model).0
+}
+
 /// Replays `schedule` (as printed by [`explore`]) against `model`.
 pub fn replay<F>(model: F, schedule: &str)
 where
