@@ -7,7 +7,8 @@
 //! mutant twin that the linearizability check alone (the audit is off in
 //! twins) must reject; bugs 4 and 13 are pinned as invisible to callers, and
 //! `mutant_survey` (ignored) tabulates every mutant. The `finding_*` tests
-//! (ignored) reproduce a bug in core that the check of S3 found. A failure
+//! are regression tests for a bug in core that the check of S3 found (now
+//! fixed). A failure
 //! prints the history per actor, the schedule on one line and the command that
 //! replays it with the `replay` test below.
 #![cfg(feature = "shuttle")]
@@ -163,14 +164,14 @@ fn s3_mutant_notifier_rewrites_invalid_rmap_is_invisible_to_callers() {
     invisible("lin-s3-NotifierRewritesInvalidRmap");
 }
 
-/// A finding in core, reduced: `hva_targets` chains the published memslots
-/// and the zombies, and `delete_seed_v3` makes the slot a zombie before it
-/// unpublishes it; a notifier in between walks the slot's rmap twice, and
-/// `change_pte` returns twice the sptes that map the page (here 2 for the one
-/// spte). Found by the linearizability check of S3 with `change_pte`
-/// (`lin-s3-change-pte`). Fails until core visits each slot once.
+/// A bug the linearizability check of S3 with `change_pte`
+/// (`lin-s3-change-pte`) found in core, reduced, and now a regression test:
+/// `hva_targets` chained the published memslots and the zombies, and
+/// `delete_seed_v3` makes the slot a zombie just before it unpublishes it, so
+/// a notifier in between walked the slot's rmap twice and `change_pte`
+/// returned twice the sptes that map the page. Core now visits a zombie only
+/// once it is no longer published.
 #[test]
-#[ignore = "finding: change_pte counts a seed v3 zombie slot twice (fails until core is fixed)"]
 fn finding_change_pte_counts_a_seed_v3_zombie_twice() {
     explore("finding-change-pte", 1_000, || {
         let w = harness::world(harness::config(&WIDE, 1, 1));
@@ -193,9 +194,9 @@ fn finding_change_pte_counts_a_seed_v3_zombie_twice() {
     });
 }
 
-/// The same finding as the recorded S3 sees it (a history no order explains).
+/// The same bug as the recorded S3 with `change_pte` saw it (a history no
+/// order explained); linearizable since the fix.
 #[test]
-#[ignore = "finding: change_pte counts a seed v3 zombie slot twice (fails until core is fixed)"]
 fn finding_s3_with_change_pte_is_not_linearizable() {
     run("lin-s3-change-pte");
 }
