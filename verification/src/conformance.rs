@@ -111,27 +111,7 @@ pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
         Op::TranslateUnsynchronized { vcpu, gfn } => {
             Outcome::Translation(vm.translate_unsynchronized(*vcpu, *gfn))
         }
-        Op::HandleRequests(v) => Outcome::Handled(vm.handle_requests(*v)),
-        Op::PageFault { vcpu, gfn, write } => Outcome::Fault(vm.page_fault(*vcpu, *gfn, *write)),
-        Op::Translate { vcpu, gfn } => Outcome::Translation(vm.translate(*vcpu, *gfn)),
-        Op::TranslateRun { vcpu, gfns } => {
-            let mut out = Vec::new();
-            Outcome::Translations(vm.translate_run(*vcpu, gfns, &mut out).map(|()| out))
-        }
-        Op::PendingRequests(v) => Outcome::Requests(vm.pending_requests(*v)),
-        Op::ZapAllFast => Outcome::Zap(vm.invalidate_zap_all_pages()),
-        Op::ZapAllEager => Outcome::Zap(vm.zap_all()),
-        Op::CreateSlot(spec) => Outcome::Unit(vm.create_memslot(*spec)),
-        Op::DeleteSlot { id, strategy } => Outcome::Unit(match strategy {
-            None => vm.delete_memslot(*id),
-            Some(s) => vm.delete_memslot_with(*id, *s),
-        }),
-        Op::MoveSlot { id, base_gfn } => Outcome::Unit(vm.move_memslot(*id, *base_gfn)),
-        Op::InvalidateRange { start, end } => Outcome::Count(vm.invalidate_range(*start, *end)),
-        Op::ClearFlushYoung { start, end } => Outcome::Young(vm.clear_flush_young(*start, *end)),
-        Op::TestYoung { start, end } => Outcome::Young(vm.test_young(*start, *end)),
-        Op::ChangePte { hva } => Outcome::Count(vm.change_pte(*hva)),
-        Op::Shrink(nr) => Outcome::Count(vm.shrink(*nr)),
+        _ => crate::linearizability::apply_shared(vm, op),
     }
 }
 
