@@ -199,11 +199,31 @@ pub fn report_schedule(key: &str, dir: &std::path::Path) {
             eprintln!("shuttle schedule (one line): {schedule}");
             eprintln!(
                 "replay: FASTZAP_REPLAY={key} FASTZAP_SCHEDULE={schedule} cargo shuttle \
-                 --test shuttle_scenarios -- replay --exact --nocapture --include-ignored"
+                 --test {} -- replay --exact --nocapture --include-ignored",
+                test_target()
             );
         }
         None => eprintln!("(no schedule file found in {})", dir.display()),
     }
+}
+
+/// The name of the running test target (`shuttle_scenarios`, ...), from the
+/// test binary's file name without cargo's hash suffix.
+fn test_target() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .and_then(|stem| stem.rsplit_once('-').map(|(name, _)| name.to_string()))
+        .unwrap_or_else(|| "<test target>".to_string())
+}
+
+/// Finds the model named `key` in a test file's table of models.
+pub fn lookup<T: Copy, P: Copy>(models: &[(&str, T, P)], key: &str) -> (T, P) {
+    models
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, model, params)| (*model, *params))
+        .unwrap_or_else(|| panic!("no model named {key:?}"))
 }
 
 /// Explores `model`: `iterations` random executions, then `iterations` PCT

@@ -19,7 +19,7 @@ use fastzap::sync::spawn;
 use fastzap::{DeletionStrategy, Mutant, SlotId, VcpuId};
 use fastzap_models::harness::{self, Params, small, take_last_failure};
 use fastzap_models::linearizable::{self, Checking, Recorded};
-use fastzap_models::shuttle_run::{explore, replay as replay_schedule};
+use fastzap_models::shuttle_run::{self, explore, replay as replay_schedule};
 
 /// The small EBR with one slot per actor and one to spare.
 const WIDE: Params = Params::wide(small(6));
@@ -64,11 +64,7 @@ const MODELS: &[(&str, Recorded, Params)] = &[
 ];
 
 fn lookup(key: &str) -> (Recorded, Params) {
-    MODELS
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, s, p)| (*s, *p))
-        .unwrap_or_else(|| panic!("no model named {key:?}"))
+    shuttle_run::lookup(MODELS, key)
 }
 
 /// Executions per scheduler (random, PCT depth 1, 2, 3).
@@ -85,19 +81,7 @@ fn run(key: &'static str) {
     let (scenario, params) = lookup(key);
     let checking: &'static Checking = Box::leak(Box::new(Checking::new(true)));
     let iterations = iterations();
-    let explored = catch_unwind(AssertUnwindSafe(|| {
-        explore(key, iterations, move || (scenario.run)(&params, checking))
-    }))
-    .unwrap_or_else(|panic| {
-        // shuttle_run prints the schedule with shuttle_scenarios' replay
-        // command; this file's replay test takes the same variables.
-        eprintln!(
-            "replay here: FASTZAP_REPLAY={key} FASTZAP_SCHEDULE=<the schedule above> cargo test \
-             --profile checked --features fastzap/shuttle,fastzap-models/shuttle -p fastzap-models \
-             --test shuttle_linearizability -- replay --exact --nocapture --include-ignored"
-        );
-        std::panic::resume_unwind(panic)
-    });
+    let explored = explore(key, iterations, move || (scenario.run)(&params, checking));
     let stats = checking.stats();
     println!("shuttle {key}: {explored}");
     println!("  linearizability: {stats}");

@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use fastzap::Mutant;
 use fastzap_models::harness::{Params, small, take_last_failure};
 use fastzap_models::scenarios::{self, Scenario};
-use fastzap_models::shuttle_run::{explore, explore_pct, replay as replay_schedule};
+use fastzap_models::shuttle_run::{self, explore, explore_pct, replay as replay_schedule};
 use fastzap_models::tally::Tally;
 
 /// The small EBR with one slot per actor and one to spare.
@@ -113,11 +113,7 @@ const MODELS: &[(&str, Scenario, Params)] = &[
 ];
 
 fn lookup(key: &str) -> (Scenario, Params) {
-    MODELS
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, s, p)| (*s, *p))
-        .unwrap_or_else(|| panic!("no model named {key:?}"))
+    shuttle_run::lookup(MODELS, key)
 }
 
 /// Executions per scheduler (random, PCT depth 1, 2, 3): 2,500 each by default,
