@@ -582,9 +582,10 @@ impl Vm {
     /// an MMIO spte of the generation of `slots` (which map no slot at `gfn`),
     /// the access is emulated without `mmu_lock`. The kernel takes this path
     /// when the fault's error code says the hardware hit an MMIO spte; fastzap
-    /// has no error codes and takes it for every fault on a gfn no slot maps. Like the kernel's, this walk looks neither at the
-    /// vCPU's requests nor at its root's generation: a reload may be pending
-    /// and the root obsolete and being zapped. Two things keep the pages it
+    /// has no error codes and takes it for every fault on a gfn no slot maps.
+    /// Like the kernel's, this walk looks neither at the vCPU's requests nor
+    /// at its root's generation: a reload may be pending and the root obsolete
+    /// and being zapped. Two things keep the pages it
     /// walks alive: the commit's remote TLB flush, which waits for every vCPU
     /// in `READING_SHADOW_PAGE_TABLES` (the kernel's only protection since
     /// c142786c6291), and the epoch pin (the grace period `kvm->srcu` gave
@@ -602,25 +603,24 @@ impl Vm {
         gfn: u64,
     ) -> Option<Fault> {
         self.walk_lockless_begin(v);
-        let trusted = {
-            let mut visited = [None; 8];
-            let found = self.get_mmio_spte(v, gfn, guard, &mut visited);
-            let trusted = found.is_some_and(|(generation, ghost)| {
-                self.check_mmio_spte(v, slots, gfn, generation, ghost)
-            });
-            for page in visited.iter().flatten() {
-                if page.life() == PageLife::Freed {
-                    self.ghost.violate(Violation::new(
-                        Invariant::I3,
-                        format!(
-                            "{} freed while page_fault's lockless walk of gfn {gfn} was inside it",
-                            page.ghost_id
-                        ),
-                    ));
-                }
+        let mut visited = [None; 8];
+        let trusted =
+            self.get_mmio_spte(v, gfn, guard, &mut visited)
+                .is_some_and(|(generation, ghost)| {
+                    self.check_mmio_spte(v, slots, gfn, generation, ghost)
+                });
+        // Still inside the walk: every page it visited must be unfreed.
+        for page in visited.iter().flatten() {
+            if page.life() == PageLife::Freed {
+                self.ghost.violate(Violation::new(
+                    Invariant::I3,
+                    format!(
+                        "{} freed while page_fault's lockless walk of gfn {gfn} was inside it",
+                        page.ghost_id
+                    ),
+                ));
             }
-            trusted
-        };
+        }
         v.set_mode(VcpuMode::OutsideGuest);
         if !trusted {
             return None;
