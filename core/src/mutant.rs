@@ -19,8 +19,8 @@ pub enum Mutant {
     /// waiting for a grace period, while the commit's remote TLB flush still
     /// waits for lockless walkers. This is what c142786c6291 did on purpose
     /// (it replaced RCU by the flush wait), so it is masked for every vCPU
-    /// walk; only a reader that is not a vCPU in `READING_SHADOW_PAGE_TABLES`
-    /// (the seed's out-of-lock rmap unmapper) could see it.
+    /// walk. The seed's out-of-lock rmap unmapper is not a vCPU, so the flush
+    /// does not wait for it: racing the shrinker, it sees the page freed.
     FreeWithoutGrace,
     /// Bug 3 (f34d251d66ba's comment: "flush tlb before free page tables since
     /// lockless-walking may use the pages"): commit frees before, and without,

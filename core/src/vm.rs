@@ -1226,9 +1226,16 @@ impl Vm {
     fn unmap_memslot_rmap_nolock(&self, slot: &Memslot) {
         self.ghost.lockless_unmappers.increment();
         let guard = self.reclaimer.pin();
+        // Ghost: the pages this unmapper reached. The shrinker may zap and
+        // commit them meanwhile, and the commit's flush waits only for vCPUs:
+        // the pin alone must keep them (I3, "shadow pages outlive their
+        // readers"), until the guard is dropped.
+        let mut touched = Vec::new();
         for index in 0..slot.rmap.len() {
             slot.rmap.take_all(&guard, index, |sptep| {
-                let spte = sptep.spte(&guard);
+                let page = sptep.page.get(&guard);
+                touched.push(page);
+                let spte = &page.sptes[sptep.index];
                 let mut raw = spte.load(Ordering::Acquire);
                 while Spte::is_leaf(raw) {
                     match spte.compare_exchange(raw, 0, Ordering::AcqRel, Ordering::Acquire) {
@@ -1237,6 +1244,17 @@ impl Vm {
                     }
                 }
             });
+        }
+        for page in touched {
+            if page.life() == PageLife::Freed {
+                self.ghost.violate(Violation::new(
+                    Invariant::I3,
+                    format!(
+                        "{} freed while the seed's lockless unmapper of slot {} held it",
+                        page.ghost_id, slot.id.0
+                    ),
+                ));
+            }
         }
         drop(guard);
         let left = self.ghost.lockless_unmappers.get().saturating_sub(1);

@@ -84,10 +84,10 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
     (
         Mutant::FreeWithoutGrace,
         "a lockless reader pinned across the commit that frees the page it is walking; \
-         sequentially no reader is in flight. Natively translate is covered twice: the commit's \
-         remote flush waits for vCPUs in READING_SHADOW_PAGE_TABLES before the free, so removing \
-         the grace period alone left a 2 s native run (one vCPU translating and faulting, one \
-         faulting, batch-1 zaps) clean; a model must find a reader the mode wait does not cover",
+         sequentially no reader is in flight. vCPU walks are covered twice (the commit's remote \
+         flush waits for vCPUs in READING_SHADOW_PAGE_TABLES), so the reader must be one the \
+         flush does not wait for: the seed's out-of-lock unmapper racing the shrinker, which \
+         S3s catches (loom and shuttle)",
     ),
     (
         Mutant::FreeBeforeFlush,

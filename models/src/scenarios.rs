@@ -70,6 +70,15 @@ pub const S3: Scenario = Scenario {
     run: s3_seed_v3_delete_vs_fault_and_aging,
 };
 
+/// S3s: the seed's v3 memslot delete versus the shrinker.
+pub const S3S: Scenario = Scenario {
+    name: "s3s",
+    race: "seed v3 memslot delete (its out-of-lock unmapper) versus the shrinker",
+    invariants: &[Invariant::I3, Invariant::I2, Invariant::I1],
+    marks: &["the shrinker committed pages after the delete unpublished the slot, before it ended"],
+    run: s3s_seed_v3_delete_vs_shrinker,
+};
+
 /// S4: `invalidate_range` during `zap_obsolete_pages`' lock break.
 pub const S4: Scenario = Scenario {
     name: "s4",
@@ -171,7 +180,7 @@ pub const S10: Scenario = Scenario {
 };
 
 /// Every scenario, in order.
-pub const ALL: &[Scenario] = &[S1, S2, S3, S4, S5, S6, S7, S8, S9, S9W, S10];
+pub const ALL: &[Scenario] = &[S1, S2, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10];
 
 /// Scenarios that fail on the correct protocol: findings, reported.
 pub const FINDINGS: &[Scenario] = &[S9F];
@@ -483,6 +492,63 @@ pub fn s3_seed_v3_delete_vs_fault_and_aging(params: &Params, tally: &Tally) {
         tally.mark(1);
     }
     finish(&w, S3.name, params);
+}
+
+/// S3s (I3, I2, I1). The reader no request reaches: the seed's out-of-lock
+/// unmapper is not a vCPU, so `commit_zap_page`'s remote flush does not wait
+/// for it, and only its epoch pin keeps the pages it reaches through the
+/// rmap. Two address spaces map gfn 0 twice (a descriptor on slot 0's rmap).
+/// The memslot thread deletes slot 0 the seed's way while the shrinker zaps
+/// the oldest pages under `mmu_lock`, removing rmap entries in place and
+/// committing the pages. Wide: vCPU 0 also faults on the slot and reloads.
+pub fn s3s_seed_v3_delete_vs_shrinker(params: &Params, tally: &Tally) {
+    tally.execution();
+    let w = world(config(params, 2, 2));
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 2)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    vm.handle_requests(V1).expect("handle");
+    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, 1, false).expect("fault");
+    vm.page_fault(V1, 0, false).expect("fault");
+    let memslot = {
+        let w = w.clone();
+        spawn(move || {
+            op_checked(
+                &w,
+                "seed v3 delete",
+                w.vm.delete_memslot_with(fastzap::SlotId(0), fastzap::DeletionStrategy::SeedV3),
+            );
+        })
+    };
+    let shrinker = {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.shrink(8).expect("shrink");
+        })
+    };
+    let vcpu = params.wide.then(|| {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.page_fault(V0, 1, true).expect("fault");
+            w.vm.handle_requests(V0).expect("handle");
+        })
+    });
+    memslot.join().expect("memslot");
+    shrinker.join().expect("shrinker");
+    if let Some(vcpu) = vcpu {
+        vcpu.join().expect("vcpu");
+    }
+    // Setup published generation 1; the delete unpublishes with 2.
+    let events = vm.events();
+    let unpublished =
+        |e: &Event| e.actor == Actor::Memslot && e.what == What::Publish { generation: 2 };
+    if during(&events, unpublished, Actor::Memslot, |e| {
+        e.actor == Actor::Shrinker && matches!(e.what, What::CommitZap { .. })
+    }) {
+        tally.mark(0);
+    }
+    finish(&w, S3S.name, params);
 }
 
 /// S4 (I4). One batch is one page, so the zap breaks `mmu_lock` after every

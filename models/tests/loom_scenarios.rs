@@ -167,6 +167,25 @@ fn s3_seed_v3_delete_vs_fault_and_aging() {
 }
 
 #[test]
+fn s3s_seed_v3_delete_vs_shrinker() {
+    // Measured: 3,406 executions (0.5 s). On the small EBR: over
+    // crossbeam-epoch loom reported nondeterminism here as in S2.
+    explore(scenarios::S3S, SMALL, 3_000);
+}
+
+/// S3s's twin: `FreeWithoutGrace`. The shrinker's commit flushes (which waits
+/// only for vCPUs) and frees at once a page whose spte the seed's unmapper
+/// took from the rmap and is about to clear.
+#[test]
+fn s3s_mutant_free_without_grace() {
+    expect_failure(
+        scenarios::S3S,
+        SMALL.with_mutant(Mutant::FreeWithoutGrace),
+        &["I3 page lifetime", "Causality violation"],
+    );
+}
+
+#[test]
 fn s4_notifier_in_lock_break() {
     // Measured: 4,300 executions (0.9 s).
     explore(scenarios::S4, CROSSBEAM, 3_900);

@@ -36,6 +36,12 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         WIDE.with_mutant(Mutant::FreeBeforeFlush),
     ),
     ("s3", scenarios::S3, WIDE),
+    ("s3s", scenarios::S3S, WIDE),
+    (
+        "s3s-FreeWithoutGrace",
+        scenarios::S3S,
+        WIDE.with_mutant(Mutant::FreeWithoutGrace),
+    ),
     (
         "s3-NotifierRewritesInvalidRmap",
         scenarios::S3,
@@ -357,7 +363,8 @@ fn s2_mutant_free_before_flush() {
 /// `s2_free_without_grace_is_masked_by_the_flush`). Freeing without the grace
 /// period but after the flush is what c142786c6291 did on purpose: the flush
 /// waits for every vCPU in `READING_SHADOW_PAGE_TABLES`, so no vCPU walk can
-/// see it. Pinned down here, 4 x 1,000 executions.
+/// see it. Pinned down here, 4 x 1,000 executions; S3s catches the same mutant
+/// through the seed's unmapper, a reader the flush does not wait for.
 #[test]
 fn s2_free_without_grace_alone_is_masked() {
     let key = "s2-FreeWithoutGrace";
@@ -370,6 +377,20 @@ fn s2_free_without_grace_alone_is_masked() {
         tally.marked(0) > 0,
         "{key}: nothing was freed while the reader ran"
     );
+}
+
+#[test]
+fn s3s_seed_v3_delete_vs_shrinker() {
+    run("s3s");
+}
+
+/// S3s's twin: `FreeWithoutGrace` (bug 3's grace-period half). The commit's
+/// flush waits only for vCPUs, so the seed's out-of-lock unmapper is protected
+/// by its epoch pin alone; the shrinker commits a page whose spte the unmapper
+/// took from the rmap, and frees it at once.
+#[test]
+fn s3s_mutant_free_without_grace() {
+    twin("s3s-FreeWithoutGrace", "I3 page lifetime");
 }
 
 /// S3's twin: `NotifierRewritesInvalidRmap` (bug 4) rewrites a present spte on
