@@ -441,16 +441,7 @@ pub fn s3_seed_v3_delete_vs_fault_and_aging(params: &Params, tally: &Tally) {
     // The guest touches gfn 0 again, so that its sptes are young.
     vm.translate(V0, 0).expect("translate");
     let hva = crate::harness::slot_hva(0);
-    let memslot = {
-        let w = w.clone();
-        spawn(move || {
-            op_checked(
-                &w,
-                "seed v3 delete",
-                w.vm.delete_memslot_with(fastzap::SlotId(0), fastzap::DeletionStrategy::SeedV3),
-            );
-        })
-    };
+    let memslot = spawn_seed_v3_delete(&w);
     let notifier = {
         let w = w.clone();
         let wide = params.wide;
@@ -494,6 +485,18 @@ pub fn s3_seed_v3_delete_vs_fault_and_aging(params: &Params, tally: &Tally) {
     finish(&w, S3.name, params);
 }
 
+/// The memslot thread of S3 and S3s: slot 0 deleted the seed's way, checked.
+fn spawn_seed_v3_delete(w: &Arc<World>) -> JoinHandle<()> {
+    let w = w.clone();
+    spawn(move || {
+        op_checked(
+            &w,
+            "seed v3 delete",
+            w.vm.delete_memslot_with(fastzap::SlotId(0), fastzap::DeletionStrategy::SeedV3),
+        );
+    })
+}
+
 /// S3s (I3, I2, I1). The reader no request reaches: the seed's out-of-lock
 /// unmapper is not a vCPU, so `commit_zap_page`'s remote flush does not wait
 /// for it, and only its epoch pin keeps the pages it reaches through the
@@ -511,16 +514,7 @@ pub fn s3s_seed_v3_delete_vs_shrinker(params: &Params, tally: &Tally) {
     vm.page_fault(V0, 0, true).expect("fault");
     vm.page_fault(V0, 1, false).expect("fault");
     vm.page_fault(V1, 0, false).expect("fault");
-    let memslot = {
-        let w = w.clone();
-        spawn(move || {
-            op_checked(
-                &w,
-                "seed v3 delete",
-                w.vm.delete_memslot_with(fastzap::SlotId(0), fastzap::DeletionStrategy::SeedV3),
-            );
-        })
-    };
+    let memslot = spawn_seed_v3_delete(&w);
     let shrinker = {
         let w = w.clone();
         spawn(move || {
