@@ -5,6 +5,7 @@
 //! can afford to explore it.
 
 use crate::error::MmuError;
+#[cfg(feature = "ghost")]
 use crate::mutant::Mutant;
 use crate::sync::ReclaimBackend;
 
@@ -24,7 +25,11 @@ pub enum DeletionStrategy {
 }
 
 /// The configuration of one VM.
+///
+/// Start from [`Config::native`] or [`Config::model`] and set fields; the
+/// struct is `#[non_exhaustive]`, so new knobs do not break callers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Number of vCPUs.
     pub vcpus: usize,
@@ -48,11 +53,18 @@ pub struct Config {
     pub deletion: DeletionStrategy,
     /// The epoch implementation.
     pub reclaim: ReclaimBackend,
-    /// Record the protocol event log (for counterexamples).
+    /// Record the protocol event log (for counterexamples). Checking code:
+    /// only with the `ghost` feature.
+    #[cfg(feature = "ghost")]
     pub events: bool,
-    /// Run the audit at its named points inside operations.
+    /// Run the audit at its named points inside operations. Checking code:
+    /// only with the `ghost` feature.
+    #[cfg(feature = "ghost")]
     pub audit_points: bool,
-    /// A deliberate bug from the zoo, or `None` for the correct protocol.
+    /// A deliberate bug from the zoo, or `None` for the correct protocol. For
+    /// fastzap's own checkers: only with the `ghost` feature.
+    #[doc(hidden)]
+    #[cfg(feature = "ghost")]
     pub mutant: Option<Mutant>,
 }
 
@@ -76,8 +88,11 @@ impl Config {
             desc_capacity: 3,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
+            #[cfg(feature = "ghost")]
             events: false,
+            #[cfg(feature = "ghost")]
             audit_points: cfg!(debug_assertions),
+            #[cfg(feature = "ghost")]
             mutant: None,
         }
     }
@@ -96,8 +111,11 @@ impl Config {
             desc_capacity: 2,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
+            #[cfg(feature = "ghost")]
             events: true,
+            #[cfg(feature = "ghost")]
             audit_points: true,
+            #[cfg(feature = "ghost")]
             mutant: None,
         }
     }
@@ -105,6 +123,21 @@ impl Config {
     /// The number of gfns the shadow page table can map.
     pub fn max_gfn(&self) -> u64 {
         (self.spte_count as u64).saturating_pow(u32::from(self.levels))
+    }
+
+    /// Whether this VM runs with the deliberate bug `mutant`. Always false
+    /// without the `ghost` feature, so that every mutant branch compiles out.
+    #[cfg(feature = "ghost")]
+    #[inline]
+    pub(crate) fn mutant_is(&self, mutant: Mutant) -> bool {
+        self.mutant == Some(mutant)
+    }
+
+    /// Without the `ghost` feature there are no mutants.
+    #[cfg(not(feature = "ghost"))]
+    #[inline(always)]
+    pub(crate) fn mutant_is(&self, _mutant: crate::mutant::Mutant) -> bool {
+        false
     }
 
     /// `log2(spte_count)`.

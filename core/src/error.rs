@@ -3,10 +3,12 @@
 //! Every public operation validates its input before it changes anything, so an
 //! `Err` always means "nothing happened".
 
-use crate::memslot::SlotId;
+use crate::addr::Gfn;
+use crate::ids::SlotId;
 
 /// Why an operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MmuError {
     /// The configuration is unusable.
     InvalidConfig(&'static str),
@@ -17,9 +19,9 @@ pub enum MmuError {
     /// The gfn is beyond what the shadow page table maps.
     GfnOutOfRange {
         /// The gfn asked for.
-        gfn: u64,
+        gfn: Gfn,
         /// The first gfn that is out of range.
-        limit: u64,
+        limit: Gfn,
     },
     /// No memslot has this id.
     UnknownSlot(SlotId),
@@ -54,7 +56,7 @@ impl std::fmt::Display for MmuError {
             MmuError::UnknownVcpu(id) => write!(f, "no vCPU {id}"),
             MmuError::VcpuBusy(id) => write!(f, "vCPU {id} is in use by another thread"),
             MmuError::GfnOutOfRange { gfn, limit } => {
-                write!(f, "gfn {gfn:#x} is out of range (limit {limit:#x})")
+                write!(f, "gfn {:#x} is out of range (limit {:#x})", gfn.0, limit.0)
             }
             MmuError::UnknownSlot(id) => write!(f, "no memslot {}", id.0),
             MmuError::SlotExists(id) => write!(f, "memslot {} already exists", id.0),

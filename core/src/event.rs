@@ -5,7 +5,7 @@
 //! `vcpu0: fault gfn 3 -> get_page sp#2 (gen 0)` beside
 //! `zapper: gen 0 -> 1, request reload`. The log is ghost state.
 
-use crate::page::PageId;
+use crate::ids::PageId;
 
 /// Who did it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,11 +136,6 @@ pub enum What {
         /// The pages.
         sps: Vec<PageId>,
     },
-    /// A page's memory was poisoned (freed).
-    Free {
-        /// The page.
-        sp: PageId,
-    },
     /// `zap_obsolete_pages` broke the lock between batches.
     LockBreak {
         /// Pages zapped in the batch.
@@ -168,6 +163,7 @@ pub enum What {
 }
 
 /// One event.
+#[cfg(feature = "ghost")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// Global order.
@@ -224,7 +220,6 @@ impl std::fmt::Display for What {
                 let names: Vec<String> = sps.iter().map(|s| s.to_string()).collect();
                 write!(f, "commit_zap [{}]", names.join(" "))
             }
-            What::Free { sp } => write!(f, "free {sp}"),
             What::LockBreak { zapped } => write!(f, "lock break after {zapped} zapped"),
             What::Publish { generation } => write!(f, "publish memslots gen {generation}"),
             What::Synchronize { done } => f.write_str(if *done {

@@ -29,6 +29,14 @@ pub enum Mutant {
     /// once: neither the flush nor a grace period. A fault's lockless MMIO walk
     /// (`handle_mmio_page_fault`), which does not check requests, reads it.
     FreeBeforeFlush,
+    /// The seed's requirement 2, "keep pte-list-descs available": removal from
+    /// a remove-only rmap takes the normal path of `pte_list_remove`, which
+    /// compacts the chain and frees an emptied descriptor at once (the kernel
+    /// frees a `pte_list_desc` under `mmu_lock`, with no grace period). The
+    /// seed's out-of-lock unmapper, walking the same chain, reads it freed
+    /// (I2). The correct protocol clears remove-only entries in place and
+    /// frees their descriptors only with the rmap.
+    RemoveOnlyRmapCompacts,
     /// Bug 4 (seed): `clear_flush_young` rewrites a spte on a remove-only rmap
     /// with a plain load and store instead of unmapping it.
     NotifierRewritesInvalidRmap,
@@ -69,11 +77,12 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 17] = [
+    pub const ALL: [Mutant; 18] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
         Mutant::FreeBeforeFlush,
+        Mutant::RemoveOnlyRmapCompacts,
         Mutant::NotifierRewritesInvalidRmap,
         Mutant::ObsoleteIgnoresInvalid,
         Mutant::NoSlotsLock,

@@ -2,96 +2,73 @@
 //!
 //! A shadow page has two halves:
 //! - the part lockless walkers read: its body (id, gfn, role, `mmu_valid_gen`,
-//!   written once before the page is published and poisoned when it is freed),
-//!   its sptes, and `role.invalid`;
-//! - the part only `mmu_lock` holders touch (`PageMeta`): `root_count`, the
+//!   written once before the page is published), its sptes, and
+//!   `role.invalid`;
+//! - the part only `mmu_lock` holders touch ([`PageMeta`]): `root_count`, the
 //!   parent ptes, and its place on the active list or a zap list.
 //!
 //! Pages are reached by lockless walkers through raw pointers in sptes and in a
-//! vCPU's root. `PagePtr::get` is the one place that turns such a pointer into
-//! a reference, and `free_page` the one place that releases the memory; both
-//! sit at the reclamation boundary.
+//! vCPU's root. [`PagePtr::get`] is the one place that turns such a pointer
+//! into a reference, and [`free_page`] the one place that releases the memory;
+//! both sit at the reclamation boundary.
+//!
+//! With the checking code on, the destructor poisons the body before the
+//! memory goes: under loom a read not ordered after that write is a causality
+//! violation, and in every lane the reader sees the poison and reports it (I3).
 
 use std::ptr::NonNull;
 
-use crate::sync::ghost::{GhostArc, GhostU64};
+use crate::ghost::{self, Ghost, PageGhost};
+use crate::ids::PageId;
 use crate::sync::{AtomicBool, AtomicU64, Guard, Ordering, UnsafeCell};
-use crate::vm::Ghost;
-
-/// A shadow page's identity, for logs and the audit (`sp#N`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PageId(pub u64);
-
-impl std::fmt::Display for PageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sp#{}", self.0)
-    }
-}
 
 /// `union kvm_mmu_page_role`, reduced to what a direct-map MMU uses.
 #[doc(alias = "kvm_mmu_page_role")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Role {
+pub(crate) struct Role {
     /// `role.level`: 1 for a last-level page.
-    pub level: u8,
+    pub(crate) level: u8,
     /// `role.direct`: fastzap models the direct (TDP-style) MMU, so always true.
-    pub direct: bool,
+    pub(crate) direct: bool,
     /// `role.smm`: which address space. vCPUs in different address spaces use
     /// different roots, so one gfn can be mapped by several sptes and its rmap
     /// grows a descriptor chain.
-    pub smm: bool,
+    pub(crate) smm: bool,
 }
 
 /// The immutable body of a shadow page, plus the poison flag its destructor sets.
 #[derive(Debug, Clone, Copy)]
-pub struct PageBody {
+pub(crate) struct PageBody {
     /// The page's id.
-    pub id: PageId,
+    pub(crate) id: PageId,
     /// `sp->gfn`: the first gfn this page translates.
-    pub gfn: u64,
+    pub(crate) gfn: u64,
     /// `sp->role`.
-    pub role: Role,
+    pub(crate) role: Role,
     /// `sp->mmu_valid_gen`: the generation the page was created in.
-    pub mmu_valid_gen: u64,
-    /// Set by the destructor. A reader that sees it read a freed page.
-    pub poisoned: bool,
-}
-
-/// Ghost lifecycle of a page, for the audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u64)]
-pub enum PageLife {
-    /// Allocated and not retired.
-    Live = 0,
-    /// Handed to the reclaimer.
-    Retired = 1,
-    /// Poisoned (its memory may still be waiting for the deferred release).
-    Freed = 2,
+    pub(crate) mmu_valid_gen: u64,
+    /// Set by the destructor (checking builds). A reader that sees it read a
+    /// freed page.
+    pub(crate) poisoned: bool,
 }
 
 /// A shadow page: `struct kvm_mmu_page`.
 #[doc(alias = "kvm_mmu_page")]
 #[repr(align(16))]
 #[derive(Debug)]
-pub struct ShadowPage {
+pub(crate) struct ShadowPage {
     body: UnsafeCell<PageBody>,
     /// `sp->spt`: the page's sptes.
     pub(crate) sptes: Box<[AtomicU64]>,
     /// `sp->role.invalid`: set by `prepare_zap_page` under `mmu_lock`, read by
     /// lockless walkers.
     pub(crate) invalid: AtomicBool,
-    /// Ghost: for each spte, the install sequence number of its current leaf.
-    pub(crate) ghost_install: Box<[GhostU64]>,
-    /// Ghost: [`PageLife`].
-    pub(crate) ghost_life: GhostU64,
-    /// Ghost: the page's id, readable without touching the body, which a
-    /// mutant may be poisoning at the same time.
-    pub(crate) ghost_id: PageId,
+    /// The ghost half: lifecycle, per-spte install times.
+    pub(crate) ghost: PageGhost,
 }
 
 impl ShadowPage {
-    /// Reads the body. Returns `None` (after recording nothing) if it is poisoned:
-    /// the caller reports the violation with its own context.
+    /// Reads the body.
     pub(crate) fn body(&self) -> PageBody {
         self.body.with(|body| {
             // SAFETY: the body is written before the page is published and then
@@ -109,21 +86,12 @@ impl ShadowPage {
     /// Poisons the body: from here on a reader of this page is reading freed
     /// memory. Runs after the grace period (or early, under a mutant).
     pub(crate) fn poison(&self) {
-        self.ghost_life.set(PageLife::Freed as u64);
+        self.ghost.freed();
         self.body.with_mut(|body| {
             // SAFETY: called once per page, by the reclaimer after the grace
             // period: no reader can hold the page any more.
             unsafe { (*body).poisoned = true }
         });
-    }
-
-    /// The ghost lifecycle state.
-    pub(crate) fn life(&self) -> PageLife {
-        match self.ghost_life.get() {
-            0 => PageLife::Live,
-            1 => PageLife::Retired,
-            _ => PageLife::Freed,
-        }
     }
 }
 
@@ -143,9 +111,7 @@ impl PagePtr {
             body: UnsafeCell::new(body),
             sptes: (0..spte_count).map(|_| AtomicU64::new(0)).collect(),
             invalid: AtomicBool::new(false),
-            ghost_install: (0..spte_count).map(|_| GhostU64::new(0)).collect(),
-            ghost_life: GhostU64::new(PageLife::Live as u64),
-            ghost_id: body.id,
+            ghost: PageGhost::new(body.id, spte_count),
         });
         PagePtr(NonNull::from(Box::leak(page)))
     }
@@ -172,12 +138,10 @@ impl PagePtr {
         // after every guard pinned before the retirement has been dropped.
         unsafe { self.0.as_ref() }
     }
-}
 
-impl PagePtr {
-    /// Borrows the page while the caller holds `&mut Vm`: no operation can run,
-    /// so nothing can retire or release the page.
-    pub(crate) fn get_exclusive(self, _vm: &crate::vm::Vm) -> &ShadowPage {
+    /// Borrows the page while the caller holds `&mut Vm` (passed on as
+    /// `_vm`): no operation can run, so nothing can retire or release the page.
+    pub(crate) fn get_exclusive<T>(self, _vm: &T) -> &ShadowPage {
         // SAFETY: only reached through `Vm::translate_unsynchronized(&mut self)`,
         // which excludes every other operation on the VM for the borrow's length;
         // the pointer was read from a live root or spte of that VM.
@@ -185,61 +149,44 @@ impl PagePtr {
     }
 }
 
-/// Retires a page: `kvm_mmu_free_page` through the epoch. The memory is released
-/// (and the body poisoned first) once every current reader has unpinned. Under
-/// [`Mutant::FreeWithoutGrace`](crate::Mutant::FreeWithoutGrace) the poison is
-/// written at once; the memory itself is only ever released through the epoch,
-/// and under any mutant it is not released at all (`Ghost::leak_memory`), so a
-/// mutant's dangling pointer reads poison: the bug is observable, not undefined.
-pub(crate) fn free_page(
-    ptr: PagePtr,
-    guard: &Guard<'_>,
-    counters: &GhostArc<Ghost>,
-    poison_now: bool,
-) {
+/// Retires a page: `kvm_mmu_free_page` through the epoch. The memory is
+/// released (and, with the checking code, the body poisoned first) once every
+/// current reader has unpinned. With `poison_now` (the mutants that free
+/// early) the poison is written at once; the memory itself is only ever
+/// released through the epoch, and under any mutant not at all
+/// ([`Ghost::release`]), so a mutant's dangling pointer reads poison: the bug
+/// is observable, not undefined.
+pub(crate) fn free_page(ptr: PagePtr, guard: &Guard<'_>, ghost: &Ghost, poison_now: bool) {
     let page = ptr.get(guard);
-    page.ghost_life.set(PageLife::Retired as u64);
-    counters.pages.retire();
+    page.ghost.retired();
+    ghost.pages().retire();
     if poison_now {
         page.poison();
-        counters.pages.free();
+        ghost.pages().free();
     }
-    let counters = counters.clone();
+    let ghost = ghost.clone();
     guard.defer(move || {
         let owned = ptr;
         // SAFETY: the grace period has passed: every guard that could have read
         // this pointer has been dropped, and the page was unlinked before.
         let page = unsafe { Box::from_raw(owned.0.as_ptr()) };
-        if !poison_now {
+        if ghost::ENABLED && !poison_now {
             page.poison();
-            counters.pages.free();
+            ghost.pages().free();
         }
-        release(page, &counters);
+        ghost.release(page);
     });
 }
 
 /// Releases a page that no reader can reach any more (the VM is being dropped).
-pub(crate) fn free_page_now(ptr: PagePtr, counters: &Ghost) {
-    // SAFETY: called from `Drop for Vm` with exclusive access: no reader exists.
+pub(crate) fn free_page_now(ptr: PagePtr, ghost: &Ghost) {
+    // SAFETY: called from `Drop for Vm` with exclusive access: no reader exists,
+    // and pages in the page table were never handed to the reclaimer.
     let page = unsafe { Box::from_raw(ptr.0.as_ptr()) };
-    if page.life() != PageLife::Freed {
+    if ghost.page_dropped(&page.ghost) {
         page.poison();
-        counters.pages.free();
     }
-    if page.life() == PageLife::Live {
-        counters.pages.retire();
-    }
-    release(page, counters);
-}
-
-/// Gives a poisoned object's memory back, except under a mutant (see
-/// `Ghost::leak_memory`).
-pub(crate) fn release<T>(object: Box<T>, ghost: &Ghost) {
-    if ghost.leak_memory {
-        std::mem::forget(object);
-    } else {
-        drop(object);
-    }
+    ghost.release(page);
 }
 
 /// The lock-protected half of a shadow page.
@@ -249,8 +196,10 @@ pub(crate) struct PageMeta {
     pub(crate) gfn: u64,
     pub(crate) role: Role,
     pub(crate) mmu_valid_gen: u64,
-    /// Ghost: the unmasked generation epoch the page was born in.
-    pub(crate) born_epoch: u64,
+    /// Ghost: the unmasked generation epoch the page was born in (read by the
+    /// audit only).
+    #[cfg_attr(not(feature = "ghost"), allow(dead_code))]
+    pub(crate) born_epoch: ghost::GenEpoch,
     /// `sp->root_count`.
     pub(crate) root_count: u32,
     /// `sp->parent_ptes`: (parent page, spte index) pairs pointing here.

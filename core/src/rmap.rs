@@ -21,12 +21,12 @@
 
 use std::ptr::NonNull;
 
-use crate::audit::{Invariant, Violation};
-use crate::mmu::MmuLock;
+use crate::ghost::{self, DescGhost, Ghost};
+use crate::ids::PageId;
+use crate::invariant::{Invariant, Violation};
+use crate::lockdep::MmuLockHeld;
 use crate::page::PagePtr;
-use crate::sync::ghost::{GhostArc, GhostU64};
 use crate::sync::{AtomicBool, AtomicU64, Guard, Ordering, UnsafeCell};
-use crate::vm::Ghost;
 
 /// A pointer to one spte: its page and index (the kernel's `sptep`).
 #[doc(alias = "sptep")]
@@ -74,12 +74,12 @@ struct DescBody {
 #[doc(alias = "pte_list_desc")]
 #[repr(align(16))]
 #[derive(Debug)]
-pub struct PteListDesc {
+pub(crate) struct PteListDesc {
     body: UnsafeCell<DescBody>,
     sptes: Box<[AtomicU64]>,
     more: AtomicU64,
-    /// Ghost: set when the descriptor is retired.
-    ghost_retired: GhostU64,
+    /// The ghost half: whether the descriptor was retired.
+    ghost: DescGhost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +90,12 @@ unsafe impl Send for DescPtr {}
 
 impl DescPtr {
     fn alloc(capacity: usize, ghost: &Ghost) -> DescPtr {
-        ghost.descs.alloc();
+        ghost.descs().alloc();
         let desc = Box::new(PteListDesc {
             body: UnsafeCell::new(DescBody { poisoned: false }),
             sptes: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             more: AtomicU64::new(0),
-            ghost_retired: GhostU64::new(0),
+            ghost: DescGhost::default(),
         });
         DescPtr(NonNull::from(Box::leak(desc)))
     }
@@ -121,18 +121,31 @@ impl DescPtr {
         unsafe { self.0.as_ref() }
     }
 
-    /// Retires an unlinked descriptor through the epoch.
-    fn retire(self, guard: &Guard<'_>, ghost: &GhostArc<Ghost>) {
-        ghost.descs.retire();
-        self.get(guard).ghost_retired.set(1);
+    /// Retires an unlinked descriptor through the epoch. With `poison_now`
+    /// (only under [`Mutant::RemoveOnlyRmapCompacts`](crate::mutant::Mutant))
+    /// it is poisoned at once, as the kernel frees a `pte_list_desc` at once;
+    /// its memory still goes only through the epoch, and under a mutant not
+    /// at all ([`Ghost::release`]).
+    fn retire(self, guard: &Guard<'_>, ghost: &Ghost, poison_now: bool) {
+        ghost.descs().retire();
+        let desc = self.get(guard);
+        desc.ghost.retire();
+        if poison_now {
+            desc.poison();
+            ghost.descs().free();
+        }
         let ghost = ghost.clone();
         guard.defer(move || {
             let owned = self;
             // SAFETY: grace period passed since the descriptor was unlinked.
             let desc = unsafe { Box::from_raw(owned.0.as_ptr()) };
-            desc.poison();
-            ghost.descs.free();
-            crate::page::release(desc, &ghost);
+            if !poison_now {
+                if ghost::ENABLED {
+                    desc.poison();
+                }
+                ghost.descs().free();
+            }
+            ghost.release(desc);
         });
     }
 }
@@ -155,11 +168,15 @@ impl PteListDesc {
 
 /// One memslot's rmap array: `slot->arch.rmap[]`.
 #[doc(alias = "rmap")]
-pub struct Rmap {
+pub(crate) struct Rmap {
     heads: Box<[AtomicU64]>,
     remove_only: AtomicBool,
     capacity: usize,
-    ghost: GhostArc<Ghost>,
+    /// [`Mutant::RemoveOnlyRmapCompacts`](crate::mutant::Mutant): a
+    /// remove-only rmap is changed the normal way. Always false without the
+    /// checking code.
+    mutant_compacts: bool,
+    ghost: Ghost,
 }
 
 impl std::fmt::Debug for Rmap {
@@ -171,43 +188,45 @@ impl std::fmt::Debug for Rmap {
     }
 }
 
-/// What a walker found wrong while walking an rmap.
-fn desc_violation(ghost: &Ghost, what: &str) {
-    ghost.violate(Violation::new(
-        Invariant::I2,
-        format!("walker read a freed descriptor ({what})"),
-    ));
+impl PteListDesc {
+    /// A walker's check (I2) that this descriptor was not freed under it.
+    fn read_freed(&self, ghost: &Ghost, walker: &str) -> bool {
+        ghost.saw_freed(
+            Invariant::I2,
+            || self.is_poisoned(),
+            || format!("walker read a freed descriptor ({walker})"),
+        )
+    }
 }
 
 impl Rmap {
-    pub(crate) fn new(npages: usize, capacity: usize, ghost: GhostArc<Ghost>) -> Rmap {
-        ghost.rmaps.alloc();
+    /// An rmap of `npages` empty heads whose descriptors hold `capacity`
+    /// sptes. `mutant_compacts` re-introduces the bug of
+    /// [`Mutant::RemoveOnlyRmapCompacts`](crate::mutant::Mutant).
+    pub(crate) fn new(npages: usize, capacity: usize, mutant_compacts: bool, ghost: Ghost) -> Rmap {
+        ghost.rmaps().alloc();
         Rmap {
             heads: (0..npages).map(|_| AtomicU64::new(0)).collect(),
             remove_only: AtomicBool::new(false),
             capacity,
+            mutant_compacts,
             ghost,
         }
     }
 
     /// The number of heads (the slot's page count when allocated).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.heads.len()
     }
 
-    /// Whether the rmap has no heads.
-    pub fn is_empty(&self) -> bool {
-        self.heads.is_empty()
-    }
-
     /// Whether the rmap is remove-only (`invalid_rmap_ops`).
-    pub fn is_remove_only(&self) -> bool {
+    pub(crate) fn is_remove_only(&self) -> bool {
         self.remove_only.load(Ordering::Acquire)
     }
 
     /// Makes the rmap remove-only. Done under `mmu_lock`, in the same hold as the
     /// generation bump, so that no fault that saw a valid root can add to it.
-    pub(crate) fn set_remove_only(&self, _held: &MmuLock<'_>) {
+    pub(crate) fn set_remove_only(&self, _held: &impl MmuLockHeld) {
         self.remove_only.store(true, Ordering::Release);
     }
 
@@ -216,7 +235,7 @@ impl Rmap {
     /// mapped (I1). Refused on a remove-only rmap.
     pub(crate) fn add(
         &self,
-        _held: &MmuLock<'_>,
+        _held: &impl MmuLockHeld,
         guard: &Guard<'_>,
         index: usize,
         sptep: SptePtr,
@@ -275,16 +294,21 @@ impl Rmap {
     }
 
     /// `pte_list_remove`: removes `sptep` from head `index`. Returns whether it
-    /// was there. On a remove-only rmap the entry is cleared in place; otherwise
-    /// the chain is compacted and emptied descriptors are retired.
+    /// was there. On a remove-only rmap the entry is cleared in place, so that
+    /// the out-of-lock unmapper walking the same chain never finds a
+    /// descriptor gone (the seed's requirement 2, "keep pte-list-descs
+    /// available"); otherwise the chain is compacted and emptied descriptors
+    /// are retired.
     pub(crate) fn remove(
         &self,
-        _held: &MmuLock<'_>,
+        _held: &impl MmuLockHeld,
         guard: &Guard<'_>,
         index: usize,
         sptep: SptePtr,
     ) -> bool {
-        if self.is_remove_only() {
+        // Only under the mutant does a remove-only rmap get here.
+        let poison_now = self.is_remove_only();
+        if poison_now && !self.mutant_compacts {
             return self.remove_in_place(guard, index, sptep);
         }
         let Some(head) = self.heads.get(index) else {
@@ -306,8 +330,7 @@ impl Rmap {
         let mut desc = DescPtr::from_raw(current);
         while let Some(dp) = desc {
             let d = dp.get(guard);
-            if d.is_poisoned() {
-                desc_violation(&self.ghost, "pte_list_remove");
+            if d.read_freed(&self.ghost, "pte_list_remove") {
                 return false;
             }
             let used = d
@@ -324,12 +347,12 @@ impl Rmap {
                 d.sptes[pos].store(last, Ordering::Release);
                 d.sptes[used - 1].store(0, Ordering::Release);
                 if used - 1 == 0 {
-                    self.unlink_desc(head, prev, dp, guard);
-                    self.collapse_single(head, guard);
+                    self.unlink_desc(head, prev, dp, guard, poison_now);
+                    self.collapse_single(head, guard, poison_now);
                 } else if prev.is_none() && used - 1 == 1 && d.more.load(Ordering::Acquire) == 0 {
                     // One entry left in the only descriptor: back to a single head.
                     head.store(d.sptes[0].load(Ordering::Relaxed), Ordering::Release);
-                    dp.retire(guard, &self.ghost);
+                    dp.retire(guard, &self.ghost, poison_now);
                 }
                 return true;
             }
@@ -342,7 +365,7 @@ impl Rmap {
     /// After a later descriptor was unlinked, the chain may be down to one
     /// descriptor holding one entry: go back to a single head, the form every
     /// other path keeps (the audit's I2 checks it).
-    fn collapse_single(&self, head: &AtomicU64, guard: &Guard<'_>) {
+    fn collapse_single(&self, head: &AtomicU64, guard: &Guard<'_>, poison_now: bool) {
         let current = head.load(Ordering::Acquire);
         if current & 1 == 0 {
             return;
@@ -361,18 +384,25 @@ impl Rmap {
             .count();
         if used == 1 {
             head.store(d.sptes[0].load(Ordering::Relaxed), Ordering::Release);
-            first.retire(guard, &self.ghost);
+            first.retire(guard, &self.ghost, poison_now);
         }
     }
 
-    fn unlink_desc(&self, head: &AtomicU64, prev: Option<DescPtr>, dp: DescPtr, guard: &Guard<'_>) {
+    fn unlink_desc(
+        &self,
+        head: &AtomicU64,
+        prev: Option<DescPtr>,
+        dp: DescPtr,
+        guard: &Guard<'_>,
+        poison_now: bool,
+    ) {
         let more = dp.get(guard).more.load(Ordering::Acquire);
         match prev {
             Some(p) => p.get(guard).more.store(more, Ordering::Release),
             None if more == 0 => head.store(0, Ordering::Release),
             None => head.store(more | 1, Ordering::Release),
         }
-        dp.retire(guard, &self.ghost);
+        dp.retire(guard, &self.ghost, poison_now);
     }
 
     /// Clears `sptep`'s entry in place, wherever it is. Safe to race with other
@@ -392,8 +422,7 @@ impl Rmap {
         let mut desc = DescPtr::from_raw(current);
         while let Some(dp) = desc {
             let d = dp.get(guard);
-            if d.is_poisoned() {
-                desc_violation(&self.ghost, "in-place remove");
+            if d.read_freed(&self.ghost, "in-place remove") {
                 return false;
             }
             for slot in d.sptes.iter() {
@@ -427,8 +456,7 @@ impl Rmap {
         let mut hops = 0usize;
         while let Some(dp) = desc {
             let d = dp.get(guard);
-            if d.is_poisoned() {
-                desc_violation(&self.ghost, "rmap walk");
+            if d.read_freed(&self.ghost, "rmap walk") {
                 return;
             }
             for slot in d.sptes.iter() {
@@ -438,10 +466,8 @@ impl Rmap {
             }
             hops += 1;
             if hops > 1 << 20 {
-                self.ghost.violate(Violation::new(
-                    Invariant::I2,
-                    "descriptor chain has a cycle".into(),
-                ));
+                self.ghost
+                    .violate(Invariant::I2, || "descriptor chain has a cycle".into());
                 return;
             }
             desc = DescPtr::from_raw(d.more.load(Ordering::Acquire));
@@ -476,8 +502,7 @@ impl Rmap {
         let mut desc = DescPtr::from_raw(current);
         while let Some(dp) = desc {
             let d = dp.get(guard);
-            if d.is_poisoned() {
-                desc_violation(&self.ghost, "lockless unmap");
+            if d.read_freed(&self.ghost, "lockless unmap") {
                 return;
             }
             for slot in d.sptes.iter() {
@@ -491,7 +516,8 @@ impl Rmap {
     }
 
     /// Shape of head `index` for the audit: (entries, descriptors, empty
-    /// descriptors, holes before the last entry).
+    /// descriptors, holes before the last entry). Checking code.
+    #[cfg(feature = "ghost")]
     pub(crate) fn shape(&self, guard: &Guard<'_>, index: usize) -> ChainShape {
         let mut shape = ChainShape::default();
         let Some(head) = self.heads.get(index) else {
@@ -510,7 +536,7 @@ impl Rmap {
                 return shape;
             }
             shape.descs += 1;
-            if d.ghost_retired.get() != 0 {
+            if d.ghost.is_retired() {
                 shape.retired += 1;
             }
             if shape.descs > 1 << 20 {
@@ -542,6 +568,7 @@ impl Rmap {
 }
 
 /// What the audit sees of one rmap head.
+#[cfg(feature = "ghost")]
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ChainShape {
     pub(crate) entries: usize,
@@ -553,7 +580,7 @@ pub(crate) struct ChainShape {
     pub(crate) cycle: bool,
 }
 
-fn sptep_page(sptep: SptePtr, guard: &Guard<'_>) -> crate::page::PageId {
+fn sptep_page(sptep: SptePtr, guard: &Guard<'_>) -> PageId {
     sptep.page.get(guard).body().id
 }
 
@@ -570,13 +597,15 @@ impl Drop for Rmap {
                 // chain were never retired.
                 let desc = unsafe { Box::from_raw(dp.0.as_ptr()) };
                 raw = desc.more.load(Ordering::Acquire);
-                desc.poison();
-                self.ghost.descs.retire();
-                self.ghost.descs.free();
-                crate::page::release(desc, &self.ghost);
+                if ghost::ENABLED {
+                    desc.poison();
+                }
+                self.ghost.descs().retire();
+                self.ghost.descs().free();
+                self.ghost.release(desc);
             }
         }
-        self.ghost.rmaps.retire();
-        self.ghost.rmaps.free();
+        self.ghost.rmaps().retire();
+        self.ghost.rmaps().free();
     }
 }

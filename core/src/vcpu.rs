@@ -1,25 +1,100 @@
-//! # vCPUs (`struct kvm_vcpu`, the parts the MMU uses)
+//! # vCPUs (`struct kvm_vcpu`, the parts the MMU uses), and the request handshake
+//!
+//! Both halves of the handshake between a requester and a vCPU inside a
+//! lockless walk are here, next to each other:
+//!
+//! | vCPU ([`Vcpu::walk_lockless_begin`]) | requester ([`make_all_cpus_request`]) |
+//! |---|---|
+//! | `vcpu->mode = READING_SHADOW_PAGE_TABLES` | `vcpu->requests \|= request` |
+//! | `fence(SeqCst)` | `fence(SeqCst)` |
+//! | read `vcpu->requests` | read `vcpu->mode`; wait while it is `READING_SHADOW_PAGE_TABLES` |
+//!
+//! A store-buffering (Dekker) pair: with both fences, at least one side sees
+//! the other's store. Either the walk sees the request and stops, or the
+//! requester sees the walk and waits for it to end. That wait is what makes a
+//! freed page safe from a walker that looked before the request
+//! (`kvm_flush_remote_tlbs` in `commit_zap_page`).
 
-use crate::sync::ghost::GhostU64;
-use crate::sync::{AtomicU8, AtomicU64, Ordering};
+use crate::ghost::VcpuGhost;
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence, yield_now};
 
-/// `KVM_REQ_MMU_RELOAD`: drop the root and load a fresh one.
-pub const REQ_RELOAD: u64 = 1 << 0;
-/// `KVM_REQ_TLB_FLUSH`: flush the vCPU's TLB.
-pub const REQ_TLB_FLUSH: u64 = 1 << 1;
+/// `vcpu->requests`: the requests pending on one vCPU.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Requests(u64);
 
-/// A vCPU index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VcpuId(pub usize);
+impl Requests {
+    /// No request.
+    pub const NONE: Requests = Requests(0);
+    /// `KVM_REQ_MMU_RELOAD`: drop the root and load a fresh one.
+    #[doc(alias = "KVM_REQ_MMU_RELOAD")]
+    pub const RELOAD: Requests = Requests(1 << 0);
+    /// `KVM_REQ_TLB_FLUSH`: flush the vCPU's TLB.
+    #[doc(alias = "KVM_REQ_TLB_FLUSH")]
+    pub const TLB_FLUSH: Requests = Requests(1 << 1);
+
+    /// Whether no request is pending.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every request in `other` is pending.
+    pub const fn contains(self, other: Requests) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether a reload is pending.
+    pub const fn reload(self) -> bool {
+        self.contains(Requests::RELOAD)
+    }
+
+    /// Whether a TLB flush is pending.
+    pub const fn tlb_flush(self) -> bool {
+        self.contains(Requests::TLB_FLUSH)
+    }
+
+    /// The raw request bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::ops::BitOr for Requests {
+    type Output = Requests;
+    fn bitor(self, other: Requests) -> Requests {
+        Requests(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Requests {
+    fn bitor_assign(&mut self, other: Requests) {
+        self.0 |= other.0;
+    }
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (Requests::RELOAD, "RELOAD"),
+            (Requests::TLB_FLUSH, "TLB_FLUSH"),
+        ]
+        .into_iter()
+        .filter(|(request, _)| self.contains(*request))
+        .map(|(_, name)| name)
+        .collect();
+        if names.is_empty() {
+            f.write_str("Requests(NONE)")
+        } else {
+            write!(f, "Requests({})", names.join(" | "))
+        }
+    }
+}
 
 /// `vcpu->mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum VcpuMode {
+pub(crate) enum VcpuMode {
     /// `OUTSIDE_GUEST_MODE`.
     OutsideGuest = 0,
-    /// `IN_GUEST_MODE`.
-    InGuest = 1,
     /// `READING_SHADOW_PAGE_TABLES`: inside a lockless walk.
     ReadingShadowPageTables = 2,
 }
@@ -28,7 +103,7 @@ pub enum VcpuMode {
 ///
 /// Aligned to 128 bytes (two cache lines, for the adjacent-line prefetcher) so
 /// that vCPUs running on different threads do not falsely share the lines their
-/// `mode`, `busy` and `ops` writes land on (measured by benchmark B4 (e)).
+/// `mode` and claim writes land on (measured by benchmark B4 (e)).
 #[repr(align(128))]
 #[derive(Debug)]
 pub(crate) struct Vcpu {
@@ -42,34 +117,97 @@ pub(crate) struct Vcpu {
     pub(crate) mmio_gfn: AtomicU64,
     /// `vcpu->arch.mmio_gen`: the memslots generation the cache entry was taken in.
     pub(crate) mmio_gen: AtomicU64,
-    /// Ghost: 1 while an operation runs on this vCPU (`vcpu->mutex`).
-    pub(crate) busy: GhostU64,
-    /// Ghost: operations run on this vCPU.
-    pub(crate) ops: GhostU64,
+    /// `vcpu->mutex`: set while an operation runs on this vCPU. Two threads
+    /// on one vCPU would break the handshake above (one ends the walk the
+    /// other is inside), so a second one is refused with `VcpuBusy`.
+    claimed: AtomicBool,
+    /// The ghost half: operations run on this vCPU.
+    pub(crate) ghost: VcpuGhost,
 }
 
 impl Vcpu {
     pub(crate) fn new() -> Vcpu {
         Vcpu {
             root: AtomicU64::new(0),
-            requests: AtomicU64::new(REQ_RELOAD),
+            requests: AtomicU64::new(Requests::RELOAD.0),
             mode: AtomicU8::new(VcpuMode::OutsideGuest as u8),
             mmio_gfn: AtomicU64::new(0),
             mmio_gen: AtomicU64::new(0),
-            busy: GhostU64::new(0),
-            ops: GhostU64::new(0),
+            claimed: AtomicBool::new(false),
+            ghost: VcpuGhost::default(),
         }
+    }
+
+    /// Takes `vcpu->mutex` if it is free.
+    #[inline]
+    pub(crate) fn try_claim(&self) -> bool {
+        self.claimed
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Releases `vcpu->mutex`.
+    #[inline]
+    pub(crate) fn unclaim(&self) {
+        self.claimed.store(false, Ordering::Release);
+    }
+
+    /// Whether an operation is running on this vCPU (for the audit).
+    #[cfg(feature = "ghost")]
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
+    /// The pending requests.
+    #[inline]
+    pub(crate) fn requests(&self) -> Requests {
+        Requests(self.requests.load(Ordering::Acquire))
+    }
+
+    /// Takes every pending request (`kvm_check_request` for all of them).
+    pub(crate) fn take_requests(&self) -> Requests {
+        Requests(self.requests.swap(0, Ordering::AcqRel))
     }
 
     pub(crate) fn mode(&self) -> VcpuMode {
         match self.mode.load(Ordering::Acquire) {
-            1 => VcpuMode::InGuest,
             2 => VcpuMode::ReadingShadowPageTables,
             _ => VcpuMode::OutsideGuest,
         }
     }
 
-    pub(crate) fn set_mode(&self, mode: VcpuMode) {
+    fn set_mode(&self, mode: VcpuMode) {
         self.mode.store(mode as u8, Ordering::Release);
+    }
+
+    /// `walk_shadow_page_lockless_begin`: announce the walk in `vcpu->mode`,
+    /// then `fence(SeqCst)`, pairing with the fence in
+    /// [`make_all_cpus_request`]: either this walk sees a request made before
+    /// it, or the requester waits for the walk to end.
+    #[inline]
+    pub(crate) fn walk_lockless_begin(&self) {
+        self.set_mode(VcpuMode::ReadingShadowPageTables);
+        fence(Ordering::SeqCst);
+    }
+
+    /// `walk_shadow_page_lockless_end`: the requester may stop waiting.
+    #[inline]
+    pub(crate) fn walk_lockless_end(&self) {
+        self.set_mode(VcpuMode::OutsideGuest);
+    }
+}
+
+/// `make_all_cpus_request`: set the request bit on every vCPU, `fence(SeqCst)`,
+/// then wait for every vCPU that is inside a lockless walk (the kernel's kick
+/// and wait). See the module documentation for the other half.
+pub(crate) fn make_all_cpus_request(vcpus: &[Vcpu], request: Requests) {
+    for vcpu in vcpus {
+        vcpu.requests.fetch_or(request.0, Ordering::AcqRel);
+    }
+    fence(Ordering::SeqCst);
+    for vcpu in vcpus {
+        while vcpu.mode() == VcpuMode::ReadingShadowPageTables {
+            yield_now();
+        }
     }
 }

@@ -1,4 +1,4 @@
-#![cfg(not(any(loom, feature = "shuttle")))]
+#![cfg(not(any(loom, shuttle)))]
 //! "A checker that cannot fail is a defect": for every [`Mutant`] that a
 //! sequential scenario can expose, the scenario runs twice, once with the
 //! mutant and once with `mutant: None`. With the mutant the audit

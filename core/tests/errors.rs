@@ -1,4 +1,4 @@
-#![cfg(not(any(loom, feature = "shuttle")))]
+#![cfg(not(any(loom, shuttle)))]
 //! One test per [`MmuError`] variant: each asserts the exact error and that
 //! nothing observable changed (memslots, counters, generation, pages, event
 //! log, pending requests, zap history, recorded violations). None may panic.

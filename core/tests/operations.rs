@@ -1,4 +1,4 @@
-#![cfg(not(any(loom, feature = "shuttle")))]
+#![cfg(not(any(loom, shuttle)))]
 //! One focused test per public operation of [`Vm`], sequential, on the tiny
 //! model configuration (or a slightly larger one where the operation needs more
 //! pages). Every test ends with the full audit, and with the epoch drained where

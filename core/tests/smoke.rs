@@ -1,4 +1,4 @@
-#![cfg(not(any(loom, feature = "shuttle")))]
+#![cfg(not(any(loom, shuttle)))]
 use fastzap::*;
 
 fn slot(id: u16, base: u64, n: u64) -> SlotSpec {

@@ -12,14 +12,14 @@
 //! does.
 //!
 //! The history is checked with
-//! [`fastzap_verification::linearizability`].
+//! [`fastzap_reference::linearizability`].
 
 use fastzap::sync::ghost::{GhostCounter, GhostMutex};
 use fastzap::{
     DeletionStrategy, Fault, Handled, MmuError, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
-use fastzap_verification::linearizability::{History, Record, apply_shared};
-use fastzap_verification::reference::{Op, Outcome};
+use fastzap_reference::linearizability::{History, Record, apply_shared};
+use fastzap_reference::reference::{Op, Outcome};
 
 /// The ghost clock and log of one execution.
 #[derive(Debug, Default)]

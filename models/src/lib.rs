@@ -3,7 +3,7 @@
 //! The scenarios ([`scenarios`]) are plain functions, one model execution each,
 //! written against `fastzap` and its sync facade only. The loom tests
 //! (`tests/loom_scenarios.rs`, `tests/loom_ebr.rs`, `--cfg loom`) and the shuttle
-//! tests (`tests/shuttle_scenarios.rs`, feature `shuttle`) call the same
+//! tests (`tests/shuttle_scenarios.rs`, `--cfg shuttle`) call the same
 //! functions; natively they run on std threads as a smoke test
 //! (`tests/native_smoke.rs`).
 //!
@@ -33,10 +33,10 @@ pub mod scenarios;
 pub mod tally;
 pub mod timeline;
 
-#[cfg(feature = "shuttle")]
+#[cfg(shuttle)]
 pub mod shuttle_run;
 
-#[cfg(feature = "shuttle")]
+#[cfg(shuttle)]
 pub mod history;
-#[cfg(feature = "shuttle")]
+#[cfg(shuttle)]
 pub mod linearizable;

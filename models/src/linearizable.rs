@@ -5,7 +5,7 @@
 //! shape of its namesake in [`scenarios`](crate::scenarios), with every public
 //! call, the setup's included, made through a [`Recorder`]. When the actors
 //! have joined, the history is checked against the sequential reference
-//! ([`fastzap_verification::linearizability::check`]) and then, unless a twin
+//! ([`fastzap_reference::linearizability::check`]) and then, unless a twin
 //! asks to skip it, the execution ends with the usual [`finish`] (audit and
 //! drain).
 //!
@@ -17,7 +17,7 @@
 use fastzap::sync::ghost::GhostMutex;
 use fastzap::sync::{Arc, JoinHandle, spawn};
 use fastzap::{DeletionStrategy, Fault, RetryReason, SlotId, VcpuId};
-use fastzap_verification::linearizability::{History, Limits, Witness, check};
+use fastzap_reference::linearizability::{History, Limits, Witness, check};
 
 use crate::harness::{Params, World, config, finish, set_last_failure, slot, slot_hva, world};
 use crate::history::{Caller, Recorder};
@@ -343,7 +343,7 @@ pub fn s4_recorded(params: &Params, checking: &Checking) {
 ///
 /// With the model's 2-bit MMIO generation the delete's final publish
 /// (generation 4) wraps it, so the delete bumps `mmu_valid_gen` twice, at two
-/// instants (the checker's [`Placed::Bump`](fastzap_verification::linearizability::Placed::Bump)
+/// instants (the checker's [`Placed::Bump`](fastzap_reference::linearizability::Placed::Bump)
 /// event).
 pub fn s10_recorded(params: &Params, checking: &Checking) {
     let run = Run::new(config(params, 2, 1));

@@ -1,6 +1,6 @@
 //! The scenarios on std threads: no exploration, only a smoke test that every
 //! scenario runs, passes its audit natively, and that its mutant twins are wired.
-#![cfg(not(any(loom, feature = "shuttle")))]
+#![cfg(not(any(loom, shuttle)))]
 
 use fastzap::sync::ReclaimBackend;
 use fastzap_models::harness::{Params, small};

@@ -11,7 +11,7 @@
 //! fixed). A failure
 //! prints the history per actor, the schedule on one line and the command that
 //! replays it with the `replay` test below.
-#![cfg(feature = "shuttle")]
+#![cfg(shuttle)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

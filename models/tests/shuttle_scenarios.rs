@@ -3,7 +3,7 @@
 //! scenario by default (`FASTZAP_SHUTTLE_ITERS` sets the executions per
 //! scheduler). A failure prints the schedule on one line and the command that
 //! replays it with the `replay` test below.
-#![cfg(feature = "shuttle")]
+#![cfg(shuttle)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -94,12 +94,11 @@ use std::ops::RangeInclusive;
 use fastzap::{
     Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
+use fastzap_reference::reference::{Op, Outcome, Reference};
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
 use proptest_state_machine::StateMachineTest;
-
-use crate::reference::{Op, Outcome, Reference};
 
 pub mod machine;
 
@@ -111,7 +110,7 @@ pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
         Op::TranslateUnsynchronized { vcpu, gfn } => {
             Outcome::Translation(vm.translate_unsynchronized(*vcpu, *gfn))
         }
-        _ => crate::linearizability::apply_shared(vm, op),
+        _ => fastzap_reference::linearizability::apply_shared(vm, op),
     }
 }
 

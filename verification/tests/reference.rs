@@ -4,8 +4,8 @@
 use fastzap::{
     Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
+use fastzap_reference::reference::{Op, Outcome, Reference};
 use fastzap_verification::conformance::run_many_with;
-use fastzap_verification::reference::{Op, Outcome, Reference};
 
 const V0: VcpuId = VcpuId(0);
 

@@ -108,9 +108,14 @@ impl<T: Clone> GhostLog<T> {
         self.lock().clone()
     }
 
-    /// Removes and returns the entries.
-    pub fn take(&self) -> Vec<T> {
-        std::mem::take(&mut *self.lock())
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<T>> {

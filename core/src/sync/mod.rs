@@ -9,7 +9,7 @@
 //! |---|---|---|---|---|
 //! | native | default | `std` | `arc_swap::ArcSwap` | `crossbeam_epoch` (or the small EBR) |
 //! | loom | `--cfg loom --cfg crossbeam_loom` | `loom` | `Mutex<Arc<T>>` | `crossbeam_epoch` built on loom (or the small EBR) |
-//! | shuttle | feature `shuttle` | `shuttle` | `Mutex<Arc<T>>` | the small EBR only |
+//! | shuttle | `--cfg shuttle` | `shuttle` | `Mutex<Arc<T>>` | the small EBR only |
 //!
 //! ## Why the root cell and the shuttle reclamation are facade types
 //! `arc_swap` uses std atomics, so loom and shuttle never schedule around it:
@@ -31,8 +31,10 @@ compile_error!(
     "--cfg loom without --cfg crossbeam_loom: crossbeam-epoch would silently use std \
      atomics and loom would check nothing. Use RUSTFLAGS=\"--cfg loom --cfg crossbeam_loom\"."
 );
-#[cfg(all(loom, feature = "shuttle"))]
-compile_error!("the loom lane and the shuttle feature are mutually exclusive: pick one checker");
+#[cfg(all(loom, shuttle))]
+compile_error!(
+    "--cfg loom together with --cfg shuttle: the two checkers are mutually exclusive, pick one"
+);
 #[cfg(all(crossbeam_loom, not(loom)))]
 compile_error!("--cfg crossbeam_loom without --cfg loom: set both or neither");
 
@@ -46,7 +48,7 @@ pub use cell::UnsafeCell;
 pub use reclaim::{Guard, ReclaimBackend, Reclaimer};
 pub use root::{GenRoot, RootRef};
 
-#[cfg(not(any(loom, feature = "shuttle")))]
+#[cfg(not(any(loom, shuttle)))]
 #[path = "native.rs"]
 mod lane;
 
@@ -61,9 +63,12 @@ mod lane {
     pub(crate) use std::sync::TryLockError;
 }
 
-#[cfg(all(feature = "shuttle", not(loom)))]
+#[cfg(all(shuttle, not(loom)))]
 mod lane {
-    pub use shuttle::sync::Arc;
+    /// shuttle's `Arc`, which is `std::sync::Arc`. An alias rather than a
+    /// re-export, so that clippy's `disallowed_types` (which bans
+    /// `std::sync::Arc` outside this facade) does not flag its users.
+    pub type Arc<T> = shuttle::sync::Arc<T>;
     pub use shuttle::sync::atomic::{
         AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
     };
@@ -81,7 +86,7 @@ pub use lane::{
 /// The name of the lane this build runs in: `"native"`, `"loom"` or `"shuttle"`.
 pub const LANE: &str = if cfg!(loom) {
     "loom"
-} else if cfg!(feature = "shuttle") {
+} else if cfg!(shuttle) {
     "shuttle"
 } else {
     "native"

@@ -19,21 +19,38 @@ pub enum ReclaimBackend {
     /// crossbeam-epoch. Not available in the shuttle lane.
     Crossbeam,
     /// The facade's small EBR with the given number of participant slots.
+    /// Build it with [`ReclaimBackend::small`].
+    #[non_exhaustive]
     Small {
         /// Participant slots: at most this many guards pinned at once.
         slots: usize,
         /// A deliberate bug, for the reclamation's own models.
+        #[doc(hidden)]
         mutant: EbrMutant,
     },
 }
 
+impl ReclaimBackend {
+    /// The small EBR with `slots` participant slots (at least 1): at most that
+    /// many guards pinned at once, and more wait.
+    pub const fn small(slots: usize) -> ReclaimBackend {
+        ReclaimBackend::Small {
+            slots,
+            mutant: EbrMutant::None,
+        }
+    }
+
+    /// The small EBR with a deliberate bug, for its own models.
+    #[doc(hidden)]
+    pub const fn small_mutant(slots: usize, mutant: EbrMutant) -> ReclaimBackend {
+        ReclaimBackend::Small { slots, mutant }
+    }
+}
+
 impl Default for ReclaimBackend {
     fn default() -> Self {
-        if cfg!(feature = "shuttle") {
-            ReclaimBackend::Small {
-                slots: 8,
-                mutant: EbrMutant::None,
-            }
+        if cfg!(shuttle) {
+            ReclaimBackend::small(8)
         } else {
             ReclaimBackend::Crossbeam
         }
@@ -41,7 +58,7 @@ impl Default for ReclaimBackend {
 }
 
 enum Backend {
-    #[cfg(not(feature = "shuttle"))]
+    #[cfg(not(shuttle))]
     Crossbeam(crossbeam_epoch::Collector),
     Small(Ebr),
 }
@@ -54,7 +71,7 @@ pub struct Reclaimer {
 impl std::fmt::Debug for Reclaimer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.backend {
-            #[cfg(not(feature = "shuttle"))]
+            #[cfg(not(shuttle))]
             Backend::Crossbeam(_) => f.write_str("Reclaimer(crossbeam-epoch)"),
             Backend::Small(ebr) => write!(f, "Reclaimer({ebr:?})"),
         }
@@ -68,7 +85,7 @@ pub struct Guard<'a> {
 }
 
 enum GuardInner<'a> {
-    #[cfg(not(feature = "shuttle"))]
+    #[cfg(not(shuttle))]
     Crossbeam(crossbeam_epoch::Guard, std::marker::PhantomData<&'a ()>),
     Small(EbrGuard<'a>),
 }
@@ -87,9 +104,9 @@ impl Reclaimer {
     /// A reclaimer with `backend`. Under shuttle, `Crossbeam` is refused.
     pub fn new(backend: ReclaimBackend) -> Result<Self, BackendUnavailable> {
         let backend = match backend {
-            #[cfg(not(feature = "shuttle"))]
+            #[cfg(not(shuttle))]
             ReclaimBackend::Crossbeam => Backend::Crossbeam(crossbeam_epoch::Collector::new()),
-            #[cfg(feature = "shuttle")]
+            #[cfg(shuttle)]
             ReclaimBackend::Crossbeam => return Err(BackendUnavailable),
             ReclaimBackend::Small { slots, mutant } => Backend::Small(Ebr::new(slots, mutant)),
         };
@@ -99,7 +116,7 @@ impl Reclaimer {
     /// Pins the calling thread: `srcu_read_lock`.
     pub fn pin(&self) -> Guard<'_> {
         let inner = match &self.backend {
-            #[cfg(not(feature = "shuttle"))]
+            #[cfg(not(shuttle))]
             Backend::Crossbeam(collector) => {
                 GuardInner::Crossbeam(pin_crossbeam(collector), std::marker::PhantomData)
             }
@@ -143,7 +160,7 @@ impl Reclaimer {
     }
 }
 
-#[cfg(all(not(feature = "shuttle"), not(loom)))]
+#[cfg(all(not(shuttle), not(loom)))]
 fn pin_crossbeam(collector: &crossbeam_epoch::Collector) -> crossbeam_epoch::Guard {
     use std::cell::RefCell;
     // One registered handle per (thread, collector), kept in a small cache so that
@@ -178,7 +195,7 @@ impl Guard<'_> {
     /// Runs `f` after every guard pinned now has been dropped: `call_srcu`.
     pub fn defer(&self, f: impl FnOnce() + Send + 'static) {
         match &self.inner {
-            #[cfg(not(feature = "shuttle"))]
+            #[cfg(not(shuttle))]
             GuardInner::Crossbeam(guard, _) => guard.defer(f),
             GuardInner::Small(guard) => guard.defer(f),
         }
@@ -187,7 +204,7 @@ impl Guard<'_> {
     /// Pushes deferred functions towards execution and runs those that are ready.
     pub fn flush(&self) {
         match &self.inner {
-            #[cfg(not(feature = "shuttle"))]
+            #[cfg(not(shuttle))]
             GuardInner::Crossbeam(guard, _) => guard.flush(),
             GuardInner::Small(guard) => guard.flush(),
         }

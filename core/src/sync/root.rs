@@ -8,7 +8,7 @@
 
 use super::Arc;
 
-#[cfg(not(any(loom, feature = "shuttle")))]
+#[cfg(not(any(loom, shuttle)))]
 mod imp {
     use super::Arc;
 
@@ -42,13 +42,13 @@ mod imp {
         pub fn load_full(&self) -> Arc<T> {
             Arc(self.0.load_full())
         }
-        pub fn swap(&self, value: Arc<T>) -> Arc<T> {
-            Arc(self.0.swap(value.0))
+        pub fn store(&self, value: Arc<T>) {
+            self.0.store(value.0);
         }
     }
 }
 
-#[cfg(any(loom, feature = "shuttle"))]
+#[cfg(any(loom, shuttle))]
 mod imp {
     use super::Arc;
     use crate::sync::Mutex;
@@ -69,8 +69,10 @@ mod imp {
         pub fn load_full(&self) -> Arc<T> {
             self.0.lock().clone()
         }
-        pub fn swap(&self, value: Arc<T>) -> Arc<T> {
-            std::mem::replace(&mut *self.0.lock(), value)
+        pub fn store(&self, value: Arc<T>) {
+            let old = std::mem::replace(&mut *self.0.lock(), value);
+            // The old generation is dropped after the lock is released.
+            drop(old);
         }
     }
 }
@@ -99,11 +101,6 @@ impl<T> GenRoot<T> {
 
     /// Publishes `value`; readers that already loaded the old one keep it.
     pub fn store(&self, value: Arc<T>) {
-        drop(self.0.swap(value));
-    }
-
-    /// Publishes `value` and returns the generation it replaced.
-    pub fn swap(&self, value: Arc<T>) -> Arc<T> {
-        self.0.swap(value)
+        self.0.store(value);
     }
 }

@@ -1,4 +1,4 @@
-#![cfg(not(any(loom, feature = "shuttle")))]
+#![cfg(not(any(loom, shuttle)))]
 //! Helpers shared by the native-lane test files (`mod common;`).
 #![allow(dead_code)]
 

@@ -24,13 +24,13 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use fastzap::{DeletionStrategy, Mutant, SlotId, SlotSpec, VcpuId};
+use fastzap_reference::reference::{Op, PAGE_SIZE, Reference};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::{BoxedStrategy, Union};
 use proptest_state_machine::{ReferenceStateMachine, Sequential};
 
 use super::{Setup, Step};
-use crate::reference::{Op, PAGE_SIZE, Reference};
 
 /// Gfns of every generated configuration (4 sptes x 2 levels, or 2 x 4).
 pub const GFNS: u64 = 16;

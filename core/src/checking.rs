@@ -1,0 +1,21 @@
+//! # What only fastzap's own checkers use
+//!
+//! Not part of the API, and hidden from its documentation: the sync facade
+//! (whose types change with the lane, loom or shuttle or native), the facade's
+//! small EBR and its mutants, the bug zoo's [`Mutant`]s, and the checks that
+//! model threads run in the middle of an execution. The models, the
+//! verification crate and the litmus tests use it; a VMM should not.
+
+#[path = "sync/mod.rs"]
+pub mod sync;
+
+pub use crate::mutant::Mutant;
+
+/// I4, the notifier half, for a model thread while other operations are in
+/// flight: every present leaf spte of every page in the page table, obsolete
+/// and invalid pages included, maps the pfn that now backs its gfn's host
+/// page. Takes `mmu_lock` (logged as the notifier).
+#[cfg(feature = "ghost")]
+pub fn check_notifier_reach(vm: &crate::Vm) -> Vec<crate::Violation> {
+    crate::audit::check_i4_notifier_reach(vm)
+}

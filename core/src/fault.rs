@@ -1,0 +1,297 @@
+//! # Page fault (`tdp_page_fault`, `__direct_map`, `handle_mmio_page_fault`)
+//!
+//! A fault finds the gfn's slot in the memslots it loaded, takes `mmu_lock`,
+//! checks that nothing made it stale while it waited (its root became
+//! obsolete, an mmu-notifier ran), walks down from the root creating missing
+//! pages with `get_page`, and installs a leaf spte plus its rmap entry, or an
+//! MMIO spte where no slot maps the gfn. A fault on a gfn no slot maps first
+//! tries the lockless MMIO fast path.
+
+use crate::addr::{Gfn, Pfn};
+use crate::checkpoint::AuditPoint;
+use crate::error::MmuError;
+use crate::event::{Actor, What};
+use crate::ghost::Visited;
+use crate::ids::VcpuId;
+use crate::invariant::Invariant;
+use crate::memslot::{Memslot, Memslots};
+use crate::mutant::Mutant;
+use crate::page::{PagePtr, Role};
+use crate::rmap::SptePtr;
+use crate::spte::{self, Spte};
+use crate::sync::{Guard, Ordering};
+use crate::vcpu::Vcpu;
+use crate::vm::Vm;
+
+/// What a page fault did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A leaf spte now maps the gfn to `pfn`.
+    Mapped {
+        /// The host page frame.
+        pfn: Pfn,
+    },
+    /// No slot maps the gfn: an MMIO spte was installed (or, while the
+    /// memslots are being updated, the access was handled without one).
+    Mmio,
+    /// The fault must be retried after handling requests.
+    Retry(RetryReason),
+}
+
+/// Why a fault gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The vCPU has no root: handle requests first.
+    NoRoot,
+    /// The root became obsolete while the fault waited (`is_page_fault_stale`).
+    ObsoleteRoot,
+    /// The slot is INVALID (being deleted or moved).
+    InvalidSlot,
+    /// An mmu-notifier invalidation ran or is running (`mmu_notifier_retry`).
+    NotifierRace,
+}
+
+impl RetryReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::NoRoot => "no root",
+            RetryReason::ObsoleteRoot => "root obsolete",
+            RetryReason::InvalidSlot => "slot INVALID",
+            RetryReason::NotifierRace => "mmu_notifier_retry",
+        }
+    }
+}
+
+/// What the fault will install, decided from the memslots before the lock.
+enum Target {
+    Leaf { pfn: u64, slot: Memslot },
+    Mmio { generation: u64 },
+}
+
+impl Vm {
+    /// A page fault on `gfn`, a write if `write`.
+    pub fn page_fault(&self, vcpu: VcpuId, gfn: Gfn, write: bool) -> Result<Fault, MmuError> {
+        let gfn = self.check_gfn(gfn)?;
+        let claim = self.claim(vcpu)?;
+        let v = claim.0;
+        let actor = Actor::Vcpu(vcpu.0);
+        self.event(actor, || What::Fault { gfn });
+        let guard = self.reclaimer.pin();
+        let mmu_seq = self.notifier_seq.load(Ordering::Acquire);
+        let slots = self.memslots.load();
+        let target = match slots.search(gfn) {
+            Some(slot) if slot.is_invalid() => {
+                if !self.config.mutant_is(Mutant::InvalidSlotFaultInstallsMmio) {
+                    return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
+                }
+                Target::Mmio {
+                    generation: slots.generation,
+                }
+            }
+            Some(slot) => {
+                if slot.lpage_info.index(slot.base_gfn, gfn).is_none()
+                    || slot.rmap_index(gfn) >= slot.rmap.len()
+                {
+                    self.ghost.violate(Invariant::I1, || {
+                        format!("slot {} metadata not sized for gfn {gfn}", slot.id.0)
+                    });
+                    return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
+                }
+                let pfn = self.host.hva_to_pfn(slot.gfn_to_hva(gfn));
+                Target::Leaf {
+                    pfn,
+                    slot: slot.clone(),
+                }
+            }
+            None if slots.update_in_progress() => {
+                // Do not cache MMIO while the memslots are in flux (the 2019
+                // fix): handle the access, install nothing.
+                self.event(actor, || {
+                    What::Note(format!("mmio gfn {gfn} not cached: memslots in flux"))
+                });
+                return Ok(Fault::Mmio);
+            }
+            None => {
+                if let Some(fault) = self.handle_mmio_page_fault(v, &guard, &slots, actor, gfn) {
+                    return Ok(fault);
+                }
+                Target::Mmio {
+                    generation: slots.generation,
+                }
+            }
+        };
+        drop(slots);
+        let mut lk = self.lock_mmu(actor);
+        let Some(root_id) = lk.roots[vcpu.0] else {
+            return Ok(self.retry(actor, gfn, RetryReason::NoRoot));
+        };
+        let root_meta = &lk.pages[&root_id];
+        if self.is_obsolete_sp(&lk, root_meta)
+            && !self.config.mutant_is(Mutant::FaultIntoObsoleteRoot)
+        {
+            return Ok(self.retry(actor, gfn, RetryReason::ObsoleteRoot));
+        }
+        if lk.notifier_count > 0 || lk.notifier_seq != mmu_seq {
+            return Ok(self.retry(actor, gfn, RetryReason::NotifierRace));
+        }
+        // __direct_map: walk down, creating and linking missing pages.
+        let (mut id, mut ptr) = (root_id, root_meta.ptr);
+        for level in (2..=self.config.levels).rev() {
+            let page = ptr.get(&guard);
+            let index = self.spte_index(gfn, level);
+            match Spte::decode(page.sptes[index].load(Ordering::Acquire)) {
+                Spte::NonLeaf(addr) => {
+                    ptr = PagePtr::from_addr(addr).expect("non-leaf spte has a child");
+                    id = ptr.get(&guard).body().id;
+                }
+                _ => {
+                    let role = Role {
+                        level: level - 1,
+                        ..page.body().role
+                    };
+                    let (child_id, child) =
+                        self.get_page(&mut lk, self.child_gfn(gfn, level - 1), role);
+                    if let Some(meta) = lk.pages.get_mut(&child_id) {
+                        meta.parent_ptes.push((id, index));
+                    }
+                    page.sptes[index].store(Spte::non_leaf(child.addr()), Ordering::Release);
+                    id = child_id;
+                    ptr = child;
+                }
+            }
+        }
+        let page = ptr.get(&guard);
+        let index = self.spte_index(gfn, 1);
+        let sptep = SptePtr { page: ptr, index };
+        let old = page.sptes[index].load(Ordering::Acquire);
+        match target {
+            Target::Leaf { pfn, slot } => {
+                if let Spte::Leaf {
+                    pfn: old_pfn,
+                    writable,
+                    ..
+                } = Spte::decode(old)
+                {
+                    if old_pfn == pfn {
+                        if write && !writable {
+                            page.sptes[index].fetch_or(spte::WRITABLE, Ordering::AcqRel);
+                        }
+                        return Ok(Fault::Mapped { pfn: Pfn(pfn) });
+                    }
+                    self.drop_spte(&lk, &guard, sptep, gfn);
+                }
+                page.ghost.installed_at(index, self.ghost.tick());
+                page.sptes[index].store(Spte::leaf(pfn, write), Ordering::Release);
+                if let Err(violation) = slot.rmap.add(&lk, &guard, slot.rmap_index(gfn), sptep) {
+                    self.ghost.record(violation);
+                }
+                self.event(actor, || What::InstallLeaf { gfn, sp: id, pfn });
+                self.audit_point(&lk, &guard, AuditPoint::AfterFault);
+                Ok(Fault::Mapped { pfn: Pfn(pfn) })
+            }
+            Target::Mmio { generation } => {
+                // The ghost half records the generation of the slots the
+                // decision came from, whatever bug 14 stamps in the real half,
+                // so that I7 can tell them apart.
+                let source = generation;
+                let generation = if self.config.mutant_is(Mutant::MmioGenFromNewSlots) {
+                    self.memslots.load().generation
+                } else {
+                    generation
+                };
+                if Spte::is_leaf(old) {
+                    self.drop_spte(&lk, &guard, sptep, gfn);
+                }
+                page.sptes[index].store(
+                    Spte::mmio(generation & self.mmio_mask(), source),
+                    Ordering::Release,
+                );
+                self.audit_point(&lk, &guard, AuditPoint::AfterFault);
+                drop(lk);
+                v.mmio_gfn.store(gfn + 1, Ordering::Relaxed);
+                v.mmio_gen.store(generation, Ordering::Relaxed);
+                self.event(actor, || What::InstallMmio { gfn, generation });
+                Ok(Fault::Mmio)
+            }
+        }
+    }
+
+    fn retry(&self, actor: Actor, gfn: u64, reason: RetryReason) -> Fault {
+        self.event(actor, || What::Retry {
+            gfn,
+            reason: reason.as_str(),
+        });
+        Fault::Retry(reason)
+    }
+
+    /// `handle_mmio_page_fault`: the fault path's lockless walk
+    /// (`walk_shadow_page_get_mmio_spte`). If the last spte on `gfn`'s path is
+    /// an MMIO spte of the generation of `slots` (which map no slot at `gfn`),
+    /// the access is emulated without `mmu_lock`. The kernel takes this path
+    /// when the fault's error code says the hardware hit an MMIO spte; fastzap
+    /// has no error codes and takes it for every fault on a gfn no slot maps.
+    /// Like the kernel's, this walk looks neither at the vCPU's requests nor
+    /// at its root's generation: a reload may be pending and the root obsolete
+    /// and being zapped. Two things keep the pages it walks alive: the
+    /// commit's remote TLB flush, which waits for every vCPU in
+    /// `READING_SHADOW_PAGE_TABLES` (the kernel's only protection since
+    /// c142786c6291), and the epoch pin (the grace period `kvm->srcu` gave
+    /// before it). Without both, this walk reads freed pages (bug 3).
+    ///
+    /// The ghost checks requirement 3 of the seed review, "shadow pages
+    /// outlive their readers": every page the walk visited must still be
+    /// unfreed when the walk ends (I3).
+    fn handle_mmio_page_fault(
+        &self,
+        v: &Vcpu,
+        guard: &Guard<'_>,
+        slots: &Memslots,
+        actor: Actor,
+        gfn: u64,
+    ) -> Option<Fault> {
+        self.walk_lockless_begin(v);
+        let mut visited = Visited::default();
+        let trusted =
+            self.get_mmio_spte(v, gfn, guard, &mut visited)
+                .is_some_and(|(generation, ghost)| {
+                    self.check_mmio_spte(v, slots, gfn, generation, ghost)
+                });
+        // Still inside the walk: every page it visited must be unfreed.
+        self.ghost.check_outlived(&visited, |sp| {
+            format!("{sp} freed while page_fault's lockless walk of gfn {gfn} was inside it")
+        });
+        v.walk_lockless_end();
+        if !trusted {
+            return None;
+        }
+        self.event(actor, || What::FastMmio { gfn });
+        Some(Fault::Mmio)
+    }
+
+    /// `walk_shadow_page_get_mmio_spte`: the MMIO spte (its generation and its
+    /// ghost source generation) at the end of `gfn`'s path from the vCPU's
+    /// root, if there is one. No side effects: it sets no accessed bit, and it
+    /// reads only sptes, never a page's body. `visited` gets the pages walked.
+    fn get_mmio_spte<'g>(
+        &self,
+        v: &Vcpu,
+        gfn: u64,
+        guard: &'g Guard<'_>,
+        visited: &mut Visited<'g>,
+    ) -> Option<(u64, u64)> {
+        let mut ptr = PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize)?;
+        for level in (1..=self.config.levels).rev() {
+            let page = ptr.get(guard);
+            visited.push(&page.ghost);
+            match Spte::decode(page.sptes[self.spte_index(gfn, level)].load(Ordering::Acquire)) {
+                Spte::NonLeaf(addr) if level > 1 => ptr = PagePtr::from_addr(addr)?,
+                Spte::Mmio {
+                    generation,
+                    ghost_generation,
+                } => return Some((generation, ghost_generation)),
+                _ => return None,
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,516 @@
+//! The ghost state, compiled in (feature `ghost`).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::config::Config;
+use crate::event::{Actor, Event, What};
+use crate::ids::PageId;
+use crate::invariant::{Invariant, Violation};
+use crate::stats::ZapStats;
+use crate::sync::ghost::{GhostArc, GhostCounter, GhostLog, GhostMutex, GhostU64, LifeCounter};
+
+pub use crate::sync::ghost::LifeCounts;
+
+/// How many violations a VM keeps (a broken protocol repeats itself).
+const MAX_VIOLATIONS: usize = 256;
+
+/// How many zaps the history keeps (plus every one that broke I6).
+const ZAP_HISTORY: usize = 4096;
+
+/// A VM's ghost state, shared with its rmaps and deferred frees.
+#[derive(Debug, Clone)]
+pub(crate) struct Ghost(GhostArc<State>);
+
+#[derive(Debug)]
+struct State {
+    pages: LifeCounter,
+    descs: LifeCounter,
+    rmaps: LifeCounter,
+    events: GhostLog<Event>,
+    event_seq: GhostCounter,
+    violations: GhostLog<Violation>,
+    /// The ghost clock: install, invalidation and walk times.
+    clock: GhostU64,
+    /// Per gfn: (cut, returned) of the latest invalidation that returned.
+    kills: GhostMutex<KillMap>,
+    /// (cut, returned) of the latest invalidate-all that returned.
+    kill_all: GhostMutex<(u64, u64)>,
+    /// The latest cut of any invalidation that returned: a mapping installed
+    /// at or after it cannot be stale, so `check_not_stale` skips the lookups.
+    latest_cut: GhostU64,
+    zaps: GhostMutex<Vec<ZapStats>>,
+    /// Lockless unmappers in flight (the audit points skip rmap checks then).
+    lockless_unmappers: GhostU64,
+    /// Under a mutant, released objects are poisoned but their memory is never
+    /// given back: a mutant may leave pointers to them behind (bug 1 leaves rmap
+    /// entries into freed pages), and a later read must see the poison, not
+    /// another object or unmapped memory.
+    leak_memory: bool,
+    /// `Config::batch` and `Config::vcpus`, for the I6 test of `record_zap`.
+    batch: usize,
+    vcpus: usize,
+}
+
+/// Allocation counts of the three reclaimed kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Shadow pages.
+    pub pages: LifeCounts,
+    /// `PteListDesc`s.
+    pub descs: LifeCounts,
+    /// Rmap arrays.
+    pub rmaps: LifeCounts,
+}
+
+impl Counts {
+    /// Whether every retired object has been freed.
+    pub fn settled(&self) -> bool {
+        self.pages.pending() == 0 && self.descs.pending() == 0 && self.rmaps.pending() == 0
+    }
+}
+
+impl Ghost {
+    pub(crate) fn new(config: &Config) -> Ghost {
+        Ghost(GhostArc::new(State {
+            pages: LifeCounter::default(),
+            descs: LifeCounter::default(),
+            rmaps: LifeCounter::default(),
+            events: GhostLog::new(config.events),
+            event_seq: GhostCounter::default(),
+            violations: GhostLog::new(true),
+            clock: GhostU64::new(0),
+            kills: GhostMutex::new(KillMap::default()),
+            kill_all: GhostMutex::new((0, 0)),
+            latest_cut: GhostU64::new(0),
+            zaps: GhostMutex::new(Vec::new()),
+            lockless_unmappers: GhostU64::new(0),
+            leak_memory: config.mutant.is_some(),
+            batch: config.batch,
+            vcpus: config.vcpus,
+        }))
+    }
+
+    // ----- the event log -----------------------------------------------------
+
+    /// Records that `actor` did `what` (built only if the log is on).
+    #[inline]
+    pub(crate) fn event(&self, actor: Actor, what: impl FnOnce() -> What) {
+        if self.0.events.enabled() {
+            let seq = self.0.event_seq.next();
+            self.0.events.push_with(|| Event {
+                seq,
+                actor,
+                what: what(),
+            });
+        }
+    }
+
+    /// The event log so far.
+    pub(crate) fn events(&self) -> Vec<Event> {
+        self.0.events.snapshot()
+    }
+
+    // ----- violations --------------------------------------------------------
+
+    /// Records a violation of `invariant` seen at run time.
+    pub(crate) fn violate(&self, invariant: Invariant, detail: impl FnOnce() -> String) {
+        self.record(Violation::new(invariant, detail()));
+    }
+
+    /// Records a violation seen at run time.
+    pub(crate) fn record(&self, violation: Violation) {
+        if self.0.violations.len() < MAX_VIOLATIONS {
+            self.0.violations.push_always(violation);
+        }
+    }
+
+    /// The violations recorded at run time.
+    pub(crate) fn violations(&self) -> Vec<Violation> {
+        self.0.violations.snapshot()
+    }
+
+    /// A reader's check that what it is reading was not freed under it:
+    /// if `freed()` says it was, records a violation of `invariant` and
+    /// returns true, and the reader stops.
+    #[inline]
+    pub(crate) fn saw_freed(
+        &self,
+        invariant: Invariant,
+        freed: impl FnOnce() -> bool,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
+        let seen = freed();
+        if seen {
+            self.violate(invariant, detail);
+        }
+        seen
+    }
+
+    /// I3 for a reader that just finished: every page it visited must still be
+    /// unfreed ("shadow pages outlive their readers").
+    pub(crate) fn check_outlived(&self, visited: &Visited<'_>, reader: impl Fn(PageId) -> String) {
+        for page in &visited.0 {
+            if page.life() == PageLife::Freed {
+                self.violate(Invariant::I3, || reader(page.id));
+            }
+        }
+    }
+
+    // ----- allocation counters -----------------------------------------------
+
+    /// Shadow-page counters.
+    #[inline]
+    pub(crate) fn pages(&self) -> &LifeCounter {
+        &self.0.pages
+    }
+
+    /// Descriptor counters.
+    #[inline]
+    pub(crate) fn descs(&self) -> &LifeCounter {
+        &self.0.descs
+    }
+
+    /// Rmap counters.
+    #[inline]
+    pub(crate) fn rmaps(&self) -> &LifeCounter {
+        &self.0.rmaps
+    }
+
+    /// Every counter.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            pages: self.0.pages.get(),
+            descs: self.0.descs.get(),
+            rmaps: self.0.rmaps.get(),
+        }
+    }
+
+    /// Gives a poisoned object's memory back, except under a mutant (see
+    /// `State::leak_memory`).
+    pub(crate) fn release<T>(&self, object: Box<T>) {
+        if self.0.leak_memory {
+            std::mem::forget(object);
+        } else {
+            drop(object);
+        }
+    }
+
+    /// A page released with its VM, outside any grace period: counts it
+    /// retired and freed if it was not yet, and says whether to poison it.
+    pub(crate) fn page_dropped(&self, page: &PageGhost) -> bool {
+        let life = page.life();
+        if life == PageLife::Live {
+            self.0.pages.retire();
+        }
+        if life != PageLife::Freed {
+            self.0.pages.free();
+        }
+        life != PageLife::Freed
+    }
+
+    // ----- the ghost clock and I4 --------------------------------------------
+
+    /// Advances the ghost clock and returns the new time.
+    #[inline]
+    pub(crate) fn tick(&self) -> u64 {
+        self.0.clock.increment()
+    }
+
+    /// The ghost time now.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.0.clock.get()
+    }
+
+    /// Every mapping of a gfn in `runs` installed before `cut` is dead from
+    /// now on. Costs O(log n) per run, whatever its length.
+    pub(crate) fn kill_runs(&self, runs: impl IntoIterator<Item = Range<u64>>, cut: u64) {
+        let returned = self.tick();
+        self.0.kills.with(|k| {
+            for run in runs {
+                k.insert(run, (cut, returned));
+            }
+        });
+        self.0.latest_cut.raise(cut);
+    }
+
+    /// [`Ghost::kill_runs`] for a list of gfns, grouped into runs.
+    pub(crate) fn kill_gfns(&self, gfns: impl Iterator<Item = u64>, cut: u64) {
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        for gfn in gfns {
+            match runs.last_mut() {
+                Some(run) if run.end == gfn => run.end += 1,
+                _ => runs.push(gfn..gfn + 1),
+            }
+        }
+        self.kill_runs(runs, cut);
+    }
+
+    /// Every mapping installed before `cut` is dead from now on.
+    pub(crate) fn kill_all(&self, cut: u64) {
+        let returned = self.tick();
+        self.0.kill_all.with(|k| *k = (cut, returned));
+        self.0.latest_cut.raise(cut);
+    }
+
+    /// I4 at run time: a translation that began at `start`, after an
+    /// invalidation of `gfn` returned, must not return a mapping installed
+    /// before that invalidation.
+    pub(crate) fn check_not_stale(
+        &self,
+        gfn: u64,
+        pfn: u64,
+        installed: u64,
+        start: u64,
+        sp: PageId,
+    ) {
+        if installed >= self.0.latest_cut.get() {
+            return;
+        }
+        let all = self.0.kill_all.with(|k| *k);
+        let one = self.0.kills.with(|k| k.get(gfn)).unwrap_or((0, 0));
+        for (cut, returned) in [all, one] {
+            if returned != 0 && returned <= start && installed < cut {
+                self.violate(Invariant::I4, || {
+                    format!(
+                        "stale translation: gfn {gfn} -> pfn {pfn:#x} in {sp}, installed at t{installed}, \
+                         invalidated at t{cut} (returned t{returned}), translate began t{start}"
+                    )
+                });
+            }
+        }
+    }
+
+    // ----- I6 ------------------------------------------------------------------
+
+    /// Keeps a zap's stats for I6. The history is bounded: past `ZAP_HISTORY`
+    /// entries the oldest one that keeps I6 is dropped, so a long run does not
+    /// grow its memory, and no entry that breaks I6 is ever lost.
+    pub(crate) fn record_zap(&self, stats: ZapStats) {
+        let (batch, vcpus) = (self.0.batch, self.0.vcpus);
+        self.0.zaps.with(|z| {
+            z.push(stats);
+            if z.len() > ZAP_HISTORY
+                && let Some(old) = z.iter().position(|s| !s.breaks_i6(batch, vcpus))
+            {
+                z.remove(old);
+            }
+        });
+    }
+
+    /// The zaps recorded so far.
+    pub(crate) fn zaps(&self) -> Vec<ZapStats> {
+        self.0.zaps.with(|z| z.clone())
+    }
+
+    // ----- the seed's lockless unmapper ----------------------------------------
+
+    /// A lockless unmapper began.
+    pub(crate) fn unmapper_begin(&self) {
+        self.0.lockless_unmappers.increment();
+    }
+
+    /// A lockless unmapper ended.
+    pub(crate) fn unmapper_end(&self) {
+        let left = self.0.lockless_unmappers.get().saturating_sub(1);
+        self.0.lockless_unmappers.set(left);
+    }
+
+    /// Whether a lockless unmapper is running (rmaps may be mid-change).
+    pub(crate) fn unmapper_running(&self) -> bool {
+        self.0.lockless_unmappers.get() != 0
+    }
+}
+
+/// Ghost lifecycle of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum PageLife {
+    /// Allocated and not retired.
+    Live = 0,
+    /// Handed to the reclaimer.
+    Retired = 1,
+    /// Poisoned (its memory may still be waiting for the deferred release).
+    Freed = 2,
+}
+
+/// A shadow page's ghost half.
+#[derive(Debug)]
+pub(crate) struct PageGhost {
+    /// The page's id, readable without touching the body, which a mutant may
+    /// be poisoning at the same time.
+    pub(crate) id: PageId,
+    life: GhostU64,
+    /// For each spte, the ghost time its current leaf was installed.
+    install: Box<[GhostU64]>,
+}
+
+impl PageGhost {
+    pub(crate) fn new(id: PageId, sptes: usize) -> PageGhost {
+        PageGhost {
+            id,
+            life: GhostU64::new(PageLife::Live as u64),
+            install: (0..sptes).map(|_| GhostU64::new(0)).collect(),
+        }
+    }
+
+    /// The leaf at `index` was installed at ghost time `at`.
+    #[inline]
+    pub(crate) fn installed_at(&self, index: usize, at: u64) {
+        self.install[index].set(at);
+    }
+
+    /// When the leaf at `index` was installed.
+    #[inline]
+    pub(crate) fn installed(&self, index: usize) -> u64 {
+        self.install[index].get()
+    }
+
+    /// The page was handed to the reclaimer.
+    pub(crate) fn retired(&self) {
+        self.life.set(PageLife::Retired as u64);
+    }
+
+    /// The page was poisoned.
+    pub(crate) fn freed(&self) {
+        self.life.set(PageLife::Freed as u64);
+    }
+
+    /// Where the page is in its life.
+    pub(crate) fn life(&self) -> PageLife {
+        match self.life.get() {
+            0 => PageLife::Live,
+            1 => PageLife::Retired,
+            _ => PageLife::Freed,
+        }
+    }
+}
+
+/// The pages a lockless reader visited, for [`Ghost::check_outlived`].
+#[derive(Debug, Default)]
+pub(crate) struct Visited<'g>(Vec<&'g PageGhost>);
+
+impl<'g> Visited<'g> {
+    #[inline]
+    pub(crate) fn push(&mut self, page: &'g PageGhost) {
+        self.0.push(page);
+    }
+}
+
+/// A descriptor's ghost half: whether it was retired.
+#[derive(Debug, Default)]
+pub(crate) struct DescGhost(GhostU64);
+
+impl DescGhost {
+    /// The descriptor was unlinked and handed to the reclaimer.
+    pub(crate) fn retire(&self) {
+        self.0.set(1);
+    }
+
+    /// Whether it was.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.0.get() != 0
+    }
+}
+
+/// A vCPU's ghost half: how many operations ran on it.
+#[derive(Debug, Default)]
+pub(crate) struct VcpuGhost(GhostU64);
+
+impl VcpuGhost {
+    /// One more operation.
+    #[inline]
+    pub(crate) fn op(&self) {
+        self.0.increment();
+    }
+
+    /// Operations so far.
+    pub(crate) fn ops(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// How many times `mmu_valid_gen` was bumped, unmasked: a page born in another
+/// epoch is obsolete even if a wrapped generation matches its own (I5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct GenEpoch(u64);
+
+impl GenEpoch {
+    /// One more bump.
+    #[inline]
+    pub(crate) fn bump(&mut self) {
+        self.0 += 1;
+    }
+
+    /// The count.
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// For runs of gfns, the (cut, returned) times of the latest invalidation
+/// that covered them. Non-overlapping intervals keyed by their first gfn.
+#[derive(Debug, Default)]
+struct KillMap {
+    runs: BTreeMap<u64, (u64, (u64, u64))>,
+}
+
+impl KillMap {
+    /// Records `times` for every gfn of `range`, replacing older records there.
+    fn insert(&mut self, range: Range<u64>, times: (u64, u64)) {
+        if range.is_empty() {
+            return;
+        }
+        let overlapping: Vec<u64> = self
+            .runs
+            .range(..range.end)
+            .rev()
+            .take_while(|(_, (end, _))| *end > range.start)
+            .map(|(start, _)| *start)
+            .collect();
+        for start in overlapping {
+            let (end, old) = self.runs.remove(&start).expect("listed above");
+            if start < range.start {
+                self.runs.insert(start, (range.start, old));
+            }
+            if end > range.end {
+                self.runs.insert(range.end, (end, old));
+            }
+        }
+        self.runs.insert(range.start, (range.end, times));
+    }
+
+    /// The times recorded for `gfn`, if any.
+    fn get(&self, gfn: u64) -> Option<(u64, u64)> {
+        let (_, (end, times)) = self.runs.range(..=gfn).next_back()?;
+        (gfn < *end).then_some(*times)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KillMap;
+
+    #[test]
+    fn kill_map_keeps_the_latest_times_per_gfn() {
+        let mut k = KillMap::default();
+        k.insert(0..10, (1, 2));
+        k.insert(4..6, (3, 4));
+        k.insert(9..12, (5, 6));
+        assert_eq!(k.get(0), Some((1, 2)));
+        assert_eq!(k.get(3), Some((1, 2)));
+        assert_eq!(k.get(4), Some((3, 4)));
+        assert_eq!(k.get(5), Some((3, 4)));
+        assert_eq!(k.get(6), Some((1, 2)));
+        assert_eq!(k.get(8), Some((1, 2)));
+        assert_eq!(k.get(9), Some((5, 6)));
+        assert_eq!(k.get(11), Some((5, 6)));
+        assert_eq!(k.get(12), None);
+        k.insert(0..20, (7, 8));
+        assert!((0..20).all(|g| k.get(g) == Some((7, 8))));
+        assert_eq!(k.runs.len(), 1);
+        k.insert(3..3, (9, 9));
+        assert_eq!(k.get(3), Some((7, 8)));
+    }
+}

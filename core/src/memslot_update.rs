@@ -1,0 +1,289 @@
+//! # Memslot updates (`__kvm_set_memory_region`): create, delete, move
+//!
+//! Every update is serialized by `slots_lock` and publishes a whole new
+//! generation of the memslots. A DELETE has two strategies
+//! ([`DeletionStrategy`]): Linux 3.11 as merged (publish the slot INVALID,
+//! wait, fast invalidate-all, publish without it, wait), and the seed's v3
+//! (unpublish, then in one `mmu_lock` hold bump the generation and make the
+//! slot's rmap remove-only, unmap it outside the lock, wait, zap). A MOVE is
+//! the 3.11 DELETE's first half followed by a publish at the new base, with new
+//! rmap and `lpage_info` arrays.
+
+use crate::addr::{Gfn, PAGE_SIZE};
+use crate::checkpoint::AuditPoint;
+use crate::config::DeletionStrategy;
+use crate::error::MmuError;
+use crate::event::{Actor, What};
+use crate::ghost::Visited;
+use crate::ids::SlotId;
+use crate::memslot::{LpageInfo, Memslot, Memslots, SLOT_INVALID, SlotSpec};
+use crate::mutant::Mutant;
+use crate::rmap::Rmap;
+use crate::spte::Spte;
+use crate::sync::{Arc, Ordering};
+use crate::vm::Vm;
+
+impl Vm {
+    /// KVM_SET_USER_MEMORY_REGION, create. MMIO sptes for the new gfns stop being
+    /// trusted because the memslots generation changes.
+    pub fn create_memslot(&self, spec: SlotSpec) -> Result<(), MmuError> {
+        let (base_gfn, hva) = (spec.base_gfn.0, spec.userspace_addr.0);
+        self.validate_range(base_gfn, spec.npages)?;
+        if !hva.is_multiple_of(PAGE_SIZE)
+            || spec
+                .npages
+                .checked_mul(PAGE_SIZE)
+                .and_then(|len| hva.checked_add(len))
+                .is_none_or(|end| end >= 1 << 48)
+        {
+            return Err(MmuError::BadHostRange);
+        }
+        let _slots = self.slots_lock.lock();
+        let current = self.memslots.load_full();
+        if current.by_id(spec.id).is_some() {
+            return Err(MmuError::SlotExists(spec.id));
+        }
+        if let Some(other) = current
+            .slots
+            .iter()
+            .find(|s| s.overlaps(base_gfn, spec.npages))
+        {
+            return Err(MmuError::SlotOverlap {
+                slot: spec.id,
+                other: other.id,
+            });
+        }
+        let (rmap, lpage_info) = self.new_slot_arrays(base_gfn, spec.npages);
+        let slot = Memslot {
+            id: spec.id,
+            base_gfn,
+            npages: spec.npages,
+            userspace_addr: hva,
+            flags: 0,
+            rmap,
+            lpage_info,
+        };
+        self.install_memslots(current.next(|v| v.push(slot)), Actor::Memslot)
+    }
+
+    /// KVM_SET_USER_MEMORY_REGION, delete, with the configured strategy.
+    pub fn delete_memslot(&self, id: SlotId) -> Result<(), MmuError> {
+        self.delete_memslot_with(id, self.config.deletion)
+    }
+
+    /// Delete with an explicit strategy.
+    pub fn delete_memslot_with(
+        &self,
+        id: SlotId,
+        strategy: DeletionStrategy,
+    ) -> Result<(), MmuError> {
+        let _slots = self.slots_lock.lock();
+        let current = self.memslots.load_full();
+        let slot = current
+            .by_id(id)
+            .cloned()
+            .ok_or(MmuError::UnknownSlot(id))?;
+        drop(current);
+        let cut = match strategy {
+            DeletionStrategy::Merged311 => {
+                let cut = self.retire_slot_merged(&slot)?;
+                let next = self.memslots.load_full().next(|v| v.retain(|s| s.id != id));
+                self.install_memslots(next, Actor::Memslot)?;
+                self.synchronize(Actor::Memslot);
+                cut
+            }
+            DeletionStrategy::SeedV3 => self.delete_seed_v3(slot.clone())?,
+        };
+        self.ghost.kill_runs(
+            std::iter::once(slot.base_gfn..slot.base_gfn + slot.npages),
+            cut,
+        );
+        Ok(())
+    }
+
+    /// KVM_SET_USER_MEMORY_REGION, move: the 3.11 procedure, with new rmap and
+    /// lpage_info arrays for the new base (bug 10 kept the old ones).
+    pub fn move_memslot(&self, id: SlotId, new_base_gfn: Gfn) -> Result<(), MmuError> {
+        let new_base_gfn = new_base_gfn.0;
+        let _slots = self.slots_lock.lock();
+        let current = self.memslots.load_full();
+        let slot = current
+            .by_id(id)
+            .cloned()
+            .ok_or(MmuError::UnknownSlot(id))?;
+        self.validate_range(new_base_gfn, slot.npages)?;
+        if let Some(other) = current
+            .slots
+            .iter()
+            .find(|s| s.id != id && s.overlaps(new_base_gfn, slot.npages))
+        {
+            return Err(MmuError::SlotOverlap {
+                slot: id,
+                other: other.id,
+            });
+        }
+        drop(current);
+        let cut = self.retire_slot_merged(&slot)?;
+        let (rmap, lpage_info) = if self.config.mutant_is(Mutant::MoveReusesMetadata) {
+            (slot.rmap.clone(), slot.lpage_info.clone())
+        } else {
+            self.new_slot_arrays(new_base_gfn, slot.npages)
+        };
+        let moved = Memslot {
+            base_gfn: new_base_gfn,
+            flags: 0,
+            rmap,
+            lpage_info,
+            ..slot.clone()
+        };
+        let next = self.memslots.load_full().next(|v| {
+            v.retain(|s| s.id != id);
+            v.push(moved);
+        });
+        self.install_memslots(next, Actor::Memslot)?;
+        self.synchronize(Actor::Memslot);
+        self.ghost.kill_runs(
+            std::iter::once(slot.base_gfn..slot.base_gfn + slot.npages),
+            cut,
+        );
+        Ok(())
+    }
+
+    /// Publishes `next`. If its MMIO generation wraps to 0, every page is
+    /// invalidated first, so that no MMIO spte from a full cycle ago can match the
+    /// new generation (bug 15 is doing it after the publish).
+    fn install_memslots(&self, next: Memslots, actor: Actor) -> Result<(), MmuError> {
+        let generation = next.generation;
+        // Set before the wrap's zap, on the memslots faults are reading now.
+        self.memslots.load().begin_update();
+        let wraps = generation & self.mmio_mask() == 0;
+        let after = self.config.mutant_is(Mutant::WrapZapAfterPublish);
+        if wraps && !after {
+            self.invalidate_all_locked(actor, |_| {}, || {})?;
+        }
+        self.memslots.store(Arc::new(next));
+        self.event(actor, || What::Publish { generation });
+        self.audit_point_unlocked(actor, AuditPoint::AfterMemslotUpdate);
+        if wraps && after {
+            self.invalidate_all_locked(actor, |_| {}, || {})?;
+        }
+        Ok(())
+    }
+
+    /// `synchronize_srcu_expedited(&kvm->srcu)`, logged.
+    fn synchronize(&self, actor: Actor) {
+        self.event(actor, || What::Synchronize { done: false });
+        self.reclaimer.synchronize();
+        self.event(actor, || What::Synchronize { done: true });
+    }
+
+    fn validate_range(&self, base_gfn: u64, npages: u64) -> Result<(), MmuError> {
+        if npages == 0 {
+            return Err(MmuError::EmptySlot);
+        }
+        let limit = self.config.max_gfn();
+        match base_gfn.checked_add(npages) {
+            Some(end) if end <= limit => Ok(()),
+            _ => Err(MmuError::GfnOutOfRange {
+                gfn: Gfn(base_gfn.saturating_add(npages - 1)),
+                limit: Gfn(limit),
+            }),
+        }
+    }
+
+    /// `kvm_arch_create_memslot`: a new rmap and `lpage_info` for a slot at
+    /// `base_gfn` of `npages`.
+    fn new_slot_arrays(&self, base_gfn: u64, npages: u64) -> (Arc<Rmap>, Arc<LpageInfo>) {
+        (
+            Arc::new(Rmap::new(
+                npages as usize,
+                self.config.desc_capacity,
+                self.config.mutant_is(Mutant::RemoveOnlyRmapCompacts),
+                self.ghost.clone(),
+            )),
+            Arc::new(LpageInfo::new(base_gfn, npages, self.config.index_bits())),
+        )
+    }
+
+    /// Linux 3.11, first half of DELETE and MOVE: publish a copy with the slot
+    /// INVALID, wait for readers, zap all (fast). Returns the ghost cut time.
+    fn retire_slot_merged(&self, slot: &Memslot) -> Result<u64, MmuError> {
+        let invalid = self.memslots.load_full().next(|v| {
+            for s in v.iter_mut().filter(|s| s.id == slot.id) {
+                s.flags |= SLOT_INVALID;
+            }
+        });
+        self.install_memslots(invalid, Actor::Memslot)?;
+        let cut = self.ghost.tick();
+        self.synchronize(Actor::Memslot);
+        self.invalidate_all_locked(Actor::Memslot, |_| {}, || {})?;
+        Ok(cut)
+    }
+
+    /// The seed's v3 delete (`kvm_mmu_invalid_memslot_pages`). Returns the
+    /// ghost cut time.
+    fn delete_seed_v3(&self, slot: Memslot) -> Result<u64, MmuError> {
+        let actor = Actor::Memslot;
+        // rmap_remove must still find the slot's rmap once it is unpublished.
+        self.lock_mmu(actor).zombies.push(slot.clone());
+        let next = self
+            .memslots
+            .load_full()
+            .next(|v| v.retain(|s| s.id != slot.id));
+        self.install_memslots(next, actor)?;
+        let cut = self.ghost.tick();
+        // kvm_mmu_invalid_memslot_pages: bump, remove-only rmap, reset lpage_info
+        // and request reload, all in one mmu_lock hold; then, outside the lock,
+        // unmap the rmap and wait for every walker, and only then zap.
+        let result = self.invalidate_all_locked(
+            actor,
+            |lk| {
+                slot.rmap.set_remove_only(lk);
+                slot.lpage_info.reset(lk);
+            },
+            || {
+                self.unmap_memslot_rmap_nolock(&slot);
+                self.synchronize(actor);
+                self.audit_point_unlocked(actor, AuditPoint::SeedV3Unmapped(&slot));
+            },
+        );
+        self.lock_mmu(actor).zombies.retain(|s| s.id != slot.id);
+        result.map(|_| cut)
+    }
+
+    /// `unmap_memslot_rmap_nolock`: outside `mmu_lock`, take every entry of the
+    /// remove-only rmap and clear its spte atomically. Walkers under `mmu_lock`
+    /// may clear the same entries; both tolerate finding them gone.
+    fn unmap_memslot_rmap_nolock(&self, slot: &Memslot) {
+        self.ghost.unmapper_begin();
+        let guard = self.reclaimer.pin();
+        // Ghost: the pages this unmapper reached. The shrinker may zap and
+        // commit them meanwhile, and the commit's flush waits only for vCPUs:
+        // the pin alone must keep them (I3, "shadow pages outlive their
+        // readers"), until the guard is dropped.
+        let mut touched = Visited::default();
+        for index in 0..slot.rmap.len() {
+            slot.rmap.take_all(&guard, index, |sptep| {
+                let page = sptep.page.get(&guard);
+                touched.push(&page.ghost);
+                let spte = &page.sptes[sptep.index];
+                let mut raw = spte.load(Ordering::Acquire);
+                while Spte::is_leaf(raw) {
+                    match spte.compare_exchange(raw, 0, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => break,
+                        Err(now) => raw = now,
+                    }
+                }
+            });
+        }
+        self.ghost.check_outlived(&touched, |sp| {
+            format!(
+                "{sp} freed while the seed's lockless unmapper of slot {} held it",
+                slot.id.0
+            )
+        });
+        drop(touched);
+        drop(guard);
+        self.ghost.unmapper_end();
+    }
+}

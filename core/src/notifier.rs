@@ -1,0 +1,225 @@
+//! # mmu-notifiers (`kvm_mmu_notifier_*`): the host changes its page tables
+//!
+//! The host tells KVM before it takes a page away (`invalidate_range_start`
+//! and `_end`), when it ages pages (`clear_flush_young`, `test_young`), and
+//! when it replaces one (`change_pte`). Each walks the rmaps of every slot
+//! whose host range intersects the range, published or unpublished-but-not-
+//! reclaimed, so that sptes of obsolete and invalid pages are reached too
+//! (bug 13 skipped them). On a remove-only rmap every handler unmaps instead
+//! of rewriting (bug 4).
+
+use crate::addr::{Hva, PAGE_SIZE};
+use crate::checkpoint::AuditPoint;
+use crate::error::MmuError;
+use crate::event::{Actor, What};
+use crate::memslot::Memslot;
+use crate::mmu::MmuLock;
+use crate::mutant::Mutant;
+use crate::page::PagePtr;
+use crate::rmap::SptePtr;
+use crate::spte::{self, Spte};
+use crate::sync::{Guard, Ordering, yield_now};
+use crate::vm::Vm;
+
+impl Vm {
+    /// `invalidate_range_start` + `invalidate_range_end`: unmap every spte that
+    /// maps a host page in `[start, end)`, on every rmap, the remove-only ones and
+    /// those of invalid or obsolete pages included; flush; then the host remaps
+    /// the range. Returns the number of sptes unmapped.
+    pub fn invalidate_range(&self, start: Hva, end: Hva) -> Result<usize, MmuError> {
+        let (start, end) = (start.0, end.0);
+        let cut = self.notifier_begin(start, end)?;
+        let guard = self.reclaimer.pin();
+        let mut lk = self.lock_mmu(Actor::Notifier);
+        lk.notifier_count += 1;
+        let targets = self.hva_targets(&lk, start, end);
+        let mut unmapped = 0;
+        for (slot, gfn) in &targets {
+            for sptep in slot.rmap.entries(&guard, slot.rmap_index(*gfn)) {
+                if self.config.mutant_is(Mutant::NotifierSkipsObsolete)
+                    && self.is_obsolete_ptr(&lk, &guard, sptep.page)
+                {
+                    continue;
+                }
+                unmapped += usize::from(self.unmap_one(&lk, &guard, slot, *gfn, sptep));
+            }
+        }
+        if unmapped > 0 {
+            self.flush_remote_tlbs(&lk);
+        }
+        self.audit_point(&lk, &guard, AuditPoint::InvalidateRangeReturns(&targets));
+        drop(lk);
+        // The host remaps the pages KVM can see: those backing a slot. (Pages
+        // outside every slot have no spte to go stale, and remapping them one by
+        // one would make a huge range cost memory proportional to its size.)
+        for (slot, gfn) in &targets {
+            let hva = slot.gfn_to_hva(*gfn);
+            self.host.remap(hva, hva + PAGE_SIZE);
+        }
+        self.notifier_end(guard);
+        self.ghost
+            .kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
+        Ok(unmapped)
+    }
+
+    /// `kvm_mmu_notifier_clear_flush_young`: clear the accessed bits of the
+    /// sptes mapping `[start, end)`, flush if any was set; returns whether any was.
+    pub fn clear_flush_young(&self, start: Hva, end: Hva) -> Result<bool, MmuError> {
+        self.age_range(start.0, end.0, true)
+    }
+
+    /// `kvm_mmu_notifier_test_young`: whether any spte mapping `[start, end)` has
+    /// its accessed bit set.
+    pub fn test_young(&self, start: Hva, end: Hva) -> Result<bool, MmuError> {
+        self.age_range(start.0, end.0, false)
+    }
+
+    /// `kvm_mmu_notifier_change_pte`: the host replaced the page at `hva` (KSM,
+    /// copy-on-write). Sptes on a normal rmap are pointed at the new pfn,
+    /// read-only; sptes on a remove-only rmap are unmapped.
+    pub fn change_pte(&self, hva: Hva) -> Result<usize, MmuError> {
+        let page = hva.page().0;
+        // The last page of the address space has no end: refuse it rather than
+        // overflow.
+        let end = page.checked_add(PAGE_SIZE).ok_or(MmuError::BadHvaRange)?;
+        let cut = self.notifier_begin(page, end)?;
+        let guard = self.reclaimer.pin();
+        let mut lk = self.lock_mmu(Actor::Notifier);
+        lk.notifier_count += 1;
+        self.host.remap(page, end);
+        let new_pfn = self.host.hva_to_pfn(page);
+        let targets = self.hva_targets(&lk, page, end);
+        let mut changed = 0;
+        for (slot, gfn) in &targets {
+            for sptep in slot.rmap.entries(&guard, slot.rmap_index(*gfn)) {
+                if slot.rmap.is_remove_only() {
+                    self.unmap_one(&lk, &guard, slot, *gfn, sptep);
+                    continue;
+                }
+                let page = sptep.page.get(&guard);
+                let spte = &page.sptes[sptep.index];
+                if Spte::is_leaf(spte.load(Ordering::Acquire)) {
+                    page.ghost.installed_at(sptep.index, self.ghost.tick());
+                    spte.store(Spte::leaf(new_pfn, false), Ordering::Release);
+                    changed += 1;
+                }
+            }
+        }
+        if changed > 0 {
+            self.flush_remote_tlbs(&lk);
+        }
+        drop(lk);
+        self.notifier_end(guard);
+        self.ghost
+            .kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
+        Ok(changed)
+    }
+
+    /// The aging handlers' shared walk. On a remove-only rmap every handler
+    /// unmaps instead of rewriting: writing a present spte back could resurrect
+    /// one the lockless unmapper just cleared (the seed's point, bug 4).
+    fn age_range(&self, start: u64, end: u64, clear: bool) -> Result<bool, MmuError> {
+        self.notifier_begin(start, end)?;
+        let guard = self.reclaimer.pin();
+        let lk = self.lock_mmu(Actor::Notifier);
+        let mut young = false;
+        for (slot, gfn) in self.hva_targets(&lk, start, end) {
+            for sptep in slot.rmap.entries(&guard, slot.rmap_index(gfn)) {
+                let spte = sptep.spte(&guard);
+                if slot.rmap.is_remove_only() {
+                    if self.config.mutant_is(Mutant::NotifierRewritesInvalidRmap) && clear {
+                        let raw = spte.load(Ordering::Acquire);
+                        if Spte::is_leaf(raw) && raw & spte::ACCESSED != 0 {
+                            young = true;
+                            yield_now();
+                            spte.store(raw & !spte::ACCESSED, Ordering::Release);
+                        }
+                    } else {
+                        self.unmap_one(&lk, &guard, &slot, gfn, sptep);
+                    }
+                    continue;
+                }
+                let mut raw = spte.load(Ordering::Acquire);
+                while Spte::is_leaf(raw) && raw & spte::ACCESSED != 0 {
+                    young = true;
+                    if !clear {
+                        break;
+                    }
+                    match spte.compare_exchange(
+                        raw,
+                        raw & !spte::ACCESSED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => break,
+                        Err(now) => raw = now,
+                    }
+                }
+            }
+        }
+        if young && clear {
+            self.flush_remote_tlbs(&lk);
+        }
+        Ok(young)
+    }
+
+    /// Every (slot, gfn) whose host page intersects `[start, end)`, over the
+    /// published slots (INVALID included) and the unpublished ones whose rmaps
+    /// may still hold entries.
+    pub(crate) fn hva_targets(
+        &self,
+        lk: &MmuLock<'_>,
+        start: u64,
+        end: u64,
+    ) -> Vec<(Memslot, u64)> {
+        let slots = self.memslots.load();
+        // A seed-v3 DELETE makes its slot a zombie just before it unpublishes
+        // it: in between, the slot is in both lists and must be visited once.
+        let zombies = lk.zombies.iter().filter(|z| slots.by_id(z.id).is_none());
+        slots
+            .slots
+            .iter()
+            .chain(zombies)
+            .flat_map(|slot| {
+                slot.gfns_in_hva(start, end)
+                    .map(move |gfn| (slot.clone(), gfn))
+            })
+            .collect()
+    }
+
+    fn unmap_one(
+        &self,
+        lk: &MmuLock<'_>,
+        guard: &Guard<'_>,
+        slot: &Memslot,
+        gfn: u64,
+        sptep: SptePtr,
+    ) -> bool {
+        let old = sptep.spte(guard).swap(0, Ordering::AcqRel);
+        slot.rmap.remove(lk, guard, slot.rmap_index(gfn), sptep);
+        let sp = sptep.page.get(guard).body().id;
+        self.event(lk.actor, || What::Unmap { gfn, sp });
+        Spte::is_leaf(old)
+    }
+
+    fn is_obsolete_ptr(&self, lk: &MmuLock<'_>, guard: &Guard<'_>, ptr: PagePtr) -> bool {
+        let id = ptr.get(guard).body().id;
+        lk.pages.get(&id).is_none_or(|meta| lk.is_obsolete(meta))
+    }
+
+    fn notifier_begin(&self, start: u64, end: u64) -> Result<u64, MmuError> {
+        if start >= end {
+            return Err(MmuError::BadHvaRange);
+        }
+        Ok(self.ghost.tick())
+    }
+
+    fn notifier_end(&self, guard: Guard<'_>) {
+        drop(guard);
+        let mut lk = self.lock_mmu(Actor::Notifier);
+        lk.notifier_seq += 1;
+        let seq = lk.notifier_seq;
+        self.notifier_seq.store(seq, Ordering::Release);
+        lk.notifier_count -= 1;
+    }
+}

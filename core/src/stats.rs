@@ -1,0 +1,53 @@
+//! # What a zap did, and I6's bound on it
+//!
+//! [`ZapStats`] is the return value of every zap: work counts the protocol
+//! keeps anyway (pages, holds, steps), plus `mmu_lock` hold times when the
+//! `hold-timing` feature is on. The progress invariant (I6) is stated over it:
+//! [`zap_step_bound`] and [`ZapStats::breaks_i6`] are the one definition the
+//! zap loop, the ghost history and the audit share.
+
+/// Work done by one zap, for I6 and the benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZapStats {
+    /// Pages in the VM when the zap began.
+    pub pages_at_start: u64,
+    /// Pages prepared (zapped).
+    pub zapped: u64,
+    /// Lock holds taken by the zap loop.
+    pub holds: u64,
+    /// The most pages prepared in one hold.
+    pub max_batch: u64,
+    /// Loop steps (pages examined).
+    pub steps: u64,
+    /// Pages retired through the epoch by the final commit.
+    pub committed: u64,
+    /// Nanoseconds `mmu_lock` was held for the generation bump and the reload
+    /// requests (0 for the eager zap, and without the `hold-timing` feature).
+    pub bump_hold_ns: u64,
+    /// The longest single `mmu_lock` hold of the zap loop, in nanoseconds (for
+    /// the eager zap: its one hold; 0 without `hold-timing`).
+    pub max_hold_ns: u64,
+    /// Nanoseconds from the start of the operation until its last page was
+    /// committed (0 without `hold-timing`).
+    pub total_ns: u64,
+}
+
+/// The most steps (pages examined, plus one per pass) `zap_obsolete_pages` may
+/// take, for a zap that began with `pages_at_start` pages (I6). A pass examines
+/// at most the invalid roots still in use (one per vCPU), the page it zaps and
+/// the page it stops at; there is at most one pass per zapped page and one per
+/// lock break. Pages created during the zap are of the new generation, at the
+/// head, and never examined.
+pub fn zap_step_bound(pages_at_start: u64, vcpus: usize) -> u64 {
+    (2 * pages_at_start + 2) * (vcpus as u64 + 4) + 16
+}
+
+impl ZapStats {
+    /// Whether this zap broke I6: more steps than its bound, or more pages
+    /// prepared in one hold than `batch` (a zap that never broke the lock is
+    /// the eager one, which may prepare everything in its one hold).
+    pub fn breaks_i6(&self, batch: usize, vcpus: usize) -> bool {
+        self.steps > zap_step_bound(self.pages_at_start, vcpus)
+            || (self.holds > 1 && self.max_batch > batch as u64)
+    }
+}

@@ -1,0 +1,290 @@
+//! # The lockless read path: what the guest sees
+//!
+//! [`Vm::translate`] is what the hardware does when the guest touches a gfn:
+//! walk the vCPU's root without `mmu_lock`. The vCPU announces the walk in
+//! `vcpu->mode` (`walk_shadow_page_lockless_begin`, the vCPU half of the
+//! handshake in `vcpu.rs`), checks its requests, consults its MMIO cache, pins
+//! an epoch, loads its root, checks the root's generation and walks.
+//! [`Vm::translate_run`] does the entry once for a run of gfns, as a running
+//! vCPU does.
+
+use crate::addr::{Gfn, Pfn};
+use crate::error::MmuError;
+use crate::event::{Actor, What};
+use crate::ghost;
+use crate::ids::VcpuId;
+use crate::invariant::Invariant;
+use crate::memslot::Memslots;
+use crate::mutant::Mutant;
+use crate::page::{PagePtr, ShadowPage};
+use crate::spte::{self, Spte};
+use crate::sync::{Guard, Ordering};
+use crate::vcpu::Vcpu;
+use crate::vm::Vm;
+
+/// What a lockless translation returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// The gfn maps `pfn`.
+    Mapped {
+        /// The host page frame.
+        pfn: Pfn,
+        /// Whether the mapping is writable.
+        writable: bool,
+    },
+    /// The gfn is MMIO (a trusted MMIO spte, or the vCPU's MMIO cache).
+    Mmio,
+    /// Nothing usable is mapped: the vCPU would fault.
+    Miss,
+    /// Requests are pending: the vCPU must handle them before entering the guest.
+    RequestPending,
+}
+
+impl Vm {
+    /// The lockless read path: what the guest would see at `gfn` now. It never
+    /// takes `mmu_lock`.
+    pub fn translate(&self, vcpu: VcpuId, gfn: Gfn) -> Result<Translation, MmuError> {
+        let gfn = self.check_gfn(gfn)?;
+        let claim = self.claim(vcpu)?;
+        let v = claim.0;
+        let start = self.walk_lockless_begin(v);
+        let result = self.translate_walk(v, gfn, start);
+        v.walk_lockless_end();
+        self.event(Actor::Vcpu(vcpu.0), || What::Translate {
+            gfn,
+            result: format!("{result:?}"),
+        });
+        Ok(result)
+    }
+
+    /// Translates a run of gfns the way a vCPU runs: one entry (mode, fence,
+    /// requests check), one epoch pin and one root check for the whole run, then
+    /// one walk per gfn. Results are appended to `out`.
+    pub fn translate_run(
+        &self,
+        vcpu: VcpuId,
+        gfns: &[Gfn],
+        out: &mut Vec<Translation>,
+    ) -> Result<(), MmuError> {
+        for &gfn in gfns {
+            self.check_gfn(gfn)?;
+        }
+        let claim = self.claim(vcpu)?;
+        let v = claim.0;
+        let start = self.walk_lockless_begin(v);
+        if !v.requests().is_empty() {
+            out.extend(gfns.iter().map(|_| Translation::RequestPending));
+        } else {
+            let guard = self.reclaimer.pin();
+            match self.current_root(v, &guard) {
+                Ok(root) => out.extend(gfns.iter().map(|&gfn| {
+                    self.mmio_cache_hit(v, gfn.0)
+                        .unwrap_or_else(|| self.walk(v, root, gfn.0, start, |ptr| ptr.get(&guard)))
+                })),
+                Err(miss) => out.extend(gfns.iter().map(|_| miss)),
+            }
+        }
+        v.walk_lockless_end();
+        Ok(())
+    }
+
+    /// The same walk with no synchronization at all: no mode, no fence, no
+    /// requests check, no epoch pin, no generation check. Sound only because
+    /// `&mut self` excludes every other operation; it exists to measure what
+    /// the synchronization of [`Vm::translate`] costs (benchmark B4).
+    #[doc(hidden)]
+    pub fn translate_unsynchronized(
+        &mut self,
+        vcpu: VcpuId,
+        gfn: Gfn,
+    ) -> Result<Translation, MmuError> {
+        let gfn = self.check_gfn(gfn)?;
+        let v = self
+            .vcpus
+            .get(vcpu.0)
+            .ok_or(MmuError::UnknownVcpu(vcpu.0))?;
+        let Some(root) = PagePtr::from_addr(v.root.load(Ordering::Relaxed) as usize) else {
+            return Ok(Translation::Miss);
+        };
+        let deref = |ptr: PagePtr| ptr.get_exclusive(self);
+        Ok(self.walk(v, deref(root), gfn, u64::MAX, deref))
+    }
+
+    /// `walk_shadow_page_lockless_begin` ([`Vcpu::walk_lockless_begin`]).
+    /// Returns the ghost time the walk began (for I4). The caller ends the
+    /// walk with [`Vcpu::walk_lockless_end`].
+    pub(crate) fn walk_lockless_begin(&self, v: &Vcpu) -> u64 {
+        v.walk_lockless_begin();
+        self.ghost.now()
+    }
+
+    fn translate_walk(&self, v: &Vcpu, gfn: u64, start: u64) -> Translation {
+        if !v.requests().is_empty() {
+            return Translation::RequestPending;
+        }
+        if let Some(hit) = self.mmio_cache_hit(v, gfn) {
+            return hit;
+        }
+        let guard = self.reclaimer.pin();
+        match self.current_root(v, &guard) {
+            Ok(root) => self.walk(v, root, gfn, start, |ptr| ptr.get(&guard)),
+            Err(miss) => miss,
+        }
+    }
+
+    /// The vCPU's MMIO cache (`vcpu_match_mmio_gpa`): trusted only while the
+    /// memslots generation it was taken in is current.
+    fn mmio_cache_hit(&self, v: &Vcpu, gfn: u64) -> Option<Translation> {
+        if v.mmio_gfn.load(Ordering::Relaxed) != gfn + 1 {
+            return None;
+        }
+        let cached = v.mmio_gen.load(Ordering::Relaxed);
+        let current = self.memslots.load().generation;
+        if cached == current {
+            return Some(Translation::Mmio);
+        }
+        if self.config.mutant_is(Mutant::MmioCacheIgnoresGen) {
+            self.ghost.violate(Invariant::I7, || {
+                format!("MMIO cache for gfn {gfn} from slots gen {cached} trusted at gen {current}")
+            });
+            return Some(Translation::Mmio);
+        }
+        None
+    }
+
+    /// The vCPU's root, if it is a live page of the current generation.
+    fn current_root<'g>(
+        &self,
+        v: &Vcpu,
+        guard: &'g Guard<'_>,
+    ) -> Result<&'g ShadowPage, Translation> {
+        let ptr =
+            PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize).ok_or(Translation::Miss)?;
+        let root = ptr.get(guard);
+        let body = root.body();
+        if self.ghost.saw_freed(
+            Invariant::I3,
+            || body.poisoned,
+            || format!("translate read freed root {}", body.id),
+        ) {
+            return Err(Translation::Miss);
+        }
+        if body.mmu_valid_gen != self.mmu_valid_gen.load(Ordering::Acquire) || root.is_invalid() {
+            return Err(Translation::Miss);
+        }
+        Ok(root)
+    }
+
+    /// The walk itself, from `root` down to `gfn`'s spte. `deref` turns a child
+    /// pointer into a page: through the epoch guard, or through `&mut Vm` for
+    /// [`Vm::translate_unsynchronized`].
+    fn walk<'g>(
+        &self,
+        v: &Vcpu,
+        root: &'g ShadowPage,
+        gfn: u64,
+        start: u64,
+        deref: impl Fn(PagePtr) -> &'g ShadowPage,
+    ) -> Translation {
+        let mut page = root;
+        let mut level = self.config.levels;
+        loop {
+            let body = page.body();
+            if self.ghost.saw_freed(
+                Invariant::I3,
+                || body.poisoned,
+                || format!("translate read freed page {}", body.id),
+            ) {
+                return Translation::Miss;
+            }
+            let index = self.spte_index(gfn, level);
+            let raw = page.sptes[index].load(Ordering::Acquire);
+            match Spte::decode(raw) {
+                Spte::NonLeaf(addr) if level > 1 => match PagePtr::from_addr(addr) {
+                    Some(child) => {
+                        page = deref(child);
+                        level -= 1;
+                    }
+                    None => return Translation::Miss,
+                },
+                Spte::Leaf {
+                    pfn,
+                    writable,
+                    accessed,
+                } => {
+                    if !accessed {
+                        // The hardware sets the accessed bit, only on a present spte.
+                        let _ = page.sptes[index].compare_exchange(
+                            raw,
+                            raw | spte::ACCESSED,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    self.ghost.check_not_stale(
+                        gfn,
+                        pfn,
+                        page.ghost.installed(index),
+                        start,
+                        body.id,
+                    );
+                    return Translation::Mapped {
+                        pfn: Pfn(pfn),
+                        writable,
+                    };
+                }
+                Spte::Mmio {
+                    generation,
+                    ghost_generation,
+                } => {
+                    let slots = self.memslots.load();
+                    return if self.check_mmio_spte(v, &slots, gfn, generation, ghost_generation) {
+                        Translation::Mmio
+                    } else {
+                        Translation::Miss
+                    };
+                }
+                _ => return Translation::Miss,
+            }
+        }
+    }
+
+    /// `check_mmio_spte`: an MMIO spte is trusted only if its generation is the
+    /// current memslots generation (masked to the spte's bits). A trusted one
+    /// fills the vCPU's MMIO cache (`vcpu_cache_mmio_info`). The ghost checks
+    /// that no slot maps the gfn and that the spte was built from the slots of
+    /// this generation (I7).
+    pub(crate) fn check_mmio_spte(
+        &self,
+        v: &Vcpu,
+        slots: &Memslots,
+        gfn: u64,
+        generation: u64,
+        ghost_generation: u64,
+    ) -> bool {
+        let current = slots.generation;
+        if generation != current & self.mmio_mask() {
+            return false;
+        }
+        if ghost::ENABLED
+            && let Some(slot) = slots.search(gfn)
+        {
+            self.ghost.violate(Invariant::I7, || {
+                format!(
+                    "trusted an MMIO spte for gfn {gfn}, which slot {} maps",
+                    slot.id.0
+                )
+            });
+        }
+        if ghost_generation != current & 0xffff_ffff {
+            self.ghost.violate(Invariant::I7, || {
+                format!(
+                    "MMIO spte for gfn {gfn} built from slots gen {ghost_generation} trusted at gen {current}"
+                )
+            });
+        }
+        v.mmio_gfn.store(gfn + 1, Ordering::Relaxed);
+        v.mmio_gen.store(current, Ordering::Relaxed);
+        true
+    }
+}

@@ -1,0 +1,370 @@
+//! # Zapping: fast invalidate-all, `zap_obsolete_pages`, the eager zap, the shrinker
+//!
+//! The fast path ([`Vm::invalidate_zap_all_pages`]): under `mmu_lock`, bump
+//! `mmu_valid_gen` and request a reload from every vCPU, in one hold; then
+//! `zap_obsolete_pages` walks the active list from its oldest end in batches,
+//! with lock breaks, and commits (flush, then retire through the epoch). The
+//! eager baseline ([`Vm::zap_all`]) does the same work in one hold. The
+//! shrinker ([`Vm::shrink`]) frees what a lock break parked first.
+//!
+//! `prepare_zap_page` and `commit_zap_page` are the primitives all of them,
+//! and `mmu_free_roots`, share.
+
+use crate::checkpoint::AuditPoint;
+use crate::error::MmuError;
+use crate::event::{Actor, What};
+use crate::ids::PageId;
+use crate::invariant::Invariant;
+use crate::mmu::MmuLock;
+use crate::mutant::Mutant;
+use crate::page::{PagePtr, free_page};
+use crate::rmap::SptePtr;
+use crate::spte::Spte;
+use crate::stats::{ZapStats, zap_step_bound};
+use crate::sync::{Guard, Ordering, yield_now};
+use crate::timing::Stopwatch;
+use crate::vcpu::Requests;
+use crate::vm::Vm;
+
+impl Vm {
+    /// The fast path: under `mmu_lock`, bump `mmu_valid_gen` and request a reload
+    /// from every vCPU; then `zap_obsolete_pages` in batches with lock breaks,
+    /// and commit (flush, then retire through the epoch). Serialized with memslot
+    /// updates by `slots_lock`, so at most one obsolete generation exists.
+    #[doc(alias = "kvm_mmu_invalidate_zap_all_pages")]
+    pub fn invalidate_zap_all_pages(&self) -> Result<ZapStats, MmuError> {
+        let _slots = (!self.config.mutant_is(Mutant::NoSlotsLock)).then(|| self.slots_lock.lock());
+        self.invalidate_all_locked(Actor::Zapper, |_| {}, || {})
+    }
+
+    /// The body of invalidate-all; the caller holds `slots_lock`. `under_lock`
+    /// runs in the same `mmu_lock` hold as the generation bump; `before_zap`
+    /// runs after that hold and before `zap_obsolete_pages`.
+    pub(crate) fn invalidate_all_locked(
+        &self,
+        actor: Actor,
+        under_lock: impl FnOnce(&MmuLock<'_>),
+        before_zap: impl FnOnce(),
+    ) -> Result<ZapStats, MmuError> {
+        let started = Stopwatch::start();
+        let (cut, bump_hold_ns) = {
+            let mut lk = self.lock_mmu(actor);
+            let hold = Stopwatch::start();
+            let from = lk.mmu_valid_gen;
+            let to = (from + 1) & self.gen_mask();
+            lk.mmu_valid_gen = to;
+            lk.gen_epoch.bump();
+            self.mmu_valid_gen.store(to, Ordering::Release);
+            let cut = self.ghost.tick();
+            self.event(actor, || What::GenBump { from, to });
+            under_lock(&lk);
+            if !self.config.mutant_is(Mutant::ReloadOutsideLock) {
+                self.reload_remote_mmus(&lk);
+            }
+            drop(lk);
+            (cut, hold.ns())
+        };
+        before_zap();
+        let stats = self.zap_obsolete_pages(actor).map(|mut stats| {
+            stats.bump_hold_ns = bump_hold_ns;
+            stats.total_ns = started.ns();
+            self.ghost.record_zap(stats);
+            stats
+        });
+        if self.config.mutant_is(Mutant::ReloadOutsideLock) {
+            self.make_all_cpus_request(actor, Requests::RELOAD | Requests::TLB_FLUSH, "reload");
+        }
+        self.ghost.kill_all(cut);
+        stats
+    }
+
+    /// `kvm_zap_obsolete_pages`: walk the active list from its tail (oldest),
+    /// prepare every obsolete page, skip invalid ones (in-use roots already
+    /// prepared), stop at the first page of the current generation, and break the
+    /// lock after every `batch` pages. Pages of the new generation are added at
+    /// the head, so they never lengthen the walk: progress is bounded by the
+    /// pages that existed when the zap began (I6).
+    pub(crate) fn zap_obsolete_pages(&self, actor: Actor) -> Result<ZapStats, MmuError> {
+        let from_head = self.config.mutant_is(Mutant::ZapFromHead);
+        let rezap_roots = self.config.mutant_is(Mutant::RezapInUseRoots);
+        let guard = self.reclaimer.pin();
+        let mut stats = ZapStats::default();
+        let mut lk = self.lock_mmu(actor);
+        let mut hold = Stopwatch::start();
+        stats.holds = 1;
+        stats.pages_at_start = lk.pages.len() as u64;
+        let bound = zap_step_bound(stats.pages_at_start, self.config.vcpus);
+        let mut batch = 0usize;
+        // Pages prepared in this hold, counted independently of `batch` (which
+        // bug 9 miscounts), so that I6 can see a hold that did too much.
+        let mut prepared_in_hold = 0u64;
+        let mut zap_list = std::mem::take(&mut lk.zapped_obsolete);
+        loop {
+            stats.steps += 1;
+            if stats.steps > bound {
+                park(&mut lk.zapped_obsolete, &mut zap_list);
+                self.ghost.record_zap(stats);
+                return Err(MmuError::ZapLivelock {
+                    steps: stats.steps,
+                    bound,
+                });
+            }
+            // The next page to zap, walking from the tail.
+            let mut next = None;
+            let order: Box<dyn Iterator<Item = (&u64, &PageId)>> = if from_head {
+                Box::new(lk.active.iter().rev())
+            } else {
+                Box::new(lk.active.iter())
+            };
+            for (_, id) in order {
+                stats.steps += 1;
+                let meta = &lk.pages[id];
+                if meta.mmu_valid_gen == lk.mmu_valid_gen && !meta.invalid {
+                    if from_head {
+                        continue;
+                    }
+                    break;
+                }
+                if meta.invalid && !rezap_roots {
+                    continue;
+                }
+                if meta.mmu_valid_gen == lk.mmu_valid_gen {
+                    continue;
+                }
+                next = Some(*id);
+                break;
+            }
+            let Some(id) = next else { break };
+            if batch >= self.config.batch {
+                // Break the lock so vCPUs can fault; the pages prepared so far
+                // stay on zapped_obsolete_pages where the shrinker can free them.
+                self.event(actor, || What::LockBreak { zapped: batch });
+                park(&mut lk.zapped_obsolete, &mut zap_list);
+                drop(lk);
+                stats.max_hold_ns = stats.max_hold_ns.max(hold.ns());
+                yield_now();
+                lk = self.lock_mmu(actor);
+                hold = Stopwatch::start();
+                zap_list = std::mem::take(&mut lk.zapped_obsolete);
+                stats.holds += 1;
+                batch = 0;
+                prepared_in_hold = 0;
+                continue;
+            }
+            let prepared = self.prepare_zap_page(&mut lk, &guard, id, &mut zap_list);
+            stats.zapped += 1;
+            batch += if self.config.mutant_is(Mutant::BatchNotAdvancing) {
+                prepared
+            } else {
+                1
+            };
+            prepared_in_hold += 1;
+            stats.max_batch = stats.max_batch.max(prepared_in_hold);
+        }
+        stats.committed = self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
+        self.audit_point(&lk, &guard, AuditPoint::AfterZapObsolete);
+        drop(lk);
+        stats.max_hold_ns = stats.max_hold_ns.max(hold.ns());
+        Ok(stats)
+    }
+
+    /// `kvm_mmu_prepare_zap_page`: unlink the page's children and parents, mark
+    /// it invalid, and move it to `invalid_list`, or to the head of the active
+    /// list if it is a root still in use. Returns the number of pages moved to
+    /// `invalid_list` (0 for a kept root). Needs `mmu_lock`: the unlinking edits
+    /// other pages' parent lists and the rmaps.
+    pub(crate) fn prepare_zap_page(
+        &self,
+        lk: &mut MmuLock<'_>,
+        guard: &Guard<'_>,
+        id: PageId,
+        invalid_list: &mut Vec<PageId>,
+    ) -> usize {
+        let Some(meta) = lk.pages.get(&id) else {
+            return 0;
+        };
+        let ptr = meta.ptr;
+        let page = ptr.get(guard);
+        let body = page.body();
+        let skip_rmap =
+            self.config.mutant_is(Mutant::SkipRmapForObsolete) && self.is_obsolete_sp(lk, meta);
+        // kvm_mmu_page_unlink_children
+        for index in 0..page.sptes.len() {
+            let raw = page.sptes[index].load(Ordering::Acquire);
+            match Spte::decode(raw) {
+                Spte::Leaf { .. } => {
+                    if skip_rmap {
+                        page.sptes[index].store(0, Ordering::Release);
+                        continue;
+                    }
+                    let gfn = self.spte_gfn(&body, index);
+                    self.drop_spte(lk, guard, SptePtr { page: ptr, index }, gfn);
+                }
+                Spte::NonLeaf(addr) => {
+                    page.sptes[index].store(0, Ordering::Release);
+                    if let Some(child) = PagePtr::from_addr(addr) {
+                        let child_id = child.get(guard).body().id;
+                        if let Some(child_meta) = lk.pages.get_mut(&child_id) {
+                            child_meta.parent_ptes.retain(|p| *p != (id, index));
+                        }
+                    }
+                }
+                Spte::Mmio { .. } => page.sptes[index].store(0, Ordering::Release),
+                Spte::None => {}
+            }
+        }
+        // kvm_mmu_unlink_parents
+        let parents = std::mem::take(&mut lk.pages.get_mut(&id).expect("page present").parent_ptes);
+        for (parent, index) in parents {
+            if let Some(parent_page) = self.sp(lk, guard, parent) {
+                parent_page.sptes[index].store(0, Ordering::Release);
+            }
+        }
+        let was_valid = !lk.pages[&id].invalid;
+        page.invalid.store(true, Ordering::Release);
+        let current_gen = lk.mmu_valid_gen;
+        let meta = lk.pages.get_mut(&id).expect("page present");
+        meta.invalid = true;
+        let kept_root = meta.root_count > 0;
+        let key = meta.active_key.take();
+        let page_gen = meta.mmu_valid_gen;
+        if let Some(key) = key {
+            lk.active.remove(&key);
+        }
+        let zapped = if kept_root {
+            // An in-use root moves to the head and stays until mmu_free_roots.
+            let key = lk.next_active_key;
+            lk.next_active_key += 1;
+            lk.active.insert(key, id);
+            lk.pages.get_mut(&id).expect("page present").active_key = Some(key);
+            if was_valid && page_gen == current_gen {
+                self.reload_remote_mmus(lk);
+            }
+            0
+        } else {
+            lk.pages.get_mut(&id).expect("page present").on_zap_list = true;
+            invalid_list.push(id);
+            1
+        };
+        self.event(lk.actor, || What::PrepareZap { sp: id, kept_root });
+        zapped
+    }
+
+    /// `kvm_mmu_commit_zap_page`: flush remote TLBs, which also waits for every
+    /// vCPU inside a lockless walk, then retire each page through the epoch. The
+    /// kernel's `WARN_ON(!sp->role.invalid || sp->root_count)` is an I3 violation
+    /// here, and such a page is not freed.
+    pub(crate) fn commit_zap_page(
+        &self,
+        lk: &mut MmuLock<'_>,
+        guard: &Guard<'_>,
+        invalid_list: &mut Vec<PageId>,
+    ) -> usize {
+        if invalid_list.is_empty() {
+            return 0;
+        }
+        let free_before_flush = self.config.mutant_is(Mutant::FreeBeforeFlush);
+        let poison_now = free_before_flush || self.config.mutant_is(Mutant::FreeWithoutGrace);
+        if !free_before_flush {
+            self.flush_remote_tlbs(lk);
+        }
+        let mut retired = Vec::with_capacity(invalid_list.len());
+        for id in invalid_list.drain(..) {
+            let Some(meta) = lk.pages.get(&id) else {
+                continue;
+            };
+            if !meta.invalid || meta.root_count > 0 {
+                let (invalid, root_count) = (meta.invalid, meta.root_count);
+                self.ghost.violate(Invariant::I3, || {
+                    format!("commit_zap_page of {id}: invalid={invalid} root_count={root_count}")
+                });
+                continue;
+            }
+            let meta = lk.pages.remove(&id).expect("page present");
+            if let Some(list) = lk.hash.get_mut(&(meta.gfn, meta.role)) {
+                list.retain(|p| *p != id);
+                if list.is_empty() {
+                    lk.hash.remove(&(meta.gfn, meta.role));
+                }
+            }
+            if let Some(key) = meta.active_key {
+                lk.active.remove(&key);
+            }
+            free_page(meta.ptr, guard, &self.ghost, poison_now);
+            retired.push(id);
+        }
+        let count = retired.len();
+        self.event(lk.actor, || What::CommitZap { sps: retired });
+        guard.flush();
+        self.audit_point(lk, guard, AuditPoint::AfterCommitZap);
+        count
+    }
+
+    /// The eager baseline (`kvm_mmu_zap_all` before 2013): prepare every page and
+    /// commit, all in one `mmu_lock` hold. Same result as the fast path, with the
+    /// lock held for time proportional to the number of pages.
+    #[doc(alias = "kvm_mmu_zap_all")]
+    pub fn zap_all(&self) -> Result<ZapStats, MmuError> {
+        let _slots = self.slots_lock.lock();
+        let guard = self.reclaimer.pin();
+        let started = Stopwatch::start();
+        let mut lk = self.lock_mmu(Actor::Zapper);
+        let cut = self.ghost.tick();
+        let mut stats = ZapStats {
+            pages_at_start: lk.pages.len() as u64,
+            holds: 1,
+            ..ZapStats::default()
+        };
+        let ids: Vec<_> = lk.active.values().copied().collect();
+        let mut invalid_list = Vec::new();
+        for id in ids {
+            stats.steps += 1;
+            if lk.pages.get(&id).is_some_and(|m| !m.invalid) {
+                self.prepare_zap_page(&mut lk, &guard, id, &mut invalid_list);
+                stats.zapped += 1;
+            }
+        }
+        stats.max_batch = stats.zapped;
+        stats.committed = self.commit_zap_page(&mut lk, &guard, &mut invalid_list) as u64;
+        drop(lk);
+        stats.max_hold_ns = started.ns();
+        stats.total_ns = stats.max_hold_ns;
+        self.ghost.record_zap(stats);
+        self.ghost.kill_all(cut);
+        Ok(stats)
+    }
+
+    /// The shrinker (`mmu_shrink_scan`): free the zapped-obsolete pages first; if
+    /// there are none, zap up to `nr` of the oldest pages. Returns pages freed.
+    #[doc(alias = "mmu_shrink_scan")]
+    pub fn shrink(&self, nr: usize) -> Result<usize, MmuError> {
+        let guard = self.reclaimer.pin();
+        let mut lk = self.lock_mmu(Actor::Shrinker);
+        if !lk.zapped_obsolete.is_empty() {
+            let mut list = std::mem::take(&mut lk.zapped_obsolete);
+            return Ok(self.commit_zap_page(&mut lk, &guard, &mut list));
+        }
+        let mut invalid_list = Vec::new();
+        for _ in 0..nr {
+            let oldest = lk
+                .active
+                .values()
+                .find(|id| !lk.pages[*id].invalid)
+                .copied();
+            let Some(id) = oldest else { break };
+            self.prepare_zap_page(&mut lk, &guard, id, &mut invalid_list);
+        }
+        Ok(self.commit_zap_page(&mut lk, &guard, &mut invalid_list))
+    }
+}
+
+/// Moves the zap loop's prepared pages onto `zapped_obsolete_pages` for a lock
+/// break: O(1) when the list is empty (it is, unless the shrinker ran), so the
+/// breaks of one zap cost O(pages) in all, not O(pages^2 / batch).
+fn park(zapped_obsolete: &mut Vec<PageId>, zap_list: &mut Vec<PageId>) {
+    if zapped_obsolete.is_empty() {
+        std::mem::swap(zapped_obsolete, zap_list);
+    } else {
+        zapped_obsolete.append(zap_list);
+    }
+}
