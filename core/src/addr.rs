@@ -51,6 +51,22 @@ impl Hva {
     }
 }
 
+impl std::ops::Add<u64> for Gfn {
+    type Output = Gfn;
+    /// `self + pages` (overflow panics in debug builds, as for `u64`).
+    fn add(self, pages: u64) -> Gfn {
+        Gfn(self.0 + pages)
+    }
+}
+
+impl std::ops::Add<u64> for Hva {
+    type Output = Hva;
+    /// `self + bytes` (overflow panics in debug builds, as for `u64`).
+    fn add(self, bytes: u64) -> Hva {
+        Hva(self.0 + bytes)
+    }
+}
+
 impl std::fmt::Display for Gfn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "gfn {:#x}", self.0)

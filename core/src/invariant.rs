@@ -4,22 +4,45 @@
 //! none of them owns the names. `SPEC.md`'s invariant table states each one; its
 //! rustdoc below links to the code that keeps it and the checks that test it.
 
-/// The invariants of `SPEC.md`.
+/// The invariants of `SPEC.md`. Each is checked by one function of the audit
+/// (`core/src/audit/invariants.rs`), named after it; `SPEC.md`'s invariant
+/// table says what keeps each one, and its test index which tests fail without
+/// it (a test checks that every name there still exists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Invariant {
-    /// Rmap integrity.
+    /// Rmap integrity: every present leaf spte of a live page is on exactly one
+    /// rmap, its gfn's slot's; every rmap entry points to a present leaf of
+    /// that gfn in a page that is not freed; nothing is added to a remove-only
+    /// rmap. Checked by `check_i1_rmap_integrity` and, after the seed-v3
+    /// unmap, `check_i1_slot_unmapped`.
     I1,
-    /// Descriptor availability.
+    /// Descriptor availability: chains are well formed, no retired or freed
+    /// descriptor is reachable from a head, no walker reads a freed
+    /// descriptor, and the descriptors on chains are exactly those allocated
+    /// and not retired. Checked by `check_i2_descriptors` and by every walker.
     I2,
-    /// Page lifetime.
+    /// Page lifetime: no reader reads a freed page; a page is freed only when
+    /// invalid, unused as a root, after a flush and a grace period; the page
+    /// table, the lists, `root_count` and the counters agree. Checked by
+    /// `check_i3_page_lifetime` and by every lockless reader.
     I3,
-    /// No stale translation.
+    /// No stale translation: once an invalidation, a slot delete or move, or
+    /// a notifier returns, no translation that begins afterwards returns a
+    /// mapping it removed. Checked by `check_i4_no_stale_translation`,
+    /// `check_i4_range_unmapped`, `check_i4_notifier_reach` and the ghost
+    /// clock on every translation.
     I4,
-    /// Obsolete never reused.
+    /// Obsolete never reused: `get_page` never returns an obsolete page,
+    /// nothing is linked under one, and a wrapped generation revives nothing.
+    /// Checked by `check_i5_obsolete_never_reused`.
     I5,
-    /// Progress.
+    /// Progress: a zap takes at most [`zap_step_bound`](crate::zap_step_bound)
+    /// steps and prepares at most a batch per `mmu_lock` hold, and no obsolete
+    /// page survives it. Checked by `check_i6_progress`.
     I6,
-    /// MMIO generation.
+    /// MMIO generation: an MMIO spte or MMIO cache entry is trusted only while
+    /// the memslots it was built from are current. Checked by
+    /// `check_i7_mmio_generation` and at every trusted MMIO spte.
     I7,
 }
 

@@ -282,7 +282,6 @@ impl Vm {
                 slot.id.0
             )
         });
-        drop(touched);
         drop(guard);
         self.ghost.unmapper_end();
     }

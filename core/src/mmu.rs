@@ -56,7 +56,7 @@ impl MmuState {
     pub(crate) fn new(vcpus: usize) -> MmuState {
         MmuState {
             mmu_valid_gen: 0,
-            gen_epoch: GenEpoch::default(),
+            gen_epoch: GenEpoch::new(),
             next_page_id: 0,
             pages: HashMap::new(),
             active: BTreeMap::new(),

@@ -95,7 +95,7 @@ impl DescPtr {
             body: UnsafeCell::new(DescBody { poisoned: false }),
             sptes: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             more: AtomicU64::new(0),
-            ghost: DescGhost::default(),
+            ghost: DescGhost::new(),
         });
         DescPtr(NonNull::from(Box::leak(desc)))
     }

@@ -134,7 +134,7 @@ impl Vcpu {
             mmio_gfn: AtomicU64::new(0),
             mmio_gen: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
-            ghost: VcpuGhost::default(),
+            ghost: VcpuGhost::new(),
         }
     }
 

@@ -13,7 +13,7 @@
 //! | `call_srcu(s, head, free)` | `rec.pin().defer(free)`, then `rec.flush()` |
 //! | `READ_ONCE` / `WRITE_ONCE` | `load` / `store` with `Ordering::Relaxed` |
 //! | `rcu_dereference` / `rcu_assign_pointer` | `load(Acquire)` / `store(Release)` |
-//! | an object and its free | a body in `fastzap::sync::UnsafeCell`; the free writes poison with `with_mut` |
+//! | an object and its free | a body in `fastzap::checking::sync::UnsafeCell`; the free writes poison with `with_mut` |
 //!
 //! Every test states the LKMM verdict of its `exists` clause. A "Never" outcome
 //! is asserted inside the model, so loom fails if any explored execution shows
@@ -42,9 +42,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool as GhostFlag, AtomicUsize as Counter, Ordering::Relaxed};
 use std::time::Instant;
 
-use fastzap::sync::ebr::EbrMutant;
-use fastzap::sync::{
-    Arc, AtomicU64, AtomicUsize, Ordering, ReclaimBackend, Reclaimer, UnsafeCell, spawn,
+use fastzap::ReclaimBackend;
+use fastzap::checking::sync::ebr::EbrMutant;
+use fastzap::checking::sync::{
+    Arc, AtomicU64, AtomicUsize, Ordering, Reclaimer, UnsafeCell, spawn,
 };
 
 // ---------------------------------------------------------------------------
@@ -245,17 +246,6 @@ fn reclaimer(backend: ReclaimBackend) -> Arc<Reclaimer> {
 
 const CROSSBEAM: ReclaimBackend = ReclaimBackend::Crossbeam;
 
-const fn small(slots: usize) -> ReclaimBackend {
-    ReclaimBackend::Small {
-        slots,
-        mutant: EbrMutant::None,
-    }
-}
-
-const fn small_mutant(slots: usize, mutant: EbrMutant) -> ReclaimBackend {
-    ReclaimBackend::Small { slots, mutant }
-}
-
 // ---------------------------------------------------------------------------
 // RCU+sync+free (Documentation/litmus-tests/rcu/RCU+sync+free.litmus)
 // ---------------------------------------------------------------------------
@@ -331,21 +321,24 @@ fn rcu_sync_free_crossbeam() {
 #[test]
 fn rcu_sync_free_small_ebr() {
     explore("RCU+sync+free, small EBR", 3, 80, FREE_MARKS, |t| {
-        rcu_sync_free(small(2), t)
+        rcu_sync_free(ReclaimBackend::small(2), t)
     });
 }
 
 #[test]
 fn rcu_sync_free_mutant_free_after_one_epoch_is_caught() {
     expect_caught("RCU+sync+free, EBR FreeAfterOneEpoch", 3, |t| {
-        rcu_sync_free(small_mutant(2, EbrMutant::FreeAfterOneEpoch), t)
+        rcu_sync_free(
+            ReclaimBackend::small_mutant(2, EbrMutant::FreeAfterOneEpoch),
+            t,
+        )
     });
 }
 
 #[test]
 fn rcu_sync_free_mutant_no_fence_in_pin_is_caught() {
     expect_caught("RCU+sync+free, EBR NoFenceInPin", 3, |t| {
-        rcu_sync_free(small_mutant(2, EbrMutant::NoFenceInPin), t)
+        rcu_sync_free(ReclaimBackend::small_mutant(2, EbrMutant::NoFenceInPin), t)
     });
 }
 
@@ -441,21 +434,24 @@ fn call_srcu_free_small_ebr() {
         3,
         120,
         CALL_MARKS,
-        |t| call_srcu_free(small(2), t),
+        |t| call_srcu_free(ReclaimBackend::small(2), t),
     );
 }
 
 #[test]
 fn call_srcu_free_mutant_free_after_one_epoch_is_caught() {
     expect_caught("call_srcu free, EBR FreeAfterOneEpoch", 3, |t| {
-        call_srcu_free(small_mutant(2, EbrMutant::FreeAfterOneEpoch), t)
+        call_srcu_free(
+            ReclaimBackend::small_mutant(2, EbrMutant::FreeAfterOneEpoch),
+            t,
+        )
     });
 }
 
 #[test]
 fn call_srcu_free_mutant_no_fence_in_pin_is_caught() {
     expect_caught("call_srcu free, EBR NoFenceInPin", 3, |t| {
-        call_srcu_free(small_mutant(2, EbrMutant::NoFenceInPin), t)
+        call_srcu_free(ReclaimBackend::small_mutant(2, EbrMutant::NoFenceInPin), t)
     });
 }
 
@@ -518,7 +514,7 @@ fn rcu_sync_read_crossbeam() {
 #[test]
 fn rcu_sync_read_small_ebr() {
     explore("RCU+sync+read, small EBR", 3, 80, READ_MARKS, |t| {
-        rcu_sync_read(small(2), t)
+        rcu_sync_read(ReclaimBackend::small(2), t)
     });
 }
 
@@ -601,7 +597,7 @@ fn srcu_nest_1_crossbeam() {
 #[test]
 fn srcu_nest_1_small_ebr() {
     explore("C-srcu-nest-1, small EBR", 4, 1_100, NEST1_MARKS, |t| {
-        srcu_nest_1(small(2), false, t)
+        srcu_nest_1(ReclaimBackend::small(2), false, t)
     });
 }
 
@@ -673,7 +669,7 @@ fn updater_sync_free(
     x: usize,
     z: usize,
     tally: &'static Tally,
-) -> fastzap::sync::JoinHandle<()> {
+) -> fastzap::checking::sync::JoinHandle<()> {
     let (rec, y) = (rec.clone(), y.clone());
     spawn(move || {
         y.store(z, Ordering::Release);
@@ -703,7 +699,7 @@ fn srcu_nested_small_ebr() {
         3,
         900,
         NEST_MARKS,
-        |t| srcu_nested(small(3), t),
+        |t| srcu_nested(ReclaimBackend::small(3), t),
     );
 }
 
@@ -806,7 +802,7 @@ fn srcu_nest_5_handoff_small_ebr() {
         3,
         1_300,
         NEST5_MARKS,
-        |t| srcu_nest_5(small(3), t),
+        |t| srcu_nest_5(ReclaimBackend::small(3), t),
     );
 }
 
@@ -843,7 +839,7 @@ fn srcu_handoff_object(backend: ReclaimBackend, tally: &'static Tally) {
 #[test]
 fn srcu_handoff_object_is_a_use_after_free_small_ebr() {
     expect_caught("C-srcu-nest-5 with an object, small EBR", 3, |t| {
-        srcu_handoff_object(small(3), t)
+        srcu_handoff_object(ReclaimBackend::small(3), t)
     });
 }
 
@@ -905,7 +901,7 @@ fn srcu_overlap_protected_small_ebr() {
         3,
         750,
         FREE_MARKS,
-        |t| srcu_overlap_protected(small(3), t),
+        |t| srcu_overlap_protected(ReclaimBackend::small(3), t),
     );
 }
 
@@ -975,7 +971,7 @@ fn sb_grace_period_crossbeam() {
 #[test]
 fn sb_grace_period_small_ebr() {
     explore("SB + grace period, small EBR", 3, 80, SB_MARKS, |t| {
-        sb_grace_period(small(2), true, t)
+        sb_grace_period(ReclaimBackend::small(2), true, t)
     });
 }
 
@@ -994,7 +990,11 @@ fn sb_without_grace_period_is_sometimes() {
 #[test]
 fn sb_grace_period_mutant_no_fence_in_pin_is_caught() {
     expect_caught("SB + grace period, EBR NoFenceInPin", 3, |t| {
-        sb_grace_period(small_mutant(2, EbrMutant::NoFenceInPin), true, t)
+        sb_grace_period(
+            ReclaimBackend::small_mutant(2, EbrMutant::NoFenceInPin),
+            true,
+            t,
+        )
     });
 }
 
@@ -1088,7 +1088,7 @@ fn two_readers_vs_synchronize_small_ebr() {
         3,
         10_000,
         TWO_READER_MARKS,
-        |t| two_readers(small(3), t),
+        |t| two_readers(ReclaimBackend::small(3), t),
     );
 }
 
@@ -1140,7 +1140,8 @@ fn mutant_matrix(mutant: EbrMutant) -> Vec<(&'static str, bool)> {
         .map(|(name, slots, bound, shape)| {
             let tally = Tally::leak();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                builder(bound).check(move || shape(small_mutant(slots, mutant), tally))
+                builder(bound)
+                    .check(move || shape(ReclaimBackend::small_mutant(slots, mutant), tally))
             }));
             let caught = match outcome {
                 Ok(()) => false,
@@ -1240,7 +1241,7 @@ fn sb_grace_period_cached_handles(tally: &'static Tally) {
     let collector = crossbeam_epoch::Collector::new();
     let x = Arc::new(AtomicU64::new(0));
     let y = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(fastzap::sync::AtomicBool::new(false));
+    let done = Arc::new(fastzap::checking::sync::AtomicBool::new(false));
     let p1 = {
         let (collector, x, y, done) = (collector.clone(), x.clone(), y.clone(), done.clone());
         spawn(move || {
@@ -1258,7 +1259,7 @@ fn sb_grace_period_cached_handles(tally: &'static Tally) {
                 if done.load(Ordering::Acquire) {
                     break;
                 }
-                fastzap::sync::yield_now();
+                fastzap::checking::sync::yield_now();
             }
             x.load(Ordering::Relaxed)
         })
@@ -1303,7 +1304,7 @@ fn srcu_nest_5_cached_handles(tally: &'static Tally) {
     let collector = crossbeam_epoch::Collector::new();
     let x = Arc::new(AtomicU64::new(0));
     let y = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(fastzap::sync::AtomicBool::new(false));
+    let done = Arc::new(fastzap::checking::sync::AtomicBool::new(false));
     let p1 = {
         let (collector, x, y, done) = (collector.clone(), x.clone(), y.clone(), done.clone());
         spawn(move || {
@@ -1320,7 +1321,7 @@ fn srcu_nest_5_cached_handles(tally: &'static Tally) {
                 if done.load(Ordering::Acquire) {
                     break;
                 }
-                fastzap::sync::yield_now();
+                fastzap::checking::sync::yield_now();
             }
             x.store(1, Ordering::Relaxed);
         })
@@ -1426,7 +1427,7 @@ fn srcu_nest_8(backend: ReclaimBackend, tally: &'static Tally) {
 fn srcu_nest_8_small_ebr_observed() {
     let tally = Tally::leak();
     let started = Instant::now();
-    builder(4).check(move || srcu_nest_8(small(3), tally));
+    builder(4).check(move || srcu_nest_8(ReclaimBackend::small(3), tally));
     println!(
         "litmus C-srcu-nest-8, small EBR: {} executions in {:.2?} (preemption bound 4)",
         tally.executions(),

@@ -1,4 +1,4 @@
-#![cfg(not(any(loom, shuttle)))]
+#![cfg(all(feature = "ghost", not(any(loom, shuttle))))]
 //! One focused test per public operation of [`Vm`], sequential, on the tiny
 //! model configuration (or a slightly larger one where the operation needs more
 //! pages). Every test ends with the full audit, and with the epoch drained where
@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use fastzap::vcpu::{REQ_RELOAD, REQ_TLB_FLUSH};
+use fastzap::checking::Mutant;
 use fastzap::*;
 
 const V0: VcpuId = VcpuId(0);
@@ -20,14 +20,14 @@ fn model_levels(levels: u8) -> Config {
     cfg
 }
 
-fn mapped_pfn(t: Translation) -> u64 {
+fn mapped_pfn(t: Translation) -> Pfn {
     match t {
         Translation::Mapped { pfn, .. } => pfn,
         other => panic!("expected a mapping, got {other:?}"),
     }
 }
 
-fn fault_pfn(f: Fault) -> u64 {
+fn fault_pfn(f: Fault) -> Pfn {
     match f {
         Fault::Mapped { pfn } => pfn,
         other => panic!("expected Fault::Mapped, got {other:?}"),
@@ -42,21 +42,24 @@ fn handle_requests_loads_one_root_per_address_space() {
     cfg.vcpus = 3;
     let vm = vm(cfg);
     for v in 0..3 {
-        assert_eq!(vm.pending_requests(VcpuId(v)).unwrap(), REQ_RELOAD);
+        assert_eq!(vm.pending_requests(VcpuId(v)).unwrap(), Requests::RELOAD);
     }
     // Before its first entry a vCPU has no root: it must handle requests.
-    assert_eq!(vm.translate(V0, 0).unwrap(), Translation::RequestPending);
+    assert_eq!(
+        vm.translate(V0, Gfn(0)).unwrap(),
+        Translation::RequestPending
+    );
     assert_eq!(vm.shadow_pages(), 0);
 
     let handled = vm.handle_requests(V0).unwrap();
     assert_eq!(
         handled,
         Handled {
-            requests: REQ_RELOAD,
+            requests: Requests::RELOAD,
             reloaded: true
         }
     );
-    assert_eq!(vm.pending_requests(V0).unwrap(), 0);
+    assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
     assert_eq!(vm.shadow_pages(), 1);
     // Nothing pending: nothing done.
     assert_eq!(vm.handle_requests(V0).unwrap(), Handled::default());
@@ -71,7 +74,7 @@ fn handle_requests_loads_one_root_per_address_space() {
     assert_eq!(vm.counts().pages.allocated, 2);
     assert_eq!(count_events(&vm, |w| matches!(w, What::LoadRoot { .. })), 3);
     // With no memslot, every gfn misses.
-    assert_eq!(vm.translate(V0, 0).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(0)).unwrap(), Translation::Miss);
     assert_audit(&vm);
 }
 
@@ -80,19 +83,18 @@ fn handle_requests_after_invalidation_swaps_the_root() {
     let vm = vm(Config::model());
     vm.create_memslot(slot(0, 0, 4)).unwrap();
     enter_all(&vm);
-    vm.page_fault(V0, 0, false).unwrap();
+    vm.page_fault(V0, Gfn(0), false).unwrap();
     let before = vm.counts().pages;
     vm.invalidate_zap_all_pages().unwrap();
-    assert_eq!(
-        vm.pending_requests(V0).unwrap() & REQ_RELOAD,
-        REQ_RELOAD,
+    assert!(
+        vm.pending_requests(V0).unwrap().contains(Requests::RELOAD),
         "the bump requests a reload"
     );
     let handled = vm.handle_requests(V0).unwrap();
     assert!(handled.reloaded);
-    assert_ne!(handled.requests & REQ_RELOAD, 0);
-    assert_ne!(handled.requests & REQ_TLB_FLUSH, 0);
-    assert_eq!(vm.pending_requests(V0).unwrap(), 0);
+    assert!(handled.requests.contains(Requests::RELOAD));
+    assert!(handled.requests.contains(Requests::TLB_FLUSH));
+    assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
     // The old root was freed by mmu_free_roots, a new one allocated.
     let after = vm.counts().pages;
     assert_eq!(after.allocated, before.allocated + 1);
@@ -115,12 +117,12 @@ fn page_fault_maps_the_host_pfn_and_upgrades_to_writable() {
     let s = slot(0, 0, 2);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    let pfn = fault_pfn(vm.page_fault(V0, 1, false).unwrap());
+    let pfn = fault_pfn(vm.page_fault(V0, Gfn(1), false).unwrap());
     assert_eq!(pfn, initial_pfn(hva(&s, 1)));
     // root + one level-1 page
     assert_eq!(vm.shadow_pages(), 3, "two roots and one leaf page");
     assert_eq!(
-        vm.translate(V0, 1).unwrap(),
+        vm.translate(V0, Gfn(1)).unwrap(),
         Translation::Mapped {
             pfn,
             writable: false
@@ -128,21 +130,27 @@ fn page_fault_maps_the_host_pfn_and_upgrades_to_writable() {
     );
     // A second read fault changes nothing; a write fault makes it writable.
     let allocated = vm.counts().pages.allocated;
-    assert_eq!(vm.page_fault(V0, 1, false).unwrap(), Fault::Mapped { pfn });
-    assert_eq!(vm.page_fault(V0, 1, true).unwrap(), Fault::Mapped { pfn });
+    assert_eq!(
+        vm.page_fault(V0, Gfn(1), false).unwrap(),
+        Fault::Mapped { pfn }
+    );
+    assert_eq!(
+        vm.page_fault(V0, Gfn(1), true).unwrap(),
+        Fault::Mapped { pfn }
+    );
     assert_eq!(vm.counts().pages.allocated, allocated);
     assert_eq!(
-        vm.translate(V0, 1).unwrap(),
+        vm.translate(V0, Gfn(1)).unwrap(),
         Translation::Mapped {
             pfn,
             writable: true
         }
     );
     // A write fault on a fresh gfn maps it writable at once.
-    let pfn0 = fault_pfn(vm.page_fault(V0, 0, true).unwrap());
+    let pfn0 = fault_pfn(vm.page_fault(V0, Gfn(0), true).unwrap());
     assert_eq!(pfn0, initial_pfn(hva(&s, 0)));
     assert_eq!(
-        vm.translate(V0, 0).unwrap(),
+        vm.translate(V0, Gfn(0)).unwrap(),
         Translation::Mapped {
             pfn: pfn0,
             writable: true
@@ -160,9 +168,9 @@ fn page_fault_outside_every_slot_installs_mmio() {
     let vm = vm(Config::model());
     vm.create_memslot(slot(0, 0, 2)).unwrap();
     enter_all(&vm);
-    assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
-    assert_eq!(vm.translate(V0, 3).unwrap(), Translation::Mmio);
-    let generation = vm.memslots().generation;
+    assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Mmio);
+    let generation = vm.memslots().generation();
     assert_eq!(
         count_events(&vm, |w| *w == What::InstallMmio { gfn: 3, generation }),
         1
@@ -176,17 +184,17 @@ fn page_fault_retries_without_a_root_and_on_an_obsolete_root() {
     vm.create_memslot(slot(0, 0, 4)).unwrap();
     // No root yet.
     assert_eq!(
-        vm.page_fault(V0, 0, false).unwrap(),
+        vm.page_fault(V0, Gfn(0), false).unwrap(),
         Fault::Retry(RetryReason::NoRoot)
     );
     assert_eq!(vm.counts().pages.allocated, 0);
     enter_all(&vm);
-    vm.page_fault(V0, 0, false).unwrap();
+    vm.page_fault(V0, Gfn(0), false).unwrap();
     vm.invalidate_zap_all_pages().unwrap();
     // vCPU 0 has not handled its reload yet: its root is obsolete.
     let allocated = vm.counts().pages.allocated;
     assert_eq!(
-        vm.page_fault(V0, 1, false).unwrap(),
+        vm.page_fault(V0, Gfn(1), false).unwrap(),
         Fault::Retry(RetryReason::ObsoleteRoot)
     );
     assert_eq!(
@@ -197,7 +205,7 @@ fn page_fault_retries_without_a_root_and_on_an_obsolete_root() {
     assert_eq!(count_events(&vm, |w| matches!(w, What::Retry { .. })), 2);
     vm.handle_requests(V0).unwrap();
     assert!(matches!(
-        vm.page_fault(V0, 1, false).unwrap(),
+        vm.page_fault(V0, Gfn(1), false).unwrap(),
         Fault::Mapped { .. }
     ));
     // RetryReason::InvalidSlot and NotifierRace need a memslot update or a
@@ -214,14 +222,14 @@ fn translate_sets_the_accessed_bit_seen_by_test_young() {
     let s = slot(0, 0, 4);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    let pfn = fault_pfn(vm.page_fault(V0, 0, false).unwrap());
-    let (start, end) = (hva(&s, 0), hva(&s, 0) + PAGE);
+    let pfn = fault_pfn(vm.page_fault(V0, Gfn(0), false).unwrap());
+    let (start, end) = (hva(&s, 0), hva(&s, 1));
     assert!(
         !vm.test_young(start, end).unwrap(),
         "a fault does not set the accessed bit"
     );
     assert_eq!(
-        vm.translate(V0, 0).unwrap(),
+        vm.translate(V0, Gfn(0)).unwrap(),
         Translation::Mapped {
             pfn,
             writable: false
@@ -229,10 +237,10 @@ fn translate_sets_the_accessed_bit_seen_by_test_young() {
     );
     assert!(vm.test_young(start, end).unwrap(), "the access set it");
     // The neighbour was never accessed, and gfn 1 is not mapped at all.
-    assert!(!vm.test_young(end, end + PAGE).unwrap());
-    assert_eq!(vm.translate(V0, 1).unwrap(), Translation::Miss);
+    assert!(!vm.test_young(end, hva(&s, 2)).unwrap());
+    assert_eq!(vm.translate(V0, Gfn(1)).unwrap(), Translation::Miss);
     // vCPU 1 (other address space) has not faulted gfn 0.
-    assert_eq!(vm.translate(V1, 0).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V1, Gfn(0)).unwrap(), Translation::Miss);
     assert_eq!(
         count_events(&vm, |w| matches!(w, What::Translate { .. })),
         3
@@ -245,11 +253,14 @@ fn translate_reports_pending_requests() {
     let vm = vm(Config::model());
     vm.create_memslot(slot(0, 0, 4)).unwrap();
     enter_all(&vm);
-    vm.page_fault(V0, 2, true).unwrap();
+    vm.page_fault(V0, Gfn(2), true).unwrap();
     vm.invalidate_zap_all_pages().unwrap();
-    assert_eq!(vm.translate(V0, 2).unwrap(), Translation::RequestPending);
+    assert_eq!(
+        vm.translate(V0, Gfn(2)).unwrap(),
+        Translation::RequestPending
+    );
     vm.handle_requests(V0).unwrap();
-    assert_eq!(vm.translate(V0, 2).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(2)).unwrap(), Translation::Miss);
     enter_all(&vm);
     assert_audit(&vm);
     assert_drains(&vm);
@@ -263,10 +274,11 @@ fn translate_run_matches_single_translations() {
     let s = slot(0, 0, 2);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    let pfn0 = fault_pfn(vm.page_fault(V0, 0, true).unwrap());
-    assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
+    let pfn0 = fault_pfn(vm.page_fault(V0, Gfn(0), true).unwrap());
+    assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
     let mut out = vec![Translation::Miss];
-    vm.translate_run(V0, &[0, 1, 3, 2], &mut out).unwrap();
+    vm.translate_run(V0, &[Gfn(0), Gfn(1), Gfn(3), Gfn(2)], &mut out)
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -282,17 +294,17 @@ fn translate_run_matches_single_translations() {
     );
     let singles: Vec<_> = [0, 1, 3, 2]
         .iter()
-        .map(|&g| vm.translate(V0, g).unwrap())
+        .map(|&g| vm.translate(V0, Gfn(g)).unwrap())
         .collect();
     assert_eq!(&out[1..], &singles[..]);
 
     vm.invalidate_zap_all_pages().unwrap();
     out.clear();
-    vm.translate_run(V0, &[0, 1], &mut out).unwrap();
+    vm.translate_run(V0, &[Gfn(0), Gfn(1)], &mut out).unwrap();
     assert_eq!(out, vec![Translation::RequestPending; 2]);
     enter_all(&vm);
     out.clear();
-    vm.translate_run(V0, &[0, 1], &mut out).unwrap();
+    vm.translate_run(V0, &[Gfn(0), Gfn(1)], &mut out).unwrap();
     assert_eq!(out, vec![Translation::Miss; 2]);
     assert_audit(&vm);
     assert_drains(&vm);
@@ -307,37 +319,40 @@ fn translate_unsynchronized_walks_without_checks() {
     vm.create_memslot(s).unwrap();
     // No root: a miss (not RequestPending: it does not look at requests).
     assert_eq!(
-        vm.translate_unsynchronized(V0, 0).unwrap(),
+        vm.translate_unsynchronized(V0, Gfn(0)).unwrap(),
         Translation::Miss
     );
     enter_all(&vm);
-    let pfn = fault_pfn(vm.page_fault(V0, 0, false).unwrap());
-    assert_eq!(vm.page_fault(V0, 2, false).unwrap(), Fault::Mmio);
+    let pfn = fault_pfn(vm.page_fault(V0, Gfn(0), false).unwrap());
+    assert_eq!(vm.page_fault(V0, Gfn(2), false).unwrap(), Fault::Mmio);
     assert_eq!(
-        vm.translate_unsynchronized(V0, 0).unwrap(),
+        vm.translate_unsynchronized(V0, Gfn(0)).unwrap(),
         Translation::Mapped {
             pfn,
             writable: false
         }
     );
     assert_eq!(
-        vm.translate_unsynchronized(V0, 0).unwrap(),
-        vm.translate(V0, 0).unwrap()
+        vm.translate_unsynchronized(V0, Gfn(0)).unwrap(),
+        vm.translate(V0, Gfn(0)).unwrap()
     );
     assert_eq!(
-        vm.translate_unsynchronized(V0, 1).unwrap(),
+        vm.translate_unsynchronized(V0, Gfn(1)).unwrap(),
         Translation::Miss
     );
     assert_eq!(
-        vm.translate_unsynchronized(V0, 2).unwrap(),
+        vm.translate_unsynchronized(V0, Gfn(2)).unwrap(),
         Translation::Mmio
     );
     // After a fast invalidation the synchronized read sees the request; the
     // unsynchronized walk goes on into the kept (now childless) root.
     vm.invalidate_zap_all_pages().unwrap();
-    assert_eq!(vm.translate(V0, 0).unwrap(), Translation::RequestPending);
     assert_eq!(
-        vm.translate_unsynchronized(V0, 0).unwrap(),
+        vm.translate(V0, Gfn(0)).unwrap(),
+        Translation::RequestPending
+    );
+    assert_eq!(
+        vm.translate_unsynchronized(V0, Gfn(0)).unwrap(),
         Translation::Miss
     );
     enter_all(&vm);
@@ -357,7 +372,7 @@ fn invalidate_zap_all_pages_zaps_in_batches_with_lock_breaks() {
     enter_all(&vm);
     for gfn in 0..16 {
         for v in [V0, V1] {
-            fault_pfn(vm.page_fault(v, gfn, gfn % 3 == 0).unwrap());
+            fault_pfn(vm.page_fault(v, Gfn(gfn), gfn % 3 == 0).unwrap());
         }
     }
     assert_eq!(vm.shadow_pages(), 30);
@@ -404,13 +419,16 @@ fn invalidate_zap_all_pages_zaps_in_batches_with_lock_breaks() {
     // The kept roots wait for their vCPUs.
     assert_eq!(vm.shadow_pages(), 2);
     for v in [V0, V1] {
-        assert_eq!(vm.pending_requests(v).unwrap() & REQ_RELOAD, REQ_RELOAD);
-        assert_eq!(vm.translate(v, 5).unwrap(), Translation::RequestPending);
+        assert!(vm.pending_requests(v).unwrap().contains(Requests::RELOAD));
+        assert_eq!(
+            vm.translate(v, Gfn(5)).unwrap(),
+            Translation::RequestPending
+        );
     }
     enter_all(&vm);
     assert_eq!(vm.shadow_pages(), 2, "two fresh roots");
     for gfn in 0..16 {
-        assert_eq!(vm.translate(V0, gfn).unwrap(), Translation::Miss);
+        assert_eq!(vm.translate(V0, Gfn(gfn)).unwrap(), Translation::Miss);
     }
     let c = vm.counts().pages;
     assert_eq!((c.allocated, c.retired), (32, 30));
@@ -429,9 +447,9 @@ fn zap_all_is_one_hold_and_keeps_the_generation() {
     vm.create_memslot(slot(0, 0, 8)).unwrap();
     enter_all(&vm);
     for gfn in 0..8 {
-        vm.page_fault(V0, gfn, false).unwrap();
+        vm.page_fault(V0, Gfn(gfn), false).unwrap();
     }
-    vm.page_fault(V1, 7, false).unwrap();
+    vm.page_fault(V1, Gfn(7), false).unwrap();
     let pages = vm.shadow_pages() as u64;
     assert_eq!(pages, 7 + 3);
     let stats = vm.zap_all().unwrap();
@@ -444,11 +462,11 @@ fn zap_all_is_one_hold_and_keeps_the_generation() {
     assert_eq!(stats.bump_hold_ns, 0);
     // The in-use roots were zapped while valid: reload requested.
     for v in [V0, V1] {
-        assert_ne!(vm.pending_requests(v).unwrap() & REQ_RELOAD, 0);
+        assert!(vm.pending_requests(v).unwrap().contains(Requests::RELOAD));
     }
     enter_all(&vm);
     for gfn in 0..8 {
-        assert_eq!(vm.translate(V0, gfn).unwrap(), Translation::Miss);
+        assert_eq!(vm.translate(V0, Gfn(gfn)).unwrap(), Translation::Miss);
     }
     assert_eq!(vm.shadow_pages(), 2);
     assert_audit(&vm);
@@ -460,28 +478,27 @@ fn zap_all_is_one_hold_and_keeps_the_generation() {
 #[test]
 fn create_memslot_publishes_a_new_generation() {
     let vm = vm(model_levels(3));
-    assert_eq!(vm.memslots().generation, 0);
+    assert_eq!(vm.memslots().generation(), 0);
     vm.create_memslot(slot(1, 4, 4)).unwrap();
     vm.create_memslot(slot(0, 0, 2)).unwrap();
     let slots = vm.memslots();
-    assert_eq!(slots.generation, 2);
+    assert_eq!(slots.generation(), 2);
     let shape: Vec<_> = slots
-        .slots
         .iter()
-        .map(|s| (s.id, s.base_gfn, s.npages, s.is_invalid()))
+        .map(|s| (s.id(), s.base_gfn(), s.npages(), s.is_invalid()))
         .collect();
     assert_eq!(
         shape,
-        vec![(SlotId(0), 0, 2, false), (SlotId(1), 4, 4, false)],
+        vec![(SlotId(0), Gfn(0), 2, false), (SlotId(1), Gfn(4), 4, false)],
         "sorted by base gfn"
     );
     assert_eq!(vm.counts().rmaps.allocated, 2);
     enter_all(&vm);
     assert!(matches!(
-        vm.page_fault(V0, 5, false).unwrap(),
+        vm.page_fault(V0, Gfn(5), false).unwrap(),
         Fault::Mapped { .. }
     ));
-    assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
     assert_audit(&vm);
 }
 
@@ -496,10 +513,10 @@ fn delete_scenario(strategy: DeletionStrategy, via_config: bool) -> (u64, Vm) {
     enter_all(&vm);
     for gfn in 0..4 {
         for v in [V0, V1] {
-            fault_pfn(vm.page_fault(v, gfn, true).unwrap());
+            fault_pfn(vm.page_fault(v, Gfn(gfn), true).unwrap());
         }
     }
-    let generation = vm.memslots().generation;
+    let generation = vm.memslots().generation();
     let valid_gen = vm.mmu_valid_gen();
     if via_config {
         vm.delete_memslot(SlotId(1)).unwrap();
@@ -507,18 +524,21 @@ fn delete_scenario(strategy: DeletionStrategy, via_config: bool) -> (u64, Vm) {
         vm.delete_memslot_with(SlotId(1), strategy).unwrap();
     }
     assert_eq!(vm.mmu_valid_gen(), valid_gen + 1, "delete zaps all (fast)");
-    let ids: Vec<_> = vm.memslots().slots.iter().map(|s| s.id).collect();
+    let ids: Vec<_> = vm.memslots().iter().map(|s| s.id()).collect();
     assert_eq!(ids, vec![SlotId(0)]);
     for v in [V0, V1] {
-        assert_eq!(vm.translate(v, 2).unwrap(), Translation::RequestPending);
+        assert_eq!(
+            vm.translate(v, Gfn(2)).unwrap(),
+            Translation::RequestPending
+        );
     }
     enter_all(&vm);
     for v in [V0, V1] {
-        assert_eq!(vm.translate(v, 2).unwrap(), Translation::Miss);
-        assert_eq!(vm.translate(v, 0).unwrap(), Translation::Miss);
-        assert_eq!(vm.page_fault(v, 3, false).unwrap(), Fault::Mmio);
+        assert_eq!(vm.translate(v, Gfn(2)).unwrap(), Translation::Miss);
+        assert_eq!(vm.translate(v, Gfn(0)).unwrap(), Translation::Miss);
+        assert_eq!(vm.page_fault(v, Gfn(3), false).unwrap(), Fault::Mmio);
         assert!(matches!(
-            vm.page_fault(v, 1, false).unwrap(),
+            vm.page_fault(v, Gfn(1), false).unwrap(),
             Fault::Mapped { .. }
         ));
     }
@@ -527,7 +547,7 @@ fn delete_scenario(strategy: DeletionStrategy, via_config: bool) -> (u64, Vm) {
     // The deleted slot's rmap and its descriptors are gone.
     let c = vm.counts();
     assert_eq!((c.rmaps.allocated, c.rmaps.freed), (2, 1), "{c:?}");
-    (vm.memslots().generation - generation, vm)
+    (vm.memslots().generation() - generation, vm)
 }
 
 #[test]
@@ -553,20 +573,23 @@ fn move_memslot_remaps_the_same_host_pages() {
     let s = slot(0, 0, 2);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    let before = [0, 1].map(|g| fault_pfn(vm.page_fault(V0, g, false).unwrap()));
+    let before = [0, 1].map(|g| fault_pfn(vm.page_fault(V0, Gfn(g), false).unwrap()));
     let valid_gen = vm.mmu_valid_gen();
-    let generation = vm.memslots().generation;
-    vm.move_memslot(SlotId(0), 5).unwrap();
+    let generation = vm.memslots().generation();
+    vm.move_memslot(SlotId(0), Gfn(5)).unwrap();
     assert_eq!(vm.mmu_valid_gen(), valid_gen + 1);
-    assert_eq!(vm.memslots().generation, generation + 2);
+    assert_eq!(vm.memslots().generation(), generation + 2);
     let moved = vm.memslots().by_id(SlotId(0)).cloned().unwrap();
-    assert_eq!((moved.base_gfn, moved.npages, moved.flags), (5, 2, 0));
-    assert_eq!(moved.userspace_addr, s.userspace_addr);
+    assert_eq!(
+        (moved.base_gfn(), moved.npages(), moved.is_invalid()),
+        (Gfn(5), 2, false)
+    );
+    assert_eq!(moved.userspace_addr(), s.userspace_addr);
     enter_all(&vm);
-    let after = [5, 6].map(|g| fault_pfn(vm.page_fault(V0, g, false).unwrap()));
+    let after = [5, 6].map(|g| fault_pfn(vm.page_fault(V0, Gfn(g), false).unwrap()));
     assert_eq!(before, after, "same host pages behind the new gfns");
-    assert_eq!(vm.page_fault(V0, 0, false).unwrap(), Fault::Mmio);
-    assert_eq!(vm.translate(V0, 1).unwrap(), Translation::Miss);
+    assert_eq!(vm.page_fault(V0, Gfn(0), false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.translate(V0, Gfn(1)).unwrap(), Translation::Miss);
     assert_audit(&vm);
     assert_drains(&vm);
     let c = vm.counts().rmaps;
@@ -588,7 +611,7 @@ fn invalidate_range_unmaps_and_the_host_remaps() {
     let mut old = Vec::new();
     for gfn in 0..4 {
         for v in [V0, V1] {
-            old.push(fault_pfn(vm.page_fault(v, gfn, false).unwrap()));
+            old.push(fault_pfn(vm.page_fault(v, Gfn(gfn), false).unwrap()));
         }
     }
     // Two address spaces map every gfn: one descriptor per gfn.
@@ -598,25 +621,25 @@ fn invalidate_range_unmaps_and_the_host_remaps() {
     assert_eq!(count_events(&vm, |w| matches!(w, What::Unmap { .. })), 4);
     // The unmap flushed remote TLBs.
     for v in [V0, V1] {
-        assert_eq!(vm.pending_requests(v).unwrap(), REQ_TLB_FLUSH);
+        assert_eq!(vm.pending_requests(v).unwrap(), Requests::TLB_FLUSH);
     }
     enter_all(&vm);
     for v in [V0, V1] {
-        assert_eq!(vm.translate(v, 0).unwrap(), Translation::Miss);
-        assert_eq!(vm.translate(v, 1).unwrap(), Translation::Miss);
-        assert_eq!(mapped_pfn(vm.translate(v, 2).unwrap()), old[4]);
+        assert_eq!(vm.translate(v, Gfn(0)).unwrap(), Translation::Miss);
+        assert_eq!(vm.translate(v, Gfn(1)).unwrap(), Translation::Miss);
+        assert_eq!(mapped_pfn(vm.translate(v, Gfn(2)).unwrap()), old[4]);
     }
     // The host backs the invalidated pages with new pfns; the others keep theirs.
-    let new0 = fault_pfn(vm.page_fault(V0, 0, false).unwrap());
+    let new0 = fault_pfn(vm.page_fault(V0, Gfn(0), false).unwrap());
     assert_ne!(new0, old[0]);
-    assert_eq!(fault_pfn(vm.page_fault(V1, 0, false).unwrap()), new0);
-    assert_eq!(fault_pfn(vm.page_fault(V0, 3, false).unwrap()), old[6]);
+    assert_eq!(fault_pfn(vm.page_fault(V1, Gfn(0), false).unwrap()), new0);
+    assert_eq!(fault_pfn(vm.page_fault(V0, Gfn(3), false).unwrap()), old[6]);
     // The two emptied descriptors were retired; gfn 0's was rebuilt.
     let d = vm.counts().descs;
     assert_eq!((d.allocated, d.retired), (5, 2));
     // A range with no slot unmaps nothing and requests nothing.
-    assert_eq!(vm.invalidate_range(0x10, 0x20).unwrap(), 0);
-    assert_eq!(vm.pending_requests(V0).unwrap(), 0);
+    assert_eq!(vm.invalidate_range(Hva(0x10), Hva(0x20)).unwrap(), 0);
+    assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
     assert_audit(&vm);
     assert_drains(&vm);
 }
@@ -627,14 +650,14 @@ fn invalidate_range_while_a_vcpu_holds_an_invalid_root() {
     let s = slot(0, 0, 4);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    vm.page_fault(V0, 0, false).unwrap();
+    vm.page_fault(V0, Gfn(0), false).unwrap();
     vm.invalidate_zap_all_pages().unwrap();
     // vCPU 1 reloads and maps gfn 0 again; vCPU 0 keeps its invalid root.
     vm.handle_requests(V1).unwrap();
-    let pfn = fault_pfn(vm.page_fault(V1, 0, false).unwrap());
+    let pfn = fault_pfn(vm.page_fault(V1, Gfn(0), false).unwrap());
     assert_eq!(vm.invalidate_range(hva(&s, 0), hva(&s, 1)).unwrap(), 1);
     vm.handle_requests(V1).unwrap();
-    assert_ne!(fault_pfn(vm.page_fault(V1, 0, false).unwrap()), pfn);
+    assert_ne!(fault_pfn(vm.page_fault(V1, Gfn(0), false).unwrap()), pfn);
     assert_audit(&vm);
     vm.handle_requests(V0).unwrap();
     assert_audit(&vm);
@@ -648,23 +671,23 @@ fn clear_flush_young_clears_accessed_bits_and_flushes() {
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
     let (start, end) = (hva(&s, 0), hva(&s, 4));
-    vm.page_fault(V0, 1, false).unwrap();
-    vm.page_fault(V1, 2, false).unwrap();
+    vm.page_fault(V0, Gfn(1), false).unwrap();
+    vm.page_fault(V1, Gfn(2), false).unwrap();
     // Nothing accessed yet: no flush.
     assert!(!vm.clear_flush_young(start, end).unwrap());
-    assert_eq!(vm.pending_requests(V0).unwrap(), 0);
-    vm.translate(V0, 1).unwrap();
-    vm.translate(V1, 2).unwrap();
+    assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
+    vm.translate(V0, Gfn(1)).unwrap();
+    vm.translate(V1, Gfn(2)).unwrap();
     assert!(vm.test_young(start, end).unwrap());
     assert!(vm.clear_flush_young(start, end).unwrap());
     for v in [V0, V1] {
-        assert_eq!(vm.pending_requests(v).unwrap(), REQ_TLB_FLUSH);
+        assert_eq!(vm.pending_requests(v).unwrap(), Requests::TLB_FLUSH);
     }
     assert!(!vm.test_young(start, end).unwrap(), "all cleared");
     enter_all(&vm);
     // The mapping itself survives.
     assert!(matches!(
-        vm.translate(V0, 1).unwrap(),
+        vm.translate(V0, Gfn(1)).unwrap(),
         Translation::Mapped { .. }
     ));
     assert_audit(&vm);
@@ -676,15 +699,15 @@ fn test_young_reports_without_clearing() {
     let s = slot(0, 0, 4);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    vm.page_fault(V0, 3, false).unwrap();
-    vm.translate(V0, 3).unwrap();
+    vm.page_fault(V0, Gfn(3), false).unwrap();
+    vm.translate(V0, Gfn(3)).unwrap();
     for _ in 0..2 {
-        assert!(vm.test_young(hva(&s, 3), hva(&s, 3) + 1).unwrap());
+        assert!(vm.test_young(hva(&s, 3), Hva(hva(&s, 3).0 + 1)).unwrap());
     }
     assert!(!vm.test_young(hva(&s, 0), hva(&s, 3)).unwrap());
     assert_eq!(
         vm.pending_requests(V0).unwrap(),
-        0,
+        Requests::NONE,
         "test_young never flushes"
     );
     assert_audit(&vm);
@@ -696,19 +719,19 @@ fn change_pte_points_at_the_new_pfn_read_only() {
     let s = slot(0, 0, 4);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    let old = fault_pfn(vm.page_fault(V0, 1, true).unwrap());
-    assert_eq!(fault_pfn(vm.page_fault(V1, 1, true).unwrap()), old);
+    let old = fault_pfn(vm.page_fault(V0, Gfn(1), true).unwrap());
+    assert_eq!(fault_pfn(vm.page_fault(V1, Gfn(1), true).unwrap()), old);
     // Any address inside the page names it.
-    assert_eq!(vm.change_pte(hva(&s, 1) + 123).unwrap(), 2);
+    assert_eq!(vm.change_pte(Hva(hva(&s, 1).0 + 123)).unwrap(), 2);
     for v in [V0, V1] {
-        assert_eq!(vm.pending_requests(v).unwrap(), REQ_TLB_FLUSH);
+        assert_eq!(vm.pending_requests(v).unwrap(), Requests::TLB_FLUSH);
     }
     enter_all(&vm);
-    let new = mapped_pfn(vm.translate(V0, 1).unwrap());
+    let new = mapped_pfn(vm.translate(V0, Gfn(1)).unwrap());
     assert_ne!(new, old);
     for v in [V0, V1] {
         assert_eq!(
-            vm.translate(v, 1).unwrap(),
+            vm.translate(v, Gfn(1)).unwrap(),
             Translation::Mapped {
                 pfn: new,
                 writable: false
@@ -717,11 +740,11 @@ fn change_pte_points_at_the_new_pfn_read_only() {
     }
     // A write fault makes the new page writable again, same pfn.
     assert_eq!(
-        vm.page_fault(V0, 1, true).unwrap(),
+        vm.page_fault(V0, Gfn(1), true).unwrap(),
         Fault::Mapped { pfn: new }
     );
     assert_eq!(
-        vm.translate(V0, 1).unwrap(),
+        vm.translate(V0, Gfn(1)).unwrap(),
         Translation::Mapped {
             pfn: new,
             writable: true
@@ -730,8 +753,8 @@ fn change_pte_points_at_the_new_pfn_read_only() {
     // An unmapped page changes nothing in the tables but the host page moves.
     let before = initial_pfn(hva(&s, 3));
     assert_eq!(vm.change_pte(hva(&s, 3)).unwrap(), 0);
-    assert_eq!(vm.pending_requests(V0).unwrap(), 0);
-    assert_ne!(fault_pfn(vm.page_fault(V0, 3, false).unwrap()), before);
+    assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
+    assert_ne!(fault_pfn(vm.page_fault(V0, Gfn(3), false).unwrap()), before);
     assert_audit(&vm);
 }
 
@@ -743,13 +766,13 @@ fn shrink_zaps_oldest_pages_and_keeps_in_use_roots() {
     vm.create_memslot(slot(0, 0, 8)).unwrap();
     vm.handle_requests(V0).unwrap();
     for gfn in 0..8 {
-        vm.page_fault(V0, gfn, false).unwrap();
+        vm.page_fault(V0, Gfn(gfn), false).unwrap();
     }
     assert_eq!(vm.shadow_pages(), 7);
     // The oldest page is vCPU 0's root: prepared, kept, reload requested.
     assert_eq!(vm.shrink(1).unwrap(), 0);
     assert_eq!(vm.shadow_pages(), 7);
-    assert_ne!(vm.pending_requests(V0).unwrap() & REQ_RELOAD, 0);
+    assert!(vm.pending_requests(V0).unwrap().contains(Requests::RELOAD));
     // Then the next oldest (the root's former children), two at a time.
     assert_eq!(vm.shrink(2).unwrap(), 2);
     assert_eq!(vm.shadow_pages(), 5);
@@ -758,7 +781,7 @@ fn shrink_zaps_oldest_pages_and_keeps_in_use_roots() {
     assert_eq!(vm.shrink(100).unwrap(), 0, "nothing left to shrink");
     enter_all(&vm);
     assert_eq!(vm.shadow_pages(), 2);
-    assert_eq!(vm.translate(V0, 4).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(4)).unwrap(), Translation::Miss);
     assert_audit(&vm);
     assert_drains(&vm);
     assert_eq!(vm.counts().pages.freed, 7);
@@ -776,9 +799,9 @@ fn shrink_frees_zapped_obsolete_pages_first() {
     vm.create_memslot(slot(0, 0, 8)).unwrap();
     vm.handle_requests(V0).unwrap();
     for gfn in 0..8 {
-        vm.page_fault(V0, gfn, false).unwrap();
+        vm.page_fault(V0, Gfn(gfn), false).unwrap();
     }
-    vm.page_fault(V0, 0, false).unwrap();
+    vm.page_fault(V0, Gfn(0), false).unwrap();
     let err = vm.invalidate_zap_all_pages().unwrap_err();
     assert!(matches!(err, MmuError::ZapLivelock { .. }), "{err:?}");
     assert_eq!(vm.shadow_pages(), 7, "prepared, not yet freed");
@@ -792,7 +815,7 @@ fn shrink_frees_zapped_obsolete_pages_first() {
     assert_drains(&vm);
     // The only violation left is the recorded livelock (I6), which is the point
     // of the mutant.
-    let found = audit::audit(&vm).unwrap_err();
+    let found = fastzap::audit(&vm).unwrap_err();
     assert!(
         found.iter().all(|v| v.invariant == Invariant::I6),
         "{found:?}"
@@ -810,30 +833,33 @@ fn wraparound(gen_bits: u32) {
     let period = 1u64 << gen_bits;
     for step in 1..=2 * period + 1 {
         let gfn = step % 4;
-        fault_pfn(vm.page_fault(V0, gfn, false).unwrap());
+        fault_pfn(vm.page_fault(V0, Gfn(gfn), false).unwrap());
         vm.invalidate_zap_all_pages().unwrap();
         assert_eq!(vm.mmu_valid_gen(), step % period, "step {step}");
         enter_all(&vm);
         // A page from a generation ago (maybe the same value) is never reused.
-        assert_eq!(vm.translate(V0, gfn).unwrap(), Translation::Miss);
+        assert_eq!(vm.translate(V0, Gfn(gfn)).unwrap(), Translation::Miss);
         assert_eq!(vm.shadow_pages(), 2, "only the fresh roots");
         assert_audit(&vm);
     }
     // A vCPU that sleeps through a full cycle: its invalid root has the current
     // generation value again, and must still count as obsolete (bug 5).
-    fault_pfn(vm.page_fault(V0, 1, false).unwrap());
+    fault_pfn(vm.page_fault(V0, Gfn(1), false).unwrap());
     for _ in 0..period {
         vm.invalidate_zap_all_pages().unwrap();
         vm.handle_requests(V1).unwrap();
     }
     assert_eq!(
-        vm.page_fault(V0, 2, false).unwrap(),
+        vm.page_fault(V0, Gfn(2), false).unwrap(),
         Fault::Retry(RetryReason::ObsoleteRoot)
     );
-    assert_eq!(vm.translate(V0, 1).unwrap(), Translation::RequestPending);
+    assert_eq!(
+        vm.translate(V0, Gfn(1)).unwrap(),
+        Translation::RequestPending
+    );
     assert_audit(&vm);
     vm.handle_requests(V0).unwrap();
-    fault_pfn(vm.page_fault(V0, 2, false).unwrap());
+    fault_pfn(vm.page_fault(V0, Gfn(2), false).unwrap());
     assert_audit(&vm);
     assert_drains(&vm);
 }
@@ -860,7 +886,7 @@ fn mmio_generation_wraps(mmio_gen_bits: u32) {
     for id in 0..8u16 {
         let valid_gen = vm.mmu_valid_gen();
         vm.create_memslot(slot(id, u64::from(id), 1)).unwrap();
-        let generation = vm.memslots().generation;
+        let generation = vm.memslots().generation();
         let wrapped = generation & mask == 0;
         assert_eq!(
             vm.mmu_valid_gen() != valid_gen,
@@ -891,17 +917,17 @@ fn mmio_spte_is_trusted_only_in_its_generation() {
     let vm = vm(cfg);
     vm.create_memslot(slot(0, 0, 2)).unwrap(); // generation 1
     enter_all(&vm);
-    assert_eq!(vm.page_fault(V0, 6, false).unwrap(), Fault::Mmio);
-    assert_eq!(vm.page_fault(V0, 7, false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(6), false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(7), false).unwrap(), Fault::Mmio);
     // The cache holds gfn 7; gfn 6 is answered by its MMIO spte.
-    assert_eq!(vm.translate(V0, 6).unwrap(), Translation::Mmio);
+    assert_eq!(vm.translate(V0, Gfn(6)).unwrap(), Translation::Mmio);
     vm.create_memslot(slot(1, 2, 1)).unwrap(); // generation 2: no wrap
     assert_eq!(vm.mmu_valid_gen(), 0);
     // Both the spte and the cache are from generation 1: not trusted.
-    assert_eq!(vm.translate(V0, 6).unwrap(), Translation::Miss);
-    assert_eq!(vm.translate(V0, 7).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(6)).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(7)).unwrap(), Translation::Miss);
     // The fault installs it again, stamped with generation 2.
-    assert_eq!(vm.page_fault(V0, 6, false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(6), false).unwrap(), Fault::Mmio);
     assert_eq!(
         count_events(&vm, |w| *w
             == What::InstallMmio {
@@ -910,7 +936,7 @@ fn mmio_spte_is_trusted_only_in_its_generation() {
             }),
         1
     );
-    assert_eq!(vm.translate(V0, 6).unwrap(), Translation::Mmio);
+    assert_eq!(vm.translate(V0, Gfn(6)).unwrap(), Translation::Mmio);
     assert_audit(&vm);
 }
 
@@ -924,15 +950,18 @@ fn mmio_spte_from_a_full_cycle_ago_is_zapped_one_bit() {
     let vm = vm(cfg);
     vm.create_memslot(slot(0, 0, 1)).unwrap(); // generation 1
     enter_all(&vm);
-    assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
     vm.create_memslot(slot(1, 1, 1)).unwrap(); // generation 2: wraps
     assert_eq!(vm.mmu_valid_gen(), 1);
     vm.create_memslot(slot(2, 2, 1)).unwrap(); // generation 3: masked 1 again
-    assert_eq!(vm.translate(V0, 3).unwrap(), Translation::RequestPending);
+    assert_eq!(
+        vm.translate(V0, Gfn(3)).unwrap(),
+        Translation::RequestPending
+    );
     enter_all(&vm);
-    assert_eq!(vm.translate(V0, 3).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Miss);
     assert!(vm.runtime_violations().is_empty());
-    assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
     assert_audit(&vm);
     assert_drains(&vm);
 }
@@ -942,28 +971,28 @@ fn mmio_cache_answers_until_the_memslots_change() {
     let mut vm = vm(Config::model());
     vm.create_memslot(slot(0, 0, 2)).unwrap();
     enter_all(&vm);
-    assert_eq!(vm.page_fault(V0, 3, false).unwrap(), Fault::Mmio);
+    assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
     // Zap every page: the MMIO spte is gone, but the memslots did not change,
     // so the vCPU's MMIO cache still answers.
     vm.zap_all().unwrap();
     enter_all(&vm);
     assert_eq!(
-        vm.translate_unsynchronized(V0, 3).unwrap(),
+        vm.translate_unsynchronized(V0, Gfn(3)).unwrap(),
         Translation::Miss,
         "nothing in the table"
     );
     assert_eq!(
-        vm.translate(V0, 3).unwrap(),
+        vm.translate(V0, Gfn(3)).unwrap(),
         Translation::Mmio,
         "from the cache"
     );
     // vCPU 1 has no cache entry.
-    assert_eq!(vm.translate(V1, 3).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V1, Gfn(3)).unwrap(), Translation::Miss);
     // A new slot covers the gfn: the cache's generation is stale.
     vm.create_memslot(slot(1, 3, 1)).unwrap();
-    assert_eq!(vm.translate(V0, 3).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Miss);
     assert!(matches!(
-        vm.page_fault(V0, 3, false).unwrap(),
+        vm.page_fault(V0, Gfn(3), false).unwrap(),
         Fault::Mapped { .. }
     ));
     assert!(vm.runtime_violations().is_empty());
@@ -989,16 +1018,16 @@ fn descriptor_chains_are_built_and_retired() {
         "vCPUs 0 and 2 share a root, 1 and 3 too"
     );
     // One address space: a single spte, held in the head itself.
-    fault_pfn(vm.page_fault(V0, 0, false).unwrap());
-    fault_pfn(vm.page_fault(VcpuId(2), 0, false).unwrap());
+    fault_pfn(vm.page_fault(V0, Gfn(0), false).unwrap());
+    fault_pfn(vm.page_fault(VcpuId(2), Gfn(0), false).unwrap());
     assert_eq!(vm.counts().descs.allocated, 0);
     // The second address space maps gfn 0 again: a descriptor holds both.
-    fault_pfn(vm.page_fault(V1, 0, false).unwrap());
-    fault_pfn(vm.page_fault(VcpuId(3), 0, false).unwrap());
+    fault_pfn(vm.page_fault(V1, Gfn(0), false).unwrap());
+    fault_pfn(vm.page_fault(VcpuId(3), Gfn(0), false).unwrap());
     assert_eq!(vm.counts().descs.allocated, 1);
     for gfn in 1..4 {
         for v in 0..4 {
-            fault_pfn(vm.page_fault(VcpuId(v), gfn, false).unwrap());
+            fault_pfn(vm.page_fault(VcpuId(v), Gfn(gfn), false).unwrap());
         }
     }
     assert_eq!(vm.counts().descs.allocated, 4);
@@ -1030,12 +1059,12 @@ fn descriptor_chains_are_built_and_retired() {
 /// and `probe` on this one until it returns true or 20 s pass. Returns whether
 /// the probe succeeded.
 fn race_until(
-    vm: &fastzap::sync::Arc<Vm>,
+    vm: &fastzap::checking::sync::Arc<Vm>,
     limit: u64,
     background: fn(&Vm, u64),
     mut probe: impl FnMut(&Vm) -> bool,
 ) -> bool {
-    use fastzap::sync::{Arc, AtomicBool, Ordering::Relaxed};
+    use fastzap::checking::sync::{Arc, AtomicBool, Ordering::Relaxed};
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let (vm, stop) = (vm.clone(), stop.clone());
@@ -1065,7 +1094,7 @@ fn page_fault_retries_on_a_notifier_race() {
     // mmu_notifier_retry. Bounded by 20 s.
     let mut cfg = Config::model();
     cfg.events = false;
-    let vm = fastzap::sync::Arc::new(vm(cfg));
+    let vm = fastzap::checking::sync::Arc::new(vm(cfg));
     vm.create_memslot(slot(0, 0, 4)).unwrap();
     enter_all(&vm);
     let seen = race_until(
@@ -1075,7 +1104,7 @@ fn page_fault_retries_on_a_notifier_race() {
             let s = slot(0, 0, 4);
             vm.invalidate_range(hva(&s, 0), hva(&s, 1)).unwrap();
         },
-        |vm| match vm.page_fault(V0, 0, false).unwrap() {
+        |vm| match vm.page_fault(V0, Gfn(0), false).unwrap() {
             Fault::Retry(RetryReason::NotifierRace) => true,
             Fault::Mapped { .. } => false,
             other => panic!("unexpected {other:?}"),
@@ -1095,7 +1124,7 @@ fn page_fault_retries_on_an_invalid_slot() {
     // gfn 0, until a fault finds the slot INVALID. Bounded by 20 s.
     let mut cfg = Config::model();
     cfg.events = false;
-    let vm = fastzap::sync::Arc::new(vm(cfg));
+    let vm = fastzap::checking::sync::Arc::new(vm(cfg));
     vm.create_memslot(slot(0, 0, 4)).unwrap();
     enter_all(&vm);
     let seen = race_until(
@@ -1106,7 +1135,7 @@ fn page_fault_retries_on_an_invalid_slot() {
                 .unwrap();
             vm.create_memslot(slot(0, 0, 4)).unwrap();
         },
-        |vm| match vm.page_fault(V0, 0, false).unwrap() {
+        |vm| match vm.page_fault(V0, Gfn(0), false).unwrap() {
             Fault::Retry(RetryReason::InvalidSlot) => true,
             Fault::Retry(RetryReason::ObsoleteRoot) | Fault::Retry(RetryReason::NotifierRace) => {
                 vm.handle_requests(V0).unwrap();
@@ -1139,17 +1168,17 @@ fn notifiers_at_the_top_of_the_address_space_return() {
         let vm = vm(Config::model());
         vm.create_memslot(slot(0, 0, 4)).unwrap();
         enter_all(&vm);
-        vm.page_fault(V0, 0, false).unwrap();
+        vm.page_fault(V0, Gfn(0), false).unwrap();
         let top = !(PAGE - 1);
         let result = (
-            vm.invalidate_range(top, u64::MAX),
-            vm.invalidate_range(top - PAGE, u64::MAX),
-            vm.clear_flush_young(top, u64::MAX),
-            vm.test_young(0, u64::MAX),
-            vm.change_pte(top - 1),
+            vm.invalidate_range(Hva(top), Hva(u64::MAX)),
+            vm.invalidate_range(Hva(top - PAGE), Hva(u64::MAX)),
+            vm.clear_flush_young(Hva(top), Hva(u64::MAX)),
+            vm.test_young(Hva(0), Hva(u64::MAX)),
+            vm.change_pte(Hva(top - 1)),
         );
-        let mapped = vm.translate(V0, 0).unwrap();
-        let audit = audit::audit(&vm).map_err(|v| v.len());
+        let mapped = vm.translate(V0, Gfn(0)).unwrap();
+        let audit = fastzap::audit(&vm).map_err(|v| v.len());
         let _ = tx.send((result, mapped, audit));
     });
     let (result, mapped, audit) = rx
@@ -1166,7 +1195,7 @@ fn odd_but_valid_inputs_change_nothing_or_work() {
     let s = slot(0, 0, 2);
     vm.create_memslot(s).unwrap();
     enter_all(&vm);
-    vm.page_fault(V0, 0, false).unwrap();
+    vm.page_fault(V0, Gfn(0), false).unwrap();
     let pages = vm.shadow_pages();
     // Shrinking nothing, or more than exists.
     assert_eq!(vm.shrink(0).unwrap(), 0);
@@ -1175,12 +1204,12 @@ fn odd_but_valid_inputs_change_nothing_or_work() {
     vm.translate_run(V0, &[], &mut out).unwrap();
     assert!(out.is_empty());
     // Moving a slot onto itself is a plain move (zap, new metadata).
-    vm.move_memslot(SlotId(0), 0).unwrap();
-    assert_eq!(vm.memslots().by_id(SlotId(0)).unwrap().base_gfn, 0);
+    vm.move_memslot(SlotId(0), Gfn(0)).unwrap();
+    assert_eq!(vm.memslots().by_id(SlotId(0)).unwrap().base_gfn(), Gfn(0));
     enter_all(&vm);
-    assert_eq!(vm.translate(V0, 0).unwrap(), Translation::Miss);
+    assert_eq!(vm.translate(V0, Gfn(0)).unwrap(), Translation::Miss);
     assert!(matches!(
-        vm.page_fault(V0, 0, false).unwrap(),
+        vm.page_fault(V0, Gfn(0), false).unwrap(),
         Fault::Mapped { .. }
     ));
     // A slot of the whole guest space after deleting the first.
@@ -1189,7 +1218,7 @@ fn odd_but_valid_inputs_change_nothing_or_work() {
     enter_all(&vm);
     for gfn in 0..8 {
         assert!(matches!(
-            vm.page_fault(V1, gfn, true).unwrap(),
+            vm.page_fault(V1, Gfn(gfn), true).unwrap(),
             Fault::Mapped { .. }
         ));
     }
@@ -1213,7 +1242,7 @@ fn concurrent_faults_translations_and_zaps_keep_every_invariant() {
     // sptes than one descriptor holds, and removals unlink descriptors from
     // the middle of chains. Bounded to 1.5 s. Regression: the chain left with
     // one descriptor holding one entry was reported as an I2 violation.
-    use fastzap::sync::{AtomicBool, Ordering::Relaxed};
+    use fastzap::checking::sync::{AtomicBool, Ordering::Relaxed};
     let mut cfg = model_levels(6); // 64 gfns
     cfg.events = false;
     cfg.batch = 1;
@@ -1227,12 +1256,12 @@ fn concurrent_faults_translations_and_zaps_keep_every_invariant() {
             s.spawn(move || {
                 let mut gfn = 0u64;
                 while !stop.load(Relaxed) {
-                    match vm.translate(v, gfn % 64).unwrap() {
+                    match vm.translate(v, Gfn(gfn % 64)).unwrap() {
                         Translation::RequestPending => {
                             vm.handle_requests(v).unwrap();
                         }
                         Translation::Miss => {
-                            vm.page_fault(v, gfn % 64, false).unwrap();
+                            vm.page_fault(v, Gfn(gfn % 64), false).unwrap();
                         }
                         Translation::Mapped { .. } | Translation::Mmio => {}
                     }
@@ -1242,7 +1271,7 @@ fn concurrent_faults_translations_and_zaps_keep_every_invariant() {
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
         while vm.shadow_pages() < 16 && std::time::Instant::now() < deadline {
-            fastzap::sync::yield_now();
+            fastzap::checking::sync::yield_now();
         }
         while std::time::Instant::now() < deadline {
             vm.invalidate_zap_all_pages().unwrap();

@@ -1,12 +1,12 @@
-#![cfg(not(any(loom, shuttle)))]
+#![cfg(all(feature = "ghost", not(any(loom, shuttle))))]
 use fastzap::*;
 
 fn slot(id: u16, base: u64, n: u64) -> SlotSpec {
     SlotSpec {
         id: SlotId(id),
-        base_gfn: base,
+        base_gfn: Gfn(base),
         npages: n,
-        userspace_addr: 0x10_0000 * (id as u64 + 1),
+        userspace_addr: Hva(0x10_0000 * (id as u64 + 1)),
     }
 }
 
@@ -23,47 +23,52 @@ fn smoke() {
         vm.handle_requests(v0).unwrap();
         vm.handle_requests(VcpuId(1)).unwrap();
         for gfn in 0..14 {
-            let f = vm.page_fault(v0, gfn, gfn % 2 == 0).unwrap();
+            let f = vm.page_fault(v0, Gfn(gfn), gfn % 2 == 0).unwrap();
             println!("fault {gfn}: {f:?}");
         }
         for gfn in 0..14 {
-            println!("translate {gfn}: {:?}", vm.translate(v0, gfn).unwrap());
+            println!("translate {gfn}: {:?}", vm.translate(v0, Gfn(gfn)).unwrap());
         }
-        audit::audit(&vm).unwrap();
+        fastzap::audit(&vm).unwrap();
         println!("{:?}", vm.counts());
         vm.invalidate_zap_all_pages().unwrap();
-        assert_eq!(vm.translate(v0, 1).unwrap(), Translation::RequestPending);
+        assert_eq!(
+            vm.translate(v0, Gfn(1)).unwrap(),
+            Translation::RequestPending
+        );
         println!("{:?}", vm.handle_requests(v0).unwrap());
         println!("pending {:?}", vm.pending_requests(v0));
         for e in vm.events().iter().rev().take(12) {
             println!("{:?}", e);
         }
-        assert_eq!(vm.translate(v0, 1).unwrap(), Translation::Miss);
-        audit::audit(&vm).unwrap();
-        vm.page_fault(v0, 1, true).unwrap();
-        vm.page_fault(VcpuId(1), 9, true).unwrap_or(Fault::Mmio);
-        vm.invalidate_range(0x10_0000, 0x10_2000).unwrap();
+        assert_eq!(vm.translate(v0, Gfn(1)).unwrap(), Translation::Miss);
+        fastzap::audit(&vm).unwrap();
+        vm.page_fault(v0, Gfn(1), true).unwrap();
+        vm.page_fault(VcpuId(1), Gfn(9), true)
+            .unwrap_or(Fault::Mmio);
+        vm.invalidate_range(Hva(0x10_0000), Hva(0x10_2000)).unwrap();
         vm.handle_requests(VcpuId(1)).unwrap();
         vm.handle_requests(v0).unwrap();
-        assert_eq!(vm.translate(v0, 1).unwrap(), Translation::Miss);
+        assert_eq!(vm.translate(v0, Gfn(1)).unwrap(), Translation::Miss);
         for gfn in 0..12 {
-            vm.page_fault(v0, gfn, false).unwrap();
+            vm.page_fault(v0, Gfn(gfn), false).unwrap();
         }
-        vm.clear_flush_young(0x10_0000, 0x30_0000).unwrap();
+        vm.clear_flush_young(Hva(0x10_0000), Hva(0x30_0000))
+            .unwrap();
         vm.delete_memslot(SlotId(1)).unwrap();
         vm.handle_requests(v0).unwrap();
         vm.handle_requests(VcpuId(1)).unwrap();
-        audit::audit(&vm).unwrap();
-        vm.move_memslot(SlotId(0), 4).unwrap();
+        fastzap::audit(&vm).unwrap();
+        vm.move_memslot(SlotId(0), Gfn(4)).unwrap();
         vm.handle_requests(v0).unwrap();
         for gfn in 0..14 {
-            vm.page_fault(v0, gfn, false).unwrap();
+            vm.page_fault(v0, Gfn(gfn), false).unwrap();
         }
         vm.zap_all().unwrap();
         vm.shrink(10).unwrap();
         vm.handle_requests(v0).unwrap();
         vm.handle_requests(VcpuId(1)).unwrap();
-        audit::audit(&vm).unwrap();
+        fastzap::audit(&vm).unwrap();
         assert!(vm.drain(16));
         println!("{:?}\n{} events", vm.counts(), vm.events().len());
     }

@@ -12,7 +12,7 @@ use crate::invariant::{Invariant, Violation};
 use crate::stats::ZapStats;
 
 /// No ghost state.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Ghost;
 
 /// A counter that counts nothing.
@@ -143,6 +143,10 @@ pub(crate) struct DescGhost;
 
 impl DescGhost {
     #[inline(always)]
+    pub(crate) const fn new() -> DescGhost {
+        DescGhost
+    }
+    #[inline(always)]
     pub(crate) fn retire(&self) {}
 }
 
@@ -152,6 +156,10 @@ pub(crate) struct VcpuGhost;
 
 impl VcpuGhost {
     #[inline(always)]
+    pub(crate) const fn new() -> VcpuGhost {
+        VcpuGhost
+    }
+    #[inline(always)]
     pub(crate) fn op(&self) {}
 }
 
@@ -160,6 +168,10 @@ impl VcpuGhost {
 pub(crate) struct GenEpoch;
 
 impl GenEpoch {
+    #[inline(always)]
+    pub(crate) const fn new() -> GenEpoch {
+        GenEpoch
+    }
     #[inline(always)]
     pub(crate) fn bump(&mut self) {}
 }

@@ -403,6 +403,11 @@ impl<'g> Visited<'g> {
 pub(crate) struct DescGhost(GhostU64);
 
 impl DescGhost {
+    /// Not retired.
+    pub(crate) const fn new() -> DescGhost {
+        DescGhost(GhostU64::new(0))
+    }
+
     /// The descriptor was unlinked and handed to the reclaimer.
     pub(crate) fn retire(&self) {
         self.0.set(1);
@@ -419,6 +424,11 @@ impl DescGhost {
 pub(crate) struct VcpuGhost(GhostU64);
 
 impl VcpuGhost {
+    /// No operation yet.
+    pub(crate) const fn new() -> VcpuGhost {
+        VcpuGhost(GhostU64::new(0))
+    }
+
     /// One more operation.
     #[inline]
     pub(crate) fn op(&self) {
@@ -437,6 +447,11 @@ impl VcpuGhost {
 pub(crate) struct GenEpoch(u64);
 
 impl GenEpoch {
+    /// No bump yet.
+    pub(crate) const fn new() -> GenEpoch {
+        GenEpoch(0)
+    }
+
     /// One more bump.
     #[inline]
     pub(crate) fn bump(&mut self) {

@@ -1,30 +1,30 @@
-#![cfg(not(any(loom, shuttle)))]
+#![cfg(all(feature = "ghost", not(any(loom, shuttle))))]
 //! Helpers shared by the native-lane test files (`mod common;`).
 #![allow(dead_code)]
 
 use fastzap::*;
 
 /// Bytes per guest page.
-pub const PAGE: u64 = 4096;
+pub const PAGE: u64 = PAGE_SIZE;
 
 /// A slot spec whose host range is private to `id`: 16 MiB apart per id.
 pub fn slot(id: u16, base_gfn: u64, npages: u64) -> SlotSpec {
     SlotSpec {
         id: SlotId(id),
-        base_gfn,
+        base_gfn: Gfn(base_gfn),
         npages,
-        userspace_addr: 0x100_0000 * (u64::from(id) + 1),
+        userspace_addr: Hva(0x100_0000 * (u64::from(id) + 1)),
     }
 }
 
 /// The host virtual address backing `gfn` in `spec`.
-pub fn hva(spec: &SlotSpec, gfn: u64) -> u64 {
-    spec.userspace_addr + (gfn - spec.base_gfn) * PAGE
+pub fn hva(spec: &SlotSpec, gfn: u64) -> Hva {
+    Hva(spec.userspace_addr.0 + (gfn - spec.base_gfn.0) * PAGE)
 }
 
 /// The pfn the host backs `hva` with before any remap (identity on the page).
-pub fn initial_pfn(hva: u64) -> u64 {
-    hva >> 12
+pub fn initial_pfn(hva: Hva) -> Pfn {
+    Pfn(hva.0 >> 12)
 }
 
 /// A VM with `cfg`, panicking (in a test) if the config is refused.
@@ -42,7 +42,7 @@ pub fn enter_all(vm: &Vm) {
         for v in 0..vm.config().vcpus {
             vm.handle_requests(VcpuId(v)).expect("vcpu exists");
         }
-        if (0..vm.config().vcpus).all(|v| vm.pending_requests(VcpuId(v)) == Ok(0)) {
+        if (0..vm.config().vcpus).all(|v| vm.pending_requests(VcpuId(v)) == Ok(Requests::NONE)) {
             return;
         }
     }
@@ -52,7 +52,7 @@ pub fn enter_all(vm: &Vm) {
 /// Asserts the full audit passes, printing every violation if not.
 #[track_caller]
 pub fn assert_audit(vm: &Vm) {
-    if let Err(found) = audit::audit(vm) {
+    if let Err(found) = fastzap::audit(vm) {
         let text: Vec<String> = found.iter().map(ToString::to_string).collect();
         panic!("audit failed:\n{}", text.join("\n"));
     }
