@@ -25,8 +25,14 @@ fn links(markdown: &str) -> Vec<(usize, String, String)> {
             let Some(close) = after.find("](") else { break };
             let text = &after[..close];
             let target_start = &after[close + 2..];
-            let Some(end) = target_start.find(')') else { break };
-            out.push((number + 1, text.to_string(), target_start[..end].to_string()));
+            let Some(end) = target_start.find(')') else {
+                break;
+            };
+            out.push((
+                number + 1,
+                text.to_string(),
+                target_start[..end].to_string(),
+            ));
             rest = &target_start[end..];
         }
     }
@@ -63,9 +69,8 @@ fn defines(source: &str, name: &str) -> bool {
             .strip_prefix("pub(crate) ")
             .or_else(|| line.strip_prefix("pub "))
             .unwrap_or(line);
-        line.strip_prefix(name).is_some_and(|rest| {
-            rest.is_empty() || rest.starts_with([',', ' ', '(', '{', ':', '='])
-        })
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([',', ' ', '(', '{', ':', '=']))
     });
     keyword || variant_or_field
 }

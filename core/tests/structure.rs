@@ -177,7 +177,10 @@ fn protocol_files_hold_one_event_or_structure() {
         if CHECKING.contains(&module.as_str()) || module == "sync" {
             continue;
         }
-        let lines = std::fs::read_to_string(&file).expect("readable").lines().count();
+        let lines = std::fs::read_to_string(&file)
+            .expect("readable")
+            .lines()
+            .count();
         assert!(
             lines <= MAX_PROTOCOL_LINES,
             "{} has {lines} lines (at most {MAX_PROTOCOL_LINES}): split it by kernel event",
