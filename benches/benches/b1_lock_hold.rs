@@ -24,8 +24,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use fastzap::{VcpuId, ZapStats};
 use fastzap_benches::{
-    PALETTE, Series, bench_config, fmt_ns, loglog_figure, median, ns, populate_sparse, test_mode,
-    vm_with_slot, write_report,
+    PALETTE, Series, bench_config, figure_file, fmt_ns, group_name, loglog_figure, median, ns,
+    populate_sparse, test_mode, vm_with_slot, write_report,
 };
 
 /// One series of table shapes and sizes.
@@ -92,7 +92,8 @@ fn main() {
         .configure_from_args();
     let mut zaps: Vec<Zap> = Vec::new();
     for shape in &SHAPES {
-        let mut group = c.benchmark_group(format!("b1_lock_hold_{}_sptes", shape.sptes));
+        let mut group =
+            c.benchmark_group(group_name(&format!("b1_lock_hold_{}_sptes", shape.sptes)));
         group.sampling_mode(SamplingMode::Flat);
         let sizes = if test_mode() {
             &shape.sizes[..shape.test_sizes]
@@ -201,13 +202,9 @@ fn report(zaps: &[Zap]) {
         "\nMedians over every zap run in this benchmark (warm-up included); 1 address space, one vCPU, one mapped gfn per last-level page; \
          16 sptes/page with 6 levels, 512 sptes/page with 3 levels.\n",
     );
-    write_report(
-        "b1_lock_hold",
-        "cargo bench -p fastzap-benches --bench b1_lock_hold",
-        &body,
-    );
+    write_report("b1_lock_hold", &body);
     if let Err(e) = loglog_figure(
-        "b1_lock_hold.svg",
+        &figure_file("b1_lock_hold"),
         "B1: mmu_lock hold vs shadow pages",
         "shadow pages at the start of the zap",
         "time (median)",

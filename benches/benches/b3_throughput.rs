@@ -19,17 +19,25 @@
 //! B5 reads the allocation counters of the same runs: the peak number of
 //! retired-but-not-freed pages and descriptors (`Counts::*.peak_retired_unfreed`)
 //! against the number retired, and a time series of the pending counts sampled
-//! by the invalidating thread.
+//! by the invalidating thread. Only the checking code keeps those counters
+//! (`Vm::counts`), so B5 is measured in the ghost-on build only; the ghost-off
+//! build writes "n/a without the checking code" for it, and no B5 figure.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use fastzap::sync::{AtomicBool, Ordering};
-use fastzap::{Counts, VcpuId, ZapStats};
+#[cfg(feature = "ghost")]
+use fastzap::Counts;
+use fastzap::checking::sync::{AtomicBool, Ordering};
+use fastzap::{VcpuId, Vm, ZapStats};
+#[cfg(not(feature = "ghost"))]
+use fastzap_benches::NO_GHOST;
 use fastzap_benches::{
-    Bar, PALETTE, Panel, Series, access, bar_figure, bench_config, fault_in, fmt_ns, line_figure,
+    Bar, PALETTE, access, bar_figure, bench_config, fault_in, figure_file, fmt_ns, group_name,
     median, test_mode, vm_with_slot, write_report,
 };
+#[cfg(feature = "ghost")]
+use fastzap_benches::{Panel, Series, line_figure};
 
 const WORKING_SET: u64 = 16_384;
 const MIN_ACCESSES: u64 = 2_000_000;
@@ -94,20 +102,44 @@ impl Mode {
     }
 }
 
+/// (ms since start, pending pages, pending descriptors), sampled after
+/// invalidations (B5).
+type Pending = Vec<(f64, f64, f64)>;
+
 struct Run {
     mode: Mode,
     ns_per_access: f64,
     invalidations_per_s: f64,
+    /// The allocation counters at the end of the run (B5).
+    #[cfg(feature = "ghost")]
     counts: Counts,
-    /// (ms since start, pending pages, pending descriptors), sampled after
-    /// invalidations.
-    series: Vec<(f64, f64, f64)>,
+    /// The pending counts after each invalidation (B5).
+    #[cfg(feature = "ghost")]
+    series: Pending,
     /// What each invalidation measured.
     zaps: Vec<ZapStats>,
     /// Time per access of the no-invalidation run made just before this one
     /// (same setup, same number of accesses), for the paired fraction.
     paired_base_ns: Option<f64>,
 }
+
+/// Samples the pending counts after an invalidation, at most 20,000 times
+/// per run (B5).
+#[cfg(feature = "ghost")]
+fn sample_pending(vm: &Vm, started: Instant, series: &mut Pending) {
+    if series.len() < 20_000 {
+        let c = vm.counts();
+        series.push((
+            started.elapsed().as_secs_f64() * 1e3,
+            c.pages.pending() as f64,
+            c.descs.pending() as f64,
+        ));
+    }
+}
+
+/// Without the checking code there are no allocation counters to sample.
+#[cfg(not(feature = "ghost"))]
+fn sample_pending(_vm: &Vm, _started: Instant, _series: &mut Pending) {}
 
 fn one_run(mode: Mode, accesses: u64) -> Run {
     let vm = vm_with_slot(bench_config(2, 512, 3, 2), WORKING_SET);
@@ -122,7 +154,7 @@ fn one_run(mode: Mode, accesses: u64) -> Run {
     let (elapsed, invalidations, series, zaps) = std::thread::scope(|s| {
         let invalidator = s.spawn(|| {
             let mut n = 0u64;
-            let mut series = Vec::new();
+            let mut series = Pending::new();
             let mut zaps = Vec::new();
             if mode == Mode::NoInvalidation {
                 return (n, series, zaps);
@@ -144,14 +176,7 @@ fn one_run(mode: Mode, accesses: u64) -> Run {
                 if zaps.len() < 20_000 {
                     zaps.push(z);
                 }
-                if series.len() < 20_000 {
-                    let c = vm.counts();
-                    series.push((
-                        started.elapsed().as_secs_f64() * 1e3,
-                        c.pages.pending() as f64,
-                        c.descs.pending() as f64,
-                    ));
-                }
+                sample_pending(&vm, started, &mut series);
             }
             (n, series, zaps)
         });
@@ -165,11 +190,15 @@ fn one_run(mode: Mode, accesses: u64) -> Run {
         let (n, series, zaps) = invalidator.join().expect("invalidator");
         (elapsed, n, series, zaps)
     });
+    #[cfg(not(feature = "ghost"))]
+    let _ = series;
     Run {
         mode,
         ns_per_access: elapsed.as_nanos() as f64 / accesses as f64,
         invalidations_per_s: invalidations as f64 / elapsed.as_secs_f64(),
+        #[cfg(feature = "ghost")]
         counts: vm.counts(),
+        #[cfg(feature = "ghost")]
         series,
         zaps,
         paired_base_ns: None,
@@ -184,7 +213,7 @@ fn main() {
         .configure_from_args();
     let mut runs: Vec<Run> = Vec::new();
     {
-        let mut group = c.benchmark_group("b3_access_under_invalidation");
+        let mut group = c.benchmark_group(group_name("b3_access_under_invalidation"));
         group.sampling_mode(SamplingMode::Flat);
         group.throughput(Throughput::Elements(1));
         for mode in [
@@ -280,6 +309,34 @@ fn report(runs: &[Run]) {
             color,
         });
     }
+    b5_report(runs, &mut body);
+    body.push_str(&format!(
+        "\nWorking set {WORKING_SET} gfns x 2 vCPUs (2 address spaces), 512 sptes per page; one thread runs both vCPUs, one thread invalidates. \
+         Each invalidated run is paired with a run without invalidation made just before it; the fraction is the median over pairs of \
+         (time per access without) / (time per access with). The retired counts in B5 are per run (each run is {MIN_ACCESSES} accesses or more).\n"
+    ));
+    write_report("b3_throughput", &body);
+    if let Err(e) = bar_figure(
+        &figure_file("b3_throughput"),
+        "B3: access throughput under continuous invalidation (% of no invalidation)",
+        "% of no-invalidation throughput",
+        &bars,
+        false,
+        Some((50.0, "goal for fast: 50%")),
+        &|v| format!("{v:.1}%"),
+    ) {
+        eprintln!("figure: {e}");
+    }
+    b5_figure(runs);
+}
+
+/// B5: reclamation memory during B3, from the allocation counters.
+#[cfg(feature = "ghost")]
+fn b5_report(runs: &[Run], body: &mut String) {
+    let stat = |mode: Mode, f: &dyn Fn(&Run) -> f64| {
+        let v: Vec<f64> = runs.iter().filter(|r| r.mode == mode).map(f).collect();
+        (median(&v), v.len())
+    };
     body.push_str(
         "\n### B5: reclamation memory during B3\n\n\
          | invalidating thread | pages retired (median per run) | peak retired-not-freed pages (median / max over runs) | descriptors retired | peak retired-not-freed descriptors (median / max) | pages live at the end |\n|---|---|---|---|---|---|\n",
@@ -310,27 +367,22 @@ fn report(runs: &[Run]) {
             stat(mode, &|r| r.counts.pages.live() as f64).0,
         ));
     }
+}
+
+/// B5 without the checking code: there are no allocation counters.
+#[cfg(not(feature = "ghost"))]
+fn b5_report(_runs: &[Run], body: &mut String) {
     body.push_str(&format!(
-        "\nWorking set {WORKING_SET} gfns x 2 vCPUs (2 address spaces), 512 sptes per page; one thread runs both vCPUs, one thread invalidates. \
-         Each invalidated run is paired with a run without invalidation made just before it; the fraction is the median over pairs of \
-         (time per access without) / (time per access with). The retired counts in B5 are per run (each run is {MIN_ACCESSES} accesses or more).\n"
+        "\n### B5: reclamation memory during B3\n\n\
+         {NO_GHOST}: the allocation counters (`Vm::counts`) exist only with the `ghost` \
+         feature. Run `cargo bench -p fastzap-benches --features ghost --bench b3_throughput` \
+         for B5.\n"
     ));
-    write_report(
-        "b3_throughput",
-        "cargo bench -p fastzap-benches --bench b3_throughput",
-        &body,
-    );
-    if let Err(e) = bar_figure(
-        "b3_throughput.svg",
-        "B3: access throughput under continuous invalidation (% of no invalidation)",
-        "% of no-invalidation throughput",
-        &bars,
-        false,
-        Some((50.0, "goal for fast: 50%")),
-        &|v| format!("{v:.1}%"),
-    ) {
-        eprintln!("figure: {e}");
-    }
+}
+
+/// B5's figure: the pending counts of one paced run of each path.
+#[cfg(feature = "ghost")]
+fn b5_figure(runs: &[Run]) {
     let mut pages = Vec::new();
     let mut descs = Vec::new();
     for (mode, color) in [
@@ -363,7 +415,7 @@ fn report(runs: &[Run]) {
         },
     ];
     if let Err(e) = line_figure(
-        "b5_reclamation.svg",
+        &figure_file("b5_reclamation"),
         "B5: pending reclamation after each invalidation during B3 (one run each, every 10 ms)",
         "ms since the run started",
         &panels,
@@ -371,3 +423,7 @@ fn report(runs: &[Run]) {
         eprintln!("figure: {e}");
     }
 }
+
+/// Without the checking code there is nothing to draw for B5.
+#[cfg(not(feature = "ghost"))]
+fn b5_figure(_runs: &[Run]) {}

@@ -9,9 +9,9 @@
 //! - (b) `translate`: all of that per call;
 //! - (c) `translate_unsynchronized`: the same walk with no synchronization
 //!   (`&mut Vm`);
-//! - (d) a `fastzap::sync::Mutex<HashMap<gfn, pfn>>` lookup per gfn, taking the
-//!   lock each time: what a reader would pay with a lock instead of the
-//!   lockless walk.
+//! - (d) a `fastzap::checking::sync::Mutex<HashMap<Gfn, Pfn>>` lookup per
+//!   gfn, taking the lock each time: what a reader would pay with a lock
+//!   instead of the lockless walk.
 //!
 //! And with two threads at once (the machine has 2 cores), time per translate
 //! per thread:
@@ -24,11 +24,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use fastzap::sync::{AtomicU64, Mutex, Ordering, fence};
-use fastzap::{Translation, VcpuId};
+use fastzap::checking::sync::{AtomicU64, Mutex, Ordering, fence};
+use fastzap::{Gfn, Translation, VcpuId};
 use fastzap_benches::{
-    Bar, PALETTE, bar_figure, bench_config, fault_in, fmt_ns, median, test_mode, vm_with_slot,
-    write_report,
+    Bar, PALETTE, bar_figure, bench_config, fault_in, figure_file, fmt_ns, group_name, median,
+    test_mode, vm_with_slot, write_report,
 };
 
 const RUN: usize = 64;
@@ -51,12 +51,14 @@ fn main() {
         .measurement_time(Duration::from_secs(1))
         .configure_from_args();
     let v0 = VcpuId(0);
-    let gfns: Vec<u64> = (0..RUN as u64).map(|i| i * 512 + (i * 7) % 512).collect();
+    let gfns: Vec<Gfn> = (0..RUN as u64)
+        .map(|i| Gfn(i * 512 + (i * 7) % 512))
+        .collect();
     let mut vm = vm_with_slot(bench_config(2, 512, 3, 1), RUN as u64 * 512);
     vm.handle_requests(v0).expect("requests");
     vm.handle_requests(VcpuId(1)).expect("requests");
     for &gfn in &gfns {
-        fault_in(&vm, v0, gfn, false);
+        fault_in(&vm, v0, gfn.0, false);
     }
     let mut map = HashMap::new();
     for &gfn in &gfns {
@@ -64,7 +66,7 @@ fn main() {
             Translation::Mapped { pfn, .. } => {
                 map.insert(gfn, pfn);
             }
-            other => panic!("gfn {gfn} not mapped: {other:?}"),
+            other => panic!("{gfn} not mapped: {other:?}"),
         }
     }
     let map = Mutex::new(map);
@@ -79,7 +81,7 @@ fn main() {
         elapsed
     };
     {
-        let mut group = c.benchmark_group("b4_translate_64_gfns");
+        let mut group = c.benchmark_group(group_name("b4_translate_64_gfns"));
         group.throughput(Throughput::Elements(RUN as u64));
         let mut out = Vec::with_capacity(RUN);
         group.bench_function(BenchmarkId::new("a_translate_run", RUN), |b| {
@@ -291,13 +293,9 @@ fn report(samples: &[(&'static str, f64)]) {
     body.push_str(
         "\nMedians over every sample (warm-up included); 64 mapped gfns in different last-level pages, 512 sptes per page, 3 levels, one vCPU, no other thread of this benchmark except in (e) and (f). Times per translate are per thread.\n",
     );
-    write_report(
-        "b4_translate",
-        "cargo bench -p fastzap-benches --bench b4_translate",
-        &body,
-    );
+    write_report("b4_translate", &body);
     if let Err(e) = bar_figure(
-        "b4_translate.svg",
+        &figure_file("b4_translate"),
         "B4: cost of one translate of a mapped gfn (median)",
         "ns per translate",
         &bars,

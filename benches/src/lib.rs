@@ -4,27 +4,77 @@
 //!
 //! The benchmarks themselves are in `benches/benches/`; `BENCHMARKS.md` at the
 //! repository root explains what each one measures and how to regenerate it.
+//!
+//! # Two builds
+//!
+//! By default `fastzap` is built without its checking code (the `ghost`
+//! feature off), which is what a VMM would run; `--features ghost` builds it
+//! with the checking code. Every benchmark runs in both builds, and [`BUILD`]
+//! tells them apart: it ends every criterion group name, and every results
+//! file and figure is named `<bench>-ghost-off` or `<bench>-ghost-on`, so
+//! that running one build never overwrites the other's numbers. A figure
+//! that only the checking code can measure (the allocation counters, the
+//! zap history) is written as "n/a without the checking code" in the
+//! ghost-off build.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fastzap::{Config, Fault, SlotId, SlotSpec, Translation, VcpuId, Vm};
+use fastzap::{Config, Fault, Gfn, Hva, SlotId, SlotSpec, Translation, VcpuId, Vm};
 use plotters::prelude::*;
 
 /// Host address of the first page of every benchmark memslot.
 pub const USERSPACE_BASE: u64 = 0x7f00_0000_0000;
 
-/// A configuration for measuring: no event log, no audit points, no mutant.
+/// Which build of `fastzap` this is: `"ghost-on"` with the checking code
+/// (`--features ghost`), `"ghost-off"` without it (the default).
+pub const BUILD: &str = if cfg!(feature = "ghost") {
+    "ghost-on"
+} else {
+    "ghost-off"
+};
+
+/// What a figure that only the checking code can measure says in the
+/// ghost-off build.
+pub const NO_GHOST: &str = "n/a without the checking code";
+
+/// `name` with this build's suffix: `<name>_ghost-off` or `<name>_ghost-on`,
+/// for criterion group names.
+pub fn group_name(name: &str) -> String {
+    format!("{name}_{BUILD}")
+}
+
+/// The command that runs benchmark `bench` in this build.
+pub fn bench_command(bench: &str) -> String {
+    let features = if cfg!(feature = "ghost") {
+        " --features ghost"
+    } else {
+        ""
+    };
+    format!("cargo bench -p fastzap-benches{features} --bench {bench}")
+}
+
+/// The file name of figure `name` in this build: `<name>-ghost-off.svg` or
+/// `<name>-ghost-on.svg`.
+pub fn figure_file(name: &str) -> String {
+    format!("{name}-{BUILD}.svg")
+}
+
+/// A configuration for measuring: no event log, no audit points, no mutant
+/// (in the ghost-off build none of them exists).
 pub fn bench_config(vcpus: usize, spte_count: usize, levels: u8, address_spaces: u8) -> Config {
     let mut config = Config::native();
     config.vcpus = vcpus;
     config.spte_count = spte_count;
     config.levels = levels;
     config.address_spaces = address_spaces;
-    config.events = false;
-    config.audit_points = false;
-    config.mutant = None;
+    #[cfg(feature = "ghost")]
+    {
+        config.events = false;
+        config.audit_points = false;
+        config.mutant = None;
+    }
     config
 }
 
@@ -39,9 +89,9 @@ pub fn vm_with_slot(config: Config, npages: u64) -> Vm {
 pub fn slot0(npages: u64) -> SlotSpec {
     SlotSpec {
         id: SlotId(0),
-        base_gfn: 0,
+        base_gfn: Gfn(0),
         npages,
-        userspace_addr: USERSPACE_BASE,
+        userspace_addr: Hva(USERSPACE_BASE),
     }
 }
 
@@ -49,7 +99,7 @@ pub fn slot0(npages: u64) -> SlotSpec {
 /// attempts (a reload after an invalidation, a retry after a race).
 pub fn fault_in(vm: &Vm, vcpu: VcpuId, gfn: u64, write: bool) {
     loop {
-        match vm.page_fault(vcpu, gfn, write).expect("fault") {
+        match vm.page_fault(vcpu, Gfn(gfn), write).expect("fault") {
             Fault::Mapped { .. } | Fault::Mmio => return,
             Fault::Retry(_) => {
                 vm.handle_requests(vcpu).expect("requests");
@@ -64,7 +114,7 @@ pub fn fault_in(vm: &Vm, vcpu: VcpuId, gfn: u64, write: bool) {
 pub fn access(vm: &Vm, vcpu: VcpuId, gfn: u64) {
     loop {
         fault_in(vm, vcpu, gfn, false);
-        match vm.translate(vcpu, gfn).expect("translate") {
+        match vm.translate(vcpu, Gfn(gfn)).expect("translate") {
             Translation::Mapped { .. } | Translation::Mmio => return,
             Translation::RequestPending | Translation::Miss => {
                 vm.handle_requests(vcpu).expect("requests");
@@ -154,18 +204,27 @@ pub fn out_dir(dir: &str) -> PathBuf {
     path
 }
 
-/// Writes `benches/results/<name>.md` (a header with the machine, then `body`)
-/// and prints it.
-pub fn write_report(name: &str, command: &str, body: &str) {
+/// Writes `benches/results/<name>-<build>.md` (a header with the command,
+/// the build and the machine, then `body`) and prints it.
+pub fn write_report(name: &str, body: &str) {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "<!-- written by the {name} benchmark; do not edit -->"
+        "<!-- written by the {name} benchmark ({BUILD}); do not edit -->"
     );
-    let _ = writeln!(text, "Command: `{command}`\n");
+    let _ = writeln!(text, "Command: `{}`\n", bench_command(name));
+    let _ = writeln!(
+        text,
+        "Build: {BUILD} ({})\n",
+        if cfg!(feature = "ghost") {
+            "fastzap with its checking code: ghost state, run-time checks, allocation counters"
+        } else {
+            "fastzap without its checking code, as a VMM would run it"
+        }
+    );
     let _ = writeln!(text, "Machine: {}\n", machine());
     text.push_str(body);
-    let path = out_dir("results").join(format!("{name}.md"));
+    let path = out_dir("results").join(format!("{name}-{BUILD}.md"));
     std::fs::write(&path, &text).expect("write report");
     println!("\n{text}\n(written to {})", path.display());
 }
@@ -205,7 +264,8 @@ fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
-/// A line plot of `series` on log-log axes, written to `benches/figures/<file>`.
+/// A line plot of `series` on log-log axes, written to `benches/figures/<file>`
+/// (name it with [`figure_file`]); the title ends with the build.
 pub fn loglog_figure(
     file: &str,
     title: &str,
@@ -219,7 +279,7 @@ pub fn loglog_figure(
     let (x0, x1) = span(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let (y0, y1) = span(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
+        .caption(format!("{title} ({BUILD})"), ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(80)
@@ -269,7 +329,8 @@ pub struct Bar {
     pub color: RGBColor,
 }
 
-/// A bar chart, written to `benches/figures/<file>`. With `log_y` the y axis is
+/// A bar chart, written to `benches/figures/<file>` (name it with
+/// [`figure_file`]); the title ends with the build. With `log_y` the y axis is
 /// logarithmic. `reference` draws a dashed horizontal line (a goal).
 pub fn bar_figure(
     file: &str,
@@ -310,7 +371,7 @@ pub fn bar_figure(
     };
     let mut caption = ChartBuilder::on(&root);
     caption
-        .caption(title, ("sans-serif", 20))
+        .caption(format!("{title} ({BUILD})"), ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(80);
@@ -405,7 +466,8 @@ pub struct Panel {
 }
 
 /// Line plots with linear axes, one panel above the other, written to
-/// `benches/figures/<file>`.
+/// `benches/figures/<file>` (name it with [`figure_file`]); the title ends
+/// with the build.
 pub fn line_figure(
     file: &str,
     title: &str,
@@ -416,7 +478,7 @@ pub fn line_figure(
     let height = 40 + 300 * panels.len() as u32;
     let root = SVGBackend::new(&path, (900, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(title, ("sans-serif", 20))?;
+    let root = root.titled(&format!("{title} ({BUILD})"), ("sans-serif", 20))?;
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (area, panel) in areas.iter().zip(panels) {
         let (_, x1) = span(

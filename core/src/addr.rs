@@ -67,20 +67,22 @@ impl std::ops::Add<u64> for Hva {
     }
 }
 
+/// The number in hex (`0x2a`), so that `"gfn {gfn}"` reads as it does with a
+/// plain `u64`.
 impl std::fmt::Display for Gfn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "gfn {:#x}", self.0)
+        write!(f, "{:#x}", self.0)
     }
 }
 
 impl std::fmt::Display for Hva {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "hva {:#x}", self.0)
+        write!(f, "{:#x}", self.0)
     }
 }
 
 impl std::fmt::Display for Pfn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pfn {:#x}", self.0)
+        write!(f, "{:#x}", self.0)
     }
 }

@@ -56,7 +56,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use fastzap::{Config, Vm};
+use fastzap::{Config, Gfn, Hva, Vm};
 
 use crate::reference::{Divergence, Op, Outcome, Overlap, Reference};
 
@@ -114,7 +114,7 @@ pub fn show_op(op: &Op) -> String {
         Op::ZapAllEager => "zap_all()".into(),
         Op::CreateSlot(s) => format!(
             "create_memslot(slot {}, gfn {}+{}, hva {:#x})",
-            s.id.0, s.base_gfn, s.npages, s.userspace_addr
+            s.id.0, s.base_gfn.0, s.npages, s.userspace_addr.0
         ),
         Op::DeleteSlot { id, strategy } => match strategy {
             None => format!("delete_memslot(slot {})", id.0),
@@ -142,7 +142,7 @@ pub fn show_outcome(outcome: &Outcome) -> String {
         Outcome::Fault(r) => ok(r),
         Outcome::Translation(r) => ok(r),
         Outcome::Translations(r) => ok(r),
-        Outcome::Requests(Ok(v)) => format!("{v:#x}"),
+        Outcome::Requests(Ok(v)) => format!("{:#x}", v.bits()),
         Outcome::Requests(r) => ok(r),
         Outcome::Zap(Ok(_)) => "Ok".into(),
         Outcome::Zap(r) => ok(r),
@@ -161,11 +161,14 @@ pub fn apply_shared(vm: &Vm, op: &Op) -> Outcome {
             panic!("translate_unsynchronized needs &mut Vm: not a concurrent operation")
         }
         Op::HandleRequests(v) => Outcome::Handled(vm.handle_requests(*v)),
-        Op::PageFault { vcpu, gfn, write } => Outcome::Fault(vm.page_fault(*vcpu, *gfn, *write)),
-        Op::Translate { vcpu, gfn } => Outcome::Translation(vm.translate(*vcpu, *gfn)),
+        Op::PageFault { vcpu, gfn, write } => {
+            Outcome::Fault(vm.page_fault(*vcpu, Gfn(*gfn), *write))
+        }
+        Op::Translate { vcpu, gfn } => Outcome::Translation(vm.translate(*vcpu, Gfn(*gfn))),
         Op::TranslateRun { vcpu, gfns } => {
+            let gfns: Vec<Gfn> = gfns.iter().map(|&g| Gfn(g)).collect();
             let mut out = Vec::new();
-            Outcome::Translations(vm.translate_run(*vcpu, gfns, &mut out).map(|()| out))
+            Outcome::Translations(vm.translate_run(*vcpu, &gfns, &mut out).map(|()| out))
         }
         Op::PendingRequests(v) => Outcome::Requests(vm.pending_requests(*v)),
         Op::ZapAllFast => Outcome::Zap(vm.invalidate_zap_all_pages()),
@@ -175,11 +178,15 @@ pub fn apply_shared(vm: &Vm, op: &Op) -> Outcome {
             None => vm.delete_memslot(*id),
             Some(s) => vm.delete_memslot_with(*id, *s),
         }),
-        Op::MoveSlot { id, base_gfn } => Outcome::Unit(vm.move_memslot(*id, *base_gfn)),
-        Op::InvalidateRange { start, end } => Outcome::Count(vm.invalidate_range(*start, *end)),
-        Op::ClearFlushYoung { start, end } => Outcome::Young(vm.clear_flush_young(*start, *end)),
-        Op::TestYoung { start, end } => Outcome::Young(vm.test_young(*start, *end)),
-        Op::ChangePte { hva } => Outcome::Count(vm.change_pte(*hva)),
+        Op::MoveSlot { id, base_gfn } => Outcome::Unit(vm.move_memslot(*id, Gfn(*base_gfn))),
+        Op::InvalidateRange { start, end } => {
+            Outcome::Count(vm.invalidate_range(Hva(*start), Hva(*end)))
+        }
+        Op::ClearFlushYoung { start, end } => {
+            Outcome::Young(vm.clear_flush_young(Hva(*start), Hva(*end)))
+        }
+        Op::TestYoung { start, end } => Outcome::Young(vm.test_young(Hva(*start), Hva(*end))),
+        Op::ChangePte { hva } => Outcome::Count(vm.change_pte(Hva(*hva))),
         Op::Shrink(nr) => Outcome::Count(vm.shrink(*nr)),
     }
 }
@@ -610,8 +617,9 @@ pub fn check(config: &Config, history: &History, limits: Limits) -> Result<Witne
 
 #[cfg(test)]
 mod tests {
-    use fastzap::vcpu::REQ_TLB_FLUSH;
-    use fastzap::{Fault, Handled, RetryReason, SlotId, SlotSpec, Translation, VcpuId, ZapStats};
+    use fastzap::{
+        Fault, Handled, Pfn, Requests, RetryReason, SlotId, SlotSpec, Translation, VcpuId, ZapStats,
+    };
 
     use super::*;
 
@@ -619,11 +627,10 @@ mod tests {
     const HVA: u64 = 0x10_0000;
 
     fn config() -> Config {
-        Config {
-            vcpus: 1,
-            address_spaces: 1,
-            ..Config::model()
-        }
+        let mut config = Config::model();
+        config.vcpus = 1;
+        config.address_spaces = 1;
+        config
     }
 
     fn rec(actor: &str, call: u64, ret: u64, op: Op, outcome: Outcome) -> Record {
@@ -645,9 +652,9 @@ mod tests {
                 1,
                 Op::CreateSlot(SlotSpec {
                     id: SlotId(0),
-                    base_gfn: 0,
+                    base_gfn: Gfn(0),
                     npages: 4,
-                    userspace_addr: HVA,
+                    userspace_addr: Hva(HVA),
                 }),
                 Outcome::Unit(Ok(())),
             ),
@@ -657,7 +664,7 @@ mod tests {
                 3,
                 Op::HandleRequests(V0),
                 Outcome::Handled(Ok(Handled {
-                    requests: fastzap::vcpu::REQ_RELOAD,
+                    requests: Requests::RELOAD,
                     reloaded: true,
                 })),
             ),
@@ -670,7 +677,7 @@ mod tests {
                     gfn: 1,
                     write: true,
                 },
-                Outcome::Fault(Ok(Fault::Mapped { pfn: 0x100 })),
+                Outcome::Fault(Ok(Fault::Mapped { pfn: Pfn(0x100) })),
             ),
         ]
     }
@@ -686,7 +693,7 @@ mod tests {
     }
 
     const STALE: Translation = Translation::Mapped {
-        pfn: 0x100,
+        pfn: Pfn(0x100),
         writable: true,
     };
 
@@ -739,7 +746,7 @@ mod tests {
             13,
             Op::HandleRequests(V0),
             Outcome::Handled(Ok(Handled {
-                requests: REQ_TLB_FLUSH,
+                requests: Requests::TLB_FLUSH,
                 reloaded: false,
             })),
         ));
@@ -882,7 +889,7 @@ mod tests {
             13,
             14,
             Op::PendingRequests(V0),
-            Outcome::Requests(Ok(REQ_TLB_FLUSH)),
+            Outcome::Requests(Ok(Requests::TLB_FLUSH)),
         ));
         let err = check(&config(), &History::new(h), Limits::default()).expect_err("bug 2");
         assert!(
@@ -923,7 +930,7 @@ mod tests {
             11,
             12,
             Translation::Mapped {
-                pfn: 0x999,
+                pfn: Pfn(0x999),
                 writable: true,
             },
         ));

@@ -133,10 +133,9 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
-use fastzap::vcpu::REQ_RELOAD;
 use fastzap::{
-    Config, DeletionStrategy, Fault, Handled, MmuError, RetryReason, SlotId, SlotSpec, Translation,
-    VcpuId, ZapStats,
+    Config, DeletionStrategy, Fault, Gfn, Handled, MmuError, Requests, RetryReason, SlotId,
+    SlotSpec, Translation, VcpuId, ZapStats,
 };
 
 /// Bytes per guest page.
@@ -242,7 +241,7 @@ pub enum Outcome {
     /// `translate_run`.
     Translations(Result<Vec<Translation>, MmuError>),
     /// `pending_requests`.
-    Requests(Result<u64, MmuError>),
+    Requests(Result<Requests, MmuError>),
     /// The zaps.
     Zap(Result<ZapStats, MmuError>),
     /// The memslot calls.
@@ -417,7 +416,7 @@ impl Allowed {
             Translation::Miss => self.miss,
             Translation::Mmio => self.mmio,
             Translation::Mapped { pfn, writable } => self.mapped.is_some_and(|(p, w)| {
-                p.is_none_or(|p| p == pfn) && w.is_none_or(|w| w == writable)
+                p.is_none_or(|p| p == pfn.0) && w.is_none_or(|w| w == writable)
             }),
         }
     }
@@ -615,8 +614,8 @@ impl Reference {
     fn check_gfn(&self, gfn: u64) -> Result<(), MmuError> {
         if gfn >= self.max_gfn {
             return Err(MmuError::GfnOutOfRange {
-                gfn,
-                limit: self.max_gfn,
+                gfn: Gfn(gfn),
+                limit: Gfn(self.max_gfn),
             });
         }
         Ok(())
@@ -635,18 +634,18 @@ impl Reference {
         self.slot_of(gfn).or_else(|| {
             self.zombies
                 .iter()
-                .find(|s| gfn >= s.base_gfn && gfn - s.base_gfn < s.npages)
+                .find(|s| gfn >= s.base_gfn.0 && gfn - s.base_gfn.0 < s.npages)
         })
     }
 
     fn slot_of(&self, gfn: u64) -> Option<&SlotSpec> {
         self.slots
             .iter()
-            .find(|s| gfn >= s.base_gfn && gfn - s.base_gfn < s.npages)
+            .find(|s| gfn >= s.base_gfn.0 && gfn - s.base_gfn.0 < s.npages)
     }
 
     fn hva_of(slot: &SlotSpec, gfn: u64) -> u64 {
-        slot.userspace_addr + (gfn - slot.base_gfn) * PAGE_SIZE
+        slot.userspace_addr.0 + (gfn - slot.base_gfn.0) * PAGE_SIZE
     }
 
     /// Every gfn of a slot whose host page intersects `[start, end)`.
@@ -654,9 +653,9 @@ impl Reference {
         let mut out = Vec::new();
         for s in self.slots.iter().chain(&self.zombies) {
             for i in 0..s.npages {
-                let lo = s.userspace_addr + i * PAGE_SIZE;
+                let lo = s.userspace_addr.0 + i * PAGE_SIZE;
                 if lo < end && start < lo + PAGE_SIZE {
-                    out.push(s.base_gfn + i);
+                    out.push(s.base_gfn.0 + i);
                 }
             }
         }
@@ -664,7 +663,7 @@ impl Reference {
     }
 
     fn overlaps(s: &SlotSpec, base: u64, npages: u64) -> bool {
-        base < s.base_gfn + s.npages && s.base_gfn < base + npages
+        base < s.base_gfn.0 + s.npages && s.base_gfn.0 < base + npages
     }
 
     /// `validate_range`: a slot needs pages, and must fit below `max_gfn`.
@@ -675,8 +674,8 @@ impl Reference {
         match base.checked_add(npages) {
             Some(end) if end <= self.max_gfn => Ok(()),
             _ => Err(MmuError::GfnOutOfRange {
-                gfn: base.saturating_add(npages - 1),
-                limit: self.max_gfn,
+                gfn: Gfn(base.saturating_add(npages - 1)),
+                limit: Gfn(self.max_gfn),
             }),
         }
     }
@@ -686,12 +685,12 @@ impl Reference {
     /// overflow, below 2^48), then a duplicate id, then an overlap with the
     /// first slot in base order.
     pub fn create_memslot(&self, spec: &SlotSpec) -> Result<(), MmuError> {
-        self.validate_range(spec.base_gfn, spec.npages)?;
+        self.validate_range(spec.base_gfn.0, spec.npages)?;
         let end = spec
             .npages
             .checked_mul(PAGE_SIZE)
-            .and_then(|len| spec.userspace_addr.checked_add(len));
-        if !spec.userspace_addr.is_multiple_of(PAGE_SIZE) || end.is_none_or(|e| e >= 1 << 48) {
+            .and_then(|len| spec.userspace_addr.0.checked_add(len));
+        if !spec.userspace_addr.0.is_multiple_of(PAGE_SIZE) || end.is_none_or(|e| e >= 1 << 48) {
             return Err(MmuError::BadHostRange);
         }
         if self.slots.iter().any(|s| s.id == spec.id) {
@@ -700,7 +699,7 @@ impl Reference {
         if let Some(other) = self
             .slots
             .iter()
-            .find(|s| Self::overlaps(s, spec.base_gfn, spec.npages))
+            .find(|s| Self::overlaps(s, spec.base_gfn.0, spec.npages))
         {
             return Err(MmuError::SlotOverlap {
                 slot: spec.id,
@@ -913,6 +912,7 @@ impl Reference {
         let sp = self.space_of(v);
         match got {
             Translation::Mapped { pfn, writable } => {
+                let pfn = pfn.0;
                 if allowed.mapped.is_some_and(|(p, _)| p.is_none()) {
                     let slot = self.backing_slot(gfn).copied().ok_or_else(|| {
                         format!("translate(vcpu{v}, gfn {gfn}) = {got:?}: no slot maps the gfn")
@@ -969,6 +969,7 @@ impl Reference {
         let sp = self.space_of(v);
         match got {
             Translation::Mapped { pfn, .. } => {
+                let pfn = pfn.0;
                 if allowed.mapped.is_some_and(|(p, _)| p.is_none()) {
                     let slot = self.backing_slot(gfn).copied().ok_or_else(|| {
                         format!("translate(vcpu{v}, gfn {gfn}) = {got:?}: no slot maps the gfn")
@@ -997,22 +998,23 @@ impl Reference {
     }
 
     /// Checks `pending_requests(v) == requests` and learns from it.
-    fn requests(&mut self, v: usize, requests: u64) -> Result<(), Divergence> {
+    fn requests(&mut self, v: usize, requests: Requests) -> Result<(), Divergence> {
         let vm = &self.vcpus[v];
-        let reload = requests & REQ_RELOAD != 0;
-        ensure(vm.pending != Tri::Set || requests != 0, || {
-            format!("vcpu{v}: requests must be pending, got {requests:#x}")
+        let reload = requests.reload();
+        let bits = requests.bits();
+        ensure(vm.pending != Tri::Set || !requests.is_empty(), || {
+            format!("vcpu{v}: requests must be pending, got {bits:#x}")
         })?;
-        ensure(vm.pending != Tri::Clear || requests == 0, || {
-            format!("vcpu{v}: no request may be pending, got {requests:#x}")
+        ensure(vm.pending != Tri::Clear || requests.is_empty(), || {
+            format!("vcpu{v}: no request may be pending, got {bits:#x}")
         })?;
         ensure(vm.reload != Tri::Set || reload, || {
-            format!("vcpu{v}: a reload must be pending, got {requests:#x}")
+            format!("vcpu{v}: a reload must be pending, got {bits:#x}")
         })?;
         ensure(vm.reload != Tri::Clear || !reload, || {
-            format!("vcpu{v}: no reload may be pending, got {requests:#x}")
+            format!("vcpu{v}: no reload may be pending, got {bits:#x}")
         })?;
-        if requests == 0 {
+        if requests.is_empty() {
             self.no_requests(v);
         } else {
             let vm = &mut self.vcpus[v];
@@ -1028,7 +1030,7 @@ impl Reference {
 
     /// Checks what `vm.pending_requests` says for every vCPU (an observation
     /// the conformance driver makes after every step).
-    pub fn observe_requests(&mut self, v: usize, requests: u64) -> Result<(), Divergence> {
+    pub fn observe_requests(&mut self, v: usize, requests: Requests) -> Result<(), Divergence> {
         self.requests(v, requests)
     }
 
@@ -1081,6 +1083,7 @@ impl Reference {
         let sp = self.space_of(v);
         match (got, slot) {
             (Fault::Mapped { pfn }, Some(slot)) => {
+                let pfn = pfn.0;
                 self.host.observe(Self::hva_of(&slot, gfn), pfn)?;
                 // A leaf whose pfn is not known yet maps the current pfn, which
                 // `observe` just checked this one is.
@@ -1149,10 +1152,10 @@ impl Reference {
         ensure(may_reload || !got.reloaded, || {
             format!("handle_requests(vcpu{v}) = {got:?}: no reload was due ({vm:?})")
         })?;
-        ensure(vm.pending != Tri::Set || got.requests != 0, || {
+        ensure(vm.pending != Tri::Set || !got.requests.is_empty(), || {
             format!("handle_requests(vcpu{v}) = {got:?}: requests were pending ({vm:?})")
         })?;
-        ensure(vm.pending != Tri::Clear || got.requests == 0, || {
+        ensure(vm.pending != Tri::Clear || got.requests.is_empty(), || {
             format!("handle_requests(vcpu{v}) = {got:?}: no request was pending ({vm:?})")
         })?;
         if got.reloaded && vm.root != Root::Current && vm.root != Root::None {
@@ -1574,7 +1577,7 @@ impl Reference {
                         self.invalidate_all();
                         for s in &mut self.slots {
                             if s.id == *id {
-                                s.base_gfn = *base_gfn;
+                                s.base_gfn = Gfn(*base_gfn);
                             }
                         }
                         self.slots.sort_by_key(|s| s.base_gfn);

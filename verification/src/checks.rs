@@ -4,8 +4,9 @@
 //! returns measured amounts. Later lanes (loom, shuttle, the bug zoo) add
 //! their rows here.
 
+use fastzap::checking::Mutant;
 use fastzap::{
-    Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
+    Config, DeletionStrategy, Fault, Gfn, Hva, MmuError, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
 
 use crate::conformance;
@@ -115,10 +116,8 @@ pub fn scenario(mutant: Option<Mutant>) -> ScenarioResult {
 /// [`scenario`], calling `report` with each problem as soon as it is found (a
 /// mutant may corrupt memory and crash the process before the end).
 pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) -> ScenarioResult {
-    let config = Config {
-        mutant,
-        ..Config::model()
-    };
+    let mut config = Config::model();
+    config.mutant = mutant;
     let mut result = ScenarioResult::default();
     let vm = match Vm::new(config) {
         Ok(vm) => vm,
@@ -130,9 +129,9 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
     let (v0, v1) = (VcpuId(0), VcpuId(1));
     let slot = |id: u16, base_gfn: u64, npages: u64, page: u64| SlotSpec {
         id: SlotId(id),
-        base_gfn,
+        base_gfn: Gfn(base_gfn),
         npages,
-        userspace_addr: 0x10_0000 + page * 4096,
+        userspace_addr: Hva(0x10_0000 + page * 4096),
     };
     let mut step = |name: &str, run: &dyn Fn(&Vm) -> Result<(), MmuError>| {
         result.steps += 1;
@@ -140,7 +139,7 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
             report(&format!("{name}: {e}"));
             result.problems.push(format!("{name}: {e}"));
         }
-        if let Err(violations) = fastzap::audit::audit(&vm) {
+        if let Err(violations) = fastzap::audit(&vm) {
             for v in violations.into_iter().take(4) {
                 report(&format!("after {name}: {v}"));
                 result.problems.push(format!("after {name}: {v}"));
@@ -149,12 +148,12 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
     };
     let access = |vm: &Vm, v: VcpuId, gfn: u64, write: bool| -> Result<(), MmuError> {
         for _ in 0..4 {
-            match vm.translate(v, gfn)? {
+            match vm.translate(v, Gfn(gfn))? {
                 Translation::RequestPending => {
                     vm.handle_requests(v)?;
                 }
                 Translation::Miss => {
-                    if let Fault::Retry(_) = vm.page_fault(v, gfn, write)? {
+                    if let Fault::Retry(_) = vm.page_fault(v, Gfn(gfn), write)? {
                         vm.handle_requests(v)?;
                     }
                 }
@@ -175,31 +174,32 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
     step("first accesses", &fill);
     step("fast zap", &|vm| vm.invalidate_zap_all_pages().map(drop));
     step("fault on the obsolete root", &|vm| {
-        vm.page_fault(v0, 1, true).map(drop)
+        vm.page_fault(v0, Gfn(1), true).map(drop)
     });
     step("fault on the obsolete root (smm)", &|vm| {
-        vm.page_fault(v1, 3, false).map(drop)
+        vm.page_fault(v1, Gfn(3), false).map(drop)
     });
     step("accesses after reload", &fill);
     step("young", &|vm| {
-        vm.test_young(0x10_0000, 0x10_0000 + 16 * 4096)?;
-        vm.clear_flush_young(0x10_0000, 0x10_0000 + 16 * 4096)
+        vm.test_young(Hva(0x10_0000), Hva(0x10_0000 + 16 * 4096))?;
+        vm.clear_flush_young(Hva(0x10_0000), Hva(0x10_0000 + 16 * 4096))
             .map(drop)
     });
-    step("change_pte", &|vm| vm.change_pte(0x10_0000).map(drop));
+    step("change_pte", &|vm| vm.change_pte(Hva(0x10_0000)).map(drop));
     step("accesses after change_pte", &fill);
     step("invalidate_range", &|vm| {
-        vm.invalidate_range(0x10_0000, 0x10_0000 + 4096).map(drop)
+        vm.invalidate_range(Hva(0x10_0000), Hva(0x10_0000 + 4096))
+            .map(drop)
     });
     step("accesses after invalidate_range", &fill);
     step("eager zap", &|vm| vm.zap_all().map(drop));
     step("fault on the zapped root", &|vm| {
-        vm.page_fault(v0, 0, false).map(drop)
+        vm.page_fault(v0, Gfn(0), false).map(drop)
     });
     step("accesses after eager zap", &fill);
     step("shrink", &|vm| vm.shrink(1).map(drop));
     step("accesses after shrink", &fill);
-    step("move slot 1", &|vm| vm.move_memslot(SlotId(1), 3));
+    step("move slot 1", &|vm| vm.move_memslot(SlotId(1), Gfn(3)));
     step("accesses after move", &fill);
     step("delete slot 0 (merged 3.11)", &|vm| {
         vm.delete_memslot_with(SlotId(0), DeletionStrategy::Merged311)
@@ -221,10 +221,10 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
     }
     step(
         "fault on a root invalid a full generation cycle ago",
-        &|vm| vm.page_fault(v0, 1, true).map(drop),
+        &|vm| vm.page_fault(v0, Gfn(1), true).map(drop),
     );
     step("translate after the wrap", &|vm| {
-        vm.translate(v0, 1).map(drop)
+        vm.translate(v0, Gfn(1)).map(drop)
     });
     for _ in 0..5 {
         step("fast zap (generation wraps)", &|vm| {

@@ -36,9 +36,12 @@
 //!
 //! 1. the outcome is one the reference allows ([`Reference::step`]), errors
 //!    included, each exactly;
-//! 2. `mmu_valid_gen`, the memslots (and their generation, and no slot left
-//!    with flags) and every vCPU's pending requests agree with the reference;
-//! 3. [`fastzap::audit::audit`] passes (I1 to I7, and any violation recorded at
+//! 2. `mmu_valid_gen`, the memslots (and their generation, `slot_count`, no
+//!    slot left INVALID and no update left in progress), every vCPU's pending
+//!    requests and its root (none, valid of the current generation, or not
+//!    valid) agree with the reference, and every pfn the reference holds for a
+//!    leaf is the one `hva_to_pfn` gives for the leaf's host page;
+//! 3. [`fastzap::audit()`] passes (I1 to I7, and any violation recorded at
 //!    run time);
 //! 4. a call that returned an error changed nothing ([`Snapshot`]: memslots,
 //!    counts, `mmu_valid_gen`, shadow pages, pending requests, the event log,
@@ -64,12 +67,13 @@
 //!
 //! Every public method of [`Vm`] runs in every case: the calls of [`Op`] as
 //! transitions; `flush_reclaim` and `drain` as transitions; `new`, `config`,
-//! `memslots`, `mmu_valid_gen`, `pending_requests`, `counts`, `events`,
-//! `zap_history`, `vcpu_operations`, `shadow_pages` and (through the audit)
-//! `runtime_violations` by the checks. Three errors cannot show here:
-//! `InvalidConfig` (a bad [`Config`]; `core/tests/errors.rs` covers each
-//! rule), `VcpuBusy` (needs a second thread on the vCPU) and `ZapLivelock`
-//! (needs a mutant); the reference allows none of them.
+//! `memslots`, `slot_count`, `mmu_valid_gen`, `pending_requests`, `root`,
+//! `hva_to_pfn`, `counts`, `events`, `zap_history`, `vcpu_operations`,
+//! `shadow_pages` and (through the audit) `runtime_violations` by the checks.
+//! Three errors cannot show here: `InvalidConfig` (a bad [`Config`];
+//! `core/tests/errors.rs` covers each rule), `VcpuBusy` (needs a second
+//! thread on the vCPU) and `ZapLivelock` (needs a mutant); the reference
+//! allows none of them.
 //!
 //! ## Running and shrinking
 //!
@@ -91,10 +95,12 @@
 use std::cell::{Cell, RefCell};
 use std::ops::RangeInclusive;
 
+use fastzap::checking::Mutant;
 use fastzap::{
-    Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
+    Config, DeletionStrategy, Fault, Gfn, MmuError, ReclaimBackend, SlotId, SlotSpec, Translation,
+    VcpuId, Vm,
 };
-use fastzap_reference::reference::{Op, Outcome, Reference};
+use fastzap_reference::reference::{Op, Outcome, Reference, Root};
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
@@ -108,7 +114,7 @@ pub use machine::{Machine, Model, TRANSITIONS};
 pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
     match op {
         Op::TranslateUnsynchronized { vcpu, gfn } => {
-            Outcome::Translation(vm.translate_unsynchronized(*vcpu, *gfn))
+            Outcome::Translation(vm.translate_unsynchronized(*vcpu, Gfn(*gfn)))
         }
         _ => fastzap_reference::linearizability::apply_shared(vm, op),
     }
@@ -118,7 +124,7 @@ pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     slots_generation: u64,
-    slots: Vec<(u16, u64, u64, u64, u32)>,
+    slots: Vec<(u16, u64, u64, u64, bool)>,
     counts: fastzap::Counts,
     mmu_valid_gen: u64,
     shadow_pages: usize,
@@ -133,17 +139,27 @@ impl Snapshot {
     pub fn take(vm: &Vm) -> Snapshot {
         let slots = vm.memslots();
         Snapshot {
-            slots_generation: slots.generation,
+            slots_generation: slots.generation(),
             slots: slots
-                .slots
                 .iter()
-                .map(|s| (s.id.0, s.base_gfn, s.npages, s.userspace_addr, s.flags))
+                .map(|s| {
+                    (
+                        s.id().0,
+                        s.base_gfn().0,
+                        s.npages(),
+                        s.userspace_addr().0,
+                        s.is_invalid(),
+                    )
+                })
                 .collect(),
             counts: vm.counts(),
             mmu_valid_gen: vm.mmu_valid_gen(),
             shadow_pages: vm.shadow_pages(),
             requests: (0..vm.config().vcpus)
-                .map(|v| vm.pending_requests(VcpuId(v)).unwrap_or(u64::MAX))
+                .map(|v| {
+                    vm.pending_requests(VcpuId(v))
+                        .map_or(u64::MAX, |r| r.bits())
+                })
                 .collect(),
             events: vm.events().len(),
             zaps: vm.zap_history().len(),
@@ -203,23 +219,18 @@ impl Setup {
     /// and 2 levels, or 2 sptes per page and 4 levels), a 2-bit generation and
     /// a 2-bit MMIO generation (both wrap), and the setup's choices.
     pub fn config(&self) -> Config {
-        let mut config = Config {
-            vcpus: self.vcpus,
-            address_spaces: self.address_spaces,
-            spte_count: self.shape.0,
-            levels: self.shape.1,
-            gen_bits: 2,
-            mmio_gen_bits: 2,
-            desc_capacity: self.desc_capacity,
-            deletion: self.deletion,
-            mutant: self.mutant,
-            ..Config::model()
-        };
+        let mut config = Config::model();
+        config.vcpus = self.vcpus;
+        config.address_spaces = self.address_spaces;
+        config.spte_count = self.shape.0;
+        config.levels = self.shape.1;
+        config.gen_bits = 2;
+        config.mmio_gen_bits = 2;
+        config.desc_capacity = self.desc_capacity;
+        config.deletion = self.deletion;
+        config.mutant = self.mutant;
         if self.small_ebr {
-            config.reclaim = fastzap::sync::ReclaimBackend::Small {
-                slots: 8,
-                mutant: fastzap::sync::ebr::EbrMutant::None,
-            };
+            config.reclaim = ReclaimBackend::small(8);
         }
         config
     }
@@ -498,31 +509,78 @@ impl Sut {
         }
         let slots = vm.memslots();
         let got_slots: Vec<SlotSpec> = slots
-            .slots
             .iter()
             .map(|s| SlotSpec {
-                id: s.id,
-                base_gfn: s.base_gfn,
-                npages: s.npages,
-                userspace_addr: s.userspace_addr,
+                id: s.id(),
+                base_gfn: s.base_gfn(),
+                npages: s.npages(),
+                userspace_addr: s.userspace_addr(),
             })
             .collect();
-        if got_slots != reference.slots || slots.generation != reference.slots_generation {
+        if got_slots != reference.slots || slots.generation() != reference.slots_generation {
             return Err(format!(
                 "memslots gen {} {got_slots:?}, reference gen {} {:?}",
-                slots.generation, reference.slots_generation, reference.slots
+                slots.generation(),
+                reference.slots_generation,
+                reference.slots
             ));
         }
-        if let Some(s) = slots.slots.iter().find(|s| s.flags != 0) {
-            return Err(format!("slot {} left with flags {:#x}", s.id.0, s.flags));
+        if vm.slot_count() != slots.len() {
+            return Err(format!(
+                "slot_count() {} but the memslots hold {}",
+                vm.slot_count(),
+                slots.len()
+            ));
+        }
+        if let Some(s) = slots.iter().find(|s| s.is_invalid()) {
+            return Err(format!("slot {} left INVALID", s.id().0));
+        }
+        if slots.update_in_progress() {
+            return Err("the published memslots are marked as being replaced".into());
         }
         for v in 0..vm.config().vcpus {
             let requests = vm
                 .pending_requests(VcpuId(v))
                 .map_err(|e| format!("pending_requests: {e}"))?;
             reference.observe_requests(v, requests)?;
+            let root = vm.root(VcpuId(v)).map_err(|e| format!("root: {e}"))?;
+            let agrees = match reference.vcpus[v].root {
+                Root::None => root.is_none(),
+                Root::Current => {
+                    root.is_some_and(|r| r.valid && r.generation == vm.mmu_valid_gen())
+                }
+                Root::Obsolete => root.is_some_and(|r| !r.valid),
+                Root::MaybeObsolete => root.is_some(),
+            };
+            if !agrees {
+                return Err(format!(
+                    "vcpu{v}: root {root:?} at mmu_valid_gen {}, but the reference says {:?}",
+                    vm.mmu_valid_gen(),
+                    reference.vcpus[v].root
+                ));
+            }
         }
-        if let Err(violations) = fastzap::audit::audit(vm) {
+        // Every pfn the reference holds for a leaf is the one that backs the
+        // leaf's host page now (an invalidation of the page removed the leaf,
+        // and `change_pte` made its pfn unknown).
+        for (space, leaves) in reference.spaces.iter().enumerate() {
+            for (&gfn, leaf) in &leaves.leaves {
+                let Some(pfn) = leaf.pfn else { continue };
+                let Some(hva) = slots.lookup(Gfn(gfn)).and_then(|s| s.hva_of(Gfn(gfn))) else {
+                    return Err(format!(
+                        "the reference holds a leaf for gfn {gfn} (space {space}), which no slot maps"
+                    ));
+                };
+                if vm.hva_to_pfn(hva).0 != pfn {
+                    return Err(format!(
+                        "gfn {gfn} (space {space}): the reference's leaf maps pfn {pfn:#x}, but \
+                         hva_to_pfn({hva}) = {}",
+                        vm.hva_to_pfn(hva)
+                    ));
+                }
+            }
+        }
+        if let Err(violations) = fastzap::audit(vm) {
             return Err(format!("audit failed: {violations:#?}"));
         }
         Ok(())
@@ -855,7 +913,7 @@ pub fn describe(case: &Case) -> String {
             .iter()
             .map(|o| format!(
                 "slot {} gfns {}+{} hva {:#x}",
-                o.id.0, o.base_gfn, o.npages, o.userspace_addr
+                o.id.0, o.base_gfn.0, o.npages, o.userspace_addr.0
             ))
             .collect::<Vec<_>>()
             .join("; ")

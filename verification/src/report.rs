@@ -18,10 +18,6 @@ pub enum Lane {
     Native,
     /// Against the sequential reference model.
     Reference,
-    /// The loom model checker.
-    Loom,
-    /// The shuttle randomized scheduler.
-    Shuttle,
     /// The bug zoo: a mutant must be caught.
     Zoo,
 }
@@ -32,8 +28,6 @@ impl Lane {
         match self {
             Lane::Native => "native",
             Lane::Reference => "reference",
-            Lane::Loom => "loom",
-            Lane::Shuttle => "shuttle",
             Lane::Zoo => "zoo",
         }
     }

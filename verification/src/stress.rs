@@ -26,9 +26,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fastzap::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
+use fastzap::checking::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
 use fastzap::{
-    Config, Counts, DeletionStrategy, Fault, MmuError, SlotId, SlotSpec, Translation, VcpuId, Vm,
+    Config, Counts, DeletionStrategy, Fault, Gfn, Hva, MmuError, ReclaimBackend, SlotId, SlotSpec,
+    Translation, VcpuId, Vm,
 };
 
 /// What to run.
@@ -52,19 +53,18 @@ impl StressConfig {
     /// 3 levels (4096 gfns), 2 address spaces, a 3-bit generation so that it
     /// wraps, audit points as the build has them (on in debug).
     pub fn new(ops: u64, wall: Duration, seed: u64) -> StressConfig {
+        let mut vm = Config::native();
+        vm.vcpus = 2;
+        vm.spte_count = 16;
+        vm.levels = 3;
+        vm.gen_bits = 3;
+        vm.mmio_gen_bits = 3;
+        vm.batch = 8;
         StressConfig {
             ops,
             wall,
             seed,
-            vm: Config {
-                vcpus: 2,
-                spte_count: 16,
-                levels: 3,
-                gen_bits: 3,
-                mmio_gen_bits: 3,
-                batch: 8,
-                ..Config::native()
-            },
+            vm,
             span: 4096,
         }
     }
@@ -72,11 +72,10 @@ impl StressConfig {
     /// Kernel-sized tables (`Config::native()`: 512 sptes per page, 3 levels,
     /// a 63-bit generation, batch 10), used over the first 16384 gfns.
     pub fn kernel_sized(ops: u64, wall: Duration, seed: u64) -> StressConfig {
+        let mut vm = Config::native();
+        vm.vcpus = 2;
         StressConfig {
-            vm: Config {
-                vcpus: 2,
-                ..Config::native()
-            },
+            vm,
             span: 16384,
             ..StressConfig::new(ops, wall, seed)
         }
@@ -104,10 +103,7 @@ impl StressConfig {
     /// (16 participant slots) in place of crossbeam-epoch.
     pub fn small_ebr(ops: u64, wall: Duration, seed: u64) -> StressConfig {
         let mut config = StressConfig::new(ops, wall, seed);
-        config.vm.reclaim = fastzap::sync::ReclaimBackend::Small {
-            slots: 16,
-            mutant: fastzap::sync::ebr::EbrMutant::None,
-        };
+        config.vm.reclaim = ReclaimBackend::small(16);
         config
     }
 }
@@ -296,9 +292,9 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
             let slots = vm.memslots();
             hot = (0..32)
                 .map(|_| {
-                    let n = slots.slots.len() as u64;
-                    match slots.slots.get(rng.below(n + n / 4 + 1) as usize) {
-                        Some(s) => s.base_gfn + rng.below(s.npages),
+                    let n = slots.len() as u64;
+                    match slots.iter().nth(rng.below(n + n / 4 + 1) as usize) {
+                        Some(s) => s.base_gfn().0 + rng.below(s.npages()),
                         None => rng.below(SLOTS) * region + rng.below(region / 2),
                     }
                 })
@@ -310,7 +306,7 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
             hot[rng.below(hot.len() as u64) as usize]
         };
         if rng.below(32) == 0 {
-            let gfns: Vec<u64> = (0..8).map(|i| (gfn + i) % max_gfn).collect();
+            let gfns: Vec<Gfn> = (0..8).map(|i| Gfn((gfn + i) % max_gfn)).collect();
             run.clear();
             match vm.translate_run(vcpu, &gfns, &mut run) {
                 Ok(()) => tally.count("translate_run"),
@@ -318,7 +314,7 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
             }
             continue;
         }
-        let follow_up = match vm.translate(vcpu, gfn) {
+        let follow_up = match vm.translate(vcpu, Gfn(gfn)) {
             Ok(Translation::RequestPending) => {
                 tally.count("translate/pending");
                 true
@@ -328,7 +324,7 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
                 if !budget.take() {
                     break;
                 }
-                match vm.page_fault(vcpu, gfn, rng.below(2) == 0) {
+                match vm.page_fault(vcpu, Gfn(gfn), rng.below(2) == 0) {
                     Ok(Fault::Mapped { .. }) => tally.count("fault/mapped"),
                     Ok(Fault::Mmio) => tally.count("fault/mmio"),
                     Ok(Fault::Retry(_)) => tally.count("fault/retry"),
@@ -336,7 +332,7 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
                 }
                 // A retried fault wants its requests handled; so does a
                 // TLB flush that a notifier sent meanwhile.
-                vm.pending_requests(vcpu).is_ok_and(|r| r != 0)
+                vm.pending_requests(vcpu).is_ok_and(|r| !r.is_empty())
             }
             Ok(Translation::Mapped { .. }) => {
                 tally.count("translate/mapped");
@@ -373,7 +369,7 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     let region = span / SLOTS;
-    let hva_of = |slot: u64, page: u64| HVA_BASE + (slot << 32) + page * 4096;
+    let hva_of = |slot: u64, page: u64| Hva(HVA_BASE + (slot << 32) + page * 4096);
     let expected = |e: &MmuError| {
         matches!(
             e,
@@ -396,7 +392,7 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
                 let base = slot * region + rng.below(region - npages);
                 let spec = SlotSpec {
                     id,
-                    base_gfn: base,
+                    base_gfn: Gfn(base),
                     npages,
                     userspace_addr: hva_of(slot, rng.below(64)),
                 };
@@ -410,7 +406,7 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
             }),
             28..38 => {
                 let base = slot * region + rng.below(region / 2);
-                ("move", vm.move_memslot(id, base))
+                ("move", vm.move_memslot(id, Gfn(base)))
             }
             38..44 => ("invalidate_zap_all_pages", {
                 vm.invalidate_zap_all_pages().map(drop)
@@ -418,7 +414,7 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
             44..48 => ("zap_all", vm.zap_all().map(drop)),
             48..66 => {
                 let start = hva_of(slot, rng.below(region));
-                let end = start + 4096 * (1 + rng.below(16));
+                let end = Hva(start.0 + 4096 * (1 + rng.below(16)));
                 (
                     "invalidate_range",
                     vm.invalidate_range(start, end).map(drop),
@@ -427,18 +423,19 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
             66..76 => {
                 let start = hva_of(slot, rng.below(region));
                 ("clear_flush_young", {
-                    vm.clear_flush_young(start, start + 4096 * 8).map(drop)
+                    vm.clear_flush_young(start, Hva(start.0 + 4096 * 8))
+                        .map(drop)
                 })
             }
             76..84 => {
                 let start = hva_of(slot, rng.below(region));
                 (
                     "test_young",
-                    vm.test_young(start, start + 4096 * 8).map(drop),
+                    vm.test_young(start, Hva(start.0 + 4096 * 8)).map(drop),
                 )
             }
             84..94 => {
-                let hva = hva_of(slot, rng.below(region)) + rng.below(4096);
+                let hva = Hva(hva_of(slot, rng.below(region)).0 + rng.below(4096));
                 ("change_pte", vm.change_pte(hva).map(drop))
             }
             _ => ("shrink", vm.shrink(1 + rng.below(8) as usize).map(drop)),
@@ -496,9 +493,9 @@ pub fn run(config: &StressConfig) -> StressReport {
         let region = span / SLOTS;
         let spec = SlotSpec {
             id: SlotId(slot as u16),
-            base_gfn: slot * region,
+            base_gfn: Gfn(slot * region),
             npages: region / 2,
-            userspace_addr: HVA_BASE + (slot << 32),
+            userspace_addr: Hva(HVA_BASE + (slot << 32)),
         };
         if let Err(e) = vm.create_memslot(spec) {
             report
@@ -567,7 +564,7 @@ fn finish(vm: &Vm, report: &mut StressReport) {
                 .push(format!("final handle_requests: {e}"));
         }
     }
-    if let Err(violations) = fastzap::audit::audit(vm) {
+    if let Err(violations) = fastzap::audit(vm) {
         report
             .violations
             .extend(violations.iter().take(32).map(|v| format!("audit: {v}")));
@@ -593,7 +590,7 @@ fn finish(vm: &Vm, report: &mut StressReport) {
             counts.pages.live()
         ));
     }
-    let slots = vm.memslots().slots.len() as u64;
+    let slots = vm.slot_count() as u64;
     if counts.rmaps.live() != slots {
         report.violations.push(format!(
             "{} rmaps live (allocated - freed) for {slots} slots",

@@ -2,7 +2,7 @@
 //! overrides the number of cases of the main test (`fastzap verify` runs
 //! more).
 
-use fastzap::Mutant;
+use fastzap::checking::Mutant;
 use fastzap_verification::conformance::{
     Conformance, Invalid, TRANSITIONS, run_case, run_many, run_many_with,
 };

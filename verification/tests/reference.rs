@@ -1,8 +1,10 @@
 //! The reference model rejects what the specification forbids, and its error
 //! rules are the implementation's.
 
+use fastzap::checking::Mutant;
 use fastzap::{
-    Config, DeletionStrategy, Fault, MmuError, Mutant, SlotId, SlotSpec, Translation, VcpuId, Vm,
+    Config, DeletionStrategy, Fault, Gfn, Hva, MmuError, Pfn, Requests, SlotId, SlotSpec,
+    Translation, VcpuId, Vm,
 };
 use fastzap_reference::reference::{Op, Outcome, Reference};
 use fastzap_verification::conformance::run_many_with;
@@ -12,9 +14,9 @@ const V0: VcpuId = VcpuId(0);
 fn spec(id: u16, base_gfn: u64, npages: u64, userspace_addr: u64) -> SlotSpec {
     SlotSpec {
         id: SlotId(id),
-        base_gfn,
+        base_gfn: Gfn(base_gfn),
         npages,
-        userspace_addr,
+        userspace_addr: Hva(userspace_addr),
     }
 }
 
@@ -29,7 +31,7 @@ fn loaded() -> Reference {
     r.step(
         &Op::HandleRequests(V0),
         &Outcome::Handled(Ok(fastzap::Handled {
-            requests: 1,
+            requests: Requests::RELOAD,
             reloaded: true,
         })),
     )
@@ -58,9 +60,9 @@ fn translate(r: &mut Reference, gfn: u64, got: Translation) -> Result<(), String
 #[test]
 fn a_faulted_gfn_must_translate_to_its_pfn() {
     let mut r = loaded();
-    fault(&mut r, 1, Fault::Mapped { pfn: 77 }).expect("first pfn of a page is learned");
+    fault(&mut r, 1, Fault::Mapped { pfn: Pfn(77) }).expect("first pfn of a page is learned");
     let mapped = Translation::Mapped {
-        pfn: 77,
+        pfn: Pfn(77),
         writable: true,
     };
     assert!(
@@ -72,7 +74,7 @@ fn a_faulted_gfn_must_translate_to_its_pfn() {
             &mut r.clone(),
             1,
             Translation::Mapped {
-                pfn: 78,
+                pfn: Pfn(78),
                 writable: true
             }
         )
@@ -84,7 +86,7 @@ fn a_faulted_gfn_must_translate_to_its_pfn() {
             &mut r.clone(),
             1,
             Translation::Mapped {
-                pfn: 77,
+                pfn: Pfn(77),
                 writable: false
             }
         )
@@ -101,7 +103,7 @@ fn a_faulted_gfn_must_translate_to_its_pfn() {
 #[test]
 fn no_stale_translation_after_invalidate_range() {
     let mut r = loaded();
-    fault(&mut r, 1, Fault::Mapped { pfn: 77 }).expect("fault");
+    fault(&mut r, 1, Fault::Mapped { pfn: Pfn(77) }).expect("fault");
     r.step(
         &Op::InvalidateRange {
             start: 0x11000,
@@ -110,18 +112,21 @@ fn no_stale_translation_after_invalidate_range() {
         &Outcome::Count(Ok(1)),
     )
     .expect("one spte unmapped");
-    r.step(&Op::PendingRequests(V0), &Outcome::Requests(Ok(2)))
-        .expect("the unmap flushed TLBs");
+    r.step(
+        &Op::PendingRequests(V0),
+        &Outcome::Requests(Ok(Requests::TLB_FLUSH)),
+    )
+    .expect("the unmap flushed TLBs");
     r.step(
         &Op::HandleRequests(V0),
         &Outcome::Handled(Ok(fastzap::Handled {
-            requests: 2,
+            requests: Requests::TLB_FLUSH,
             reloaded: false,
         })),
     )
     .expect("a flush, no reload");
     let stale = Translation::Mapped {
-        pfn: 77,
+        pfn: Pfn(77),
         writable: true,
     };
     assert!(
@@ -129,14 +134,14 @@ fn no_stale_translation_after_invalidate_range() {
         "I4: the old pfn is stale"
     );
     // The host page was remapped: a fault must not return the old pfn either.
-    assert!(fault(&mut r.clone(), 1, Fault::Mapped { pfn: 77 }).is_err());
-    fault(&mut r, 1, Fault::Mapped { pfn: 99 }).expect("a new pfn");
+    assert!(fault(&mut r.clone(), 1, Fault::Mapped { pfn: Pfn(77) }).is_err());
+    fault(&mut r, 1, Fault::Mapped { pfn: Pfn(99) }).expect("a new pfn");
 }
 
 #[test]
 fn invalidation_counts_are_bounded_by_what_is_mapped() {
     let mut r = loaded();
-    fault(&mut r, 0, Fault::Mapped { pfn: 5 }).expect("fault");
+    fault(&mut r, 0, Fault::Mapped { pfn: Pfn(5) }).expect("fault");
     let range = Op::InvalidateRange {
         start: 0x10000,
         end: 0x12000,
@@ -156,7 +161,7 @@ fn invalidation_counts_are_bounded_by_what_is_mapped() {
 fn fault_results_agree_with_the_slots() {
     let mut r = loaded();
     assert!(
-        fault(&mut r.clone(), 3, Fault::Mapped { pfn: 1 }).is_err(),
+        fault(&mut r.clone(), 3, Fault::Mapped { pfn: Pfn(1) }).is_err(),
         "no slot: MMIO"
     );
     assert!(
@@ -191,7 +196,7 @@ fn an_obsolete_root_retries() {
     let mut r = loaded();
     r.step(&Op::ZapAllFast, &Outcome::Zap(Ok(Default::default())))
         .expect("zap");
-    assert!(fault(&mut r.clone(), 0, Fault::Mapped { pfn: 5 }).is_err());
+    assert!(fault(&mut r.clone(), 0, Fault::Mapped { pfn: Pfn(5) }).is_err());
     assert!(translate(&mut r.clone(), 0, Translation::Miss).is_err());
     fault(&mut r, 0, Fault::Retry(fastzap::RetryReason::ObsoleteRoot)).expect("retry");
 }
@@ -283,10 +288,8 @@ fn conformance_rejects_the_mmio_cache_mutant() {
 /// an invalidation had killed. The reference requires the faulted pfn exactly.
 #[test]
 fn pfns_stay_exact_after_many_remaps_of_one_page() {
-    let config = Config {
-        events: false,
-        ..Config::model()
-    };
+    let mut config = Config::model();
+    config.events = false;
     let mut vm = Vm::new(config.clone()).expect("vm");
     let mut r = Reference::new(&config);
     let mut run = |op: Op| {

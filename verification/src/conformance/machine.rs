@@ -23,7 +23,8 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use fastzap::{DeletionStrategy, Mutant, SlotId, SlotSpec, VcpuId};
+use fastzap::checking::Mutant;
+use fastzap::{DeletionStrategy, Gfn, Hva, SlotId, SlotSpec, VcpuId};
 use fastzap_reference::reference::{Op, PAGE_SIZE, Reference};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -109,7 +110,9 @@ impl Model {
         for n in npages {
             for base in 0..=GFNS.saturating_sub(n) {
                 let clear = self.slots().iter().all(|s| {
-                    Some(s.id) == except || base + n <= s.base_gfn || s.base_gfn + s.npages <= base
+                    Some(s.id) == except
+                        || base + n <= s.base_gfn.0
+                        || s.base_gfn.0 + s.npages <= base
                 });
                 if clear {
                     out.push((base, n));
@@ -122,7 +125,7 @@ impl Model {
     fn slot_gfns(&self) -> Vec<u64> {
         self.slots()
             .iter()
-            .flat_map(|s| s.base_gfn..s.base_gfn + s.npages)
+            .flat_map(|s| s.base_gfn.0..s.base_gfn.0 + s.npages)
             .collect()
     }
 
@@ -130,7 +133,7 @@ impl Model {
         let mut hvas: Vec<u64> = self
             .slots()
             .iter()
-            .flat_map(|s| (0..s.npages).map(|i| s.userspace_addr + i * PAGE_SIZE))
+            .flat_map(|s| (0..s.npages).map(|i| s.userspace_addr.0 + i * PAGE_SIZE))
             .collect();
         hvas.sort_unstable();
         hvas.dedup();
@@ -210,9 +213,9 @@ impl Model {
                 .prop_map(|(id, (base_gfn, npages), userspace_addr)| {
                     Step::Call(Op::CreateSlot(SlotSpec {
                         id,
-                        base_gfn,
+                        base_gfn: Gfn(base_gfn),
                         npages,
-                        userspace_addr,
+                        userspace_addr: Hva(userspace_addr),
                     }))
                 })
                 .boxed()
@@ -256,7 +259,7 @@ impl Model {
             let over: Vec<(u64, u64)> = self
                 .slots()
                 .iter()
-                .map(|s| (s.base_gfn + s.npages - 1, 1))
+                .map(|s| (s.base_gfn.0 + s.npages - 1, 1))
                 .collect();
             if !over.is_empty() {
                 arms.push((1, create(fresh, select(over).boxed(), self.host())));
@@ -284,14 +287,14 @@ impl Model {
         let mut onto = Vec::new();
         for s in self.slots() {
             for (base, _) in self.free_ranges(Some(s.id), s.npages..=s.npages) {
-                if base != s.base_gfn {
+                if base != s.base_gfn.0 {
                     moves.push((s.id, base));
                 }
             }
             // Onto another slot (`SlotOverlap`).
             for o in self.slots() {
-                if o.id != s.id && o.base_gfn + s.npages <= GFNS {
-                    onto.push((s.id, o.base_gfn));
+                if o.id != s.id && o.base_gfn.0 + s.npages <= GFNS {
+                    onto.push((s.id, o.base_gfn.0));
                 }
             }
         }
@@ -384,9 +387,9 @@ pub fn setup_strategy(mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
             .enumerate()
             .map(|(i, (npages, page))| SlotSpec {
                 id: SlotId(i as u16),
-                base_gfn: 4 * i as u64,
+                base_gfn: Gfn(4 * i as u64),
                 npages,
-                userspace_addr: page * PAGE_SIZE,
+                userspace_addr: Hva(page * PAGE_SIZE),
             })
             .collect::<Vec<_>>()
     });
@@ -454,7 +457,7 @@ impl ReferenceStateMachine for Machine {
                 if state.table.move_memslot(*id, *base_gfn).is_ok() {
                     for s in &mut state.table.slots {
                         if s.id == *id {
-                            s.base_gfn = *base_gfn;
+                            s.base_gfn = Gfn(*base_gfn);
                         }
                     }
                     state.table.slots.sort_by_key(|s| s.base_gfn);
