@@ -9,9 +9,12 @@
 //! with a message that starts with the violated invariant's name, so that a
 //! mutant twin can expect it (`#[should_panic(expected = "I3 page lifetime")]`).
 
-use fastzap::sync::ghost::GhostLog;
-use fastzap::sync::{Arc, ReclaimBackend};
-use fastzap::{Config, Event, Invariant, Mutant, SlotId, SlotSpec, Violation, Vm};
+use fastzap::checking::Mutant;
+use fastzap::checking::sync::Arc;
+use fastzap::checking::sync::ghost::GhostLog;
+use fastzap::{
+    Config, Event, Gfn, Hva, Invariant, ReclaimBackend, SlotId, SlotSpec, Violation, Vm,
+};
 
 use crate::tally::Flag;
 use crate::timeline;
@@ -76,10 +79,7 @@ impl Params {
 
 /// The small EBR with `slots` participant slots and no EBR mutant.
 pub const fn small(slots: usize) -> ReclaimBackend {
-    ReclaimBackend::Small {
-        slots,
-        mutant: fastzap::sync::ebr::EbrMutant::None,
-    }
+    ReclaimBackend::small(slots)
 }
 
 /// One execution's world: the VM, what its threads saw, and ghost flags.
@@ -131,9 +131,9 @@ pub fn world(config: Config) -> Arc<World> {
 pub fn slot(id: u16, base_gfn: u64, npages: u64) -> SlotSpec {
     SlotSpec {
         id: SlotId(id),
-        base_gfn,
+        base_gfn: Gfn(base_gfn),
         npages,
-        userspace_addr: slot_hva(id),
+        userspace_addr: Hva(slot_hva(id)),
     }
 }
 
@@ -155,7 +155,7 @@ pub fn finish(world: &World, scenario: &str, params: &Params) {
     let events = vm.events();
     let mut found = world.seen.snapshot();
     let runtime = vm.runtime_violations();
-    if let Err(violations) = fastzap::audit::audit(vm) {
+    if let Err(violations) = fastzap::audit(vm) {
         // The audit repeats the run-time violations; keep each once.
         for violation in violations {
             if !found.contains(&violation) {
@@ -189,14 +189,14 @@ fn fail(events: &[Event], scenario: &str, params: &Params, mut found: Vec<Violat
     let first = found[0].invariant;
     let name = format!(
         "{scenario}-{}{}",
-        fastzap::sync::LANE,
+        fastzap::checking::sync::LANE,
         params.mutant.map(|m| format!("-{m:?}")).unwrap_or_default()
     );
     let written = timeline::write_mermaid(&timeline::counterexample_dir(), &name, events, &found);
     let mut message = format!(
         "{} violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n",
         first.name(),
-        fastzap::sync::LANE,
+        fastzap::checking::sync::LANE,
         params.mutant,
         params.reclaim
     );

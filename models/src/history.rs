@@ -14,9 +14,9 @@
 //! The history is checked with
 //! [`fastzap_reference::linearizability`].
 
-use fastzap::sync::ghost::{GhostCounter, GhostMutex};
+use fastzap::checking::sync::ghost::{GhostCounter, GhostMutex};
 use fastzap::{
-    DeletionStrategy, Fault, Handled, MmuError, SlotId, SlotSpec, Translation, VcpuId, Vm,
+    DeletionStrategy, Fault, Handled, MmuError, Requests, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
 use fastzap_reference::linearizability::{History, Record, apply_shared};
 use fastzap_reference::reference::{Op, Outcome};
@@ -104,7 +104,7 @@ impl Caller<'_> {
     }
 
     /// `pending_requests`.
-    pub fn pending_requests(&self, vcpu: VcpuId) -> Result<u64, MmuError> {
+    pub fn pending_requests(&self, vcpu: VcpuId) -> Result<Requests, MmuError> {
         unwrap_outcome!(self.call(Op::PendingRequests(vcpu)), Requests)
     }
 

@@ -14,8 +14,8 @@
 //! its pending requests (S1's I5 check, now judged by the reference), and the
 //! vCPUs translate after reloading (S4, S10).
 
-use fastzap::sync::ghost::GhostMutex;
-use fastzap::sync::{Arc, JoinHandle, spawn};
+use fastzap::checking::sync::ghost::GhostMutex;
+use fastzap::checking::sync::{Arc, JoinHandle, spawn};
 use fastzap::{DeletionStrategy, Fault, RetryReason, SlotId, VcpuId};
 use fastzap_reference::linearizability::{History, Limits, Witness, check};
 
@@ -188,7 +188,7 @@ impl Run {
             Err(e) => {
                 let message = format!(
                     "linearizability violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n{e}",
-                    fastzap::sync::LANE,
+                    fastzap::checking::sync::LANE,
                     params.mutant,
                     params.reclaim
                 );

@@ -12,9 +12,10 @@
 //! in the [`Tally`], whose floors the tests assert. A scenario whose race never
 //! happens is a vacuous scenario, and its test fails.
 
-use fastzap::sync::{Arc, JoinHandle, spawn};
-use fastzap::vcpu::REQ_RELOAD;
-use fastzap::{Actor, Event, Fault, Invariant, RetryReason, Translation, VcpuId, What};
+use fastzap::checking::sync::{Arc, JoinHandle, spawn};
+use fastzap::{
+    Actor, Event, Fault, Gfn, Hva, Invariant, Requests, RetryReason, Translation, VcpuId, What,
+};
 
 use crate::harness::{Params, World, config, finish, slot, world};
 use crate::tally::Tally;
@@ -193,17 +194,18 @@ const V1: VcpuId = VcpuId(1);
 /// `mmu_lock` hold as the generation bump. If none is pending the vCPU has
 /// handled its requests and still holds an obsolete root.
 fn checked_fault(w: &World, vcpu: VcpuId, gfn: u64, write: bool, obsolete_seen: usize) -> Fault {
-    let fault = w.vm.page_fault(vcpu, gfn, write).expect("valid fault");
+    let fault = w.vm.page_fault(vcpu, Gfn(gfn), write).expect("valid fault");
     if fault == Fault::Retry(RetryReason::ObsoleteRoot) {
         w.flags[obsolete_seen].raise();
         let pending = w.vm.pending_requests(vcpu).expect("valid vcpu");
-        if pending & REQ_RELOAD == 0 {
+        if !pending.contains(Requests::RELOAD) {
             w.violate(
                 Invariant::I5,
                 format!(
                     "vcpu{}: fault on gfn {gfn} found its root obsolete but no reload is pending \
-                     (requests {pending:#x}): it handled its requests and kept an obsolete root",
-                    vcpu.0
+                     (requests {:#x}): it handled its requests and kept an obsolete root",
+                    vcpu.0,
+                    pending.bits()
                 ),
             );
         }
@@ -227,7 +229,7 @@ pub fn s1_fault_vs_invalidate_all(params: &Params, tally: &Tally) {
     for v in 0..vcpus {
         vm.handle_requests(VcpuId(v)).expect("handle");
     }
-    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
     let zaps = if params.wide { 2 } else { 1 };
     let zapper = {
         let w = w.clone();
@@ -253,7 +255,7 @@ pub fn s1_fault_vs_invalidate_all(params: &Params, tally: &Tally) {
                     checked_fault(&w, vcpu, 2, false, 0);
                     w.vm.handle_requests(vcpu).expect("handle");
                     checked_fault(&w, vcpu, 3, true, 0);
-                    w.vm.translate(vcpu, 1).expect("translate");
+                    w.vm.translate(vcpu, Gfn(1)).expect("translate");
                 }
             })
         })
@@ -293,10 +295,10 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
     vm.create_memslot(slot(0, 0, 3)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     vm.handle_requests(V1).expect("handle");
-    vm.page_fault(V0, 0, true).expect("fault");
-    vm.page_fault(V0, 2, false).expect("fault");
-    assert_eq!(vm.page_fault(V0, 3, false), Ok(Fault::Mmio));
-    vm.page_fault(V1, 0, false).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
+    vm.page_fault(V0, Gfn(2), false).expect("fault");
+    assert_eq!(vm.page_fault(V0, Gfn(3), false), Ok(Fault::Mmio));
+    vm.page_fault(V1, Gfn(0), false).expect("fault");
     let zapper = {
         let w = w.clone();
         spawn(move || {
@@ -320,17 +322,17 @@ pub fn s2_translate_vs_reclaim(params: &Params, tally: &Tally) {
                 let vcpu = VcpuId(v);
                 let gfns: &[u64] = if v == 0 { &[0, 2] } else { &[0] };
                 for &gfn in gfns {
-                    let result = w.vm.translate(vcpu, gfn).expect("translate");
+                    let result = w.vm.translate(vcpu, Gfn(gfn)).expect("translate");
                     if matches!(result, Translation::Mapped { .. }) && w.vm.mmu_valid_gen() != 0 {
                         w.flags[3].raise();
                     }
                 }
                 if v == 0 {
-                    w.vm.page_fault(vcpu, 3, false).expect("fault");
+                    w.vm.page_fault(vcpu, Gfn(3), false).expect("fault");
                 }
                 if wide && v == 0 {
                     w.vm.handle_requests(vcpu).expect("handle");
-                    w.vm.translate(vcpu, 2).expect("translate");
+                    w.vm.translate(vcpu, Gfn(2)).expect("translate");
                 }
                 if v == 0 {
                     w.flags[0].raise();
@@ -434,30 +436,31 @@ pub fn s3_seed_v3_delete_vs_fault_and_aging(params: &Params, tally: &Tally) {
     vm.create_memslot(slot(1, 2, 2)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     vm.handle_requests(V1).expect("handle");
-    vm.page_fault(V0, 0, true).expect("fault");
-    vm.page_fault(V0, 1, false).expect("fault");
-    vm.page_fault(V1, 0, false).expect("fault");
-    vm.page_fault(V0, 2, false).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
+    vm.page_fault(V0, Gfn(1), false).expect("fault");
+    vm.page_fault(V1, Gfn(0), false).expect("fault");
+    vm.page_fault(V0, Gfn(2), false).expect("fault");
     // The guest touches gfn 0 again, so that its sptes are young.
-    vm.translate(V0, 0).expect("translate");
+    vm.translate(V0, Gfn(0)).expect("translate");
     let hva = crate::harness::slot_hva(0);
     let memslot = spawn_seed_v3_delete(&w);
     let notifier = {
         let w = w.clone();
         let wide = params.wide;
         spawn(move || {
-            w.vm.clear_flush_young(hva, hva + 2 * 4096)
+            w.vm.clear_flush_young(Hva(hva), Hva(hva + 2 * 4096))
                 .expect("clear_flush_young");
             if wide {
-                w.vm.change_pte(hva).expect("change_pte");
-                w.vm.test_young(hva, hva + 2 * 4096).expect("test_young");
+                w.vm.change_pte(Hva(hva)).expect("change_pte");
+                w.vm.test_young(Hva(hva), Hva(hva + 2 * 4096))
+                    .expect("test_young");
             }
         })
     };
     let vcpu = {
         let w = w.clone();
         spawn(move || {
-            let fault = w.vm.page_fault(V0, 1, true).expect("fault");
+            let fault = w.vm.page_fault(V0, Gfn(1), true).expect("fault");
             if matches!(fault, Fault::Retry(RetryReason::NoRoot)) {
                 w.vm.handle_requests(V0).expect("handle");
             }
@@ -511,9 +514,9 @@ pub fn s3s_seed_v3_delete_vs_shrinker(params: &Params, tally: &Tally) {
     vm.create_memslot(slot(0, 0, 2)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     vm.handle_requests(V1).expect("handle");
-    vm.page_fault(V0, 0, true).expect("fault");
-    vm.page_fault(V0, 1, false).expect("fault");
-    vm.page_fault(V1, 0, false).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
+    vm.page_fault(V0, Gfn(1), false).expect("fault");
+    vm.page_fault(V1, Gfn(0), false).expect("fault");
     let memslot = spawn_seed_v3_delete(&w);
     let shrinker = {
         let w = w.clone();
@@ -524,7 +527,7 @@ pub fn s3s_seed_v3_delete_vs_shrinker(params: &Params, tally: &Tally) {
     let vcpu = params.wide.then(|| {
         let w = w.clone();
         spawn(move || {
-            w.vm.page_fault(V0, 1, true).expect("fault");
+            w.vm.page_fault(V0, Gfn(1), true).expect("fault");
             w.vm.handle_requests(V0).expect("handle");
         })
     });
@@ -562,14 +565,14 @@ pub fn s4_notifier_in_lock_break(params: &Params, tally: &Tally) {
     for v in 0..vcpus {
         vm.handle_requests(VcpuId(v)).expect("handle");
     }
-    vm.page_fault(V0, 0, true).expect("fault");
-    vm.page_fault(V0, 2, true).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
+    vm.page_fault(V0, Gfn(2), true).expect("fault");
     let hva = crate::harness::slot_hva(0) + 2 * 4096;
     let zapper = spawn_fast_zapper(&w);
     let notifier = {
         let w = w.clone();
         spawn(move || {
-            w.vm.invalidate_range(hva, hva + 4096)
+            w.vm.invalidate_range(Hva(hva), Hva(hva + 4096))
                 .expect("invalidate_range");
             // Under loom this probe is skipped: its load of an spte the notifier
             // has just swapped to 0 can be answered with the older value, loom's
@@ -577,7 +580,7 @@ pub fn s4_notifier_in_lock_break(params: &Params, tally: &Tally) {
             // core's own check inside invalidate_range (no spte of the range left
             // on any rmap) still runs there.
             if !cfg!(loom) {
-                for violation in fastzap::audit::check_notifier_reach(&w.vm) {
+                for violation in fastzap::checking::check_notifier_reach(&w.vm) {
                     w.seen.push_always(violation);
                 }
             }
@@ -586,7 +589,7 @@ pub fn s4_notifier_in_lock_break(params: &Params, tally: &Tally) {
     let vcpu = params.wide.then(|| {
         let w = w.clone();
         spawn(move || {
-            w.vm.page_fault(V1, 3, true).expect("fault");
+            w.vm.page_fault(V1, Gfn(3), true).expect("fault");
         })
     });
     zapper.join().expect("zapper");
@@ -615,7 +618,7 @@ pub fn s5_obsolete_root_freed_by_free_roots(params: &Params, tally: &Tally) {
     for v in 0..vcpus {
         vm.handle_requests(VcpuId(v)).expect("handle");
     }
-    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
     let zapper = spawn_fast_zapper(&w);
     let vcpu_threads: Vec<_> = (0..vcpus)
         .map(|v| {
@@ -624,7 +627,7 @@ pub fn s5_obsolete_root_freed_by_free_roots(params: &Params, tally: &Tally) {
             spawn(move || {
                 for _ in 0..rounds {
                     w.vm.handle_requests(VcpuId(v)).expect("handle");
-                    w.vm.translate(VcpuId(v), 0).expect("translate");
+                    w.vm.translate(VcpuId(v), Gfn(0)).expect("translate");
                 }
             })
         })
@@ -678,7 +681,7 @@ pub fn s6_fault_into_passed_root(params: &Params, tally: &Tally) {
     for v in 0..vcpus {
         vm.handle_requests(VcpuId(v)).expect("handle");
     }
-    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
     let zapper = spawn_fast_zapper(&w);
     let threads: Vec<_> = (0..vcpus)
         .map(|v| {
@@ -686,16 +689,18 @@ pub fn s6_fault_into_passed_root(params: &Params, tally: &Tally) {
             let wide = params.wide;
             spawn(move || {
                 let vcpu = VcpuId(v);
-                let fault = w.vm.page_fault(vcpu, 2 + v as u64, true).expect("fault");
+                let fault =
+                    w.vm.page_fault(vcpu, Gfn(2 + v as u64), true)
+                        .expect("fault");
                 match fault {
                     Fault::Retry(RetryReason::ObsoleteRoot) => w.flags[0].raise(),
                     Fault::Mapped { .. } if w.vm.mmu_valid_gen() == 0 => w.flags[1].raise(),
                     _ => {}
                 }
                 if wide {
-                    w.vm.page_fault(vcpu, 1, false).expect("fault");
+                    w.vm.page_fault(vcpu, Gfn(1), false).expect("fault");
                     w.vm.handle_requests(vcpu).expect("handle");
-                    w.vm.page_fault(vcpu, 2, true).expect("fault");
+                    w.vm.page_fault(vcpu, Gfn(2), true).expect("fault");
                 }
             })
         })
@@ -725,8 +730,8 @@ pub fn s7_shrinker_vs_zap(params: &Params, tally: &Tally) {
     let vm = &w.vm;
     vm.create_memslot(slot(0, 0, 4)).expect("slot");
     vm.handle_requests(V0).expect("handle");
-    vm.page_fault(V0, 0, true).expect("fault");
-    vm.page_fault(V0, 2, true).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
+    vm.page_fault(V0, Gfn(2), true).expect("fault");
     let zapper = spawn_fast_zapper(&w);
     let shrinker = {
         let w = w.clone();
@@ -745,7 +750,7 @@ pub fn s7_shrinker_vs_zap(params: &Params, tally: &Tally) {
         let w = w.clone();
         spawn(move || {
             w.vm.handle_requests(V0).expect("handle");
-            w.vm.page_fault(V0, 1, true).expect("fault");
+            w.vm.page_fault(V0, Gfn(1), true).expect("fault");
         })
     });
     zapper.join().expect("zapper");
@@ -783,7 +788,7 @@ pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
     vm.create_memslot(slot(0, 0, 4)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     vm.handle_requests(V1).expect("handle");
-    vm.page_fault(V0, 0, true).expect("fault");
+    vm.page_fault(V0, Gfn(0), true).expect("fault");
     let zapper = {
         let w = w.clone();
         spawn(move || {
@@ -814,9 +819,9 @@ pub fn s8_generation_wrap(params: &Params, tally: &Tally) {
         spawn(move || {
             w.vm.handle_requests(V0).expect("handle");
             if wide {
-                w.vm.page_fault(V0, 1, true).expect("fault");
+                w.vm.page_fault(V0, Gfn(1), true).expect("fault");
                 w.vm.handle_requests(V0).expect("handle");
-                w.vm.page_fault(V0, 1, true).expect("fault");
+                w.vm.page_fault(V0, Gfn(1), true).expect("fault");
             }
         })
     };
@@ -890,9 +895,9 @@ fn mmio_fault_and_translate(w: &World, gfn: u64) {
     // A fault that finds its root obsolete reloads and faults once more, as the
     // vCPU would on its next entry.
     for _ in 0..2 {
-        let before = w.vm.memslots().generation;
-        let fault = w.vm.page_fault(V0, gfn, false).expect("fault");
-        if fault == Fault::Mmio && w.vm.memslots().generation != before {
+        let before = w.vm.memslots().generation();
+        let fault = w.vm.page_fault(V0, Gfn(gfn), false).expect("fault");
+        if fault == Fault::Mmio && w.vm.memslots().generation() != before {
             w.flags[0].raise();
         }
         if !matches!(fault, Fault::Retry(_)) {
@@ -900,7 +905,7 @@ fn mmio_fault_and_translate(w: &World, gfn: u64) {
         }
         w.vm.handle_requests(V0).expect("handle");
     }
-    if w.vm.translate(V0, gfn).expect("translate") == Translation::Mmio {
+    if w.vm.translate(V0, Gfn(gfn)).expect("translate") == Translation::Mmio {
         w.flags[1].raise();
     }
 }
@@ -921,7 +926,7 @@ pub fn s9w_mmio_generation_wrap(params: &Params, tally: &Tally) {
     let vm = &w.vm;
     vm.handle_requests(V0).expect("handle");
     assert_eq!(
-        vm.page_fault(V0, 3, false).expect("fault"),
+        vm.page_fault(V0, Gfn(3), false).expect("fault"),
         Fault::Mmio,
         "no slot yet: gfn 3 is MMIO"
     );
@@ -938,8 +943,8 @@ pub fn s9w_mmio_generation_wrap(params: &Params, tally: &Tally) {
         let wide = params.wide;
         spawn(move || {
             for _ in 0..if wide { 2 } else { 1 } {
-                let generation = w.vm.memslots().generation;
-                w.vm.translate(V0, 3).expect("translate");
+                let generation = w.vm.memslots().generation();
+                w.vm.translate(V0, Gfn(3)).expect("translate");
                 if generation == 1 && !w.flags[1].is_up() {
                     w.flags[0].raise();
                 }
@@ -1010,7 +1015,7 @@ pub fn s10_merged_delete_vs_fault_and_notifier(params: &Params, tally: &Tally) {
     vm.create_memslot(slot(1, 2, 2)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     for gfn in 0..3 {
-        vm.page_fault(V0, gfn, true).expect("fault");
+        vm.page_fault(V0, Gfn(gfn), true).expect("fault");
     }
     let hva = crate::harness::slot_hva(0);
     let memslot = {
@@ -1029,20 +1034,20 @@ pub fn s10_merged_delete_vs_fault_and_notifier(params: &Params, tally: &Tally) {
         spawn(move || {
             for gfn in if wide { &[0u64, 1][..] } else { &[0u64][..] } {
                 let before = w.vm.memslots();
-                let fault = w.vm.page_fault(V0, *gfn, true).expect("fault");
+                let fault = w.vm.page_fault(V0, Gfn(*gfn), true).expect("fault");
                 let after = w.vm.memslots();
                 if fault == Fault::Retry(RetryReason::InvalidSlot) {
                     w.flags[0].raise();
                 }
                 if fault == Fault::Mmio
-                    && before.generation == after.generation
-                    && before.lookup(*gfn).is_some()
+                    && before.generation() == after.generation()
+                    && before.lookup(Gfn(*gfn)).is_some()
                 {
                     w.violate(
                         Invariant::I7,
                         format!(
                             "vcpu0: fault on gfn {gfn} installed MMIO while slots gen {} maps it",
-                            before.generation
+                            before.generation()
                         ),
                     );
                 }
@@ -1055,7 +1060,7 @@ pub fn s10_merged_delete_vs_fault_and_notifier(params: &Params, tally: &Tally) {
     let notifier = {
         let w = w.clone();
         spawn(move || {
-            w.vm.invalidate_range(hva, hva + 2 * 4096)
+            w.vm.invalidate_range(Hva(hva), Hva(hva + 2 * 4096))
                 .expect("invalidate_range");
         })
     };

@@ -1,4 +1,4 @@
-//! The facade's small EBR (`fastzap::sync::ebr`) under loom: the reclamation the
+//! The facade's small EBR (`fastzap::checking::sync::ebr`) under loom: the reclamation the
 //! shuttle lane and the three-actor loom models rely on is itself checked here.
 //!
 //! A reader pins, loads a shared pointer and reads the object's body; a writer
@@ -13,8 +13,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use fastzap::sync::ebr::{Ebr, EbrMutant};
-use fastzap::sync::{Arc, AtomicUsize, Ordering, UnsafeCell, spawn};
+use fastzap::checking::sync::ebr::{Ebr, EbrMutant};
+use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, UnsafeCell, spawn};
 use fastzap_models::tally::{Flag, Tally};
 
 const LIVE: u64 = 7;

@@ -7,8 +7,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use fastzap::Mutant;
-use fastzap::sync::ReclaimBackend;
+use fastzap::ReclaimBackend;
+use fastzap::checking::Mutant;
 use fastzap_models::harness::{Params, small};
 use fastzap_models::scenarios::{self, Scenario};
 use fastzap_models::tally::Tally;

@@ -2,7 +2,7 @@
 //! scenario runs, passes its audit natively, and that its mutant twins are wired.
 #![cfg(not(any(loom, shuttle)))]
 
-use fastzap::sync::ReclaimBackend;
+use fastzap::ReclaimBackend;
 use fastzap_models::harness::{Params, small};
 use fastzap_models::scenarios::ALL;
 use fastzap_models::tally::Tally;

@@ -15,8 +15,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use fastzap::sync::spawn;
-use fastzap::{DeletionStrategy, Mutant, SlotId, VcpuId};
+use fastzap::checking::Mutant;
+use fastzap::checking::sync::spawn;
+use fastzap::{DeletionStrategy, Gfn, Hva, SlotId, VcpuId};
 use fastzap_models::harness::{self, Params, small, take_last_failure};
 use fastzap_models::linearizable::{self, Checking, Recorded};
 use fastzap_models::shuttle_run::{self, explore, replay as replay_schedule};
@@ -161,7 +162,7 @@ fn finding_change_pte_counts_a_seed_v3_zombie_twice() {
         let w = harness::world(harness::config(&WIDE, 1, 1));
         w.vm.create_memslot(harness::slot(0, 0, 2)).expect("slot");
         w.vm.handle_requests(VcpuId(0)).expect("handle");
-        w.vm.page_fault(VcpuId(0), 0, true).expect("fault");
+        w.vm.page_fault(VcpuId(0), Gfn(0), true).expect("fault");
         let delete = {
             let w = w.clone();
             spawn(move || {
@@ -169,7 +170,9 @@ fn finding_change_pte_counts_a_seed_v3_zombie_twice() {
                     .expect("delete");
             })
         };
-        let changed = w.vm.change_pte(harness::slot_hva(0)).expect("change_pte");
+        let changed =
+            w.vm.change_pte(Hva(harness::slot_hva(0)))
+                .expect("change_pte");
         delete.join().expect("delete");
         assert!(
             changed <= 1,

@@ -7,7 +7,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use fastzap::Mutant;
+use fastzap::checking::Mutant;
 use fastzap_models::harness::{Params, small, take_last_failure};
 use fastzap_models::scenarios::{self, Scenario};
 use fastzap_models::shuttle_run::{self, explore, explore_pct, replay as replay_schedule};
