@@ -152,6 +152,7 @@ impl DescPtr {
 
 impl PteListDesc {
     fn poison(&self) {
+        self.ghost.freed();
         self.body.with_mut(|body| {
             // SAFETY: only the reclaimer writes the body, after the grace period.
             unsafe { (*body).poisoned = true }
@@ -511,7 +512,18 @@ impl Rmap {
                     f(sptep);
                 }
             }
-            desc = DescPtr::from_raw(d.more.load(Ordering::Acquire));
+            let more = d.more.load(Ordering::Acquire);
+            // Still inside the descriptor: it must not have been freed under
+            // the walk (the seed's requirement 2). A ghost read: no access
+            // the checkers schedule around.
+            if self.ghost.saw_freed(
+                Invariant::I2,
+                || d.ghost.is_freed(),
+                || "descriptor freed while the lockless unmapper was walking it".into(),
+            ) {
+                return;
+            }
+            desc = DescPtr::from_raw(more);
         }
     }
 

@@ -185,6 +185,22 @@ fn s3s_mutant_free_without_grace() {
     );
 }
 
+/// S3s's second twin: `RemoveOnlyRmapCompacts` (the seed's requirement 2,
+/// "keep pte-list-descs available"). The shrinker's removal from the deleted
+/// slot's remove-only rmap compacts the chain and frees its descriptor at once,
+/// while the seed's unmapper is walking that descriptor. Measured: loom first
+/// reports the unmapper's read of the descriptor racing its poison write (a
+/// causality violation) after 1,958 executions; shuttle, which cannot see
+/// that race, reports I2 from the unmapper's own check.
+#[test]
+fn s3s_mutant_remove_only_rmap_compacts() {
+    expect_failure(
+        scenarios::S3S,
+        SMALL.with_mutant(Mutant::RemoveOnlyRmapCompacts),
+        &["I2 descriptor availability", "Causality violation"],
+    );
+}
+
 #[test]
 fn s4_notifier_in_lock_break() {
     // Measured: 4,300 executions (0.9 s).

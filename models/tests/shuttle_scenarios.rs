@@ -43,6 +43,11 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         WIDE.with_mutant(Mutant::FreeWithoutGrace),
     ),
     (
+        "s3s-RemoveOnlyRmapCompacts",
+        scenarios::S3S,
+        WIDE.with_mutant(Mutant::RemoveOnlyRmapCompacts),
+    ),
+    (
         "s3-NotifierRewritesInvalidRmap",
         scenarios::S3,
         WIDE.with_mutant(Mutant::NotifierRewritesInvalidRmap),
@@ -391,6 +396,14 @@ fn s3s_seed_v3_delete_vs_shrinker() {
 #[test]
 fn s3s_mutant_free_without_grace() {
     twin("s3s-FreeWithoutGrace", "I3 page lifetime");
+}
+
+/// S3s's second twin: `RemoveOnlyRmapCompacts` (the seed's requirement 2,
+/// "keep pte-list-descs available"): a removal under `mmu_lock` compacts the
+/// remove-only chain the unmapper is walking and frees a descriptor at once.
+#[test]
+fn s3s_mutant_remove_only_rmap_compacts() {
+    twin("s3s-RemoveOnlyRmapCompacts", "I2 descriptor availability");
 }
 
 /// S3's twin: `NotifierRewritesInvalidRmap` (bug 4) rewrites a present spte on

@@ -148,6 +148,12 @@ impl DescGhost {
     }
     #[inline(always)]
     pub(crate) fn retire(&self) {}
+    #[inline(always)]
+    pub(crate) fn freed(&self) {}
+    #[inline(always)]
+    pub(crate) fn is_freed(&self) -> bool {
+        false
+    }
 }
 
 /// No vCPU ghost.

@@ -398,12 +398,12 @@ impl<'g> Visited<'g> {
     }
 }
 
-/// A descriptor's ghost half: whether it was retired.
+/// A descriptor's ghost half: live (0), retired (1) or freed (2).
 #[derive(Debug, Default)]
 pub(crate) struct DescGhost(GhostU64);
 
 impl DescGhost {
-    /// Not retired.
+    /// Live.
     pub(crate) const fn new() -> DescGhost {
         DescGhost(GhostU64::new(0))
     }
@@ -413,9 +413,19 @@ impl DescGhost {
         self.0.set(1);
     }
 
-    /// Whether it was.
+    /// The descriptor was poisoned.
+    pub(crate) fn freed(&self) {
+        self.0.set(2);
+    }
+
+    /// Whether it was retired (or freed since).
     pub(crate) fn is_retired(&self) -> bool {
         self.0.get() != 0
+    }
+
+    /// Whether it was freed.
+    pub(crate) fn is_freed(&self) -> bool {
+        self.0.get() == 2
     }
 }
 
