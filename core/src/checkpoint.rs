@@ -34,6 +34,14 @@ pub(crate) enum AuditPoint<'a> {
     /// maps a gfn of this slot (I1, bug 4). Always, with the checking code,
     /// except under loom; takes `mmu_lock`.
     SeedV3Unmapped(&'a Memslot),
+    /// The shrinker is about to zap an active page: nothing may be parked on
+    /// `zapped_obsolete_pages` (I8, 365c886860c4). Always, with the checking
+    /// code.
+    ShrinkerZapsActive,
+    /// `zap_obsolete_pages` has committed and is about to drop `mmu_lock`: the
+    /// obsolete pages it leaves are within [`retain_bound`](crate::retain_bound)
+    /// (I8). Always, with the checking code.
+    ZapReturns,
 }
 
 impl Vm {
@@ -49,6 +57,8 @@ impl Vm {
                 AuditPoint::SeedV3Unmapped(slot) => {
                     crate::audit::check_i1_slot_unmapped(self, lk, guard, slot)
                 }
+                AuditPoint::ShrinkerZapsActive => crate::audit::check_i8_shrinker_order(lk),
+                AuditPoint::ZapReturns => crate::audit::check_i8_retention(self, lk),
                 _ if !self.config.audit_points => return,
                 _ => crate::audit::in_flight(self, lk, guard, point.name()),
             };
@@ -94,6 +104,8 @@ impl AuditPoint<'_> {
             AuditPoint::AfterMemslotUpdate => "AfterMemslotUpdate",
             AuditPoint::InvalidateRangeReturns(_) => "InvalidateRangeReturns",
             AuditPoint::SeedV3Unmapped(_) => "SeedV3Unmapped",
+            AuditPoint::ShrinkerZapsActive => "ShrinkerZapsActive",
+            AuditPoint::ZapReturns => "ZapReturns",
         }
     }
 }

@@ -64,7 +64,7 @@ impl RetryReason {
 
 /// What the fault will install, decided from the memslots before the lock.
 enum Target {
-    Leaf { pfn: u64, slot: Memslot },
+    Leaf { pfn: u64, hva: u64, slot: Memslot },
     Mmio { generation: u64 },
 }
 
@@ -78,6 +78,7 @@ impl Vm {
         self.event(actor, || What::Fault { gfn });
         let guard = self.reclaimer.pin();
         let mmu_seq = self.notifier_seq.load(Ordering::Acquire);
+        let snapshot = self.ghost.now();
         let slots = self.memslots.load();
         let target = match slots.search(gfn) {
             Some(slot) if slot.is_invalid() => {
@@ -97,9 +98,11 @@ impl Vm {
                     });
                     return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
                 }
-                let pfn = self.host.hva_to_pfn(slot.gfn_to_hva(gfn));
+                let hva = slot.gfn_to_hva(gfn);
+                let pfn = self.host.hva_to_pfn(hva);
                 Target::Leaf {
                     pfn,
+                    hva,
                     slot: slot.clone(),
                 }
             }
@@ -131,7 +134,9 @@ impl Vm {
         {
             return Ok(self.retry(actor, gfn, RetryReason::ObsoleteRoot));
         }
-        if lk.notifier_count > 0 || lk.notifier_seq != mmu_seq {
+        let seq_moved =
+            lk.notifier_seq != mmu_seq && !self.config.mutant_is(Mutant::FaultIgnoresNotifierSeq);
+        if lk.notifier_count > 0 || seq_moved {
             return Ok(self.retry(actor, gfn, RetryReason::NotifierRace));
         }
         // __direct_map: walk down, creating and linking missing pages.
@@ -165,7 +170,7 @@ impl Vm {
         let sptep = SptePtr { page: ptr, index };
         let old = page.sptes[index].load(Ordering::Acquire);
         match target {
-            Target::Leaf { pfn, slot } => {
+            Target::Leaf { pfn, hva, slot } => {
                 if let Spte::Leaf {
                     pfn: old_pfn,
                     writable,
@@ -180,6 +185,7 @@ impl Vm {
                     }
                     self.drop_spte(&lk, &guard, sptep, gfn);
                 }
+                self.ghost.check_pfn_fresh(hva, pfn, gfn, snapshot);
                 page.ghost.installed_at(index, self.ghost.tick());
                 page.sptes[index].store(Spte::leaf(pfn, write), Ordering::Release);
                 if let Err(violation) = slot.rmap.add(&lk, &guard, slot.rmap_index(gfn), sptep) {

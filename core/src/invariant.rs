@@ -1,4 +1,4 @@
-//! # The invariants I1 to I7 and what breaking one looks like
+//! # The invariants I1 to I8 and what breaking one looks like
 //!
 //! A leaf: the protocol, the ghost checks and the audit all name invariants, and
 //! none of them owns the names. `SPEC.md`'s invariant table states each one; its
@@ -44,11 +44,20 @@ pub enum Invariant {
     /// the memslots it was built from are current. Checked by
     /// `check_i7_mmio_generation` and at every trusted MMIO spte.
     I7,
+    /// Bounded retention (365c886860c4, "reclaim the zapped-obsolete page
+    /// first", because retention "can lead to OOM"): the shrinker frees the
+    /// pages parked on `zapped_obsolete_pages` before it zaps an active page;
+    /// and once an invalidation returns, the obsolete pages it leaves behind
+    /// are at most [`retain_bound`](crate::retain_bound): the roots vCPUs still
+    /// use, plus at most one batch parked for the shrinker. Checked by
+    /// `check_i8_shrinker_order` where the shrinker zaps, and by
+    /// `check_i8_retention` after every zap and in the quiescent audit.
+    I8,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 7] = [
+    pub const ALL: [Invariant; 8] = [
         Invariant::I1,
         Invariant::I2,
         Invariant::I3,
@@ -56,6 +65,7 @@ impl Invariant {
         Invariant::I5,
         Invariant::I6,
         Invariant::I7,
+        Invariant::I8,
     ];
 
     /// The invariant's name in `SPEC.md`.
@@ -68,6 +78,7 @@ impl Invariant {
             Invariant::I5 => "I5 obsolete never reused",
             Invariant::I6 => "I6 progress",
             Invariant::I7 => "I7 MMIO generation",
+            Invariant::I8 => "I8 bounded retention",
         }
     }
 }

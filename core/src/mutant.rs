@@ -73,11 +73,27 @@ pub enum Mutant {
     /// Bug 16 (56f17dd3fbc4): the per-vCPU MMIO cache is trusted without comparing
     /// generations.
     MmioCacheIgnoresGen,
+    /// The regression 365c886860c4 fixed ("reclaim the zapped-obsolete page
+    /// first"): the shrinker zaps the oldest active pages before it frees what
+    /// a zap's lock break parked on `zapped_obsolete_pages`. Every free still
+    /// goes through a flush and a grace period, so no safety invariant breaks;
+    /// the parked pages are retained while memory is short (I8).
+    ShrinkerZapsActiveFirst,
+    /// `zap_obsolete_pages` does not take back, after a lock break, the pages
+    /// it parked on `zapped_obsolete_pages`: its final commit frees only the
+    /// last batch, and every earlier batch stays allocated until a shrinker
+    /// happens to run (I8: retention grows with the guest).
+    ZapLeavesParked,
+    /// A fault drops the `mmu_notifier_seq` half of `mmu_notifier_retry`: it
+    /// installs a pfn it read before an `invalidate_range` that has since
+    /// returned (I4, seen where the pfn was read). Not a numbered kernel bug:
+    /// the bug hunt of issue 10 wrote it, and only linearizability caught it.
+    FaultIgnoresNotifierSeq,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 18] = [
+    pub const ALL: [Mutant; 21] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -96,5 +112,8 @@ impl Mutant {
         Mutant::MmioGenFromNewSlots,
         Mutant::WrapZapAfterPublish,
         Mutant::MmioCacheIgnoresGen,
+        Mutant::ShrinkerZapsActiveFirst,
+        Mutant::ZapLeavesParked,
+        Mutant::FaultIgnoresNotifierSeq,
     ];
 }

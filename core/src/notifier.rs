@@ -32,6 +32,7 @@ impl Vm {
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Notifier);
         lk.notifier_count += 1;
+        let begun = self.ghost.notifier_locked_begin(start..end);
         let targets = self.hva_targets(&lk, start, end);
         let mut unmapped = 0;
         for (slot, gfn) in &targets {
@@ -56,7 +57,7 @@ impl Vm {
             let hva = slot.gfn_to_hva(*gfn);
             self.host.remap(hva, hva + PAGE_SIZE);
         }
-        self.notifier_end(guard);
+        self.notifier_end(guard, start..end, begun);
         self.ghost
             .kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
         Ok(unmapped)
@@ -86,6 +87,7 @@ impl Vm {
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Notifier);
         lk.notifier_count += 1;
+        let begun = self.ghost.notifier_locked_begin(page..end);
         self.host.remap(page, end);
         let new_pfn = self.host.hva_to_pfn(page);
         let targets = self.hva_targets(&lk, page, end);
@@ -109,7 +111,7 @@ impl Vm {
             self.flush_remote_tlbs(&lk);
         }
         drop(lk);
-        self.notifier_end(guard);
+        self.notifier_end(guard, page..end, begun);
         self.ghost
             .kill_gfns(targets.iter().map(|(_, gfn)| *gfn), cut);
         Ok(changed)
@@ -214,9 +216,13 @@ impl Vm {
         Ok(self.ghost.tick())
     }
 
-    fn notifier_end(&self, guard: Guard<'_>) {
+    /// `invalidate_range_end`: bump `mmu_notifier_seq` and drop the count, so
+    /// that a fault which read its pfn before or during the invalidation
+    /// retries (`mmu_notifier_retry`). `hvas` and `begun` are for the ghost.
+    fn notifier_end(&self, guard: Guard<'_>, hvas: std::ops::Range<u64>, begun: u64) {
         drop(guard);
         let mut lk = self.lock_mmu(Actor::Notifier);
+        self.ghost.notifier_locked_end(hvas, begun);
         lk.notifier_seq += 1;
         let seq = lk.notifier_seq;
         self.notifier_seq.store(seq, Ordering::Release);

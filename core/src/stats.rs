@@ -51,3 +51,14 @@ impl ZapStats {
             || (self.holds > 1 && self.max_batch > batch as u64)
     }
 }
+
+/// The most obsolete pages an invalidation may leave in the VM when it returns
+/// (I8): the obsolete roots that vCPUs still use (at most one per vCPU; each is
+/// freed by `mmu_free_roots` when its vCPU reloads), plus at most one batch of
+/// prepared pages parked on `zapped_obsolete_pages` for the shrinker. The
+/// protocol leaves no parked page today; the batch is room for a delete that
+/// leaves its last commit to later reclamation, as the seed allows ("until
+/// page allocator reclaims page").
+pub fn retain_bound(batch: usize, vcpus: usize) -> u64 {
+    vcpus as u64 + batch as u64
+}

@@ -139,17 +139,25 @@ impl Vm {
             return None;
         }
         let cached = v.mmio_gen.load(Ordering::Relaxed);
-        let current = self.memslots.load().generation;
-        if cached == current {
-            return Some(Translation::Mmio);
+        let slots = self.memslots.load();
+        if cached != slots.generation && !self.config.mutant_is(Mutant::MmioCacheIgnoresGen) {
+            return None;
         }
-        if self.config.mutant_is(Mutant::MmioCacheIgnoresGen) {
+        // The checker looks at the answer, not at the compare: whatever decided
+        // to trust the entry, the memslots it was checked against must map no
+        // slot at `gfn` (I7).
+        if ghost::ENABLED
+            && let Some(slot) = slots.search(gfn)
+        {
+            let (slot, current) = (slot.id.0, slots.generation);
             self.ghost.violate(Invariant::I7, || {
-                format!("MMIO cache for gfn {gfn} from slots gen {cached} trusted at gen {current}")
+                format!(
+                    "MMIO cache for gfn {gfn} (taken at slots gen {cached}) answered MMIO at gen \
+                     {current}, where slot {slot} maps it"
+                )
             });
-            return Some(Translation::Mmio);
         }
-        None
+        Some(Translation::Mmio)
     }
 
     /// The vCPU's root, if it is a live page of the current generation.

@@ -145,7 +145,9 @@ impl Vm {
                 yield_now();
                 lk = self.lock_mmu(actor);
                 hold = Stopwatch::start();
-                zap_list = std::mem::take(&mut lk.zapped_obsolete);
+                if !self.config.mutant_is(Mutant::ZapLeavesParked) {
+                    zap_list = std::mem::take(&mut lk.zapped_obsolete);
+                }
                 stats.holds += 1;
                 batch = 0;
                 prepared_in_hold = 0;
@@ -163,6 +165,7 @@ impl Vm {
         }
         stats.committed = self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
         self.audit_point(&lk, &guard, AuditPoint::AfterZapObsolete);
+        self.audit_point(&lk, &guard, AuditPoint::ZapReturns);
         drop(lk);
         stats.max_hold_ns = stats.max_hold_ns.max(hold.ns());
         Ok(stats)
@@ -334,13 +337,16 @@ impl Vm {
         Ok(stats)
     }
 
-    /// The shrinker (`mmu_shrink_scan`): free the zapped-obsolete pages first; if
-    /// there are none, zap up to `nr` of the oldest pages. Returns pages freed.
+    /// The shrinker (`mmu_shrink_scan`): free the zapped-obsolete pages first
+    /// (365c886860c4); if there are none, zap up to `nr` of the oldest pages.
+    /// Returns pages freed. Freeing the parked pages first is what keeps a zap's
+    /// retention bounded while memory is short (I8).
     #[doc(alias = "mmu_shrink_scan")]
     pub fn shrink(&self, nr: usize) -> Result<usize, MmuError> {
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Shrinker);
-        if !lk.zapped_obsolete.is_empty() {
+        let active_first = self.config.mutant_is(Mutant::ShrinkerZapsActiveFirst);
+        if !lk.zapped_obsolete.is_empty() && !active_first {
             let mut list = std::mem::take(&mut lk.zapped_obsolete);
             return Ok(self.commit_zap_page(&mut lk, &guard, &mut list));
         }
@@ -352,9 +358,15 @@ impl Vm {
                 .find(|id| !lk.pages[*id].invalid)
                 .copied();
             let Some(id) = oldest else { break };
+            self.audit_point(&lk, &guard, AuditPoint::ShrinkerZapsActive);
             self.prepare_zap_page(&mut lk, &guard, id, &mut invalid_list);
         }
-        Ok(self.commit_zap_page(&mut lk, &guard, &mut invalid_list))
+        let mut freed = self.commit_zap_page(&mut lk, &guard, &mut invalid_list);
+        if active_first && !lk.zapped_obsolete.is_empty() {
+            let mut list = std::mem::take(&mut lk.zapped_obsolete);
+            freed += self.commit_zap_page(&mut lk, &guard, &mut list);
+        }
+        Ok(freed)
     }
 }
 

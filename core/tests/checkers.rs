@@ -78,10 +78,29 @@ const CASES: &[Case] = &[
         scenario: mmio_cache_ignores_gen,
         expect: Expect::Audit(Invariant::I7),
     },
+    Case {
+        mutant: Mutant::ZapLeavesParked,
+        scenario: zap_leaves_parked,
+        expect: Expect::Audit(Invariant::I8),
+    },
 ];
 
 /// Mutants no sequential scenario can expose, and the interleaving each needs.
 const RACE_ONLY: &[(Mutant, &str)] = &[
+    (
+        Mutant::ShrinkerZapsActiveFirst,
+        "the shrinker inside a zap's lock break, while the zap's prepared pages are parked on \
+         zapped_obsolete_pages; sequentially nothing is parked between operations (the zap takes \
+         its parked pages back and commits them). S7's twin catches it with I8 at the audit \
+         point where the shrinker zaps an active page (loom and shuttle)",
+    ),
+    (
+        Mutant::FaultIgnoresNotifierSeq,
+        "an invalidate_range that runs whole between a fault's notifier snapshot (and its pfn \
+         read) and the fault's mmu_lock; sequentially the fault's snapshot, read and install \
+         happen with no invalidation in between. S11's twin catches it with I4 where the fault \
+         installs the pfn it read (loom and shuttle)",
+    ),
     (
         Mutant::FreeWithoutGrace,
         "a lockless reader pinned across the commit that frees the page it is walking; \
@@ -361,6 +380,26 @@ fn mmio_cache_ignores_gen(mutant: Option<Mutant>) -> Vm {
     vm
 }
 
+/// I8: batch 1 and 15 pages (a root, its children and grandchildren), so the
+/// zap breaks `mmu_lock` after every page and parks what it prepared. The
+/// mutant never takes the parked pages back: its final commit frees only the
+/// last batch, and the rest stay allocated after the zap returns.
+fn zap_leaves_parked(mutant: Option<Mutant>) -> Vm {
+    let mut cfg = cfg(mutant);
+    cfg.levels = 4; // 16 gfns
+    cfg.batch = 1;
+    let vm = vm(cfg);
+    vm.create_memslot(slot(0, 0, 16)).unwrap();
+    enter_all(&vm);
+    for gfn in 0..16 {
+        vm.page_fault(V0, Gfn(gfn), false).unwrap();
+    }
+    let stats = vm.invalidate_zap_all_pages().unwrap();
+    assert!(stats.holds > 3, "the zap must break the lock: {stats:?}");
+    enter_all(&vm);
+    vm
+}
+
 // ----- the harness ----------------------------------------------------------------
 
 fn case(mutant: Mutant) -> &'static Case {
@@ -471,6 +510,11 @@ fn bug12_fault_into_obsolete_root() {
 #[test]
 fn bug16_mmio_cache_ignores_gen() {
     check(Mutant::MmioCacheIgnoresGen);
+}
+
+#[test]
+fn i8_zap_leaves_parked() {
+    check(Mutant::ZapLeavesParked);
 }
 
 /// Bug 15's window, sequentially: the first publish of a wrapping MMIO

@@ -188,3 +188,71 @@ fn protocol_files_hold_one_event_or_structure() {
         );
     }
 }
+
+/// Calls that record a violation, directly or through a ghost check.
+const RECORDERS: &[&str] = &["violate(", ".record(", "saw_freed(", "check_outlived("];
+
+/// The text of every mutant branch in `text`: from each `mutant_is(` to the
+/// end of the first balanced `{ ... }` block after it (the branch the mutant
+/// takes, or the statement that binds its flag and the block that follows).
+fn mutant_branches(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices("mutant_is(") {
+        let rest = &text[at..];
+        let Some(open) = rest.find('{') else { continue };
+        let mut depth = 0usize;
+        let mut end = rest.len();
+        for (i, c) in rest[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(rest[..end].to_string());
+    }
+    out
+}
+
+/// A mutant that writes its own violation proves nothing: every "caught" is
+/// the mutant confessing (issue 10 found `MmioCacheIgnoresGen` doing it). The
+/// checkers must see the mutant's effect, so no mutant branch records one.
+#[test]
+fn no_mutant_branch_records_a_violation() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut branches = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for branch in mutant_branches(&text) {
+            branches += 1;
+            for recorder in RECORDERS {
+                assert!(
+                    !branch.contains(recorder),
+                    "{}: a mutant branch calls {recorder}, so the mutant reports itself:\n{branch}",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(
+        branches >= 20,
+        "only {branches} mutant branches found: is the scan blind?"
+    );
+}
+
+#[test]
+fn the_branch_scan_sees_a_self_reporting_mutant() {
+    let confessing = "if self.config.mutant_is(Mutant::X) {\n    self.ghost.violate(I7, || d);\n    return Some(1);\n}";
+    let branches = mutant_branches(confessing);
+    assert_eq!(branches.len(), 1);
+    assert!(branches[0].contains("violate("));
+    let honest = "let x = self.config.mutant_is(Mutant::X);\nif x { return; }\nself.ghost.violate(I7, || d);";
+    assert!(!mutant_branches(honest)[0].contains("violate("));
+}

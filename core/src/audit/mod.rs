@@ -14,6 +14,7 @@
 //! page, a translation that returns an invalidated pfn); the ghost state
 //! records those, and [`audit`] reports them too.
 
+mod bounds;
 mod invariants;
 
 use crate::event::Actor;
@@ -22,12 +23,13 @@ use crate::mmu::MmuLock;
 use crate::sync::Guard;
 use crate::vm::Vm;
 
+pub(crate) use bounds::{check_i8_retention, check_i8_shrinker_order};
 use invariants::*;
 pub(crate) use invariants::{
     check_i1_slot_unmapped, check_i4_notifier_reach, check_i4_range_unmapped,
 };
 
-/// Runs every check on a quiescent VM. `Ok` means all seven invariants hold and
+/// Runs every check on a quiescent VM. `Ok` means all eight invariants hold and
 /// no violation was recorded at run time.
 pub fn audit(vm: &Vm) -> Result<(), Vec<Violation>> {
     let guard = vm.reclaimer.pin();
@@ -40,6 +42,7 @@ pub fn audit(vm: &Vm) -> Result<(), Vec<Violation>> {
     found.extend(check_i5_obsolete_never_reused(vm, &lk, &guard));
     found.extend(check_i6_progress(vm, &lk));
     found.extend(check_i7_mmio_generation(vm, &lk, &guard));
+    found.extend(check_i8_retention(vm, &lk));
     if found.is_empty() { Ok(()) } else { Err(found) }
 }
 

@@ -100,6 +100,14 @@ impl Ghost {
     ) {
     }
     #[inline(always)]
+    pub(crate) fn notifier_locked_begin(&self, _hvas: Range<u64>) -> u64 {
+        0
+    }
+    #[inline(always)]
+    pub(crate) fn notifier_locked_end(&self, _hvas: Range<u64>, _begun: u64) {}
+    #[inline(always)]
+    pub(crate) fn check_pfn_fresh(&self, _hva: u64, _pfn: u64, _gfn: u64, _snapshot: u64) {}
+    #[inline(always)]
     pub(crate) fn record_zap(&self, _stats: ZapStats) {}
     #[inline(always)]
     pub(crate) fn unmapper_begin(&self) {}

@@ -39,6 +39,8 @@ struct State {
     /// The latest cut of any invalidation that returned: a mapping installed
     /// at or after it cannot be stale, so `check_not_stale` skips the lookups.
     latest_cut: GhostU64,
+    /// The mmu-notifier invalidations, by host address, for I4 at the source.
+    notifiers: GhostMutex<NotifierLedger>,
     zaps: GhostMutex<Vec<ZapStats>>,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     lockless_unmappers: GhostU64,
@@ -83,6 +85,7 @@ impl Ghost {
             kills: GhostMutex::new(KillMap::default()),
             kill_all: GhostMutex::new((0, 0)),
             latest_cut: GhostU64::new(0),
+            notifiers: GhostMutex::new(NotifierLedger::default()),
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
             leak_memory: config.mutant.is_some(),
@@ -282,6 +285,67 @@ impl Ghost {
         }
     }
 
+    // ----- I4 at the source: the pfn a fault read ----------------------------
+
+    /// An mmu-notifier invalidation of the host range `hvas` begins: called
+    /// with `mmu_lock` held, where it raises `mmu_notifier_count`, which is the
+    /// moment a fault can first see it. Returns its begin time.
+    pub(crate) fn notifier_locked_begin(&self, hvas: Range<u64>) -> u64 {
+        let begun = self.tick();
+        self.0.notifiers.with(|n| n.in_flight.push((hvas, begun)));
+        begun
+    }
+
+    /// The invalidation that began at `begun` ends: called with `mmu_lock`
+    /// held, before it bumps `mmu_notifier_seq`.
+    pub(crate) fn notifier_locked_end(&self, hvas: Range<u64>, begun: u64) {
+        let ended = self.tick();
+        self.0.notifiers.with(|n| {
+            if let Some(at) = n.in_flight.iter().position(|(_, b)| *b == begun) {
+                n.in_flight.swap_remove(at);
+            }
+            n.done.insert(hvas, (begun, ended));
+        });
+    }
+
+    /// I4 where the pfn was read: a fault that took its `mmu_notifier_seq`
+    /// snapshot at `snapshot`, then read `pfn` at host address `hva`, installs
+    /// it (with `mmu_lock` held). No invalidation of `hva` may overlap the
+    /// interval from the snapshot to now: one still in flight, or one that
+    /// ended after the snapshot, may have taken the page away after the read.
+    /// This is what `mmu_notifier_retry` guarantees; the install time of a
+    /// spte cannot show it, because the install comes after the invalidation.
+    pub(crate) fn check_pfn_fresh(&self, hva: u64, pfn: u64, gfn: u64, snapshot: u64) {
+        let (in_flight, done) = self.0.notifiers.with(|n| {
+            let in_flight = n
+                .in_flight
+                .iter()
+                .find(|(r, _)| r.contains(&hva))
+                .map(|(r, b)| (r.clone(), *b));
+            (in_flight, n.done.get(hva))
+        });
+        if let Some((range, begun)) = in_flight {
+            self.violate(Invariant::I4, || {
+                format!(
+                    "fault installs gfn {gfn} -> pfn {pfn:#x}, read from hva {hva:#x} after the \
+                     notifier snapshot t{snapshot}, while invalidate_range \
+                     [{:#x}, {:#x}) (begun t{begun}) is in flight",
+                    range.start, range.end
+                )
+            });
+        } else if let Some((begun, ended)) = done
+            && ended > snapshot
+        {
+            self.violate(Invariant::I4, || {
+                format!(
+                    "fault installs gfn {gfn} -> pfn {pfn:#x}, read from hva {hva:#x} with the \
+                     notifier snapshot t{snapshot}, but an invalidation of that hva ran \
+                     t{begun} to t{ended}: the pfn may be stale (mmu_notifier_retry)"
+                )
+            });
+        }
+    }
+
     // ----- I6 ------------------------------------------------------------------
 
     /// Keeps a zap's stats for I6. The history is bounded: past `ZAP_HISTORY`
@@ -472,6 +536,15 @@ impl GenEpoch {
     pub(crate) fn get(self) -> u64 {
         self.0
     }
+}
+
+/// The mmu-notifier invalidations the ghost has seen, by host address: those
+/// in flight with their begin times, and per host address the (begun, ended)
+/// times of the latest that ended.
+#[derive(Debug, Default)]
+struct NotifierLedger {
+    in_flight: Vec<(Range<u64>, u64)>,
+    done: KillMap,
 }
 
 /// For runs of gfns, the (cut, returned) times of the latest invalidation
