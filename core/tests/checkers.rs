@@ -539,7 +539,7 @@ fn wrap_zap_after_publish_window_is_not_audited() {
         vm.create_memslot(slot(1, 1, 1)).unwrap(); // generation 2: masked 0 again
         assert_eq!(vm.mmu_valid_gen(), 1, "the wrap zapped, before or after");
         enter_all(&vm);
-        assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Miss);
+        assert_translate(&vm, V0, Gfn(3), Translation::Miss);
         let publishes: Vec<usize> = vm
             .events()
             .iter()

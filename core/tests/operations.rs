@@ -49,7 +49,7 @@ fn handle_requests_loads_one_root_per_address_space() {
         vm.translate(V0, Gfn(0)).unwrap(),
         Translation::RequestPending
     );
-    assert_eq!(vm.shadow_pages(), 0);
+    assert_pages(&vm, 0);
 
     let handled = vm.handle_requests(V0).unwrap();
     assert_eq!(
@@ -60,21 +60,21 @@ fn handle_requests_loads_one_root_per_address_space() {
         }
     );
     assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
-    assert_eq!(vm.shadow_pages(), 1);
+    assert_pages(&vm, 1);
     // Nothing pending: nothing done.
     assert_eq!(vm.handle_requests(V0).unwrap(), Handled::default());
-    assert_eq!(vm.shadow_pages(), 1);
+    assert_pages(&vm, 1);
 
     // vCPU 2 is in address space 0 too: it shares vCPU 0's root.
     assert!(vm.handle_requests(VcpuId(2)).unwrap().reloaded);
-    assert_eq!(vm.shadow_pages(), 1);
+    assert_pages(&vm, 1);
     // vCPU 1 runs in the second address space (role.smm): its own root.
     assert!(vm.handle_requests(V1).unwrap().reloaded);
-    assert_eq!(vm.shadow_pages(), 2);
+    assert_pages(&vm, 2);
     assert_eq!(vm.counts().pages.allocated, 2);
     assert_eq!(count_events(&vm, |w| matches!(w, What::LoadRoot { .. })), 3);
     // With no memslot, every gfn misses.
-    assert_eq!(vm.translate(V0, Gfn(0)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(0), Translation::Miss);
     assert_audit(&vm);
 }
 
@@ -104,7 +104,7 @@ fn handle_requests_after_invalidation_swaps_the_root() {
         "child and old root 0 gone"
     );
     enter_all(&vm);
-    assert_eq!(vm.shadow_pages(), 2);
+    assert_pages(&vm, 2);
     assert_audit(&vm);
     assert_drains(&vm);
 }
@@ -169,7 +169,7 @@ fn page_fault_outside_every_slot_installs_mmio() {
     vm.create_memslot(slot(0, 0, 2)).unwrap();
     enter_all(&vm);
     assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
-    assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Mmio);
+    assert_translate(&vm, V0, Gfn(3), Translation::Mmio);
     let generation = vm.memslots().generation();
     assert_eq!(
         count_events(&vm, |w| *w == What::InstallMmio { gfn: 3, generation }),
@@ -238,9 +238,9 @@ fn translate_sets_the_accessed_bit_seen_by_test_young() {
     assert!(vm.test_young(start, end).unwrap(), "the access set it");
     // The neighbour was never accessed, and gfn 1 is not mapped at all.
     assert!(!vm.test_young(end, hva(&s, 2)).unwrap());
-    assert_eq!(vm.translate(V0, Gfn(1)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(1), Translation::Miss);
     // vCPU 1 (other address space) has not faulted gfn 0.
-    assert_eq!(vm.translate(V1, Gfn(0)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V1, Gfn(0), Translation::Miss);
     assert_eq!(
         count_events(&vm, |w| matches!(w, What::Translate { .. })),
         3
@@ -260,7 +260,7 @@ fn translate_reports_pending_requests() {
         Translation::RequestPending
     );
     vm.handle_requests(V0).unwrap();
-    assert_eq!(vm.translate(V0, Gfn(2)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(2), Translation::Miss);
     enter_all(&vm);
     assert_audit(&vm);
     assert_drains(&vm);
@@ -375,7 +375,7 @@ fn invalidate_zap_all_pages_zaps_in_batches_with_lock_breaks() {
             fault_pfn(vm.page_fault(v, Gfn(gfn), gfn % 3 == 0).unwrap());
         }
     }
-    assert_eq!(vm.shadow_pages(), 30);
+    assert_pages(&vm, 30);
     assert_eq!(vm.mmu_valid_gen(), 0);
     let history = vm.zap_history().len();
 
@@ -417,7 +417,7 @@ fn invalidate_zap_all_pages_zaps_in_batches_with_lock_breaks() {
         )
     );
     // The kept roots wait for their vCPUs.
-    assert_eq!(vm.shadow_pages(), 2);
+    assert_pages(&vm, 2);
     for v in [V0, V1] {
         assert!(vm.pending_requests(v).unwrap().contains(Requests::RELOAD));
         assert_eq!(
@@ -428,7 +428,7 @@ fn invalidate_zap_all_pages_zaps_in_batches_with_lock_breaks() {
     enter_all(&vm);
     assert_eq!(vm.shadow_pages(), 2, "two fresh roots");
     for gfn in 0..16 {
-        assert_eq!(vm.translate(V0, Gfn(gfn)).unwrap(), Translation::Miss);
+        assert_translate(&vm, V0, Gfn(gfn), Translation::Miss);
     }
     let c = vm.counts().pages;
     assert_eq!((c.allocated, c.retired), (32, 30));
@@ -466,9 +466,9 @@ fn zap_all_is_one_hold_and_keeps_the_generation() {
     }
     enter_all(&vm);
     for gfn in 0..8 {
-        assert_eq!(vm.translate(V0, Gfn(gfn)).unwrap(), Translation::Miss);
+        assert_translate(&vm, V0, Gfn(gfn), Translation::Miss);
     }
-    assert_eq!(vm.shadow_pages(), 2);
+    assert_pages(&vm, 2);
     assert_audit(&vm);
     assert_drains(&vm);
 }
@@ -534,8 +534,8 @@ fn delete_scenario(strategy: DeletionStrategy, via_config: bool) -> (u64, Vm) {
     }
     enter_all(&vm);
     for v in [V0, V1] {
-        assert_eq!(vm.translate(v, Gfn(2)).unwrap(), Translation::Miss);
-        assert_eq!(vm.translate(v, Gfn(0)).unwrap(), Translation::Miss);
+        assert_translate(&vm, v, Gfn(2), Translation::Miss);
+        assert_translate(&vm, v, Gfn(0), Translation::Miss);
         assert_eq!(vm.page_fault(v, Gfn(3), false).unwrap(), Fault::Mmio);
         assert!(matches!(
             vm.page_fault(v, Gfn(1), false).unwrap(),
@@ -589,7 +589,7 @@ fn move_memslot_remaps_the_same_host_pages() {
     let after = [5, 6].map(|g| fault_pfn(vm.page_fault(V0, Gfn(g), false).unwrap()));
     assert_eq!(before, after, "same host pages behind the new gfns");
     assert_eq!(vm.page_fault(V0, Gfn(0), false).unwrap(), Fault::Mmio);
-    assert_eq!(vm.translate(V0, Gfn(1)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(1), Translation::Miss);
     assert_audit(&vm);
     assert_drains(&vm);
     let c = vm.counts().rmaps;
@@ -625,8 +625,8 @@ fn invalidate_range_unmaps_and_the_host_remaps() {
     }
     enter_all(&vm);
     for v in [V0, V1] {
-        assert_eq!(vm.translate(v, Gfn(0)).unwrap(), Translation::Miss);
-        assert_eq!(vm.translate(v, Gfn(1)).unwrap(), Translation::Miss);
+        assert_translate(&vm, v, Gfn(0), Translation::Miss);
+        assert_translate(&vm, v, Gfn(1), Translation::Miss);
         assert_eq!(mapped_pfn(vm.translate(v, Gfn(2)).unwrap()), old[4]);
     }
     // The host backs the invalidated pages with new pfns; the others keep theirs.
@@ -768,20 +768,20 @@ fn shrink_zaps_oldest_pages_and_keeps_in_use_roots() {
     for gfn in 0..8 {
         vm.page_fault(V0, Gfn(gfn), false).unwrap();
     }
-    assert_eq!(vm.shadow_pages(), 7);
+    assert_pages(&vm, 7);
     // The oldest page is vCPU 0's root: prepared, kept, reload requested.
     assert_eq!(vm.shrink(1).unwrap(), 0);
-    assert_eq!(vm.shadow_pages(), 7);
+    assert_pages(&vm, 7);
     assert!(vm.pending_requests(V0).unwrap().contains(Requests::RELOAD));
     // Then the next oldest (the root's former children), two at a time.
     assert_eq!(vm.shrink(2).unwrap(), 2);
-    assert_eq!(vm.shadow_pages(), 5);
+    assert_pages(&vm, 5);
     assert_eq!(vm.shrink(100).unwrap(), 4);
     assert_eq!(vm.shadow_pages(), 1, "only the kept root");
     assert_eq!(vm.shrink(100).unwrap(), 0, "nothing left to shrink");
     enter_all(&vm);
-    assert_eq!(vm.shadow_pages(), 2);
-    assert_eq!(vm.translate(V0, Gfn(4)).unwrap(), Translation::Miss);
+    assert_pages(&vm, 2);
+    assert_translate(&vm, V0, Gfn(4), Translation::Miss);
     assert_audit(&vm);
     assert_drains(&vm);
     assert_eq!(vm.counts().pages.freed, 7);
@@ -810,7 +810,7 @@ fn shrink_frees_zapped_obsolete_pages_first() {
     // live page.
     assert_eq!(vm.shrink(1).unwrap(), 6);
     assert_eq!(vm.counts().pages.retired, retired + 6);
-    assert_eq!(vm.shadow_pages(), 1);
+    assert_pages(&vm, 1);
     vm.handle_requests(V0).unwrap();
     assert_drains(&vm);
     // The only violation left is the recorded livelock (I6), which is the point
@@ -838,7 +838,7 @@ fn wraparound(gen_bits: u32) {
         assert_eq!(vm.mmu_valid_gen(), step % period, "step {step}");
         enter_all(&vm);
         // A page from a generation ago (maybe the same value) is never reused.
-        assert_eq!(vm.translate(V0, Gfn(gfn)).unwrap(), Translation::Miss);
+        assert_translate(&vm, V0, Gfn(gfn), Translation::Miss);
         assert_eq!(vm.shadow_pages(), 2, "only the fresh roots");
         assert_audit(&vm);
     }
@@ -920,12 +920,12 @@ fn mmio_spte_is_trusted_only_in_its_generation() {
     assert_eq!(vm.page_fault(V0, Gfn(6), false).unwrap(), Fault::Mmio);
     assert_eq!(vm.page_fault(V0, Gfn(7), false).unwrap(), Fault::Mmio);
     // The cache holds gfn 7; gfn 6 is answered by its MMIO spte.
-    assert_eq!(vm.translate(V0, Gfn(6)).unwrap(), Translation::Mmio);
+    assert_translate(&vm, V0, Gfn(6), Translation::Mmio);
     vm.create_memslot(slot(1, 2, 1)).unwrap(); // generation 2: no wrap
     assert_eq!(vm.mmu_valid_gen(), 0);
     // Both the spte and the cache are from generation 1: not trusted.
-    assert_eq!(vm.translate(V0, Gfn(6)).unwrap(), Translation::Miss);
-    assert_eq!(vm.translate(V0, Gfn(7)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(6), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(7), Translation::Miss);
     // The fault installs it again, stamped with generation 2.
     assert_eq!(vm.page_fault(V0, Gfn(6), false).unwrap(), Fault::Mmio);
     assert_eq!(
@@ -936,7 +936,7 @@ fn mmio_spte_is_trusted_only_in_its_generation() {
             }),
         1
     );
-    assert_eq!(vm.translate(V0, Gfn(6)).unwrap(), Translation::Mmio);
+    assert_translate(&vm, V0, Gfn(6), Translation::Mmio);
     assert_audit(&vm);
 }
 
@@ -959,7 +959,7 @@ fn mmio_spte_from_a_full_cycle_ago_is_zapped_one_bit() {
         Translation::RequestPending
     );
     enter_all(&vm);
-    assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(3), Translation::Miss);
     assert!(vm.runtime_violations().is_empty());
     assert_eq!(vm.page_fault(V0, Gfn(3), false).unwrap(), Fault::Mmio);
     assert_audit(&vm);
@@ -987,10 +987,10 @@ fn mmio_cache_answers_until_the_memslots_change() {
         "from the cache"
     );
     // vCPU 1 has no cache entry.
-    assert_eq!(vm.translate(V1, Gfn(3)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V1, Gfn(3), Translation::Miss);
     // A new slot covers the gfn: the cache's generation is stale.
     vm.create_memslot(slot(1, 3, 1)).unwrap();
-    assert_eq!(vm.translate(V0, Gfn(3)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(3), Translation::Miss);
     assert!(matches!(
         vm.page_fault(V0, Gfn(3), false).unwrap(),
         Fault::Mapped { .. }
@@ -1207,7 +1207,7 @@ fn odd_but_valid_inputs_change_nothing_or_work() {
     vm.move_memslot(SlotId(0), Gfn(0)).unwrap();
     assert_eq!(vm.memslots().by_id(SlotId(0)).unwrap().base_gfn(), Gfn(0));
     enter_all(&vm);
-    assert_eq!(vm.translate(V0, Gfn(0)).unwrap(), Translation::Miss);
+    assert_translate(&vm, V0, Gfn(0), Translation::Miss);
     assert!(matches!(
         vm.page_fault(V0, Gfn(0), false).unwrap(),
         Fault::Mapped { .. }

@@ -180,8 +180,20 @@ pub const S10: Scenario = Scenario {
     run: s10_merged_delete_vs_fault_and_notifier,
 };
 
+/// S11: a fault versus an `invalidate_range` of the page it is reading.
+pub const S11: Scenario = Scenario {
+    name: "s11",
+    race: "a fault reads a pfn while invalidate_range takes the host page away",
+    invariants: &[Invariant::I4],
+    marks: &[
+        "fault retried for mmu_notifier_retry",
+        "fault mapped the gfn",
+    ],
+    run: s11_fault_vs_invalidate_range,
+};
+
 /// Every scenario, in order.
-pub const ALL: &[Scenario] = &[S1, S2, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10];
+pub const ALL: &[Scenario] = &[S1, S2, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11];
 
 /// Scenarios that fail on the correct protocol: findings, reported.
 pub const FINDINGS: &[Scenario] = &[S9F];
@@ -1080,4 +1092,62 @@ pub fn s10_merged_delete_vs_fault_and_notifier(params: &Params, tally: &Tally) {
         tally.mark(0);
     }
     finish(&w, S10.name, params);
+}
+
+/// S11 (I4, at the source). vCPU 0 write-faults gfn 0 while the notifier
+/// invalidates its host page (the host then remaps it to a new pfn). The
+/// fault snapshots `mmu_notifier_seq`, reads the pfn, and takes `mmu_lock`;
+/// if an invalidation began or ended since the snapshot it must retry, or it
+/// would install a pfn the host has taken away. The ghost checks this where
+/// the fault installs (I4): no invalidation of the hva may overlap the span
+/// from the snapshot to the install. Wide: the vCPU faults again after a
+/// retry, and a second notifier ages the page.
+pub fn s11_fault_vs_invalidate_range(params: &Params, tally: &Tally) {
+    tally.execution();
+    let w = world(config(params, 1, 1));
+    let vm = &w.vm;
+    vm.create_memslot(slot(0, 0, 2)).expect("slot");
+    vm.handle_requests(V0).expect("handle");
+    let hva = crate::harness::slot_hva(0);
+    let vcpu = {
+        let w = w.clone();
+        let rounds = if params.wide { 2 } else { 1 };
+        spawn(move || {
+            for _ in 0..rounds {
+                match w.vm.page_fault(V0, Gfn(0), true).expect("fault") {
+                    Fault::Retry(RetryReason::NotifierRace) => w.flags[0].raise(),
+                    Fault::Mapped { .. } => {
+                        w.flags[1].raise();
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let notifier = {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.invalidate_range(Hva(hva), Hva(hva + 4096))
+                .expect("invalidate_range");
+        })
+    };
+    let ager = params.wide.then(|| {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.clear_flush_young(Hva(hva), Hva(hva + 4096))
+                .expect("clear_flush_young");
+        })
+    });
+    vcpu.join().expect("vcpu");
+    notifier.join().expect("notifier");
+    if let Some(ager) = ager {
+        ager.join().expect("ager");
+    }
+    for (index, flag) in w.flags.iter().take(2).enumerate() {
+        if flag.is_up() {
+            tally.mark(index);
+        }
+    }
+    finish(&w, S11.name, params);
 }

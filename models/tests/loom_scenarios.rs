@@ -267,6 +267,30 @@ fn s7_mutant_skip_rmap_for_obsolete() {
 }
 
 #[test]
+fn s7_mutant_shrinker_zaps_active_first() {
+    expect_failure(
+        scenarios::S7,
+        CROSSBEAM.with_mutant(Mutant::ShrinkerZapsActiveFirst),
+        &["I8 bounded retention"],
+    );
+}
+
+#[test]
+fn s11_fault_vs_invalidate_range() {
+    // Measured: 15,062 executions (6.2 s).
+    explore(scenarios::S11, CROSSBEAM, 13_500);
+}
+
+#[test]
+fn s11_mutant_fault_ignores_notifier_seq() {
+    expect_failure(
+        scenarios::S11,
+        CROSSBEAM.with_mutant(Mutant::FaultIgnoresNotifierSeq),
+        &["I4 no stale translation"],
+    );
+}
+
+#[test]
 fn s8_generation_wrap() {
     // Measured: 174,526 executions (56.5 s).
     explore(scenarios::S8, CROSSBEAM, 156_000);

@@ -77,6 +77,17 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         WIDE.with_mutant(Mutant::SkipRmapForObsolete),
     ),
     (
+        "s7-ShrinkerZapsActiveFirst",
+        scenarios::S7,
+        WIDE.with_mutant(Mutant::ShrinkerZapsActiveFirst),
+    ),
+    ("s11", scenarios::S11, WIDE),
+    (
+        "s11-FaultIgnoresNotifierSeq",
+        scenarios::S11,
+        WIDE.with_mutant(Mutant::FaultIgnoresNotifierSeq),
+    ),
+    (
         "s7-BatchNotAdvancing",
         scenarios::S7,
         WIDE.with_mutant(Mutant::BatchNotAdvancing),
@@ -285,6 +296,21 @@ fn s8_mutant_obsolete_ignores_invalid() {
 
 /// Bug 9: the batch counter counts what `prepare_zap_page` returns, 0 for an
 /// in-use root, so a hold prepares more than a batch.
+#[test]
+fn s7_mutant_shrinker_zaps_active_first() {
+    twin("s7-ShrinkerZapsActiveFirst", "I8 bounded retention");
+}
+
+#[test]
+fn s11_fault_vs_invalidate_range() {
+    run("s11");
+}
+
+#[test]
+fn s11_mutant_fault_ignores_notifier_seq() {
+    twin("s11-FaultIgnoresNotifierSeq", "I4 no stale translation");
+}
+
 #[test]
 fn s7_mutant_batch_not_advancing() {
     twin("s7-BatchNotAdvancing", "I6 progress");

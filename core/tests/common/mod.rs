@@ -62,14 +62,78 @@ pub fn assert_audit(vm: &Vm) {
 /// retired was left unfreed.
 #[track_caller]
 pub fn assert_drains(vm: &Vm) {
-    assert!(vm.drain(64), "counters did not settle: {:?}", vm.counts());
+    if !vm.drain(64) {
+        fail_as(
+            vm,
+            Invariant::I8,
+            format!("retired objects were never freed: {:?}", vm.counts()),
+        );
+    }
     let c = vm.counts();
-    assert_eq!(c.pages.retired, c.pages.freed, "{c:?}");
-    assert_eq!(c.descs.retired, c.descs.freed, "{c:?}");
-    assert_eq!(c.rmaps.retired, c.rmaps.freed, "{c:?}");
+    for (invariant, kind, life) in [
+        (Invariant::I3, "pages", c.pages),
+        (Invariant::I2, "descriptors", c.descs),
+        (Invariant::I2, "rmaps", c.rmaps),
+    ] {
+        if life.retired != life.freed {
+            fail_as(
+                vm,
+                invariant,
+                format!(
+                    "{kind}: {} retired, {} freed: {c:?}",
+                    life.retired, life.freed
+                ),
+            );
+        }
+    }
 }
 
 /// The number of events whose `what` satisfies `pred`.
 pub fn count_events(vm: &Vm, pred: impl Fn(&What) -> bool) -> usize {
     vm.events().iter().filter(|e| pred(&e.what)).count()
+}
+
+/// The invariant a failed outcome check breaks, reported as such: if the audit
+/// finds violations, they are the report (the invariant fires first);
+/// otherwise the outcome itself is reported under `invariant`.
+#[track_caller]
+pub fn fail_as(vm: &Vm, invariant: Invariant, what: String) -> ! {
+    match fastzap::audit(vm) {
+        Err(found) => {
+            let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("{what}; the audit found:\n{}", text.join("\n"))
+        }
+        Ok(()) => panic!("{}: {what} (the audit saw nothing)", invariant.name()),
+    }
+}
+
+/// Asserts the VM holds `expected` shadow pages. A page count off is a page
+/// lifetime (I3) or retention (I8) failure: the audit reports it first.
+#[track_caller]
+pub fn assert_pages(vm: &Vm, expected: usize) {
+    let pages = vm.shadow_pages();
+    if pages != expected {
+        fail_as(
+            vm,
+            Invariant::I3,
+            format!("{pages} shadow pages, expected {expected}"),
+        );
+    }
+}
+
+/// Asserts what `translate` returns. A wrong answer is a stale (I4) or a
+/// missing translation: the audit reports any invariant it breaks first.
+#[track_caller]
+pub fn assert_translate(vm: &Vm, vcpu: VcpuId, gfn: Gfn, expected: Translation) {
+    let got = vm.translate(vcpu, gfn).expect("a valid translate");
+    if got != expected {
+        fail_as(
+            vm,
+            Invariant::I4,
+            format!(
+                "translate(vcpu{}, gfn {gfn}) = {got:?}, expected {expected:?}",
+                vcpu.0
+            ),
+        );
+    }
 }
