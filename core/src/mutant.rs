@@ -73,11 +73,57 @@ pub enum Mutant {
     /// Bug 16 (56f17dd3fbc4): the per-vCPU MMIO cache is trusted without comparing
     /// generations.
     MmioCacheIgnoresGen,
+    /// Litmus L1, the requester's half of the request/`vcpu->mode` Dekker pair
+    /// (the class a bug hunt found escaping every lane): `make_all_cpus_request`
+    /// sets the request bits and reads `vcpu->mode` with no `fence(SeqCst)` in
+    /// between. Store buffering is then allowed: the walk sees no request
+    /// while the requester sees no walk and returns at once,
+    /// so `commit_zap_page` frees a page the walker is reading. Breaks I3
+    /// (page lifetime: a reader reads a page freed after the flush that
+    /// should have waited for it). Natively masked on x86 (`fetch_or` is a
+    /// locked instruction) and in shuttle (sequentially consistent).
+    RequestWithoutFence,
+    /// Litmus L1, the requester's fence weakened: `fence(AcqRel)` in
+    /// `make_all_cpus_request` instead of `fence(SeqCst)`. An acquire-release
+    /// fence orders nothing between a store and a later load, so the store
+    /// buffering of [`Mutant::RequestWithoutFence`] is allowed again. Breaks I3,
+    /// as above.
+    RequestFenceAcqRel,
+    /// Litmus L1, the vCPU's half: `walk_shadow_page_lockless_begin` stores
+    /// `READING_SHADOW_PAGE_TABLES` and reads its requests with no
+    /// `fence(SeqCst)` in between. The walk may miss a request whose
+    /// requester missed the walk. Breaks I3, as above.
+    WalkBeginWithoutFence,
+    /// Litmus L2, the publisher's half of root publication:
+    /// `mmu_alloc_direct_roots` stores the new root's address in `root_hpa`
+    /// with `Relaxed` instead of `Release`. A walker that loads the address is
+    /// not ordered after the writes that built the page (its body with
+    /// `mmu_valid_gen`, its zeroed sptes): it reads a page outside its
+    /// lifetime, before the allocation is visible, as a read not ordered
+    /// before the free reads it after. Breaks I3 (loom reports the read as a
+    /// causality violation on the page's body).
+    RootStoreRelaxed,
+    /// Litmus L2, the walker's half: `current_root` loads `root_hpa` with
+    /// `Relaxed` instead of `Acquire`. Breaks I3, as in
+    /// [`Mutant::RootStoreRelaxed`].
+    RootLoadRelaxed,
+    /// Litmus L3, the request carrying the memslots' in-flux flag:
+    /// `make_all_cpus_request` sets the request bits with `Relaxed` instead of
+    /// `AcqRel`. The wrap's zap sets the flag on the published memslots, then
+    /// requests the reload; a vCPU that takes the reload is no longer ordered
+    /// after the flag, reads it clear, and would cache an MMIO decision (an
+    /// MMIO spte stamped with the in-flux generation in its fresh root, which
+    /// the zap no longer reaches). Breaks I7 (MMIO generation).
+    RequestBitRelaxed,
+    /// Litmus L3, the vCPU's half: `kvm_check_request` at guest entry
+    /// (`take_requests`) swaps the requests out with `Relaxed` instead of
+    /// `AcqRel`. Breaks I7, as in [`Mutant::RequestBitRelaxed`].
+    TakeRequestsRelaxed,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 18] = [
+    pub const ALL: [Mutant; 25] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -96,5 +142,26 @@ impl Mutant {
         Mutant::MmioGenFromNewSlots,
         Mutant::WrapZapAfterPublish,
         Mutant::MmioCacheIgnoresGen,
+        Mutant::RequestWithoutFence,
+        Mutant::RequestFenceAcqRel,
+        Mutant::WalkBeginWithoutFence,
+        Mutant::RootStoreRelaxed,
+        Mutant::RootLoadRelaxed,
+        Mutant::RequestBitRelaxed,
+        Mutant::TakeRequestsRelaxed,
+    ];
+
+    /// The weak-memory twins of the litmus models (`models/tests/loom_litmus.rs`):
+    /// each removes or weakens one fence or ordering, so only loom can see
+    /// them. Natively they are masked on x86 (locked read-modify-writes,
+    /// total store order), and shuttle is sequentially consistent.
+    pub const WEAK_MEMORY: [Mutant; 7] = [
+        Mutant::RequestWithoutFence,
+        Mutant::RequestFenceAcqRel,
+        Mutant::WalkBeginWithoutFence,
+        Mutant::RootStoreRelaxed,
+        Mutant::RootLoadRelaxed,
+        Mutant::RequestBitRelaxed,
+        Mutant::TakeRequestsRelaxed,
     ];
 }
