@@ -119,11 +119,21 @@ pub enum Mutant {
     /// (`take_requests`) swaps the requests out with `Relaxed` instead of
     /// `AcqRel`. Breaks I7, as in [`Mutant::RequestBitRelaxed`].
     TakeRequestsRelaxed,
+    /// Litmus L2b, child page publication: the lockless walk loads each spte
+    /// with `Relaxed` instead of `Acquire`. A fault on another vCPU sharing
+    /// the root builds a child page and links it with a `Release` store of
+    /// the non-leaf spte (`__direct_map`); the walk that follows the link is
+    /// not ordered after the child's construction and reads the page outside
+    /// its lifetime. Breaks I3 (loom reports the read as a causality
+    /// violation on the child's body). Unlike L2's root, nothing else orders
+    /// this pair in the VM: the two vCPUs share no claim and the walk takes
+    /// no lock.
+    WalkSpteLoadRelaxed,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 25] = [
+    pub const ALL: [Mutant; 26] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -149,13 +159,14 @@ impl Mutant {
         Mutant::RootLoadRelaxed,
         Mutant::RequestBitRelaxed,
         Mutant::TakeRequestsRelaxed,
+        Mutant::WalkSpteLoadRelaxed,
     ];
 
     /// The weak-memory twins of the litmus models (`models/tests/loom_litmus.rs`):
     /// each removes or weakens one fence or ordering, so only loom can see
     /// them. Natively they are masked on x86 (locked read-modify-writes,
     /// total store order), and shuttle is sequentially consistent.
-    pub const WEAK_MEMORY: [Mutant; 7] = [
+    pub const WEAK_MEMORY: [Mutant; 8] = [
         Mutant::RequestWithoutFence,
         Mutant::RequestFenceAcqRel,
         Mutant::WalkBeginWithoutFence,
@@ -163,5 +174,6 @@ impl Mutant {
         Mutant::RootLoadRelaxed,
         Mutant::RequestBitRelaxed,
         Mutant::TakeRequestsRelaxed,
+        Mutant::WalkSpteLoadRelaxed,
     ];
 }

@@ -194,6 +194,13 @@ impl Vm {
     ) -> Translation {
         let mut page = root;
         let mut level = self.config.levels;
+        // Acquire, pairing with the Release store that linked a child page
+        // (`__direct_map`): the child's body and sptes are visible (litmus L2b).
+        let order = if self.config.mutant_is(Mutant::WalkSpteLoadRelaxed) {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        };
         loop {
             let body = page.body();
             if self.ghost.saw_freed(
@@ -204,7 +211,7 @@ impl Vm {
                 return Translation::Miss;
             }
             let index = self.spte_index(gfn, level);
-            let raw = page.sptes[index].load(Ordering::Acquire);
+            let raw = page.sptes[index].load(order);
             match Spte::decode(raw) {
                 Spte::NonLeaf(addr) if level > 1 => match PagePtr::from_addr(addr) {
                     Some(child) => {

@@ -188,6 +188,12 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
         "a weak-memory outcome, the vCPU's half of RequestBitRelaxed. Loom's litmus model L3 \
          catches it (I7)",
     ),
+    (
+        Mutant::WalkSpteLoadRelaxed,
+        "a weak-memory outcome: a lockless walk that follows a non-leaf spte linked by a fault \
+         on another vCPU is not ordered after the child page's construction. Loom's litmus \
+         model L2b catches it (I3, as a causality violation on the child's body)",
+    ),
 ];
 
 fn cfg(mutant: Option<Mutant>) -> Config {

@@ -14,6 +14,7 @@
 //! |---|---|---|---|
 //! | [`l1_request_vs_walk`] | request bits + `fence(SeqCst)` + read `vcpu->mode` / `vcpu->mode` + `fence(SeqCst)` + read requests (Dekker) | the walk sees no request and the requester does not wait for it | I3 |
 //! | [`l2_root_publication`] | root page built, `root_hpa` stored `Release` / `root_hpa` loaded `Acquire`, body read | the walker reads the root before its construction is visible | I3 |
+//! | [`l2b_child_publication`] | child page built, the parent's non-leaf spte stored `Release` by a fault / the walk's `Acquire` spte load on another vCPU, child read | the walk reads the child before its construction is visible | I3 |
 //! | [`l3_in_flux_vs_reload`] | in-flux flag, then the reload request (`fetch_or` release) / `take_requests` (acquire), then the flag | the vCPU takes the wrap's reload but reads the memslots as not in flux | I7 |
 //!
 //! Every execution counts itself in the [`Tally`] and marks which allowed
@@ -23,11 +24,12 @@
 use fastzap::checking::Mutant;
 use fastzap::checking::litmus;
 use fastzap::checking::sync::{Arc, AtomicBool, Ordering, spawn};
-use fastzap::{Config, Invariant, ReclaimBackend, Requests, Translation, VcpuId, Vm};
+use fastzap::{Config, Fault, Gfn, Invariant, ReclaimBackend, Requests, Translation, VcpuId, Vm};
 
 use crate::tally::{Flag, Tally};
 
 const V0: VcpuId = VcpuId(0);
+const V1: VcpuId = VcpuId(1);
 
 /// The marks of [`l1_request_vs_walk`].
 pub const L1_MARKS: &[&str] = &[
@@ -40,6 +42,12 @@ pub const L1_MARKS: &[&str] = &[
 pub const L2_MARKS: &[&str] = &[
     "the walker saw no root yet",
     "the walker saw the new root, stamped with the current generation",
+];
+
+/// The marks of [`l2b_child_publication`].
+pub const L2B_MARKS: &[&str] = &[
+    "the walk found no child yet (Miss)",
+    "the walk followed the new child to the fault's leaf (Mapped)",
 ];
 
 /// The marks of [`l3_in_flux_vs_reload`].
@@ -181,6 +189,56 @@ pub fn l2_root_publication(mutant: Option<Mutant>, tally: &'static Tally) {
             tally.mark(1);
         }
         Err(other) => panic!("current_root returned {other:?}"),
+    }
+    let violations = vm.runtime_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// L2b, child page publication. vCPUs 0 and 1 share one root (one address
+/// space). vCPU 1 faults on gfn 0 (`__direct_map`: `get_page` builds the child
+/// page under `mmu_lock`, then the root's non-leaf spte is stored `Release`,
+/// then the leaf); vCPU 0 translates gfn 0 (the whole lockless walk of
+/// [`Vm::translate`]: mode, fence, requests, epoch pin, root check, then each
+/// spte loaded `Acquire`). The two vCPUs share no claim and the walk takes no
+/// lock, so the spte's Release and Acquire are all that orders the walk after
+/// the child's construction; the pins of the two sides are not between the
+/// pair (the fault's precedes the child's construction). A walk that reads the
+/// child unordered after its construction reads a page outside its lifetime:
+/// loom reports it (a causality violation on the child's body): I3.
+pub fn l2b_child_publication(mutant: Option<Mutant>, tally: &'static Tally) {
+    tally.execution();
+    let mut config = Config::model();
+    config.vcpus = 2;
+    config.address_spaces = 1;
+    config.reclaim = ReclaimBackend::small(3);
+    config.events = false;
+    config.audit_points = false;
+    config.mutant = mutant;
+    let vm = Held::new(Vm::new(config).expect("the model configuration is valid"));
+    vm.create_memslot(crate::harness::slot(0, 0, 4))
+        .expect("slot 0");
+    for vcpu in [V0, V1] {
+        vm.handle_requests(vcpu)
+            .expect("the vCPU loads the shared root");
+    }
+    let faulter = {
+        let vm = vm.share();
+        spawn(move || vm.page_fault(V1, Gfn(0), false).expect("vCPU 1 faults"))
+    };
+    let seen = vm.translate(V0, Gfn(0)).expect("vCPU 0 translates");
+    let fault = faulter.join().expect("faulter");
+    match (seen, fault) {
+        (Translation::Miss, _) => tally.mark(0),
+        (Translation::Mapped { pfn, .. }, Fault::Mapped { pfn: mapped }) => {
+            assert_eq!(
+                pfn,
+                mapped,
+                "{}: vCPU 0 translated gfn 0 to {pfn:?}, the fault mapped {mapped:?}",
+                Invariant::I4.name()
+            );
+            tally.mark(1);
+        }
+        other => panic!("unexpected outcome {other:?}"),
     }
     let violations = vm.runtime_violations();
     assert!(violations.is_empty(), "{violations:?}");

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use fastzap::Invariant;
 use fastzap::checking::Mutant;
-use fastzap_models::litmus::{self, L1_MARKS, L2_MARKS, L3_MARKS};
+use fastzap_models::litmus::{self, L1_MARKS, L2_MARKS, L2B_MARKS, L3_MARKS};
 use fastzap_models::tally::Tally;
 
 type Model = fn(Option<Mutant>, &'static Tally);
@@ -176,6 +176,30 @@ fn litmus_l2_mutant_root_load_relaxed() {
         "L2 root publication",
         litmus::l2_root_publication,
         Mutant::RootLoadRelaxed,
+        Invariant::I3,
+        Some(Invariant::I3),
+    );
+}
+
+// ----- L2b: child page publication -----------------------------------------------
+
+#[test]
+fn litmus_l2b_child_publication() {
+    // Measured: 31 executions.
+    explore(
+        "L2b child publication",
+        litmus::l2b_child_publication,
+        L2B_MARKS,
+        28,
+    );
+}
+
+#[test]
+fn litmus_l2b_mutant_walk_spte_load_relaxed() {
+    expect_failure(
+        "L2b child publication",
+        litmus::l2b_child_publication,
+        Mutant::WalkSpteLoadRelaxed,
         Invariant::I3,
         Some(Invariant::I3),
     );

@@ -9,7 +9,7 @@
 #![cfg(shuttle)]
 
 use fastzap::checking::Mutant;
-use fastzap_models::litmus::{self, L1_MARKS, L2_MARKS, L3_MARKS};
+use fastzap_models::litmus::{self, L1_MARKS, L2_MARKS, L2B_MARKS, L3_MARKS};
 use fastzap_models::shuttle_run::explore;
 use fastzap_models::tally::Tally;
 
@@ -42,6 +42,11 @@ fn litmus_l1_request_vs_walk() {
 #[test]
 fn litmus_l2_root_publication() {
     run("L2", litmus::l2_root_publication, None, L2_MARKS);
+}
+
+#[test]
+fn litmus_l2b_child_publication() {
+    run("L2b", litmus::l2b_child_publication, None, L2B_MARKS);
 }
 
 #[test]
