@@ -64,6 +64,7 @@ fn litmus_weak_memory_twins_are_masked_under_shuttle() {
             | Mutant::RequestFenceAcqRel
             | Mutant::WalkBeginWithoutFence => litmus::l1_request_vs_walk,
             Mutant::RootStoreRelaxed | Mutant::RootLoadRelaxed => litmus::l2_root_publication,
+            Mutant::WalkSpteLoadRelaxed => litmus::l2b_child_publication,
             Mutant::RequestBitRelaxed | Mutant::TakeRequestsRelaxed => litmus::l3_in_flux_vs_reload,
             other => panic!("{other:?} is not a litmus twin"),
         };
