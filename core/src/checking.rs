@@ -11,6 +11,9 @@ pub mod sync;
 
 pub use crate::mutant::Mutant;
 
+#[cfg(feature = "ghost")]
+pub mod litmus;
+
 /// I4, the notifier half, for a model thread while other operations are in
 /// flight: every present leaf spte of every page in the page table, obsolete
 /// and invalid pages included, maps the pfn that now backs its gfn's host

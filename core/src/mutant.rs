@@ -1,7 +1,9 @@
 //! # The bug zoo's switches
 //!
 //! Each [`Mutant`] re-introduces one bug from the kernel's history
-//! (`kernel-history.md` section 4) or one reclamation mistake, chosen at run time
+//! (`kernel-history.md` section 4), one reclamation mistake, one regression a
+//! bug hunt wrote (the resource bound of I8, the fault's notifier check), or
+//! one removed or weakened fence of the litmus models, chosen at run time
 //! through [`Config::mutant`](crate::Config::mutant). The protocol consults
 //! [`Mutant`] at exactly the place the original bug lived; the checkers must catch
 //! every one of them while the correct protocol passes the same checkers.
@@ -89,11 +91,67 @@ pub enum Mutant {
     /// returned (I4, seen where the pfn was read). Not a numbered kernel bug:
     /// the bug hunt of issue 10 wrote it, and only linearizability caught it.
     FaultIgnoresNotifierSeq,
+    /// Litmus L1, the requester's half of the request/`vcpu->mode` Dekker pair
+    /// (the class a bug hunt found escaping every lane): `make_all_cpus_request`
+    /// sets the request bits and reads `vcpu->mode` with no `fence(SeqCst)` in
+    /// between. Store buffering is then allowed: the walk sees no request
+    /// while the requester sees no walk and returns at once,
+    /// so `commit_zap_page` frees a page the walker is reading. Breaks I3
+    /// (page lifetime: a reader reads a page freed after the flush that
+    /// should have waited for it). Natively masked on x86 (`fetch_or` is a
+    /// locked instruction) and in shuttle (sequentially consistent).
+    RequestWithoutFence,
+    /// Litmus L1, the requester's fence weakened: `fence(AcqRel)` in
+    /// `make_all_cpus_request` instead of `fence(SeqCst)`. An acquire-release
+    /// fence orders nothing between a store and a later load, so the store
+    /// buffering of [`Mutant::RequestWithoutFence`] is allowed again. Breaks I3,
+    /// as above.
+    RequestFenceAcqRel,
+    /// Litmus L1, the vCPU's half: `walk_shadow_page_lockless_begin` stores
+    /// `READING_SHADOW_PAGE_TABLES` and reads its requests with no
+    /// `fence(SeqCst)` in between. The walk may miss a request whose
+    /// requester missed the walk. Breaks I3, as above.
+    WalkBeginWithoutFence,
+    /// Litmus L2, the publisher's half of root publication:
+    /// `mmu_alloc_direct_roots` stores the new root's address in `root_hpa`
+    /// with `Relaxed` instead of `Release`. A walker that loads the address is
+    /// not ordered after the writes that built the page (its body with
+    /// `mmu_valid_gen`, its zeroed sptes): it reads a page outside its
+    /// lifetime, before the allocation is visible, as a read not ordered
+    /// before the free reads it after. Breaks I3 (loom reports the read as a
+    /// causality violation on the page's body).
+    RootStoreRelaxed,
+    /// Litmus L2, the walker's half: `current_root` loads `root_hpa` with
+    /// `Relaxed` instead of `Acquire`. Breaks I3, as in
+    /// [`Mutant::RootStoreRelaxed`].
+    RootLoadRelaxed,
+    /// Litmus L3, the request carrying the memslots' in-flux flag:
+    /// `make_all_cpus_request` sets the request bits with `Relaxed` instead of
+    /// `AcqRel`. The wrap's zap sets the flag on the published memslots, then
+    /// requests the reload; a vCPU that takes the reload is no longer ordered
+    /// after the flag, reads it clear, and would cache an MMIO decision (an
+    /// MMIO spte stamped with the in-flux generation in its fresh root, which
+    /// the zap no longer reaches). Breaks I7 (MMIO generation).
+    RequestBitRelaxed,
+    /// Litmus L3, the vCPU's half: `kvm_check_request` at guest entry
+    /// (`take_requests`) swaps the requests out with `Relaxed` instead of
+    /// `AcqRel`. Breaks I7, as in [`Mutant::RequestBitRelaxed`].
+    TakeRequestsRelaxed,
+    /// Litmus L2b, child page publication: the lockless walk loads each spte
+    /// with `Relaxed` instead of `Acquire`. A fault on another vCPU sharing
+    /// the root builds a child page and links it with a `Release` store of
+    /// the non-leaf spte (`__direct_map`); the walk that follows the link is
+    /// not ordered after the child's construction and reads the page outside
+    /// its lifetime. Breaks I3 (loom reports the read as a causality
+    /// violation on the child's body). Unlike L2's root, nothing else orders
+    /// this pair in the VM: the two vCPUs share no claim and the walk takes
+    /// no lock.
+    WalkSpteLoadRelaxed,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 21] = [
+    pub const ALL: [Mutant; 29] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -115,5 +173,28 @@ impl Mutant {
         Mutant::ShrinkerZapsActiveFirst,
         Mutant::ZapLeavesParked,
         Mutant::FaultIgnoresNotifierSeq,
+        Mutant::RequestWithoutFence,
+        Mutant::RequestFenceAcqRel,
+        Mutant::WalkBeginWithoutFence,
+        Mutant::RootStoreRelaxed,
+        Mutant::RootLoadRelaxed,
+        Mutant::RequestBitRelaxed,
+        Mutant::TakeRequestsRelaxed,
+        Mutant::WalkSpteLoadRelaxed,
+    ];
+
+    /// The weak-memory twins of the litmus models (`models/tests/loom_litmus.rs`):
+    /// each removes or weakens one fence or ordering, so only loom can see
+    /// them. Natively they are masked on x86 (locked read-modify-writes,
+    /// total store order), and shuttle is sequentially consistent.
+    pub const WEAK_MEMORY: [Mutant; 8] = [
+        Mutant::RequestWithoutFence,
+        Mutant::RequestFenceAcqRel,
+        Mutant::WalkBeginWithoutFence,
+        Mutant::RootStoreRelaxed,
+        Mutant::RootLoadRelaxed,
+        Mutant::RequestBitRelaxed,
+        Mutant::TakeRequestsRelaxed,
+        Mutant::WalkSpteLoadRelaxed,
     ];
 }

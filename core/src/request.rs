@@ -10,6 +10,7 @@ use crate::event::{Actor, What};
 use crate::ids::{PageId, VcpuId};
 use crate::invariant::Invariant;
 use crate::mmu::MmuLock;
+use crate::mutant::Mutant;
 use crate::page::Role;
 use crate::sync::{Guard, Ordering};
 use crate::vcpu::Requests;
@@ -37,7 +38,7 @@ impl Vm {
         // this vCPU too; like vcpu_enter_guest, go round again (a few times at
         // most: another thread may keep making requests).
         for _ in 0..4 {
-            let requests = v.take_requests();
+            let requests = v.take_requests(&self.config);
             let needs_root = v.root.load(Ordering::Acquire) == 0;
             if requests.is_empty() && !needs_root {
                 break;
@@ -91,9 +92,12 @@ impl Vm {
         meta.root_count += 1;
         let generation = meta.mmu_valid_gen;
         lk.roots[vcpu] = Some(id);
-        self.vcpus[vcpu]
-            .root
-            .store(ptr.addr() as u64, Ordering::Release);
+        let order = if self.config.mutant_is(Mutant::RootStoreRelaxed) {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        self.vcpus[vcpu].root.store(ptr.addr() as u64, order);
         self.event(lk.actor, || What::LoadRoot { sp: id, generation });
         id
     }

@@ -15,7 +15,9 @@
 //! freed page safe from a walker that looked before the request
 //! (`kvm_flush_remote_tlbs` in `commit_zap_page`).
 
+use crate::config::Config;
 use crate::ghost::VcpuGhost;
+use crate::mutant::Mutant;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence, yield_now};
 
 /// `vcpu->requests`: the requests pending on one vCPU.
@@ -165,8 +167,16 @@ impl Vcpu {
     }
 
     /// Takes every pending request (`kvm_check_request` for all of them).
-    pub(crate) fn take_requests(&self) -> Requests {
-        Requests(self.requests.swap(0, Ordering::AcqRel))
+    /// Acquire: what the requester wrote before its request (the memslots'
+    /// in-flux flag before the wrap's reload) is visible to the vCPU that takes
+    /// it (litmus L3).
+    pub(crate) fn take_requests(&self, config: &Config) -> Requests {
+        let order = if config.mutant_is(Mutant::TakeRequestsRelaxed) {
+            Ordering::Relaxed
+        } else {
+            Ordering::AcqRel
+        };
+        Requests(self.requests.swap(0, order))
     }
 
     pub(crate) fn mode(&self) -> VcpuMode {
@@ -185,9 +195,11 @@ impl Vcpu {
     /// [`make_all_cpus_request`]: either this walk sees a request made before
     /// it, or the requester waits for the walk to end.
     #[inline]
-    pub(crate) fn walk_lockless_begin(&self) {
+    pub(crate) fn walk_lockless_begin(&self, config: &Config) {
         self.set_mode(VcpuMode::ReadingShadowPageTables);
-        fence(Ordering::SeqCst);
+        if !config.mutant_is(Mutant::WalkBeginWithoutFence) {
+            fence(Ordering::SeqCst);
+        }
     }
 
     /// `walk_shadow_page_lockless_end`: the requester may stop waiting.
@@ -199,12 +211,23 @@ impl Vcpu {
 
 /// `make_all_cpus_request`: set the request bit on every vCPU, `fence(SeqCst)`,
 /// then wait for every vCPU that is inside a lockless walk (the kernel's kick
-/// and wait). See the module documentation for the other half.
-pub(crate) fn make_all_cpus_request(vcpus: &[Vcpu], request: Requests) {
+/// and wait). See the module documentation for the other half. The
+/// `fetch_or` releases what the requester wrote before (litmus L3); the fence
+/// is the Dekker half (litmus L1). `config` only selects the litmus mutants.
+pub(crate) fn make_all_cpus_request(vcpus: &[Vcpu], request: Requests, config: &Config) {
+    let order = if config.mutant_is(Mutant::RequestBitRelaxed) {
+        Ordering::Relaxed
+    } else {
+        Ordering::AcqRel
+    };
     for vcpu in vcpus {
-        vcpu.requests.fetch_or(request.0, Ordering::AcqRel);
+        vcpu.requests.fetch_or(request.0, order);
     }
-    fence(Ordering::SeqCst);
+    if config.mutant_is(Mutant::RequestFenceAcqRel) {
+        fence(Ordering::AcqRel);
+    } else if !config.mutant_is(Mutant::RequestWithoutFence) {
+        fence(Ordering::SeqCst);
+    }
     for vcpu in vcpus {
         while vcpu.mode() == VcpuMode::ReadingShadowPageTables {
             yield_now();

@@ -199,7 +199,7 @@ impl Vm {
         request: Requests,
         what: &'static str,
     ) {
-        make_all_cpus_request(&self.vcpus, request);
+        make_all_cpus_request(&self.vcpus, request, &self.config);
         self.event(actor, || What::Request { what });
     }
 

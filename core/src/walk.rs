@@ -114,7 +114,7 @@ impl Vm {
     /// Returns the ghost time the walk began (for I4). The caller ends the
     /// walk with [`Vcpu::walk_lockless_end`].
     pub(crate) fn walk_lockless_begin(&self, v: &Vcpu) -> u64 {
-        v.walk_lockless_begin();
+        v.walk_lockless_begin(&self.config);
         self.ghost.now()
     }
 
@@ -161,13 +161,19 @@ impl Vm {
     }
 
     /// The vCPU's root, if it is a live page of the current generation.
-    fn current_root<'g>(
+    pub(crate) fn current_root<'g>(
         &self,
         v: &Vcpu,
         guard: &'g Guard<'_>,
     ) -> Result<&'g ShadowPage, Translation> {
-        let ptr =
-            PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize).ok_or(Translation::Miss)?;
+        // Acquire, pairing with mmu_alloc_roots' Release: the root's body and
+        // sptes, written before it was published, are visible (litmus L2).
+        let order = if self.config.mutant_is(Mutant::RootLoadRelaxed) {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        };
+        let ptr = PagePtr::from_addr(v.root.load(order) as usize).ok_or(Translation::Miss)?;
         let root = ptr.get(guard);
         let body = root.body();
         if self.ghost.saw_freed(
@@ -196,6 +202,13 @@ impl Vm {
     ) -> Translation {
         let mut page = root;
         let mut level = self.config.levels;
+        // Acquire, pairing with the Release store that linked a child page
+        // (`__direct_map`): the child's body and sptes are visible (litmus L2b).
+        let order = if self.config.mutant_is(Mutant::WalkSpteLoadRelaxed) {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        };
         loop {
             let body = page.body();
             if self.ghost.saw_freed(
@@ -206,7 +219,7 @@ impl Vm {
                 return Translation::Miss;
             }
             let index = self.spte_index(gfn, level);
-            let raw = page.sptes[index].load(Ordering::Acquire);
+            let raw = page.sptes[index].load(order);
             match Spte::decode(raw) {
                 Spte::NonLeaf(addr) if level > 1 => match PagePtr::from_addr(addr) {
                     Some(child) => {

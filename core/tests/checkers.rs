@@ -169,6 +169,50 @@ const RACE_ONLY: &[(Mutant, &str)] = &[
          exactly there but does not run check_i7_mmio_generation (only I2, I3, I5, I6), so the \
          audit misses it: see wrap_zap_after_publish_window_is_not_audited",
     ),
+    (
+        Mutant::RequestWithoutFence,
+        "a weak-memory outcome (store buffering between the request bits and vcpu->mode) that \
+         no sequential run and no sequentially consistent checker can produce; natively masked \
+         on x86, where fetch_or is a locked instruction. Loom's litmus model L1 catches it (I3)",
+    ),
+    (
+        Mutant::RequestFenceAcqRel,
+        "a weak-memory outcome: an acquire-release fence does not order the request bits' store \
+         before the read of vcpu->mode. Loom's litmus model L1 catches it (I3)",
+    ),
+    (
+        Mutant::WalkBeginWithoutFence,
+        "a weak-memory outcome (store buffering between vcpu->mode and the requests) on the \
+         vCPU's side of the handshake. Loom's litmus model L1 catches it (I3)",
+    ),
+    (
+        Mutant::RootStoreRelaxed,
+        "a weak-memory outcome: a walker not ordered after the construction of the root it \
+         loads; in the VM the vCPU claim also orders the reload before the walk. Loom's litmus \
+         model L2 catches it (I3, as a causality violation on the page's body)",
+    ),
+    (
+        Mutant::RootLoadRelaxed,
+        "a weak-memory outcome, the walker's half of RootStoreRelaxed. Loom's litmus model L2 \
+         catches it (I3)",
+    ),
+    (
+        Mutant::RequestBitRelaxed,
+        "a weak-memory outcome: the reload request no longer carries the memslots' in-flux flag \
+         to the vCPU that takes it; in the VM mmu_lock also orders that chain. Loom's litmus \
+         model L3 catches it (I7)",
+    ),
+    (
+        Mutant::TakeRequestsRelaxed,
+        "a weak-memory outcome, the vCPU's half of RequestBitRelaxed. Loom's litmus model L3 \
+         catches it (I7)",
+    ),
+    (
+        Mutant::WalkSpteLoadRelaxed,
+        "a weak-memory outcome: a lockless walk that follows a non-leaf spte linked by a fault \
+         on another vCPU is not ordered after the child page's construction. Loom's litmus \
+         model L2b catches it (I3, as a causality violation on the child's body)",
+    ),
 ];
 
 fn cfg(mutant: Option<Mutant>) -> Config {

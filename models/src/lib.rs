@@ -21,6 +21,7 @@
 //! | lane | command | what runs |
 //! |---|---|---|
 //! | loom | `cargo loom --test loom_scenarios --test loom_ebr` | every scenario, preemption bound 2 (set in code), crossbeam-epoch for two actors, the small EBR for three; the small EBR itself and its two mutants |
+//! | loom | `cargo loom -- litmus_` | the [`litmus`] models: each fence pair alone, with its weak-memory twins |
 //! | shuttle | `cargo shuttle --test shuttle_scenarios` | every scenario wide, `check_random` plus PCT at depths 1 to 3, 2,500 executions each (`FASTZAP_SHUTTLE_ITERS`), the PCT bound printed |
 //! | native | `cargo test -p fastzap-models` | the timeline's unit tests and a smoke run of every scenario |
 //!
@@ -29,6 +30,7 @@
 //! --test shuttle_scenarios -- replay --exact --nocapture --include-ignored`).
 
 pub mod harness;
+pub mod litmus;
 pub mod scenarios;
 pub mod tally;
 pub mod timeline;
