@@ -1,5 +1,6 @@
-//! B3: fault throughput under continuous invalidation, and B5: reclamation
-//! memory during it.
+//! B3: fault throughput under continuous invalidation, B5: reclamation
+//! memory during it, and P5: the tail latency of a vCPU fault while one
+//! invalidation of 10^6 pages runs.
 //!
 //! Threads: 2 OS threads on the 2-core machine. One thread runs two vCPUs
 //! (vCPU 0 in address space 0, vCPU 1 in address space 1, alternating access
@@ -22,6 +23,16 @@
 //! by the invalidating thread. Only the checking code keeps those counters
 //! (`Vm::counts`), so B5 is measured in the ghost-on build only; the ghost-off
 //! build writes "n/a without the checking code" for it, and no B5 figure.
+//!
+//! P5 (group `p5_fault_latency`): a VM with 10^6 shadow pages (16 sptes per
+//! page, 6 levels, one address space, as in B1) and two vCPUs. One thread
+//! runs a single invalidation: fast per batch (`ZapCommit::PerBatch`), fast
+//! 3.11 (`ZapCommit::AtEnd`), eager `zap_all`, or nothing for the same time.
+//! The other thread is vCPU 1, faulting gfns that no page maps yet (each an
+//! access: fault, handle requests, refault until it is mapped), and timing
+//! each access while the invalidation runs. Criterion's estimate is the p99 of
+//! one run (each iteration is one run); the report gives p50, p99 and max.
+//! The quick test mode uses 10^4 pages.
 
 use std::time::{Duration, Instant};
 
@@ -29,12 +40,12 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 #[cfg(feature = "ghost")]
 use fastzap::Counts;
 use fastzap::checking::sync::{AtomicBool, Ordering};
-use fastzap::{VcpuId, Vm, ZapStats};
+use fastzap::{VcpuId, Vm, ZapCommit, ZapStats};
 #[cfg(not(feature = "ghost"))]
 use fastzap_benches::NO_GHOST;
 use fastzap_benches::{
     Bar, PALETTE, access, bar_figure, bench_config, fault_in, figure_file, fmt_ns, group_name,
-    median, test_mode, vm_with_slot, write_report,
+    median, populate_sparse, test_mode, vm_with_slot, write_report,
 };
 #[cfg(feature = "ghost")]
 use fastzap_benches::{Panel, Series, line_figure};
@@ -205,6 +216,178 @@ fn one_run(mode: Mode, accesses: u64) -> Run {
     }
 }
 
+/// What the invalidating thread of a P5 run does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tail {
+    NoInvalidation,
+    FastPerBatch,
+    Fast311,
+    Eager,
+}
+
+impl Tail {
+    const ALL: [Tail; 4] = [
+        Tail::NoInvalidation,
+        Tail::FastPerBatch,
+        Tail::Fast311,
+        Tail::Eager,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tail::NoInvalidation => "no_invalidation",
+            Tail::FastPerBatch => "fast_per_batch",
+            Tail::Fast311 => "fast_311",
+            Tail::Eager => "eager_zap_all",
+        }
+    }
+}
+
+/// P5's table: pages at the start of the invalidation.
+fn tail_pages() -> usize {
+    if test_mode() { 10_000 } else { 1_000_000 }
+}
+
+/// One P5 run: the latency of every access vCPU 1 made while the
+/// invalidation ran (for `NoInvalidation`, during as long as the eager zap of
+/// the same table would take, measured once beforehand: `window`).
+fn tail_run(tail: Tail, window: Duration) -> (Vec<f64>, Duration) {
+    let mut config = bench_config(2, 16, 6, 1);
+    config.commit = match tail {
+        Tail::Fast311 => ZapCommit::AtEnd,
+        _ => ZapCommit::PerBatch,
+    };
+    let pages = tail_pages();
+    let stride = config.spte_count as u64;
+    let npages = ((pages as u64 + pages as u64 / 8 + 64) * stride).min(config.max_gfn());
+    let vm = vm_with_slot(config, npages);
+    populate_sparse(&vm, VcpuId(0), pages);
+    vm.handle_requests(VcpuId(1)).expect("requests");
+    let running = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    let mut latencies = Vec::new();
+    let mut took = Duration::ZERO;
+    std::thread::scope(|s| {
+        let invalidator = s.spawn(|| {
+            while !running.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            let begin = Instant::now();
+            match tail {
+                Tail::NoInvalidation => std::thread::sleep(window),
+                Tail::FastPerBatch | Tail::Fast311 => {
+                    vm.invalidate_zap_all_pages().expect("fast zap");
+                }
+                Tail::Eager => {
+                    vm.zap_all().expect("zap_all");
+                }
+            }
+            let took = begin.elapsed();
+            done.store(true, Ordering::Release);
+            took
+        });
+        // Gfns next to the populated ones (offset 1 in each leaf page's
+        // range): every access installs a new spte.
+        let mut gfn = 1;
+        running.store(true, Ordering::Release);
+        while !done.load(Ordering::Acquire) {
+            let begin = Instant::now();
+            access(&vm, VcpuId(1), gfn % npages);
+            latencies.push(begin.elapsed().as_nanos() as f64);
+            gfn += stride;
+        }
+        took = invalidator.join().expect("invalidator");
+    });
+    (latencies, took)
+}
+
+/// The `q` quantile of `values` (nearest rank; 0 when empty).
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+/// P5: per run, its tail, its access count and the invalidation's duration.
+struct TailRun {
+    tail: Tail,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    accesses: usize,
+    took: Duration,
+}
+
+fn p5(c: &mut Criterion) -> Vec<TailRun> {
+    let mut runs = Vec::new();
+    // The no-invalidation window: as long as one eager zap of the same table.
+    let window = tail_run(Tail::Eager, Duration::ZERO).1;
+    let mut group = c.benchmark_group(group_name("p5_fault_latency"));
+    group.sampling_mode(SamplingMode::Flat);
+    for tail in Tail::ALL {
+        group.bench_function(BenchmarkId::new(tail.name(), tail_pages()), |b| {
+            b.iter_custom(|iters| {
+                let mut p99_sum = Duration::ZERO;
+                for _ in 0..iters {
+                    let (mut l, took) = tail_run(tail, window);
+                    let run = TailRun {
+                        tail,
+                        p50: quantile(&mut l, 0.50),
+                        p99: quantile(&mut l, 0.99),
+                        max: quantile(&mut l, 1.0),
+                        accesses: l.len(),
+                        took,
+                    };
+                    p99_sum += Duration::from_nanos(run.p99 as u64);
+                    runs.push(run);
+                }
+                p99_sum
+            })
+        });
+    }
+    group.finish();
+    runs
+}
+
+fn p5_report(runs: &[TailRun], body: &mut String) {
+    body.push_str(&format!(
+        "\n### P5: vCPU access latency while one invalidation of {} pages runs\n\n\
+         | invalidating thread | runs | accesses per run (median) | invalidation took (median) | p50 | p99 | max (median over runs) | p99 / no-invalidation p99 |\n|---|---|---|---|---|---|---|---|\n",
+        tail_pages()
+    ));
+    let med = |tail: Tail, f: &dyn Fn(&TailRun) -> f64| {
+        median(
+            &runs
+                .iter()
+                .filter(|r| r.tail == tail)
+                .map(f)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let base = med(Tail::NoInvalidation, &|r| r.p99);
+    for tail in Tail::ALL {
+        let n = runs.iter().filter(|r| r.tail == tail).count();
+        let p99 = med(tail, &|r| r.p99);
+        body.push_str(&format!(
+            "| {} | {n} | {:.0} | {} | {} | {} | {} | {:.1}x |\n",
+            tail.name(),
+            med(tail, &|r| r.accesses as f64),
+            fmt_ns(med(tail, &|r| r.took.as_nanos() as f64)),
+            fmt_ns(med(tail, &|r| r.p50)),
+            fmt_ns(p99),
+            fmt_ns(med(tail, &|r| r.max)),
+            p99 / base.max(1.0),
+        ));
+    }
+    body.push_str(
+        "\nvCPU 1 faults gfns no page maps yet, one access after another, while vCPU 0's 10^6-page table is invalidated once; \
+         an access is fault, handle requests, refault until mapped. The no-invalidation window lasts as long as one eager zap of the same table.\n",
+    );
+}
+
 fn main() {
     let mut c = Criterion::default()
         .sample_size(10)
@@ -243,13 +426,14 @@ fn main() {
         }
         group.finish();
     }
+    let tails = p5(&mut c);
     c.final_summary();
     if !test_mode() {
-        report(&runs);
+        report(&runs, &tails);
     }
 }
 
-fn report(runs: &[Run]) {
+fn report(runs: &[Run], tails: &[TailRun]) {
     let stat = |mode: Mode, f: &dyn Fn(&Run) -> f64| {
         let v: Vec<f64> = runs.iter().filter(|r| r.mode == mode).map(f).collect();
         (median(&v), v.len())
@@ -310,6 +494,7 @@ fn report(runs: &[Run]) {
         });
     }
     b5_report(runs, &mut body);
+    p5_report(tails, &mut body);
     body.push_str(&format!(
         "\nWorking set {WORKING_SET} gfns x 2 vCPUs (2 address spaces), 512 sptes per page; one thread runs both vCPUs, one thread invalidates. \
          Each invalidated run is paired with a run without invalidation made just before it; the fraction is the median over pairs of \

@@ -24,6 +24,22 @@ pub enum DeletionStrategy {
     SeedV3,
 }
 
+/// When `zap_obsolete_pages` commits (flushes and retires) what it prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZapCommit {
+    /// Before every lock break, so that no `mmu_lock` hold grows with the
+    /// guest: each hold prepares and commits at most one batch. The epoch makes
+    /// this safe to do early: a walker still inside a committed page keeps it
+    /// alive until it unpins, and the flush waits for vCPUs in a lockless walk.
+    #[default]
+    PerBatch,
+    /// Linux 3.11 (and today's kernel for `zapped_obsolete_pages`): park what
+    /// each batch prepared on `zapped_obsolete_pages` at the lock breaks, for
+    /// the shrinker, and commit it all at the end, in one hold that is
+    /// proportional to the pages zapped.
+    AtEnd,
+}
+
 /// The configuration of one VM.
 ///
 /// Start from [`Config::native`] or [`Config::model`] and set fields; the
@@ -47,6 +63,9 @@ pub struct Config {
     pub mmio_gen_bits: u32,
     /// Pages zapped per `mmu_lock` hold in `zap_obsolete_pages` (`BATCH_ZAP_PAGES`).
     pub batch: usize,
+    /// When `zap_obsolete_pages` commits: per batch (fastzap's default), or
+    /// once at the end (Linux 3.11).
+    pub commit: ZapCommit,
     /// Sptes per `PteListDesc` (`PTE_LIST_EXT`).
     pub desc_capacity: usize,
     /// The deletion strategy `delete_memslot` uses.
@@ -85,6 +104,7 @@ impl Config {
             gen_bits: 63,
             mmio_gen_bits: 19,
             batch: 10,
+            commit: ZapCommit::default(),
             desc_capacity: 3,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
@@ -108,6 +128,7 @@ impl Config {
             gen_bits: 2,
             mmio_gen_bits: 2,
             batch: 2,
+            commit: ZapCommit::default(),
             desc_capacity: 2,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),

@@ -76,7 +76,7 @@ mod audit;
 mod observe;
 
 pub use addr::{Gfn, Hva, PAGE_SIZE, Pfn};
-pub use config::{Config, DeletionStrategy};
+pub use config::{Config, DeletionStrategy, ZapCommit};
 pub use error::MmuError;
 pub use fault::{Fault, RetryReason};
 pub use ids::{PageId, SlotId, VcpuId};

@@ -19,7 +19,8 @@ pub struct ZapStats {
     pub max_batch: u64,
     /// Loop steps (pages examined).
     pub steps: u64,
-    /// Pages retired through the epoch by the final commit.
+    /// Pages retired through the epoch by the zap's commits (per batch, or
+    /// the final one in the 3.11 shape).
     pub committed: u64,
     /// Nanoseconds `mmu_lock` was held for the generation bump and the reload
     /// requests (0 for the eager zap, and without the `hold-timing` feature).
@@ -27,6 +28,12 @@ pub struct ZapStats {
     /// The longest single `mmu_lock` hold of the zap loop, in nanoseconds (for
     /// the eager zap: its one hold; 0 without `hold-timing`).
     pub max_hold_ns: u64,
+    /// The longest hold that ended in a lock break: one batch (0 if the zap
+    /// never broke the lock, or without `hold-timing`).
+    pub max_batch_hold_ns: u64,
+    /// The zap loop's last hold, which ends with the final commit (without
+    /// `hold-timing`: 0).
+    pub final_hold_ns: u64,
     /// Nanoseconds from the start of the operation until its last page was
     /// committed (0 without `hold-timing`).
     pub total_ns: u64,

@@ -11,6 +11,7 @@
 //! and `mmu_free_roots`, share.
 
 use crate::checkpoint::AuditPoint;
+use crate::config::ZapCommit;
 use crate::error::MmuError;
 use crate::event::{Actor, What};
 use crate::ids::PageId;
@@ -87,7 +88,7 @@ impl Vm {
     pub(crate) fn zap_obsolete_pages(&self, actor: Actor) -> Result<ZapStats, MmuError> {
         let from_head = self.config.mutant_is(Mutant::ZapFromHead);
         let rezap_roots = self.config.mutant_is(Mutant::RezapInUseRoots);
-        let guard = self.reclaimer.pin();
+        let mut guard = self.reclaimer.pin();
         let mut stats = ZapStats::default();
         let mut lk = self.lock_mmu(actor);
         let mut hold = Stopwatch::start();
@@ -136,13 +137,32 @@ impl Vm {
             }
             let Some(id) = next else { break };
             if batch >= self.config.batch {
-                // Break the lock so vCPUs can fault; the pages prepared so far
-                // stay on zapped_obsolete_pages where the shrinker can free them.
+                // Break the lock so vCPUs can fault. Per batch, what this hold
+                // prepared is committed first, so no hold grows with the guest;
+                // in the 3.11 shape it stays on zapped_obsolete_pages, where the
+                // shrinker can free it, until the final commit.
                 self.event(actor, || What::LockBreak { zapped: batch });
-                park(&mut lk.zapped_obsolete, &mut zap_list);
+                match self.config.commit {
+                    ZapCommit::PerBatch => {
+                        stats.committed +=
+                            self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
+                    }
+                    ZapCommit::AtEnd => park(&mut lk.zapped_obsolete, &mut zap_list),
+                }
                 drop(lk);
-                stats.max_hold_ns = stats.max_hold_ns.max(hold.ns());
-                yield_now();
+                let held = hold.ns();
+                stats.max_hold_ns = stats.max_hold_ns.max(held);
+                stats.max_batch_hold_ns = stats.max_batch_hold_ns.max(held);
+                // Per batch, unpin across the break too, so that what was
+                // committed can be reclaimed while the zap goes on (the 3.11
+                // shape retires nothing before its final commit).
+                if self.config.commit == ZapCommit::PerBatch {
+                    drop(guard);
+                    yield_now();
+                    guard = self.reclaimer.pin();
+                } else {
+                    yield_now();
+                }
                 lk = self.lock_mmu(actor);
                 hold = Stopwatch::start();
                 if !self.config.mutant_is(Mutant::ZapLeavesParked) {
@@ -163,11 +183,12 @@ impl Vm {
             prepared_in_hold += 1;
             stats.max_batch = stats.max_batch.max(prepared_in_hold);
         }
-        stats.committed = self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
+        stats.committed += self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
         self.audit_point(&lk, &guard, AuditPoint::AfterZapObsolete);
         self.audit_point(&lk, &guard, AuditPoint::ZapReturns);
         drop(lk);
-        stats.max_hold_ns = stats.max_hold_ns.max(hold.ns());
+        stats.final_hold_ns = hold.ns();
+        stats.max_hold_ns = stats.max_hold_ns.max(stats.final_hold_ns);
         Ok(stats)
     }
 

@@ -139,6 +139,26 @@ fn s2_mutant_free_before_flush() {
     );
 }
 
+/// S2b: S2 with the per-batch commit (one page per batch, a commit at every
+/// lock break) racing the reader.
+#[test]
+fn s2b_translate_vs_per_batch_commit() {
+    // Measured: 5,999 executions (6.1 s).
+    explore(scenarios::S2B, SMALL, 5_400);
+}
+
+/// S2b's twin: `FreeBeforeFlush` in the per-batch commit, the new commit path
+/// of P1: a batch committed at a lock break is freed at once, while the
+/// fault's lockless MMIO walk may be inside it.
+#[test]
+fn s2b_mutant_free_before_flush() {
+    expect_failure(
+        scenarios::S2B,
+        SMALL.with_mutant(Mutant::FreeBeforeFlush),
+        &["I3 page lifetime", "Causality violation"],
+    );
+}
+
 /// Not a twin that fails: a finding. Freeing without the grace period while
 /// keeping the commit's flush is what c142786c6291 did on purpose (it replaced
 /// RCU by the flush): the flush waits for every vCPU in

@@ -25,6 +25,12 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         WIDE.with_mutant(Mutant::ReloadOutsideLock),
     ),
     ("s2", scenarios::S2, WIDE),
+    ("s2b", scenarios::S2B, WIDE),
+    (
+        "s2b-FreeBeforeFlush",
+        scenarios::S2B,
+        WIDE.with_mutant(Mutant::FreeBeforeFlush),
+    ),
     (
         "s2-FreeWithoutGrace",
         scenarios::S2,
@@ -386,6 +392,18 @@ fn replay() {
 #[test]
 fn s2_mutant_free_before_flush() {
     twin_with("s2-FreeBeforeFlush", "I3 page lifetime", |key, model| {
+        explore_pct(key, 3, 20_000, model);
+    });
+}
+
+#[test]
+fn s2b_translate_vs_per_batch_commit() {
+    run("s2b");
+}
+
+#[test]
+fn s2b_mutant_free_before_flush() {
+    twin_with("s2b-FreeBeforeFlush", "I3 page lifetime", |key, model| {
         explore_pct(key, 3, 20_000, model);
     });
 }
