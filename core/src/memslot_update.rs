@@ -43,11 +43,13 @@ impl Vm {
         if current.by_id(spec.id).is_some() {
             return Err(MmuError::SlotExists(spec.id));
         }
-        if let Some(other) = current
-            .slots
-            .iter()
-            .find(|s| s.overlaps(base_gfn, spec.npages))
-        {
+        if current.len() >= Memslots::MAX_SLOTS {
+            return Err(MmuError::TooManySlots {
+                slot: spec.id,
+                limit: Memslots::MAX_SLOTS,
+            });
+        }
+        if let Some(other) = current.first_overlapping(base_gfn, spec.npages, None) {
             return Err(MmuError::SlotOverlap {
                 slot: spec.id,
                 other: other.id,
@@ -63,7 +65,7 @@ impl Vm {
             rmap,
             lpage_info,
         };
-        self.install_memslots(current.next(|v| v.push(slot)), Actor::Memslot)
+        self.install_memslots(current.next(|m| m.insert(slot)), Actor::Memslot)
     }
 
     /// KVM_SET_USER_MEMORY_REGION, delete, with the configured strategy.
@@ -87,7 +89,9 @@ impl Vm {
         let cut = match strategy {
             DeletionStrategy::Merged311 => {
                 let cut = self.retire_slot_merged(&slot)?;
-                let next = self.memslots.load_full().next(|v| v.retain(|s| s.id != id));
+                let next = self.memslots.load_full().next(|m| {
+                    m.remove(id);
+                });
                 self.install_memslots(next, Actor::Memslot)?;
                 self.synchronize(Actor::Memslot);
                 cut
@@ -112,11 +116,7 @@ impl Vm {
             .cloned()
             .ok_or(MmuError::UnknownSlot(id))?;
         self.validate_range(new_base_gfn, slot.npages)?;
-        if let Some(other) = current
-            .slots
-            .iter()
-            .find(|s| s.id != id && s.overlaps(new_base_gfn, slot.npages))
-        {
+        if let Some(other) = current.first_overlapping(new_base_gfn, slot.npages, Some(id)) {
             return Err(MmuError::SlotOverlap {
                 slot: id,
                 other: other.id,
@@ -136,9 +136,9 @@ impl Vm {
             lpage_info,
             ..slot.clone()
         };
-        let next = self.memslots.load_full().next(|v| {
-            v.retain(|s| s.id != id);
-            v.push(moved);
+        let next = self.memslots.load_full().next(|m| {
+            m.remove(id);
+            m.insert(moved);
         });
         self.install_memslots(next, Actor::Memslot)?;
         self.synchronize(Actor::Memslot);
@@ -208,11 +208,10 @@ impl Vm {
     /// Linux 3.11, first half of DELETE and MOVE: publish a copy with the slot
     /// INVALID, wait for readers, zap all (fast). Returns the ghost cut time.
     fn retire_slot_merged(&self, slot: &Memslot) -> Result<u64, MmuError> {
-        let invalid = self.memslots.load_full().next(|v| {
-            for s in v.iter_mut().filter(|s| s.id == slot.id) {
-                s.flags |= SLOT_INVALID;
-            }
-        });
+        let invalid = self
+            .memslots
+            .load_full()
+            .next(|m| m.set_flags(slot.id, SLOT_INVALID));
         self.install_memslots(invalid, Actor::Memslot)?;
         let cut = self.ghost.tick();
         self.synchronize(Actor::Memslot);
@@ -226,10 +225,9 @@ impl Vm {
         let actor = Actor::Memslot;
         // rmap_remove must still find the slot's rmap once it is unpublished.
         self.lock_mmu(actor).zombies.push(slot.clone());
-        let next = self
-            .memslots
-            .load_full()
-            .next(|v| v.retain(|s| s.id != slot.id));
+        let next = self.memslots.load_full().next(|m| {
+            m.remove(slot.id);
+        });
         self.install_memslots(next, actor)?;
         let cut = self.ghost.tick();
         // kvm_mmu_invalid_memslot_pages: bump, remove-only rmap, reset lpage_info
