@@ -284,3 +284,56 @@ impl Vm {
         self.ghost.unmapper_end();
     }
 }
+
+#[cfg(all(test, feature = "ghost", not(any(loom, shuttle))))]
+mod tests {
+    use crate::addr::{Gfn, Hva, PAGE_SIZE};
+    use crate::config::Config;
+    use crate::ids::SlotId;
+    use crate::memslot::SlotSpec;
+    use crate::vm::Vm;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hva index agrees with a scan of every slot, with host ranges
+        /// that overlap or not, across creates, moves and deletes.
+        #[test]
+        fn hva_query_matches_a_scan(
+            slots in prop::collection::vec((0u64..48, 1u64..6), 1..24),
+            ops in prop::collection::vec((0u16..24, 0u8..3), 0..12),
+            queries in prop::collection::vec((0u64..56, 1u64..8), 1..16),
+        ) {
+            let mut cfg = Config::native();
+            cfg.audit_points = false;
+            let vm = Vm::new(cfg).unwrap();
+            for (id, &(page, npages)) in slots.iter().enumerate() {
+                let spec = SlotSpec {
+                    id: SlotId(id as u16),
+                    base_gfn: Gfn(8 * id as u64),
+                    npages,
+                    userspace_addr: Hva(page * PAGE_SIZE),
+                };
+                vm.create_memslot(spec).unwrap();
+            }
+            for op in std::iter::once(None).chain(ops.iter().map(Some)) {
+                let _ = match op {
+                    Some(&(id, 0)) => vm.delete_memslot(SlotId(id)),
+                    Some(&(id, 1)) => vm.move_memslot(SlotId(id), Gfn(8 * (24 + u64::from(id)))),
+                    _ => Ok(()),
+                };
+                let slots = vm.memslots();
+                for &(page, len) in &queries {
+                    let (start, end) = (page * PAGE_SIZE, (page + len) * PAGE_SIZE);
+                    let got: Vec<SlotId> =
+                        slots.in_hva_range(start, end).iter().map(|s| s.id).collect();
+                    let want: Vec<SlotId> = slots
+                        .iter()
+                        .filter(|s| s.hva_range().0 < end && start < s.hva_range().1)
+                        .map(|s| s.id)
+                        .collect();
+                    prop_assert_eq!(got, want, "[{:#x}, {:#x})", start, end);
+                }
+            }
+        }
+    }
+}
