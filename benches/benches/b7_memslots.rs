@@ -1,15 +1,19 @@
 //! B7: memslots at the kernel's scale, in the shape of the kernel's
-//! `memslot_perf_test`. A VM (512 sptes per page, 3 levels, 2 vCPUs) gets N
-//! slots of 2 pages each, back to back in gfns and in host addresses, for N =
-//! 32, 1,024, 16,384 and 32,764 (`KVM_USER_MEM_SLOTS`). At each N:
+//! `memslot_perf_test`: one guest memory (65,528 pages, 256 MiB) split into N
+//! slots, back to back in gfns and in host addresses, for N = 32, 1,024,
+//! 16,384 and 32,764 (`KVM_USER_MEM_SLOTS`; then 2 pages per slot). The
+//! memory stays the same, so that what changes with N is the number of slots,
+//! not the working set. A VM has 512 sptes per page, 3 levels, 2 vCPUs, every
+//! page faulted in on vCPU 0. At each N:
 //!
 //! - `create`: the total time of the N `create_memslot` calls into an empty
-//!   VM, then whether the 32,765th is refused (`MmuError::TooManySlots`);
-//! - `fault`: one `page_fault` on a mapped gfn (the fault looks the slot up,
-//!   takes `mmu_lock` and walks to the present spte), on the first slot, the
-//!   last slot, and a pseudo-random slot per call;
-//! - `invalidate`: one one-page `invalidate_range` on a pseudo-random slot's
-//!   page (the host-range lookup, the rmap walk, the host's remap);
+//!   VM, then whether the 32,765th is refused (`MmuError::TooManySlots`) and
+//!   changes nothing;
+//! - `fault`: one `page_fault` on a mapped gfn (it looks the slot up, takes
+//!   `mmu_lock` and walks to the present spte): the first gfn of the first
+//!   slot, the first gfn of the last slot, and a pseudo-random gfn per call;
+//! - `invalidate`: one one-page `invalidate_range` on a pseudo-random page (the
+//!   host-range lookup, the rmap walk, the host's remap);
 //! - `lookup`: `Memslots::lookup` of the last slot's gfn, alone.
 //!
 //! Side by side, the same operations on the memslots as they were before this
@@ -32,19 +36,26 @@ use fastzap_benches::{
 };
 
 const PAGE: u64 = 4096;
-const PAGES_PER_SLOT: u64 = 2;
+/// The guest's memory, in pages: 2 pages for each of 32,764 slots.
+const GUEST_PAGES: u64 = 2 * Memslots::MAX_SLOTS as u64;
 const NS: [usize; 4] = [32, 1_024, 16_384, Memslots::MAX_SLOTS];
 const V0: VcpuId = VcpuId(0);
-/// Pseudo-random slot indices per N, cycled through by the random variants.
+/// Pseudo-random gfns per N, cycled through by the random variants.
 const RANDOM: usize = 4096;
 
-/// Slot `i`: gfns `2i, 2i + 1`, host pages right after slot `i - 1`'s.
-fn spec(i: usize) -> SlotSpec {
-    let base = i as u64 * PAGES_PER_SLOT;
+/// Pages per slot when the guest is split into `n` slots.
+fn slot_pages(n: usize) -> u64 {
+    GUEST_PAGES / n as u64
+}
+
+/// Slot `i` of `n`: its pages right after slot `i - 1`'s, in gfns and in host
+/// addresses.
+fn spec(n: usize, i: usize) -> SlotSpec {
+    let base = i as u64 * slot_pages(n);
     SlotSpec {
         id: SlotId(i as u16),
         base_gfn: Gfn(base),
-        npages: PAGES_PER_SLOT,
+        npages: slot_pages(n),
         userspace_addr: Hva(USERSPACE_BASE + base * PAGE),
     }
 }
@@ -58,20 +69,22 @@ fn create(n: usize) -> (Vm, Duration) {
     let vm = new_vm();
     let start = Instant::now();
     for i in 0..n {
-        vm.create_memslot(spec(i)).expect("slot fits");
+        vm.create_memslot(spec(n, i)).expect("slot fits");
     }
     (vm, start.elapsed())
 }
 
-/// A fixed pseudo-random sequence of slot indices below `n` (xorshift).
-fn random_slots(n: usize) -> Vec<usize> {
+/// A fixed pseudo-random sequence of the gfns mapped with `n` slots
+/// (xorshift).
+fn random_gfns(n: usize) -> Vec<u64> {
+    let mapped = n as u64 * slot_pages(n);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..RANDOM)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x % n as u64) as usize
+            x % mapped
         })
         .collect()
 }
@@ -158,7 +171,7 @@ fn vector_create(n: usize) -> (vector::Slots, Duration) {
     let mut slots = vector::Slots::default();
     let start = Instant::now();
     for i in 0..n {
-        let s = spec(i);
+        let s = spec(n, i);
         slots = slots
             .create(s.id.0, s.base_gfn.0, s.npages, s.userspace_addr.0)
             .expect("slot fits");
@@ -189,9 +202,9 @@ impl Samples {
     }
 }
 
-/// The first gfn of slot `i`.
-fn gfn_of(i: usize) -> u64 {
-    i as u64 * PAGES_PER_SLOT
+/// The first gfn of slot `i` of `n`.
+fn gfn_of(n: usize, i: usize) -> u64 {
+    i as u64 * slot_pages(n)
 }
 
 fn main() {
@@ -230,13 +243,13 @@ fn main() {
         .map(|&n| {
             let (vm, _) = create(n);
             vm.handle_requests(V0).expect("requests");
-            for gfn in 0..gfn_of(n) {
+            for gfn in 0..gfn_of(n, n) {
                 fault_in(&vm, V0, gfn, true);
             }
             if n == Memslots::MAX_SLOTS {
                 let generation = vm.memslots().generation();
                 let pages = vm.shadow_pages();
-                let got = vm.create_memslot(spec(n));
+                let got = vm.create_memslot(spec(n, n));
                 let unchanged = vm.slot_count() == n
                     && vm.memslots().generation() == generation
                     && vm.shadow_pages() == pages;
@@ -250,10 +263,11 @@ fn main() {
         let mut group = c.benchmark_group(group_name("b7_fault"));
         for (n, vm) in &vms {
             let n = *n;
-            let random = random_slots(n);
+            let random = random_gfns(n);
+            let last = gfn_of(n, n - 1);
             for (pos, pick) in [
-                ("first", &(|_: usize| 0usize) as &dyn Fn(usize) -> usize),
-                ("last", &|_| n - 1),
+                ("first", &(|_: usize| 0u64) as &dyn Fn(usize) -> u64),
+                ("last", &|_| last),
                 ("random", &|k| random[k % RANDOM]),
             ] {
                 let op = format!("fault_{pos}");
@@ -261,7 +275,7 @@ fn main() {
                     b.iter_custom(|iters| {
                         let start = Instant::now();
                         for k in 0..iters as usize {
-                            let gfn = Gfn(gfn_of(pick(k)));
+                            let gfn = Gfn(pick(k));
                             let got = vm.page_fault(V0, gfn, false).expect("fault");
                             debug_assert!(matches!(got, Fault::Mapped { .. }));
                             black_box(got);
@@ -280,12 +294,12 @@ fn main() {
         let mut group = c.benchmark_group(group_name("b7_invalidate_one_page"));
         for (n, vm) in &vms {
             let n = *n;
-            let random = random_slots(n);
+            let random = random_gfns(n);
             group.bench_function(BenchmarkId::new("random", n), |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
                     for k in 0..iters as usize {
-                        let hva = USERSPACE_BASE + gfn_of(random[k % RANDOM]) * PAGE;
+                        let hva = USERSPACE_BASE + random[k % RANDOM] * PAGE;
                         black_box(
                             vm.invalidate_range(Hva(hva), Hva(hva + PAGE))
                                 .expect("range"),
@@ -319,7 +333,7 @@ fn main() {
         for ((n, vm), (_, slots, _)) in vms.iter().zip(&vectors) {
             let n = *n;
             let memslots = vm.memslots();
-            let gfn = gfn_of(n - 1);
+            let gfn = gfn_of(n, n - 1);
             group.bench_function(BenchmarkId::new("map", n), |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -331,7 +345,7 @@ fn main() {
                     took
                 })
             });
-            let last = gfn_of(slots.slots.len() - 1);
+            let last = slots.slots.last().map_or(0, |s| s.base_gfn);
             group.bench_function(BenchmarkId::new("vector", n), |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -381,11 +395,11 @@ fn report(
 ) {
     let base = NS[0];
     let fault = |pos: &str, n: usize| samples.median(&format!("fault_{pos}"), n);
-    let mut body = String::from(
-        "Medians over criterion's samples. Ratios compare each N with 32 slots, in \
-         the same run.\n\n\
-         | slots | create, total | fault: first slot | last slot | random slot | worst fault / 32 slots | one-page `invalidate_range` | rate at 32 / rate here |\n\
-         |---|---|---|---|---|---|---|---|\n",
+    let mut body = format!(
+        "Medians over criterion's samples. The guest has {GUEST_PAGES} pages at every N. \
+         Ratios compare each N with 32 slots, in the same run.\n\n\
+         | slots | pages per slot | create, total | fault: first slot | last slot | random gfn | worst fault / 32 slots | one-page `invalidate_range`, random page | rate at 32 / rate here |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     let mut worst_fault: f64 = 0.0;
     let mut worst_inval: f64 = 0.0;
@@ -399,7 +413,8 @@ fn report(
         worst_fault = worst_fault.max(ratio);
         worst_inval = worst_inval.max(inval_ratio);
         body.push_str(&format!(
-            "| {n} | {} | {} | {} | {} | {ratio:.2} | {} ({:.2} M/s) | {inval_ratio:.2} |\n",
+            "| {n} | {} | {} | {} | {} | {} | {ratio:.2} | {} ({:.2} M/s) | {inval_ratio:.2} |\n",
+            slot_pages(n),
             fmt_ns(samples.median("create", n)),
             fmt_ns(fault("first", n)),
             fmt_ns(fault("last", n)),
