@@ -14,7 +14,8 @@
 //!   slot, the first gfn of the last slot, and a pseudo-random gfn per call;
 //! - `invalidate`: one one-page `invalidate_range` on a pseudo-random page (the
 //!   host-range lookup, the rmap walk, the host's remap);
-//! - `lookup`: `Memslots::lookup` of the last slot's gfn, alone.
+//! - `lookup`: `Memslots::lookup` of the last slot's gfn, and of a
+//!   pseudo-random gfn, alone.
 //!
 //! Side by side, the same operations on the memslots as they were before this
 //! bench (`vector`): a sorted `Vec` that each update clones, re-sorts and
@@ -345,6 +346,18 @@ fn main() {
                     took
                 })
             });
+            let random = random_gfns(n);
+            group.bench_function(BenchmarkId::new("map_random_gfn", n), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for k in 0..iters as usize {
+                        black_box(memslots.lookup(Gfn(random[k % RANDOM])));
+                    }
+                    let took = start.elapsed();
+                    samples.push("lookup_map_random", n, took, iters);
+                    took
+                })
+            });
             let last = slots.slots.last().map_or(0, |s| s.base_gfn);
             group.bench_function(BenchmarkId::new("vector", n), |b| {
                 b.iter_custom(|iters| {
@@ -451,16 +464,17 @@ fn report(
         "\nThe data structures alone: the persistent map (`Memslots::lookup`) against \
          the sorted `Vec` as it was (a copy of its algorithm, without the VM around it; \
          its create is one timed run).\n\n\
-         | slots | create, total: VM with the map | `Vec` alone | lookup of the last slot: map | `Vec` | one-page host-range scan: `Vec` |\n\
-         |---|---|---|---|---|---|\n",
+         | slots | create, total: VM with the map | `Vec` alone | lookup of the last slot: map | `Vec` | lookup of a random gfn: map | one-page host-range scan: `Vec` |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for &(n, took) in vector_create {
         body.push_str(&format!(
-            "| {n} | {} | {} | {} | {} | {} |\n",
+            "| {n} | {} | {} | {} | {} | {} | {} |\n",
             fmt_ns(samples.median("create", n)),
             took.map_or("not run".into(), |t| fmt_ns(t.as_nanos() as f64)),
             fmt_ns(samples.median("lookup_map", n)),
             fmt_ns(samples.median("lookup_vector", n)),
+            fmt_ns(samples.median("lookup_map_random", n)),
             fmt_ns(samples.median("hva_vector", n)),
         ));
     }
