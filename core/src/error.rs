@@ -34,6 +34,14 @@ pub enum MmuError {
         /// The slot it would overlap.
         other: SlotId,
     },
+    /// Creating the slot would exceed `KVM_USER_MEM_SLOTS` slots
+    /// ([`Memslots::MAX_SLOTS`](crate::Memslots::MAX_SLOTS)).
+    TooManySlots {
+        /// The slot being created.
+        slot: SlotId,
+        /// The most slots a VM may have.
+        limit: usize,
+    },
     /// A slot must have at least one page.
     EmptySlot,
     /// The host address is not page aligned, or the range overflows.
@@ -62,6 +70,9 @@ impl std::fmt::Display for MmuError {
             MmuError::SlotExists(id) => write!(f, "memslot {} already exists", id.0),
             MmuError::SlotOverlap { slot, other } => {
                 write!(f, "memslot {} would overlap memslot {}", slot.0, other.0)
+            }
+            MmuError::TooManySlots { slot, limit } => {
+                write!(f, "memslot {}: a VM has at most {limit} memslots", slot.0)
             }
             MmuError::EmptySlot => f.write_str("a memslot needs at least one page"),
             MmuError::BadHostRange => f.write_str("host address not page aligned or overflows"),

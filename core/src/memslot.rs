@@ -174,14 +174,29 @@ impl Memslot {
     }
 }
 
+/// A persistent ordered map: an update copies one path, O(log n), and shares
+/// the rest with the generation it came from. Plain data (its reference counts
+/// are not the facade's), so the loom and shuttle lanes see no new atomics.
+type Map<K, V> = rpds::RedBlackTreeMapSync<K, V>;
+
 /// `struct kvm_memslots`: one published generation of the slots.
+///
+/// As the kernel's since 5.11 (`gfn_tree`, `hva_tree`, `id_hash`), it indexes
+/// the slots three ways, so that a lookup and an update cost O(log n) with
+/// 32,764 slots as with 32. The kernel updates an inactive copy in place and
+/// swaps; here each generation is a persistent map that shares all but one
+/// path with the one before, so readers keep theirs without a grace period.
 #[doc(alias = "kvm_memslots")]
 #[derive(Debug)]
 pub struct Memslots {
     /// `slots->generation`.
     pub(crate) generation: u64,
-    /// The slots, sorted by `base_gfn`.
-    pub(crate) slots: Vec<Memslot>,
+    /// The slots by `base_gfn` (`gfn_tree`). Their gfn ranges never overlap.
+    slots: Map<u64, Memslot>,
+    /// `base_gfn` by id (`id_hash`).
+    ids: Map<SlotId, u64>,
+    /// The slots by host range (`hva_tree`): these may overlap.
+    hva: HvaIndex,
     /// `KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS`: set on the published memslots when an
     /// update of them begins. A fault that read these memslots and sees it set
     /// must not cache an MMIO decision: the wrap's zap may already have run, and
@@ -193,7 +208,9 @@ impl Default for Memslots {
     fn default() -> Self {
         Memslots {
             generation: 0,
-            slots: Vec::new(),
+            slots: Map::new_sync(),
+            ids: Map::new_sync(),
+            hva: HvaIndex::default(),
             in_flux: AtomicBool::new(false),
         }
     }
@@ -204,12 +221,22 @@ impl Clone for Memslots {
         Memslots {
             generation: self.generation,
             slots: self.slots.clone(),
+            ids: self.ids.clone(),
+            hva: self.hva.clone(),
             in_flux: AtomicBool::new(self.update_in_progress()),
         }
     }
 }
 
 impl Memslots {
+    /// `KVM_USER_MEM_SLOTS` on x86: `SHRT_MAX` ids less the 3 internal slots.
+    /// The kernel bounds the id, which bounds the count; fastzap's ids are the
+    /// caller's, so it bounds the count ([`MmuError::TooManySlots`]).
+    ///
+    /// [`MmuError::TooManySlots`]: crate::MmuError::TooManySlots
+    #[doc(alias = "KVM_USER_MEM_SLOTS")]
+    pub const MAX_SLOTS: usize = 32_764;
+
     /// `slots->generation`: every publication adds one.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -217,12 +244,12 @@ impl Memslots {
 
     /// The slots, by base gfn (INVALID ones included).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Memslot> {
-        self.slots.iter()
+        self.slots.values()
     }
 
     /// The number of slots (INVALID ones included).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.size()
     }
 
     /// Whether there are no slots.
@@ -246,26 +273,167 @@ impl Memslots {
         self.in_flux.store(true, Ordering::Release);
     }
 
-    /// `search_memslots`: the slot containing `gfn`, INVALID ones included.
+    /// `search_memslots`: the slot containing `gfn`, INVALID ones included. The
+    /// only candidate is the last slot starting at or before `gfn`. O(log n).
     pub(crate) fn search(&self, gfn: u64) -> Option<&Memslot> {
-        self.slots.iter().find(|s| s.contains(gfn))
+        let (_, slot) = self.slots.range(..=gfn).next_back()?;
+        slot.contains(gfn).then_some(slot)
     }
 
-    /// The slot with `id`.
+    /// The slot with `id`. O(log n).
     pub fn by_id(&self, id: SlotId) -> Option<&Memslot> {
-        self.slots.iter().find(|s| s.id == id)
+        self.slots.get(self.ids.get(&id)?)
     }
 
-    /// A copy with `generation + 1` and `edit` applied, sorted again.
-    pub(crate) fn next(&self, edit: impl FnOnce(&mut Vec<Memslot>)) -> Memslots {
-        let mut slots = self.slots.clone();
-        edit(&mut slots);
-        slots.sort_by_key(|s| s.base_gfn);
-        Memslots {
+    /// The first slot by base gfn, other than `except`, whose gfns overlap
+    /// `[base_gfn, base_gfn + npages)`. Slots never overlap each other, so the
+    /// candidates are the slot starting at or before `base_gfn` and those
+    /// starting inside the range, in that order. O(log n).
+    pub(crate) fn first_overlapping(
+        &self,
+        base_gfn: u64,
+        npages: u64,
+        except: Option<SlotId>,
+    ) -> Option<&Memslot> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let before = self.slots.range(..=base_gfn).next_back();
+        let inside = self
+            .slots
+            .range((Excluded(base_gfn), Unbounded))
+            .take_while(|&(&base, _)| base < base_gfn.saturating_add(npages));
+        before
+            .into_iter()
+            .chain(inside)
+            .map(|(_, slot)| slot)
+            .filter(|slot| Some(slot.id) != except)
+            .find(|slot| slot.overlaps(base_gfn, npages))
+    }
+
+    /// The published slots whose host range intersects `[start, end)`, by base
+    /// gfn (`kvm_for_each_memslot_in_hva_range`). O(log n + k) when no two
+    /// slots share host pages; see [`HvaIndex::overlapping`].
+    pub(crate) fn in_hva_range(&self, start: u64, end: u64) -> Vec<&Memslot> {
+        let mut hits: Vec<&Memslot> = self
+            .hva
+            .overlapping(start, end)
+            .filter_map(|base| self.slots.get(&base))
+            .collect();
+        hits.sort_unstable_by_key(|slot| slot.base_gfn);
+        hits
+    }
+
+    /// A copy with `generation + 1` and `edit` applied. The copy is O(1): each
+    /// edit copies one path of each map.
+    pub(crate) fn next(&self, edit: impl FnOnce(&mut Memslots)) -> Memslots {
+        let mut next = Memslots {
             generation: self.generation + 1,
-            slots,
             in_flux: AtomicBool::new(false),
+            ..self.clone()
+        };
+        edit(&mut next);
+        next
+    }
+
+    /// Adds `slot`, whose id and gfns the caller checked are free.
+    pub(crate) fn insert(&mut self, slot: Memslot) {
+        self.ids.insert_mut(slot.id, slot.base_gfn);
+        self.hva.insert(&slot);
+        self.slots.insert_mut(slot.base_gfn, slot);
+    }
+
+    /// Removes the slot with `id`, if there is one.
+    pub(crate) fn remove(&mut self, id: SlotId) -> Option<Memslot> {
+        let base = *self.ids.get(&id)?;
+        let slot = self.slots.get(&base)?.clone();
+        self.ids.remove_mut(&id);
+        self.slots.remove_mut(&base);
+        self.hva.remove(&slot);
+        Some(slot)
+    }
+
+    /// Sets `flags` on the slot with `id`, if there is one.
+    pub(crate) fn set_flags(&mut self, id: SlotId, flags: u32) {
+        if let Some(base) = self.ids.get(&id).copied()
+            && let Some(slot) = self.slots.get(&base)
+        {
+            let mut slot = slot.clone();
+            slot.flags |= flags;
+            self.slots.insert_mut(base, slot);
         }
+    }
+}
+
+/// The slots by host range. KVM lets slots share host pages, so this is an
+/// interval query over ranges that may overlap: the slots starting inside the
+/// range, found by key, and those starting before it that reach into it. For
+/// the latter it walks back from the range's start, and stops after the first
+/// slot if no two slots overlap (then only the nearest can reach in), else once
+/// a slot starts more than the longest slot's length before it.
+#[derive(Debug, Clone)]
+struct HvaIndex {
+    /// `(hva start, id)` to `(hva end, base_gfn)`.
+    by_start: Map<(u64, SlotId), (u64, u64)>,
+    /// How many slots have each host length (for the longest one).
+    lengths: Map<u64, u64>,
+    /// How many pairs of slots share host pages.
+    overlaps: u64,
+}
+
+impl Default for HvaIndex {
+    fn default() -> Self {
+        HvaIndex {
+            by_start: Map::new_sync(),
+            lengths: Map::new_sync(),
+            overlaps: 0,
+        }
+    }
+}
+
+impl HvaIndex {
+    /// The base gfns of the slots whose host range intersects `[start, end)`.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = u64> + '_ {
+        use std::ops::Bound::{Excluded, Included};
+        let first = (start, SlotId(0));
+        let end = end.max(start);
+        let longest = self.lengths.last().map_or(0, |(&len, _)| len);
+        let disjoint = self.overlaps == 0;
+        let before = self
+            .by_start
+            .range(..first)
+            .rev()
+            .take_while(move |((lo, _), _)| lo.saturating_add(longest) > start)
+            .enumerate()
+            .take_while(move |(nth, _)| !disjoint || *nth == 0)
+            .filter(move |(_, (_, (hi, _)))| *hi > start)
+            .map(|(_, (_, &(_, base)))| base);
+        let inside = self
+            .by_start
+            .range((Included(first), Excluded((end, SlotId(0)))))
+            .map(|(_, &(_, base))| base);
+        before.chain(inside)
+    }
+
+    fn insert(&mut self, slot: &Memslot) {
+        let (lo, hi) = slot.hva_range();
+        self.overlaps += self.overlapping(lo, hi).count() as u64;
+        self.by_start.insert_mut((lo, slot.id), (hi, slot.base_gfn));
+        let count = self.lengths.get(&(hi - lo)).copied().unwrap_or(0);
+        self.lengths.insert_mut(hi - lo, count + 1);
+    }
+
+    fn remove(&mut self, slot: &Memslot) {
+        let (lo, hi) = slot.hva_range();
+        if !self.by_start.remove_mut(&(lo, slot.id)) {
+            return;
+        }
+        self.overlaps -= self.overlapping(lo, hi).count() as u64;
+        match self.lengths.get(&(hi - lo)).copied() {
+            Some(1) | None => self.lengths.remove_mut(&(hi - lo)),
+            Some(count) => {
+                self.lengths.insert_mut(hi - lo, count - 1);
+                true
+            }
+        };
     }
 }
 

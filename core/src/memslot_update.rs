@@ -43,11 +43,13 @@ impl Vm {
         if current.by_id(spec.id).is_some() {
             return Err(MmuError::SlotExists(spec.id));
         }
-        if let Some(other) = current
-            .slots
-            .iter()
-            .find(|s| s.overlaps(base_gfn, spec.npages))
-        {
+        if current.len() >= Memslots::MAX_SLOTS {
+            return Err(MmuError::TooManySlots {
+                slot: spec.id,
+                limit: Memslots::MAX_SLOTS,
+            });
+        }
+        if let Some(other) = current.first_overlapping(base_gfn, spec.npages, None) {
             return Err(MmuError::SlotOverlap {
                 slot: spec.id,
                 other: other.id,
@@ -63,7 +65,7 @@ impl Vm {
             rmap,
             lpage_info,
         };
-        self.install_memslots(current.next(|v| v.push(slot)), Actor::Memslot)
+        self.install_memslots(current.next(|m| m.insert(slot)), Actor::Memslot)
     }
 
     /// KVM_SET_USER_MEMORY_REGION, delete, with the configured strategy.
@@ -87,7 +89,9 @@ impl Vm {
         let cut = match strategy {
             DeletionStrategy::Merged311 => {
                 let cut = self.retire_slot_merged(&slot)?;
-                let next = self.memslots.load_full().next(|v| v.retain(|s| s.id != id));
+                let next = self.memslots.load_full().next(|m| {
+                    m.remove(id);
+                });
                 self.install_memslots(next, Actor::Memslot)?;
                 self.synchronize(Actor::Memslot);
                 cut
@@ -112,11 +116,7 @@ impl Vm {
             .cloned()
             .ok_or(MmuError::UnknownSlot(id))?;
         self.validate_range(new_base_gfn, slot.npages)?;
-        if let Some(other) = current
-            .slots
-            .iter()
-            .find(|s| s.id != id && s.overlaps(new_base_gfn, slot.npages))
-        {
+        if let Some(other) = current.first_overlapping(new_base_gfn, slot.npages, Some(id)) {
             return Err(MmuError::SlotOverlap {
                 slot: id,
                 other: other.id,
@@ -136,9 +136,9 @@ impl Vm {
             lpage_info,
             ..slot.clone()
         };
-        let next = self.memslots.load_full().next(|v| {
-            v.retain(|s| s.id != id);
-            v.push(moved);
+        let next = self.memslots.load_full().next(|m| {
+            m.remove(id);
+            m.insert(moved);
         });
         self.install_memslots(next, Actor::Memslot)?;
         self.synchronize(Actor::Memslot);
@@ -208,11 +208,10 @@ impl Vm {
     /// Linux 3.11, first half of DELETE and MOVE: publish a copy with the slot
     /// INVALID, wait for readers, zap all (fast). Returns the ghost cut time.
     fn retire_slot_merged(&self, slot: &Memslot) -> Result<u64, MmuError> {
-        let invalid = self.memslots.load_full().next(|v| {
-            for s in v.iter_mut().filter(|s| s.id == slot.id) {
-                s.flags |= SLOT_INVALID;
-            }
-        });
+        let invalid = self
+            .memslots
+            .load_full()
+            .next(|m| m.set_flags(slot.id, SLOT_INVALID));
         self.install_memslots(invalid, Actor::Memslot)?;
         let cut = self.ghost.tick();
         self.synchronize(Actor::Memslot);
@@ -226,10 +225,9 @@ impl Vm {
         let actor = Actor::Memslot;
         // rmap_remove must still find the slot's rmap once it is unpublished.
         self.lock_mmu(actor).zombies.push(slot.clone());
-        let next = self
-            .memslots
-            .load_full()
-            .next(|v| v.retain(|s| s.id != slot.id));
+        let next = self.memslots.load_full().next(|m| {
+            m.remove(slot.id);
+        });
         self.install_memslots(next, actor)?;
         let cut = self.ghost.tick();
         // kvm_mmu_invalid_memslot_pages: bump, remove-only rmap, reset lpage_info
@@ -284,5 +282,58 @@ impl Vm {
         });
         drop(guard);
         self.ghost.unmapper_end();
+    }
+}
+
+#[cfg(all(test, feature = "ghost", not(any(loom, shuttle))))]
+mod tests {
+    use crate::addr::{Gfn, Hva, PAGE_SIZE};
+    use crate::config::Config;
+    use crate::ids::SlotId;
+    use crate::memslot::SlotSpec;
+    use crate::vm::Vm;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hva index agrees with a scan of every slot, with host ranges
+        /// that overlap or not, across creates, moves and deletes.
+        #[test]
+        fn hva_query_matches_a_scan(
+            slots in prop::collection::vec((0u64..48, 1u64..6), 1..24),
+            ops in prop::collection::vec((0u16..24, 0u8..3), 0..12),
+            queries in prop::collection::vec((0u64..56, 1u64..8), 1..16),
+        ) {
+            let mut cfg = Config::native();
+            cfg.audit_points = false;
+            let vm = Vm::new(cfg).unwrap();
+            for (id, &(page, npages)) in slots.iter().enumerate() {
+                let spec = SlotSpec {
+                    id: SlotId(id as u16),
+                    base_gfn: Gfn(8 * id as u64),
+                    npages,
+                    userspace_addr: Hva(page * PAGE_SIZE),
+                };
+                vm.create_memslot(spec).unwrap();
+            }
+            for op in std::iter::once(None).chain(ops.iter().map(Some)) {
+                let _ = match op {
+                    Some(&(id, 0)) => vm.delete_memslot(SlotId(id)),
+                    Some(&(id, 1)) => vm.move_memslot(SlotId(id), Gfn(8 * (24 + u64::from(id)))),
+                    _ => Ok(()),
+                };
+                let slots = vm.memslots();
+                for &(page, len) in &queries {
+                    let (start, end) = (page * PAGE_SIZE, (page + len) * PAGE_SIZE);
+                    let got: Vec<SlotId> =
+                        slots.in_hva_range(start, end).iter().map(|s| s.id).collect();
+                    let want: Vec<SlotId> = slots
+                        .iter()
+                        .filter(|s| s.hva_range().0 < end && start < s.hva_range().1)
+                        .map(|s| s.id)
+                        .collect();
+                    prop_assert_eq!(got, want, "[{:#x}, {:#x})", start, end);
+                }
+            }
+        }
     }
 }

@@ -179,8 +179,8 @@ impl Vm {
         // it: in between, the slot is in both lists and must be visited once.
         let zombies = lk.zombies.iter().filter(|z| slots.by_id(z.id).is_none());
         slots
-            .slots
-            .iter()
+            .in_hva_range(start, end)
+            .into_iter()
             .chain(zombies)
             .flat_map(|slot| {
                 slot.gfns_in_hva(start, end)

@@ -217,7 +217,7 @@ impl Vm {
 
     /// The number of memslots now published (INVALID ones included).
     pub fn slot_count(&self) -> usize {
-        self.memslots.load().slots.len()
+        self.memslots.load().len()
     }
 
     /// The number of shadow pages not yet retired.

@@ -444,6 +444,50 @@ fn empty_slot_on_create() {
     });
 }
 
+// ----- TooManySlots -----------------------------------------------------------------
+
+#[test]
+fn too_many_slots_on_create() {
+    // Kernel-sized tables, without the per-update audit (it reads every slot).
+    let mut cfg = Config::native();
+    cfg.audit_points = false;
+    let vm = vm(cfg);
+    let max = Memslots::MAX_SLOTS;
+    assert_eq!(max, 32_764, "KVM_USER_MEM_SLOTS");
+    for id in 0..max as u16 {
+        vm.create_memslot(slot(id, 2 * u64::from(id), 1)).unwrap();
+    }
+    assert_eq!(vm.slot_count(), max);
+    enter_all(&vm);
+    vm.page_fault(V0, Gfn(0), true).unwrap();
+    vm.page_fault(V1, Gfn(2 * (max as u64 - 1)), false).unwrap();
+    let last = max as u16;
+    let e = MmuError::TooManySlots {
+        slot: SlotId(last),
+        limit: max,
+    };
+    // The 32,765th slot is refused whatever its id and range, and nothing changes.
+    refused_on(&vm, e, |vm| {
+        vm.create_memslot(slot(last, 2 * max as u64, 1))
+    });
+    refused_on(&vm, e, |vm| vm.create_memslot(slot(last, 1, 1)));
+    // An existing id or an overlap are still reported as such.
+    refused_on(&vm, MmuError::SlotExists(SlotId(3)), |vm| {
+        vm.create_memslot(slot(3, 2 * max as u64, 1))
+    });
+    // Moving a slot keeps the count: it is not refused.
+    vm.move_memslot(SlotId(5), Gfn(2 * max as u64)).unwrap();
+    // One delete makes room for one create.
+    vm.delete_memslot(SlotId(7)).unwrap();
+    vm.create_memslot(slot(last, 15, 1)).unwrap();
+    assert_eq!(vm.slot_count(), max);
+    assert_eq!(
+        vm.memslots().by_id(SlotId(last)).unwrap().base_gfn(),
+        Gfn(15)
+    );
+    assert_audit(&vm);
+}
+
 // ----- BadHostRange, BadHvaRange -------------------------------------------------
 
 #[test]
@@ -570,6 +614,10 @@ fn every_error_displays() {
         MmuError::SlotOverlap {
             slot: SlotId(3),
             other: SlotId(4),
+        },
+        MmuError::TooManySlots {
+            slot: SlotId(3),
+            limit: 4,
         },
         MmuError::EmptySlot,
         MmuError::BadHostRange,

@@ -26,7 +26,7 @@ fn live_pages(lk: &MmuLock<'_>) -> HashSet<usize> {
 
 /// Every rmap the audit can see: the published slots and the unpublished ones.
 fn all_slots(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Memslot> {
-    let mut slots = vm.memslots.load_full().slots.clone();
+    let mut slots: Vec<Memslot> = vm.memslots.load_full().iter().cloned().collect();
     slots.extend(lk.zombies.iter().cloned());
     slots
 }
