@@ -91,9 +91,7 @@ impl Vm {
         meta.root_count += 1;
         let generation = meta.mmu_valid_gen;
         lk.roots[vcpu] = Some(id);
-        self.vcpus[vcpu]
-            .root
-            .store(ptr.addr() as u64, Ordering::Release);
+        self.vcpus[vcpu].root.store(ptr.word(), Ordering::Release);
         self.event(lk.actor, || What::LoadRoot { sp: id, generation });
         id
     }

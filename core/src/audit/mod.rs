@@ -15,6 +15,8 @@
 //! records those, and [`audit`] reports them too.
 
 mod invariants;
+#[cfg(test)]
+mod tests;
 
 use crate::event::Actor;
 use crate::invariant::Violation;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::ptr::NonNull;
 
 use crate::config::Config;
 use crate::event::{Actor, Event, What};
@@ -42,11 +43,15 @@ struct State {
     zaps: GhostMutex<Vec<ZapStats>>,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     lockless_unmappers: GhostU64,
-    /// Under a mutant, released objects are poisoned but their memory is never
-    /// given back: a mutant may leave pointers to them behind (bug 1 leaves rmap
-    /// entries into freed pages), and a later read must see the poison, not
-    /// another object or unmapped memory.
-    leak_memory: bool,
+    /// Every page and descriptor released so far, poisoned and kept: a bug
+    /// (a mutant, or a plain edit of the protocol) may leave pointers to them
+    /// behind (bug 1 leaves rmap entries into freed pages), and a later read
+    /// must see the poison, not another object or unmapped memory. Given back
+    /// only when the last clone of the ghost state goes, with the VM, its
+    /// rmaps and its deferred frees: nothing can reach them then.
+    quarantine: GhostMutex<Quarantine>,
+    /// The next descriptor id (descriptors are named in violations).
+    desc_ids: GhostCounter,
     /// `Config::batch` and `Config::vcpus`, for the I6 test of `record_zap`.
     batch: usize,
     vcpus: usize,
@@ -85,7 +90,8 @@ impl Ghost {
             latest_cut: GhostU64::new(0),
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
-            leak_memory: config.mutant.is_some(),
+            quarantine: GhostMutex::new(Quarantine::default()),
+            desc_ids: GhostCounter::default(),
             batch: config.batch,
             vcpus: config.vcpus,
         }))
@@ -186,27 +192,64 @@ impl Ghost {
         }
     }
 
-    /// Gives a poisoned object's memory back, except under a mutant (see
-    /// `State::leak_memory`).
-    pub(crate) fn release<T>(&self, object: Box<T>) {
-        if self.0.leak_memory {
-            std::mem::forget(object);
-        } else {
-            drop(object);
+    /// Takes a poisoned object whose memory the protocol releases, and keeps
+    /// it, poisoned, until the ghost state itself is dropped: in a checking
+    /// build freed memory is never reused, whatever [`Config::mutant`] says,
+    /// so a use after free reads poison and is reported (I2, I3) instead of
+    /// crashing. The cost: a checking build's memory grows with every page
+    /// and descriptor its VM ever freed (see `State::quarantine`). Without
+    /// the checking code the object is dropped at once.
+    ///
+    /// The object is kept as the raw pointer it was allocated as, not as a
+    /// `Box`: a `Box` claims unique access, and a buggy reader that still
+    /// reads the object through its own pointer would make the `Box`'s
+    /// eventual drop undefined behaviour (Miri's Tree Borrows reports it).
+    ///
+    /// # Safety
+    /// `object` comes from `Box::leak` (or `Box::into_raw`), is released
+    /// once, and no correct reader can reach it any more.
+    pub(crate) unsafe fn release<T: Send + 'static>(&self, object: NonNull<T>) {
+        unsafe fn drop_box<T>(object: *mut ()) {
+            // SAFETY: `Quarantine::drop`'s contract, from `release`'s.
+            drop(unsafe { Box::from_raw(object.cast::<T>()) });
         }
+        let kept = Kept {
+            object: object.cast(),
+            drop: drop_box::<T>,
+        };
+        self.0.quarantine.with(|q| q.0.push(kept));
     }
 
-    /// A page released with its VM, outside any grace period: counts it
-    /// retired and freed if it was not yet, and says whether to poison it.
+    /// How many released objects are quarantined.
+    #[cfg(test)]
+    pub(crate) fn quarantined(&self) -> usize {
+        self.0.quarantine.with(|q| q.0.len())
+    }
+
+    /// A fresh descriptor id.
+    pub(crate) fn next_desc_id(&self) -> u64 {
+        self.0.desc_ids.next()
+    }
+
+    /// A page of the page table released with its VM, outside any grace
+    /// period: if it is live, counts it retired and freed and says that the
+    /// VM owns it. A page a bug already handed to the reclaimer is the
+    /// reclaimer's (and the quarantine's): records I3 and says not to
+    /// release it again.
     pub(crate) fn page_dropped(&self, page: &PageGhost) -> bool {
         let life = page.life();
-        if life == PageLife::Live {
-            self.0.pages.retire();
+        if life != PageLife::Live {
+            self.violate(Invariant::I3, || {
+                format!(
+                    "{} still in the page table when its VM was dropped, but {life:?}",
+                    page.id
+                )
+            });
+            return false;
         }
-        if life != PageLife::Freed {
-            self.0.pages.free();
-        }
-        life != PageLife::Freed
+        self.0.pages.retire();
+        self.0.pages.free();
+        true
     }
 
     // ----- the ghost clock and I4 --------------------------------------------
@@ -323,6 +366,37 @@ impl Ghost {
     }
 }
 
+/// Released objects, kept poisoned ([`Ghost::release`]).
+#[derive(Default)]
+struct Quarantine(Vec<Kept>);
+
+/// One quarantined object and the function that gives its memory back.
+struct Kept {
+    object: NonNull<()>,
+    drop: unsafe fn(*mut ()),
+}
+
+// SAFETY: `release` takes only `T: Send` objects; the pointer is theirs.
+unsafe impl Send for Kept {}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        for kept in self.0.drain(..) {
+            // SAFETY: the ghost state is being dropped: the VM, its rmaps
+            // and its deferred frees (which hold clones of it) are gone, so
+            // nothing can reach the object; it came from a `Box` and is
+            // released once (`release`'s contract).
+            unsafe { (kept.drop)(kept.object.as_ptr()) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Quarantine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Quarantine({} objects)", self.0.len())
+    }
+}
+
 /// Ghost lifecycle of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
@@ -398,34 +472,46 @@ impl<'g> Visited<'g> {
     }
 }
 
-/// A descriptor's ghost half: live (0), retired (1) or freed (2).
+/// A descriptor's ghost half: its id (`d<n>` in violations, from
+/// [`Ghost::next_desc_id`]) and its life: live (0), retired (1) or freed (2).
 #[derive(Debug, Default)]
-pub(crate) struct DescGhost(GhostU64);
+pub(crate) struct DescGhost {
+    id: u64,
+    life: GhostU64,
+}
 
 impl DescGhost {
     /// Live.
-    pub(crate) const fn new() -> DescGhost {
-        DescGhost(GhostU64::new(0))
+    pub(crate) const fn new(id: u64) -> DescGhost {
+        DescGhost {
+            id,
+            life: GhostU64::new(0),
+        }
+    }
+
+    /// The id, readable without touching the body.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The descriptor was unlinked and handed to the reclaimer.
     pub(crate) fn retire(&self) {
-        self.0.set(1);
+        self.life.set(1);
     }
 
     /// The descriptor was poisoned.
     pub(crate) fn freed(&self) {
-        self.0.set(2);
+        self.life.set(2);
     }
 
     /// Whether it was retired (or freed since).
     pub(crate) fn is_retired(&self) -> bool {
-        self.0.get() != 0
+        self.life.get() != 0
     }
 
     /// Whether it was freed.
     pub(crate) fn is_freed(&self) -> bool {
-        self.0.get() == 2
+        self.life.get() == 2
     }
 }
 
