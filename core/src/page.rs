@@ -84,6 +84,12 @@ impl ShadowPage {
         self.invalid.load(Ordering::Acquire)
     }
 
+    /// About how much memory the page holds, heap parts included (for the
+    /// checking build's quarantine).
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<ShadowPage>() + self.sptes.len() * 2 * std::mem::size_of::<u64>()
+    }
+
     /// Poisons the body: from here on a reader of this page is reading freed
     /// memory. Runs after the grace period (or early, under a mutant).
     pub(crate) fn poison(&self) {
@@ -187,16 +193,20 @@ pub(crate) fn free_page(ptr: PagePtr, guard: &Guard<'_>, ghost: &Ghost, poison_n
     let ghost = ghost.clone();
     guard.defer(move || {
         let owned = ptr;
-        if ghost::ENABLED && !poison_now {
+        let mut bytes = 0;
+        if ghost::ENABLED {
             // SAFETY: the memory is still allocated: it is released below.
             let page = unsafe { owned.0.as_ref() };
-            page.poison();
-            ghost.pages().free();
+            bytes = page.bytes();
+            if !poison_now {
+                page.poison();
+                ghost.pages().free();
+            }
         }
         // SAFETY: the grace period has passed: every guard that could have
         // read this pointer has been dropped, and the page was unlinked
         // before. It came from `Box::leak` in `alloc`; this is its one release.
-        unsafe { ghost.release(owned.0) };
+        unsafe { ghost.release(owned.0, bytes) };
     });
 }
 
@@ -211,13 +221,16 @@ pub(crate) fn free_page_now(ptr: PagePtr, ghost: &Ghost) {
     if !owned {
         return;
     }
+    let mut bytes = 0;
     if ghost::ENABLED {
         // SAFETY: as above.
-        unsafe { ptr.0.as_ref() }.poison();
+        let page = unsafe { ptr.0.as_ref() };
+        page.poison();
+        bytes = page.bytes();
     }
     // SAFETY: as above, and `page_dropped` says the reclaimer never got it,
     // so this is the page's one release (it came from `Box::leak`).
-    unsafe { ghost.release(ptr.0) };
+    unsafe { ghost.release(ptr.0, bytes) };
 }
 
 /// The lock-protected half of a shadow page.

@@ -73,7 +73,11 @@ impl Ghost {
     /// As `on.rs`'s twin: `object` comes from `Box::leak`, is released once,
     /// and nothing can reach it any more.
     #[inline(always)]
-    pub(crate) unsafe fn release<T: Send + 'static>(&self, object: std::ptr::NonNull<T>) {
+    pub(crate) unsafe fn release<T: Send + 'static>(
+        &self,
+        object: std::ptr::NonNull<T>,
+        _bytes: usize,
+    ) {
         // SAFETY: the caller's contract.
         drop(unsafe { Box::from_raw(object.as_ptr()) });
     }

@@ -1,6 +1,6 @@
 //! The ghost state, compiled in (feature `ghost`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::ptr::NonNull;
 
@@ -43,12 +43,11 @@ struct State {
     zaps: GhostMutex<Vec<ZapStats>>,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     lockless_unmappers: GhostU64,
-    /// Every page and descriptor released so far, poisoned and kept: a bug
+    /// The pages and descriptors released lately, poisoned and kept: a bug
     /// (a mutant, or a plain edit of the protocol) may leave pointers to them
     /// behind (bug 1 leaves rmap entries into freed pages), and a later read
-    /// must see the poison, not another object or unmapped memory. Given back
-    /// only when the last clone of the ghost state goes, with the VM, its
-    /// rmaps and its deferred frees: nothing can reach them then.
+    /// must see the poison, not another object or unmapped memory. See
+    /// [`Ghost::release`] for how long they are kept.
     quarantine: GhostMutex<Quarantine>,
     /// The next descriptor id (descriptors are named in violations).
     desc_ids: GhostCounter,
@@ -90,7 +89,11 @@ impl Ghost {
             latest_cut: GhostU64::new(0),
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
-            quarantine: GhostMutex::new(Quarantine::default()),
+            quarantine: GhostMutex::new(Quarantine {
+                kept: VecDeque::new(),
+                bytes: 0,
+                bounded: config.mutant.is_none(),
+            }),
             desc_ids: GhostCounter::default(),
             batch: config.batch,
             vcpus: config.vcpus,
@@ -192,13 +195,22 @@ impl Ghost {
         }
     }
 
-    /// Takes a poisoned object whose memory the protocol releases, and keeps
-    /// it, poisoned, until the ghost state itself is dropped: in a checking
-    /// build freed memory is never reused, whatever [`Config::mutant`] says,
-    /// so a use after free reads poison and is reported (I2, I3) instead of
-    /// crashing. The cost: a checking build's memory grows with every page
-    /// and descriptor its VM ever freed (see `State::quarantine`). Without
-    /// the checking code the object is dropped at once.
+    /// Takes a poisoned object whose memory the protocol releases (`bytes`
+    /// of it, heap parts included), and keeps it, poisoned, in the VM's
+    /// quarantine: in a checking build freed memory is not reused, whatever
+    /// [`Config::mutant`] says, so a use after free reads poison and is
+    /// reported (I2, I3) instead of crashing. Without the checking code the
+    /// object is dropped at once.
+    ///
+    /// How long: under a mutant, until the ghost state is dropped (with the
+    /// VM, its rmaps and its deferred frees); a mutant's dangling pointers
+    /// can outlive any window (bug 1's rmap entries). Otherwise the
+    /// quarantine is a FIFO of [`QUARANTINE_BYTES`], as AddressSanitizer's
+    /// is: an object is given back once that much memory was freed after
+    /// it, and a use after free later than that is not guaranteed to be
+    /// seen. Unbounded, verify's 10^7-operation stress grew past 1.8 GiB.
+    /// The cost: a checking build's memory grows by up to that much per VM
+    /// (without bound under a mutant).
     ///
     /// The object is kept as the raw pointer it was allocated as, not as a
     /// `Box`: a `Box` claims unique access, and a buggy reader that still
@@ -208,22 +220,29 @@ impl Ghost {
     /// # Safety
     /// `object` comes from `Box::leak` (or `Box::into_raw`), is released
     /// once, and no correct reader can reach it any more.
-    pub(crate) unsafe fn release<T: Send + 'static>(&self, object: NonNull<T>) {
+    pub(crate) unsafe fn release<T: Send + 'static>(&self, object: NonNull<T>, bytes: usize) {
         unsafe fn drop_box<T>(object: *mut ()) {
-            // SAFETY: `Quarantine::drop`'s contract, from `release`'s.
+            // SAFETY: `Kept::give_back`'s contract, from `release`'s.
             drop(unsafe { Box::from_raw(object.cast::<T>()) });
         }
         let kept = Kept {
             object: object.cast(),
+            bytes,
             drop: drop_box::<T>,
         };
-        self.0.quarantine.with(|q| q.0.push(kept));
+        let evicted = self.0.quarantine.with(|q| q.push(kept));
+        for old in evicted {
+            // SAFETY: it entered the quarantine after its grace period, and
+            // QUARANTINE_BYTES were freed since: in a correct protocol nothing
+            // reaches it; it came from a `Box` and leaves the quarantine once.
+            unsafe { old.give_back() };
+        }
     }
 
     /// How many released objects are quarantined.
     #[cfg(test)]
     pub(crate) fn quarantined(&self) -> usize {
-        self.0.quarantine.with(|q| q.0.len())
+        self.0.quarantine.with(|q| q.kept.len())
     }
 
     /// A fresh descriptor id.
@@ -366,34 +385,77 @@ impl Ghost {
     }
 }
 
-/// Released objects, kept poisoned ([`Ghost::release`]).
-#[derive(Default)]
-struct Quarantine(Vec<Kept>);
+/// How much freed memory a VM's quarantine holds (without a mutant) before
+/// it gives the oldest object back ([`Ghost::release`]).
+pub(crate) const QUARANTINE_BYTES: usize = 64 << 20;
+
+/// Released objects, kept poisoned, oldest first ([`Ghost::release`]).
+struct Quarantine {
+    kept: VecDeque<Kept>,
+    bytes: usize,
+    /// Whether the oldest objects are given back past [`QUARANTINE_BYTES`].
+    bounded: bool,
+}
+
+impl Quarantine {
+    /// Keeps `kept`; returns the objects that leave to make room.
+    fn push(&mut self, kept: Kept) -> Vec<Kept> {
+        self.bytes = self.bytes.saturating_add(kept.bytes);
+        self.kept.push_back(kept);
+        let mut evicted = Vec::new();
+        while self.bounded && self.bytes > QUARANTINE_BYTES && self.kept.len() > 1 {
+            let Some(old) = self.kept.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(old.bytes);
+            evicted.push(old);
+        }
+        evicted
+    }
+}
 
 /// One quarantined object and the function that gives its memory back.
 struct Kept {
     object: NonNull<()>,
+    bytes: usize,
     drop: unsafe fn(*mut ()),
 }
 
 // SAFETY: `release` takes only `T: Send` objects; the pointer is theirs.
 unsafe impl Send for Kept {}
 
+impl Kept {
+    /// Gives the memory back.
+    ///
+    /// # Safety
+    /// Nothing reaches the object any more, and this is its one release.
+    unsafe fn give_back(self) {
+        // SAFETY: the caller's contract; `drop` is `drop_box::<T>` for the
+        // `T` the object was allocated as.
+        unsafe { (self.drop)(self.object.as_ptr()) };
+    }
+}
+
 impl Drop for Quarantine {
     fn drop(&mut self) {
-        for kept in self.0.drain(..) {
+        for kept in self.kept.drain(..) {
             // SAFETY: the ghost state is being dropped: the VM, its rmaps
             // and its deferred frees (which hold clones of it) are gone, so
-            // nothing can reach the object; it came from a `Box` and is
-            // released once (`release`'s contract).
-            unsafe { (kept.drop)(kept.object.as_ptr()) };
+            // nothing can reach the object; it came from a `Box` and leaves
+            // the quarantine once.
+            unsafe { kept.give_back() };
         }
     }
 }
 
 impl std::fmt::Debug for Quarantine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Quarantine({} objects)", self.0.len())
+        write!(
+            f,
+            "Quarantine({} objects, {} bytes)",
+            self.kept.len(),
+            self.bytes
+        )
     }
 }
 
@@ -601,7 +663,46 @@ impl KillMap {
 
 #[cfg(test)]
 mod tests {
-    use super::KillMap;
+    use super::{Kept, KillMap, QUARANTINE_BYTES, Quarantine};
+
+    fn kept(bytes: usize) -> Kept {
+        unsafe fn drop_box(object: *mut ()) {
+            // SAFETY: made from `Box::leak` of a `u64` below, given back once.
+            drop(unsafe { Box::from_raw(object.cast::<u64>()) });
+        }
+        Kept {
+            object: std::ptr::NonNull::from(Box::leak(Box::new(7u64))).cast(),
+            bytes,
+            drop: drop_box,
+        }
+    }
+
+    #[test]
+    fn the_quarantine_gives_back_the_oldest_past_its_bound_unless_a_mutant_runs() {
+        let half = QUARANTINE_BYTES / 2 + 1;
+        let mut q = Quarantine {
+            kept: Default::default(),
+            bytes: 0,
+            bounded: true,
+        };
+        assert!(q.push(kept(half)).is_empty());
+        let evicted = q.push(kept(half));
+        assert_eq!(evicted.len(), 1, "the oldest leaves, the newest stays");
+        assert_eq!((q.kept.len(), q.bytes), (1, half));
+        for old in evicted {
+            // SAFETY: nothing else holds it.
+            unsafe { old.give_back() };
+        }
+        let mut unbounded = Quarantine {
+            kept: Default::default(),
+            bytes: 0,
+            bounded: false,
+        };
+        for _ in 0..3 {
+            assert!(unbounded.push(kept(half)).is_empty());
+        }
+        assert_eq!(unbounded.kept.len(), 3);
+    }
 
     #[test]
     fn kill_map_keeps_the_latest_times_per_gfn() {

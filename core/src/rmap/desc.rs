@@ -150,17 +150,22 @@ impl DescPtr {
         let ghost = ghost.clone();
         guard.defer(move || {
             let owned = self;
-            if !poison_now {
-                if ghost::ENABLED {
-                    // SAFETY: still allocated: it is released below.
-                    unsafe { owned.0.as_ref() }.poison();
+            let mut bytes = 0;
+            if ghost::ENABLED {
+                // SAFETY: still allocated: it is released below.
+                let desc = unsafe { owned.0.as_ref() };
+                bytes = desc.bytes();
+                if !poison_now {
+                    desc.poison();
                 }
+            }
+            if !poison_now {
                 ghost.descs().free();
             }
             // SAFETY: the grace period has passed since the descriptor was
             // unlinked; it came from `Box::leak` in `alloc`, and this is its
             // one release.
-            unsafe { ghost.release(owned.0) };
+            unsafe { ghost.release(owned.0, bytes) };
         });
     }
 
@@ -197,8 +202,9 @@ impl DescPtr {
         }
         ghost.descs().retire();
         ghost.descs().free();
+        let bytes = desc.bytes();
         // SAFETY: the caller's contract; it came from `Box::leak` in `alloc`.
-        unsafe { ghost.release(self.0) };
+        unsafe { ghost.release(self.0, bytes) };
         more
     }
 }
@@ -232,6 +238,12 @@ impl PteListDesc {
                 )
             },
         )
+    }
+
+    /// About how much memory the descriptor holds (for the checking build's
+    /// quarantine).
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<PteListDesc>() + self.sptes.len() * std::mem::size_of::<usize>()
     }
 
     /// The number of leading used entries.
