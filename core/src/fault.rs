@@ -159,7 +159,7 @@ impl Vm {
                     if let Some(meta) = lk.pages.get_mut(&child_id) {
                         meta.parent_ptes.push((id, index));
                     }
-                    page.sptes[index].store(Spte::non_leaf(child.addr()), Ordering::Release);
+                    page.sptes[index].store(Spte::non_leaf(child.word()), Ordering::Release);
                     id = child_id;
                     ptr = child;
                 }
@@ -285,7 +285,7 @@ impl Vm {
         guard: &'g Guard<'_>,
         visited: &mut Visited<'g>,
     ) -> Option<(u64, u64)> {
-        let mut ptr = PagePtr::from_addr(v.root.load(Ordering::Acquire) as usize)?;
+        let mut ptr = PagePtr::from_addr(v.root.load(Ordering::Acquire))?;
         for level in (1..=self.config.levels).rev() {
             let page = ptr.get(guard);
             visited.push(&page.ghost);

@@ -20,7 +20,8 @@ use std::ptr::NonNull;
 
 use crate::ghost::{self, Ghost, PageGhost};
 use crate::ids::PageId;
-use crate::sync::{AtomicBool, AtomicU64, Guard, Ordering, UnsafeCell};
+use crate::spte::{RawSpte, SpteCell};
+use crate::sync::{AtomicBool, Guard, Ordering, UnsafeCell};
 
 /// `union kvm_mmu_page_role`, reduced to what a direct-map MMU uses.
 #[doc(alias = "kvm_mmu_page_role")]
@@ -59,7 +60,7 @@ pub(crate) struct PageBody {
 pub(crate) struct ShadowPage {
     body: UnsafeCell<PageBody>,
     /// `sp->spt`: the page's sptes.
-    pub(crate) sptes: Box<[AtomicU64]>,
+    pub(crate) sptes: Box<[SpteCell]>,
     /// `sp->role.invalid`: set by `prepare_zap_page` under `mmu_lock`, read by
     /// lockless walkers.
     pub(crate) invalid: AtomicBool,
@@ -81,6 +82,12 @@ impl ShadowPage {
     /// Whether `role.invalid` is set.
     pub(crate) fn is_invalid(&self) -> bool {
         self.invalid.load(Ordering::Acquire)
+    }
+
+    /// About how much memory the page holds, heap parts included (for the
+    /// checking build's quarantine).
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<ShadowPage>() + self.sptes.len() * 2 * std::mem::size_of::<u64>()
     }
 
     /// Poisons the body: from here on a reader of this page is reading freed
@@ -109,21 +116,39 @@ impl PagePtr {
     pub(crate) fn alloc(body: PageBody, spte_count: usize) -> PagePtr {
         let page = Box::new(ShadowPage {
             body: UnsafeCell::new(body),
-            sptes: (0..spte_count).map(|_| AtomicU64::new(0)).collect(),
+            sptes: (0..spte_count).map(|_| SpteCell::new()).collect(),
             invalid: AtomicBool::new(false),
             ghost: PageGhost::new(body.id, spte_count),
         });
         PagePtr(NonNull::from(Box::leak(page)))
     }
 
-    /// Rebuilds a pointer from an address read out of a spte or a root.
-    pub(crate) fn from_addr(addr: usize) -> Option<PagePtr> {
-        NonNull::new(std::ptr::with_exposed_provenance_mut::<ShadowPage>(addr)).map(PagePtr)
+    /// The pointer in a word read out of a non-leaf spte (flags cleared:
+    /// [`Spte::NonLeaf`](crate::spte::Spte)) or a root, with the provenance
+    /// it was stored with.
+    pub(crate) fn from_addr(word: RawSpte) -> Option<PagePtr> {
+        PagePtr::from_raw(word.ptr().cast())
     }
 
-    /// The address stored in sptes and roots.
+    /// The word stored in roots, and (with `PRESENT`) in non-leaf sptes.
+    pub(crate) fn word(self) -> RawSpte {
+        RawSpte::from_ptr(self.as_raw().cast())
+    }
+
+    /// The page's address, as an identity (the audit's sets): it cannot be
+    /// turned back into a pointer.
     pub(crate) fn addr(self) -> usize {
-        self.0.as_ptr().expose_provenance()
+        self.0.as_ptr().addr()
+    }
+
+    /// The raw pointer, for the rmap's packed words.
+    pub(crate) fn as_raw(self) -> *mut ShadowPage {
+        self.0.as_ptr()
+    }
+
+    /// A pointer back from [`PagePtr::as_raw`] (with its provenance).
+    pub(crate) fn from_raw(ptr: *mut ShadowPage) -> Option<PagePtr> {
+        NonNull::new(ptr).map(PagePtr)
     }
 
     /// Borrows the page for as long as `guard` is pinned.
@@ -152,10 +177,11 @@ impl PagePtr {
 /// Retires a page: `kvm_mmu_free_page` through the epoch. The memory is
 /// released (and, with the checking code, the body poisoned first) once every
 /// current reader has unpinned. With `poison_now` (the mutants that free
-/// early) the poison is written at once; the memory itself is only ever
-/// released through the epoch, and under any mutant not at all
-/// ([`Ghost::release`]), so a mutant's dangling pointer reads poison: the bug
-/// is observable, not undefined.
+/// early) the poison is written at once. The memory itself is only ever
+/// released through the epoch, and in a checking build not even then: it is
+/// quarantined, poisoned, for as long as the VM lives ([`Ghost::release`]),
+/// so a dangling pointer left by any bug (a mutant or a plain edit) reads
+/// poison: the bug is reported (I3), not undefined.
 pub(crate) fn free_page(ptr: PagePtr, guard: &Guard<'_>, ghost: &Ghost, poison_now: bool) {
     let page = ptr.get(guard);
     page.ghost.retired();
@@ -167,26 +193,44 @@ pub(crate) fn free_page(ptr: PagePtr, guard: &Guard<'_>, ghost: &Ghost, poison_n
     let ghost = ghost.clone();
     guard.defer(move || {
         let owned = ptr;
-        // SAFETY: the grace period has passed: every guard that could have read
-        // this pointer has been dropped, and the page was unlinked before.
-        let page = unsafe { Box::from_raw(owned.0.as_ptr()) };
-        if ghost::ENABLED && !poison_now {
-            page.poison();
-            ghost.pages().free();
+        let mut bytes = 0;
+        if ghost::ENABLED {
+            // SAFETY: the memory is still allocated: it is released below.
+            let page = unsafe { owned.0.as_ref() };
+            bytes = page.bytes();
+            if !poison_now {
+                page.poison();
+                ghost.pages().free();
+            }
         }
-        ghost.release(page);
+        // SAFETY: the grace period has passed: every guard that could have
+        // read this pointer has been dropped, and the page was unlinked
+        // before. It came from `Box::leak` in `alloc`; this is its one release.
+        unsafe { ghost.release(owned.0, bytes) };
     });
 }
 
-/// Releases a page that no reader can reach any more (the VM is being dropped).
+/// Releases a page of the page table, which no reader can reach any more
+/// (the VM is being dropped).
 pub(crate) fn free_page_now(ptr: PagePtr, ghost: &Ghost) {
-    // SAFETY: called from `Drop for Vm` with exclusive access: no reader exists,
-    // and pages in the page table were never handed to the reclaimer.
-    let page = unsafe { Box::from_raw(ptr.0.as_ptr()) };
-    if ghost.page_dropped(&page.ghost) {
-        page.poison();
+    // SAFETY: called from `Drop for Vm` with exclusive access: no reader
+    // exists. The memory is allocated: pages in the page table are never
+    // handed to the reclaimer, except by a bug, and then (in a checking
+    // build, the only one in which `page_dropped` looks) it is quarantined.
+    let owned = ghost.page_dropped(unsafe { &ptr.0.as_ref().ghost });
+    if !owned {
+        return;
     }
-    ghost.release(page);
+    let mut bytes = 0;
+    if ghost::ENABLED {
+        // SAFETY: as above.
+        let page = unsafe { ptr.0.as_ref() };
+        page.poison();
+        bytes = page.bytes();
+    }
+    // SAFETY: as above, and `page_dropped` says the reclaimer never got it,
+    // so this is the page's one release (it came from `Box::leak`).
+    unsafe { ghost.release(ptr.0, bytes) };
 }
 
 /// The lock-protected half of a shadow page.

@@ -97,7 +97,7 @@ impl Vm {
         } else {
             Ordering::Release
         };
-        self.vcpus[vcpu].root.store(ptr.addr() as u64, order);
+        self.vcpus[vcpu].root.store(ptr.word(), order);
         self.event(lk.actor, || What::LoadRoot { sp: id, generation });
         id
     }

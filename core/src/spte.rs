@@ -15,6 +15,25 @@
 //!
 //! The ghost half of an MMIO spte is for the audit (I7) only: the protocol
 //! compares the masked generation, as the kernel does.
+//!
+//! # A spte is a pointer-sized word that keeps provenance
+//! A spte lives in a [`SpteCell`], an [`AtomicPtr`] word, and is read as a
+//! [`RawSpte`]. A non-leaf spte is the child page's pointer with `PRESENT`
+//! set through `map_addr`, so the child pointer decoded from it keeps the
+//! provenance of the page it points to (Miri's `-Zmiri-strict-provenance`
+//! accepts the walk's dereference, and Tree Borrows can check it). Every
+//! other spte holds bits only (`ptr::without_provenance_mut`). A vCPU's root
+//! (the kernel's `root.hpa`) is the same kind of word, holding the root
+//! page's pointer with no flag. The layout needs 64-bit pointers.
+
+use std::ops::{BitAnd, BitOr};
+
+use crate::sync::{AtomicPtr, Ordering};
+
+const _: () = assert!(
+    usize::BITS == 64,
+    "a spte is a pointer-sized word holding 64 bits"
+);
 
 /// `PT_PRESENT_MASK`.
 pub const PRESENT: u64 = 1 << 0;
@@ -44,8 +63,9 @@ pub enum Spte {
         /// `WRITABLE`.
         writable: bool,
     },
-    /// A present non-leaf spte pointing to a child page (its address).
-    NonLeaf(usize),
+    /// A present non-leaf spte pointing to a child page (its pointer, flags
+    /// cleared, with the page's provenance).
+    NonLeaf(RawSpte),
     /// An MMIO spte.
     Mmio {
         /// The masked memslots generation it was built under.
@@ -57,7 +77,8 @@ pub enum Spte {
 
 impl Spte {
     /// Decodes a raw spte.
-    pub fn decode(raw: u64) -> Spte {
+    pub fn decode(word: RawSpte) -> Spte {
+        let raw = word.bits();
         if raw & PRESENT != 0 {
             if raw & LEAF != 0 {
                 Spte::Leaf {
@@ -66,7 +87,7 @@ impl Spte {
                     writable: raw & WRITABLE != 0,
                 }
             } else {
-                Spte::NonLeaf((raw & !FLAG_BITS) as usize)
+                Spte::NonLeaf(RawSpte(word.0.map_addr(|a| a & !(FLAG_BITS as usize))))
             }
         } else if raw & MMIO != 0 {
             Spte::Mmio {
@@ -83,14 +104,15 @@ impl Spte {
         (pfn << PFN_SHIFT) | PRESENT | LEAF | if writable { WRITABLE } else { 0 }
     }
 
-    /// Encodes a non-leaf spte for the child page at `addr` (16-byte aligned).
-    pub fn non_leaf(addr: usize) -> u64 {
+    /// Encodes a non-leaf spte for the child page `child` (a page's word,
+    /// 16-byte aligned).
+    pub fn non_leaf(child: RawSpte) -> RawSpte {
         debug_assert_eq!(
-            addr as u64 & FLAG_BITS,
+            child.bits() & FLAG_BITS,
             0,
             "shadow pages are 16-byte aligned"
         );
-        addr as u64 | PRESENT
+        child | PRESENT
     }
 
     /// Encodes an MMIO spte: `masked` is compared by the protocol, `full` is ghost.
@@ -99,7 +121,118 @@ impl Spte {
     }
 
     /// Whether the raw spte is a present leaf.
-    pub fn is_leaf(raw: u64) -> bool {
-        raw & (PRESENT | LEAF) == PRESENT | LEAF
+    pub fn is_leaf(raw: RawSpte) -> bool {
+        raw.bits() & (PRESENT | LEAF) == PRESENT | LEAF
+    }
+}
+
+/// One spte's value (or a vCPU root's): 64 bits, and, for a pointer to a
+/// page, that page's provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawSpte(*mut ());
+
+impl RawSpte {
+    /// The bits.
+    pub fn bits(self) -> u64 {
+        self.0.addr() as u64
+    }
+
+    /// The address (the bits, as an address: it cannot be dereferenced), for
+    /// the audit's identity checks.
+    #[cfg(feature = "ghost")]
+    pub fn addr(self) -> usize {
+        self.0.addr()
+    }
+
+    /// A word holding `ptr` (a page's pointer), keeping its provenance.
+    pub(crate) fn from_ptr(ptr: *mut ()) -> RawSpte {
+        RawSpte(ptr)
+    }
+
+    /// The pointer, with its provenance (null for an empty word).
+    pub(crate) fn ptr(self) -> *mut () {
+        self.0
+    }
+}
+
+/// A word with no pointer in it: a leaf, an MMIO spte, 0.
+impl From<u64> for RawSpte {
+    fn from(bits: u64) -> RawSpte {
+        RawSpte(std::ptr::without_provenance_mut(bits as usize))
+    }
+}
+
+/// Sets flag bits, keeping the provenance.
+impl BitOr<u64> for RawSpte {
+    type Output = RawSpte;
+    fn bitor(self, bits: u64) -> RawSpte {
+        RawSpte(self.0.map_addr(|a| a | bits as usize))
+    }
+}
+
+/// Masks bits, keeping the provenance.
+impl BitAnd<u64> for RawSpte {
+    type Output = RawSpte;
+    fn bitand(self, bits: u64) -> RawSpte {
+        RawSpte(self.0.map_addr(|a| a & bits as usize))
+    }
+}
+
+/// Compares the bits (`root == 0`: no root).
+impl PartialEq<u64> for RawSpte {
+    fn eq(&self, bits: &u64) -> bool {
+        self.bits() == *bits
+    }
+}
+
+/// One spte (`u64 *sptep`), or a vCPU's root word: read by lockless walkers,
+/// written under `mmu_lock` (and cleared atomically outside it by the
+/// remove-only unmapper).
+#[derive(Debug, Default)]
+pub struct SpteCell(AtomicPtr<()>);
+
+impl SpteCell {
+    /// An empty word.
+    pub fn new() -> SpteCell {
+        SpteCell::default()
+    }
+
+    /// `load`.
+    #[inline]
+    pub fn load(&self, order: Ordering) -> RawSpte {
+        RawSpte(self.0.load(order))
+    }
+
+    /// `store`.
+    #[inline]
+    pub fn store(&self, value: impl Into<RawSpte>, order: Ordering) {
+        self.0.store(value.into().0, order)
+    }
+
+    /// `swap`.
+    #[inline]
+    pub fn swap(&self, value: impl Into<RawSpte>, order: Ordering) -> RawSpte {
+        RawSpte(self.0.swap(value.into().0, order))
+    }
+
+    /// `compare_exchange` (on the bits; provenance is not compared).
+    #[inline]
+    pub fn compare_exchange(
+        &self,
+        current: impl Into<RawSpte>,
+        new: impl Into<RawSpte>,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<RawSpte, RawSpte> {
+        self.0
+            .compare_exchange(current.into().0, new.into().0, success, failure)
+            .map(RawSpte)
+            .map_err(RawSpte)
+    }
+
+    /// `fetch_or` of flag bits, keeping the provenance.
+    #[inline]
+    pub fn fetch_or(&self, bits: u64, order: Ordering) -> RawSpte {
+        RawSpte(self.0.fetch_or(bits as usize, order))
     }
 }

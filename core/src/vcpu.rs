@@ -110,7 +110,7 @@ pub(crate) enum VcpuMode {
 #[derive(Debug)]
 pub(crate) struct Vcpu {
     /// `vcpu->arch.mmu.root_hpa`: the root page's address, or 0.
-    pub(crate) root: AtomicU64,
+    pub(crate) root: crate::spte::SpteCell,
     /// `vcpu->requests`.
     pub(crate) requests: AtomicU64,
     /// `vcpu->mode`.
@@ -130,7 +130,7 @@ pub(crate) struct Vcpu {
 impl Vcpu {
     pub(crate) fn new() -> Vcpu {
         Vcpu {
-            root: AtomicU64::new(0),
+            root: crate::spte::SpteCell::new(),
             requests: AtomicU64::new(Requests::RELOAD.0),
             mode: AtomicU8::new(VcpuMode::OutsideGuest as u8),
             mmio_gfn: AtomicU64::new(0),

@@ -103,7 +103,7 @@ impl Vm {
             .vcpus
             .get(vcpu.0)
             .ok_or(MmuError::UnknownVcpu(vcpu.0))?;
-        let Some(root) = PagePtr::from_addr(v.root.load(Ordering::Relaxed) as usize) else {
+        let Some(root) = PagePtr::from_addr(v.root.load(Ordering::Relaxed)) else {
             return Ok(Translation::Miss);
         };
         let deref = |ptr: PagePtr| ptr.get_exclusive(self);
@@ -173,7 +173,7 @@ impl Vm {
         } else {
             Ordering::Acquire
         };
-        let ptr = PagePtr::from_addr(v.root.load(order) as usize).ok_or(Translation::Miss)?;
+        let ptr = PagePtr::from_addr(v.root.load(order)).ok_or(Translation::Miss)?;
         let root = ptr.get(guard);
         let body = root.body();
         if self.ghost.saw_freed(

@@ -24,6 +24,25 @@ fn live_pages(lk: &MmuLock<'_>) -> HashSet<usize> {
     lk.pages.values().map(|m| m.ptr.addr()).collect()
 }
 
+/// `allocated - retired` of a ghost counter, or, when corrupt state has
+/// retired more than was allocated, the violation of `invariant` that says
+/// so: the audit reports corrupt counts, it never panics on them.
+fn unretired(
+    invariant: Invariant,
+    what: &str,
+    counts: crate::ghost::LifeCounts,
+) -> Result<u64, Violation> {
+    counts.allocated.checked_sub(counts.retired).ok_or_else(|| {
+        Violation::new(
+            invariant,
+            format!(
+                "{what} counts disagree: {} retired but only {} allocated",
+                counts.retired, counts.allocated
+            ),
+        )
+    })
+}
+
 /// Every rmap the audit can see: the published slots and the unpublished ones.
 fn all_slots(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Memslot> {
     let mut slots: Vec<Memslot> = vm.memslots.load_full().iter().cloned().collect();
@@ -49,7 +68,7 @@ pub(crate) fn check_i1_rmap_integrity(
             continue;
         }
         for index in 0..slot.rmap.len() {
-            let gfn = slot.base_gfn + index as u64;
+            let gfn = slot.base_gfn.saturating_add(index as u64);
             for sptep in slot.rmap.entries(guard, index) {
                 on_rmaps
                     .entry(sptep.pack())
@@ -170,8 +189,12 @@ pub(crate) fn check_i2_descriptors(
         let remove_only = slot.rmap.is_remove_only();
         for index in 0..slot.rmap.len() {
             let shape = slot.rmap.shape(guard, index);
-            on_chains += shape.descs as u64;
-            let at = format!("slot {} gfn {}", slot.id.0, slot.base_gfn + index as u64);
+            on_chains = on_chains.saturating_add(shape.descs as u64);
+            let at = format!(
+                "slot {} gfn {}",
+                slot.id.0,
+                slot.base_gfn.saturating_add(index as u64)
+            );
             if shape.cycle {
                 out.push(v(format!("{at}: descriptor chain has a cycle")));
             }
@@ -202,12 +225,12 @@ pub(crate) fn check_i2_descriptors(
         }
     }
     if quiescent {
-        let counts = vm.ghost.counts().descs;
-        let unretired = counts.allocated - counts.retired;
-        if unretired != on_chains {
-            out.push(v(format!(
+        match unretired(Invariant::I2, "descriptor", vm.ghost.counts().descs) {
+            Ok(unretired) if unretired != on_chains => out.push(v(format!(
                 "{unretired} descriptors allocated and not retired, but {on_chains} on chains"
-            )));
+            ))),
+            Ok(_) => {}
+            Err(corrupt) => out.push(corrupt),
         }
     }
     out
@@ -228,7 +251,8 @@ pub(crate) fn check_i3_page_lifetime(
     let v = |detail: String| Violation::new(Invariant::I3, detail);
     let mut root_users: HashMap<PageId, u32> = HashMap::new();
     for id in lk.roots.iter().flatten() {
-        *root_users.entry(*id).or_default() += 1;
+        let users = root_users.entry(*id).or_default();
+        *users = users.saturating_add(1);
     }
     let zap_list: HashSet<_> = lk.zapped_obsolete.iter().copied().collect();
     for (id, meta) in lk.pages.iter() {
@@ -269,7 +293,7 @@ pub(crate) fn check_i3_page_lifetime(
             )));
         }
     }
-    if lk.active.len() + lk.zapped_obsolete.len() != lk.pages.len() {
+    if lk.active.len().checked_add(lk.zapped_obsolete.len()) != Some(lk.pages.len()) {
         out.push(v(format!(
             "active {} + zapped {} != pages {}",
             lk.active.len(),
@@ -277,13 +301,13 @@ pub(crate) fn check_i3_page_lifetime(
             lk.pages.len()
         )));
     }
-    let counts = vm.ghost.counts().pages;
-    if counts.allocated - counts.retired != lk.pages.len() as u64 {
-        out.push(v(format!(
-            "{} pages allocated and not retired, {} in the page table",
-            counts.allocated - counts.retired,
+    match unretired(Invariant::I3, "page", vm.ghost.counts().pages) {
+        Ok(unretired) if unretired != lk.pages.len() as u64 => out.push(v(format!(
+            "{unretired} pages allocated and not retired, {} in the page table",
             lk.pages.len()
-        )));
+        ))),
+        Ok(_) => {}
+        Err(corrupt) => out.push(corrupt),
     }
     out
 }
@@ -301,7 +325,7 @@ pub(crate) fn check_i4_no_stale_translation(
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I4, detail);
     for (index, vcpu) in vm.vcpus.iter().enumerate() {
-        let addr = vcpu.root.load(Ordering::Acquire) as usize;
+        let addr = vcpu.root.load(Ordering::Acquire).addr();
         let lock_side = lk.roots[index]
             .and_then(|id| lk.pages.get(&id))
             .map(|m| m.ptr.addr());
@@ -468,7 +492,7 @@ pub(crate) fn check_i5_obsolete_never_reused(
             else {
                 continue;
             };
-            if !live.contains(&addr) {
+            if !live.contains(&addr.addr()) {
                 out.push(v(format!("{id}[{index}] links a freed child")));
                 continue;
             }
@@ -564,14 +588,13 @@ pub(crate) fn check_i7_mmio_generation(
     let v = |detail: String| Violation::new(Invariant::I7, detail);
     let slots = vm.memslots.load_full();
     for (index, vcpu) in vm.vcpus.iter().enumerate() {
-        let gfn = vcpu.mmio_gfn.load(Ordering::Relaxed);
-        if gfn != 0
+        // The cache holds gfn + 1; 0 is empty.
+        if let Some(gfn) = vcpu.mmio_gfn.load(Ordering::Relaxed).checked_sub(1)
             && vcpu.mmio_gen.load(Ordering::Relaxed) == slots.generation
-            && slots.search(gfn - 1).is_some()
+            && slots.search(gfn).is_some()
         {
             out.push(v(format!(
-                "vcpu{index}: MMIO cache for gfn {} but a slot maps it",
-                gfn - 1
+                "vcpu{index}: MMIO cache for gfn {gfn} but a slot maps it"
             )));
         }
     }
@@ -590,7 +613,9 @@ pub(crate) fn mmio_sptes_trusted_rightly(
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I7, detail);
     let slots = vm.memslots.load_full();
-    let mask = (1u64 << vm.config.mmio_gen_bits) - 1;
+    let mask = 1u64
+        .checked_shl(vm.config.mmio_gen_bits)
+        .map_or(u64::MAX, |bit| bit.wrapping_sub(1));
     for meta in lk.pages.values() {
         if lk.is_obsolete(meta) {
             continue;

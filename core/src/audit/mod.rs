@@ -16,6 +16,8 @@
 
 mod bounds;
 mod invariants;
+#[cfg(test)]
+mod tests;
 
 use crate::event::Actor;
 use crate::invariant::Violation;

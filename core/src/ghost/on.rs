@@ -1,7 +1,8 @@
 //! The ghost state, compiled in (feature `ghost`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
+use std::ptr::NonNull;
 
 use crate::config::Config;
 use crate::event::{Actor, Event, What};
@@ -44,11 +45,14 @@ struct State {
     zaps: GhostMutex<Vec<ZapStats>>,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     lockless_unmappers: GhostU64,
-    /// Under a mutant, released objects are poisoned but their memory is never
-    /// given back: a mutant may leave pointers to them behind (bug 1 leaves rmap
-    /// entries into freed pages), and a later read must see the poison, not
-    /// another object or unmapped memory.
-    leak_memory: bool,
+    /// The pages and descriptors released lately, poisoned and kept: a bug
+    /// (a mutant, or a plain edit of the protocol) may leave pointers to them
+    /// behind (bug 1 leaves rmap entries into freed pages), and a later read
+    /// must see the poison, not another object or unmapped memory. See
+    /// [`Ghost::release`] for how long they are kept.
+    quarantine: GhostMutex<Quarantine>,
+    /// The next descriptor id (descriptors are named in violations).
+    desc_ids: GhostCounter,
     /// `Config::batch` and `Config::vcpus`, for the I6 test of `record_zap`.
     batch: usize,
     vcpus: usize,
@@ -88,7 +92,12 @@ impl Ghost {
             notifiers: GhostMutex::new(NotifierLedger::default()),
             zaps: GhostMutex::new(Vec::new()),
             lockless_unmappers: GhostU64::new(0),
-            leak_memory: config.mutant.is_some(),
+            quarantine: GhostMutex::new(Quarantine {
+                kept: VecDeque::new(),
+                bytes: 0,
+                bounded: config.mutant.is_none(),
+            }),
+            desc_ids: GhostCounter::default(),
             batch: config.batch,
             vcpus: config.vcpus,
         }))
@@ -189,27 +198,80 @@ impl Ghost {
         }
     }
 
-    /// Gives a poisoned object's memory back, except under a mutant (see
-    /// `State::leak_memory`).
-    pub(crate) fn release<T>(&self, object: Box<T>) {
-        if self.0.leak_memory {
-            std::mem::forget(object);
-        } else {
-            drop(object);
+    /// Takes a poisoned object whose memory the protocol releases (`bytes`
+    /// of it, heap parts included), and keeps it, poisoned, in the VM's
+    /// quarantine: in a checking build freed memory is not reused, whatever
+    /// [`Config::mutant`] says, so a use after free reads poison and is
+    /// reported (I2, I3) instead of crashing. Without the checking code the
+    /// object is dropped at once.
+    ///
+    /// How long: under a mutant, until the ghost state is dropped (with the
+    /// VM, its rmaps and its deferred frees); a mutant's dangling pointers
+    /// can outlive any window (bug 1's rmap entries). Otherwise the
+    /// quarantine is a FIFO of [`QUARANTINE_BYTES`], as AddressSanitizer's
+    /// is: an object is given back once that much memory was freed after
+    /// it, and a use after free later than that is not guaranteed to be
+    /// seen. Unbounded, verify's 10^7-operation stress grew past 1.8 GiB.
+    /// The cost: a checking build's memory grows by up to that much per VM
+    /// (without bound under a mutant).
+    ///
+    /// The object is kept as the raw pointer it was allocated as, not as a
+    /// `Box`: a `Box` claims unique access, and a buggy reader that still
+    /// reads the object through its own pointer would make the `Box`'s
+    /// eventual drop undefined behaviour (Miri's Tree Borrows reports it).
+    ///
+    /// # Safety
+    /// `object` comes from `Box::leak` (or `Box::into_raw`), is released
+    /// once, and no correct reader can reach it any more.
+    pub(crate) unsafe fn release<T: Send + 'static>(&self, object: NonNull<T>, bytes: usize) {
+        unsafe fn drop_box<T>(object: *mut ()) {
+            // SAFETY: `Kept::give_back`'s contract, from `release`'s.
+            drop(unsafe { Box::from_raw(object.cast::<T>()) });
+        }
+        let kept = Kept {
+            object: object.cast(),
+            bytes,
+            drop: drop_box::<T>,
+        };
+        let evicted = self.0.quarantine.with(|q| q.push(kept));
+        for old in evicted {
+            // SAFETY: it entered the quarantine after its grace period, and
+            // QUARANTINE_BYTES were freed since: in a correct protocol nothing
+            // reaches it; it came from a `Box` and leaves the quarantine once.
+            unsafe { old.give_back() };
         }
     }
 
-    /// A page released with its VM, outside any grace period: counts it
-    /// retired and freed if it was not yet, and says whether to poison it.
+    /// How many released objects are quarantined.
+    #[cfg(test)]
+    pub(crate) fn quarantined(&self) -> usize {
+        self.0.quarantine.with(|q| q.kept.len())
+    }
+
+    /// A fresh descriptor id.
+    pub(crate) fn next_desc_id(&self) -> u64 {
+        self.0.desc_ids.next()
+    }
+
+    /// A page of the page table released with its VM, outside any grace
+    /// period: if it is live, counts it retired and freed and says that the
+    /// VM owns it. A page a bug already handed to the reclaimer is the
+    /// reclaimer's (and the quarantine's): records I3 and says not to
+    /// release it again.
     pub(crate) fn page_dropped(&self, page: &PageGhost) -> bool {
         let life = page.life();
-        if life == PageLife::Live {
-            self.0.pages.retire();
+        if life != PageLife::Live {
+            self.violate(Invariant::I3, || {
+                format!(
+                    "{} still in the page table when its VM was dropped, but {life:?}",
+                    page.id
+                )
+            });
+            return false;
         }
-        if life != PageLife::Freed {
-            self.0.pages.free();
-        }
-        life != PageLife::Freed
+        self.0.pages.retire();
+        self.0.pages.free();
+        true
     }
 
     // ----- the ghost clock and I4 --------------------------------------------
@@ -387,6 +449,80 @@ impl Ghost {
     }
 }
 
+/// How much freed memory a VM's quarantine holds (without a mutant) before
+/// it gives the oldest object back ([`Ghost::release`]).
+pub(crate) const QUARANTINE_BYTES: usize = 64 << 20;
+
+/// Released objects, kept poisoned, oldest first ([`Ghost::release`]).
+struct Quarantine {
+    kept: VecDeque<Kept>,
+    bytes: usize,
+    /// Whether the oldest objects are given back past [`QUARANTINE_BYTES`].
+    bounded: bool,
+}
+
+impl Quarantine {
+    /// Keeps `kept`; returns the objects that leave to make room.
+    fn push(&mut self, kept: Kept) -> Vec<Kept> {
+        self.bytes = self.bytes.saturating_add(kept.bytes);
+        self.kept.push_back(kept);
+        let mut evicted = Vec::new();
+        while self.bounded && self.bytes > QUARANTINE_BYTES && self.kept.len() > 1 {
+            let Some(old) = self.kept.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(old.bytes);
+            evicted.push(old);
+        }
+        evicted
+    }
+}
+
+/// One quarantined object and the function that gives its memory back.
+struct Kept {
+    object: NonNull<()>,
+    bytes: usize,
+    drop: unsafe fn(*mut ()),
+}
+
+// SAFETY: `release` takes only `T: Send` objects; the pointer is theirs.
+unsafe impl Send for Kept {}
+
+impl Kept {
+    /// Gives the memory back.
+    ///
+    /// # Safety
+    /// Nothing reaches the object any more, and this is its one release.
+    unsafe fn give_back(self) {
+        // SAFETY: the caller's contract; `drop` is `drop_box::<T>` for the
+        // `T` the object was allocated as.
+        unsafe { (self.drop)(self.object.as_ptr()) };
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        for kept in self.kept.drain(..) {
+            // SAFETY: the ghost state is being dropped: the VM, its rmaps
+            // and its deferred frees (which hold clones of it) are gone, so
+            // nothing can reach the object; it came from a `Box` and leaves
+            // the quarantine once.
+            unsafe { kept.give_back() };
+        }
+    }
+}
+
+impl std::fmt::Debug for Quarantine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Quarantine({} objects, {} bytes)",
+            self.kept.len(),
+            self.bytes
+        )
+    }
+}
+
 /// Ghost lifecycle of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
@@ -462,34 +598,46 @@ impl<'g> Visited<'g> {
     }
 }
 
-/// A descriptor's ghost half: live (0), retired (1) or freed (2).
+/// A descriptor's ghost half: its id (`d<n>` in violations, from
+/// [`Ghost::next_desc_id`]) and its life: live (0), retired (1) or freed (2).
 #[derive(Debug, Default)]
-pub(crate) struct DescGhost(GhostU64);
+pub(crate) struct DescGhost {
+    id: u64,
+    life: GhostU64,
+}
 
 impl DescGhost {
     /// Live.
-    pub(crate) const fn new() -> DescGhost {
-        DescGhost(GhostU64::new(0))
+    pub(crate) const fn new(id: u64) -> DescGhost {
+        DescGhost {
+            id,
+            life: GhostU64::new(0),
+        }
+    }
+
+    /// The id, readable without touching the body.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The descriptor was unlinked and handed to the reclaimer.
     pub(crate) fn retire(&self) {
-        self.0.set(1);
+        self.life.set(1);
     }
 
     /// The descriptor was poisoned.
     pub(crate) fn freed(&self) {
-        self.0.set(2);
+        self.life.set(2);
     }
 
     /// Whether it was retired (or freed since).
     pub(crate) fn is_retired(&self) -> bool {
-        self.0.get() != 0
+        self.life.get() != 0
     }
 
     /// Whether it was freed.
     pub(crate) fn is_freed(&self) -> bool {
-        self.0.get() == 2
+        self.life.get() == 2
     }
 }
 
@@ -588,7 +736,46 @@ impl KillMap {
 
 #[cfg(test)]
 mod tests {
-    use super::KillMap;
+    use super::{Kept, KillMap, QUARANTINE_BYTES, Quarantine};
+
+    fn kept(bytes: usize) -> Kept {
+        unsafe fn drop_box(object: *mut ()) {
+            // SAFETY: made from `Box::leak` of a `u64` below, given back once.
+            drop(unsafe { Box::from_raw(object.cast::<u64>()) });
+        }
+        Kept {
+            object: std::ptr::NonNull::from(Box::leak(Box::new(7u64))).cast(),
+            bytes,
+            drop: drop_box,
+        }
+    }
+
+    #[test]
+    fn the_quarantine_gives_back_the_oldest_past_its_bound_unless_a_mutant_runs() {
+        let half = QUARANTINE_BYTES / 2 + 1;
+        let mut q = Quarantine {
+            kept: Default::default(),
+            bytes: 0,
+            bounded: true,
+        };
+        assert!(q.push(kept(half)).is_empty());
+        let evicted = q.push(kept(half));
+        assert_eq!(evicted.len(), 1, "the oldest leaves, the newest stays");
+        assert_eq!((q.kept.len(), q.bytes), (1, half));
+        for old in evicted {
+            // SAFETY: nothing else holds it.
+            unsafe { old.give_back() };
+        }
+        let mut unbounded = Quarantine {
+            kept: Default::default(),
+            bytes: 0,
+            bounded: false,
+        };
+        for _ in 0..3 {
+            assert!(unbounded.push(kept(half)).is_empty());
+        }
+        assert_eq!(unbounded.kept.len(), 3);
+    }
 
     #[test]
     fn kill_map_keeps_the_latest_times_per_gfn() {

@@ -55,6 +55,7 @@ mod lane;
 #[cfg(loom)]
 mod lane {
     pub use loom::sync::Arc;
+    pub(crate) use loom::sync::atomic::AtomicPtr as RawAtomicPtr;
     pub use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
     pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
     pub(crate) use loom::thread::yield_now as raw_yield_now;
@@ -69,6 +70,7 @@ mod lane {
     /// re-export, so that clippy's `disallowed_types` (which bans
     /// `std::sync::Arc` outside this facade) does not flag its users.
     pub type Arc<T> = shuttle::sync::Arc<T>;
+    pub(crate) use shuttle::sync::atomic::AtomicPtr as RawAtomicPtr;
     pub use shuttle::sync::atomic::{
         AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
     };
@@ -82,6 +84,80 @@ mod lane {
 pub use lane::{
     Arc, AtomicBool, AtomicU8, AtomicU64, AtomicUsize, JoinHandle, Ordering, fence, spawn,
 };
+
+/// An atomic pointer of the current lane, for words that hold a pointer plus
+/// tag bits (sptes, rmap heads and entries, vCPU roots).
+///
+/// The tag bits are set and cleared with the strict-provenance APIs
+/// (`map_addr`, `with_addr`), so a pointer read back out of the word keeps the
+/// provenance of the allocation it came from: Miri's
+/// `-Zmiri-strict-provenance` accepts every dereference of it, and Tree
+/// Borrows can see through it. A word that holds no pointer (a leaf spte's
+/// pfn) is stored as `ptr::without_provenance_mut(bits)`.
+pub struct AtomicPtr<T>(lane::RawAtomicPtr<T>);
+
+impl<T> std::fmt::Debug for AtomicPtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AtomicPtr")
+    }
+}
+
+impl<T> Default for AtomicPtr<T> {
+    fn default() -> Self {
+        AtomicPtr::new(std::ptr::null_mut())
+    }
+}
+
+impl<T> AtomicPtr<T> {
+    /// Creates the atomic.
+    #[inline]
+    pub fn new(value: *mut T) -> Self {
+        AtomicPtr(lane::RawAtomicPtr::new(value))
+    }
+    /// `load`.
+    #[inline]
+    pub fn load(&self, order: Ordering) -> *mut T {
+        self.0.load(order)
+    }
+    /// `store`.
+    #[inline]
+    pub fn store(&self, value: *mut T, order: Ordering) {
+        self.0.store(value, order)
+    }
+    /// `swap`.
+    #[inline]
+    pub fn swap(&self, value: *mut T, order: Ordering) -> *mut T {
+        self.0.swap(value, order)
+    }
+    /// `compare_exchange`.
+    #[inline]
+    pub fn compare_exchange(
+        &self,
+        current: *mut T,
+        new: *mut T,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<*mut T, *mut T> {
+        self.0.compare_exchange(current, new, success, failure)
+    }
+    /// Sets `bits` in the address, keeping the provenance; returns the old
+    /// pointer. (`AtomicPtr::fetch_or` is newer than the crate's MSRV and
+    /// missing from loom: a one-step `fetch_update` in every lane.)
+    #[inline]
+    pub fn fetch_or(&self, bits: usize, order: Ordering) -> *mut T {
+        let load = match order {
+            Ordering::Release | Ordering::Relaxed => Ordering::Relaxed,
+            Ordering::SeqCst => Ordering::SeqCst,
+            _ => Ordering::Acquire,
+        };
+        match self
+            .0
+            .fetch_update(order, load, |p| Some(p.map_addr(|a| a | bits)))
+        {
+            Ok(old) | Err(old) => old,
+        }
+    }
+}
 
 /// The name of the lane this build runs in: `"native"`, `"loom"` or `"shuttle"`.
 pub const LANE: &str = if cfg!(loom) {

@@ -7,6 +7,8 @@ pub(crate) use std::thread::yield_now as raw_yield_now;
 /// Spawns a thread of the current lane.
 pub use std::thread::{JoinHandle, spawn};
 
+/// The raw atomic pointer that [`AtomicPtr`](super::AtomicPtr) wraps in every lane.
+pub(crate) use std::sync::atomic::AtomicPtr as RawAtomicPtr;
 pub use std::sync::atomic::Ordering;
 
 /// `std::sync::atomic::fence`.
