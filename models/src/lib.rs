@@ -29,12 +29,16 @@
 //! --test shuttle_scenarios -- replay --exact --nocapture --include-ignored`).
 
 pub mod harness;
+pub mod results;
 pub mod scenarios;
 pub mod tally;
 pub mod timeline;
 
 #[cfg(shuttle)]
 pub mod shuttle_run;
+
+#[cfg(loom)]
+pub mod loom_run;
 
 #[cfg(shuttle)]
 pub mod history;
