@@ -277,7 +277,8 @@ pub enum MutantRun {
 }
 
 impl MutantRun {
-    fn name(self) -> &'static str {
+    /// The run's name.
+    pub fn name(self) -> &'static str {
         match self {
             MutantRun::Scenario => "scenario",
             MutantRun::Conformance => "conformance",
