@@ -102,13 +102,15 @@ pub fn parse_test_line(line: &str) -> Option<TestLine> {
     })
 }
 
-/// Runs `lane` (`cargo loom` / `cargo shuttle`), only the tests named in
-/// `filters` (`--exact`) if any, with `env` added; results go to
+/// Runs `lane` (`cargo loom` / `cargo shuttle`), only the tests `filters`
+/// select if any (by exact name when `exact`, else as substrings), with `env`
+/// added; results go to
 /// `dir/results/<lane>`, the log to `dir/<lane>.log`. `on_line` sees each
 /// test line as it comes (for the progress display).
 pub fn run_lane(
     lane: ModelLane,
     filters: &[String],
+    exact: bool,
     env: &[(String, String)],
     dir: &Path,
     on_line: &mut dyn FnMut(&str),
@@ -130,9 +132,10 @@ pub fn run_lane(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if !filters.is_empty() {
-        command.arg("--exact").args(filters);
+    if exact {
+        command.arg("--exact");
     }
+    command.args(filters);
     for (k, v) in env {
         command.env(k, v);
     }
