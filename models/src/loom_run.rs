@@ -23,8 +23,8 @@
 // Timing and the result files live outside the model: std types.
 #![allow(clippy::disallowed_types)]
 
-pub use crate::results::Info;
 use crate::results;
+pub use crate::results::Info;
 use crate::tally::Tally;
 
 /// The preemption bound when `LOOM_MAX_PREEMPTIONS` is not set.

@@ -194,9 +194,10 @@ pub fn record(
     let _ = crate::harness::take_last_failure();
     let outcome = catch_unwind(AssertUnwindSafe(explore));
     let seconds = started.elapsed().as_secs_f64();
-    let message = outcome.as_ref().err().map(|p| {
-        crate::harness::take_last_failure().unwrap_or_else(|| panic_text(&**p))
-    });
+    let message = outcome
+        .as_ref()
+        .err()
+        .map(|p| crate::harness::take_last_failure().unwrap_or_else(|| panic_text(&**p)));
     let reported = message.as_deref().and_then(reported_in);
     let verdict = match (&info.mutant, &message) {
         (None, None) => Verdict::Pass,
@@ -256,14 +257,20 @@ pub fn reported_in(message: &str) -> Option<String> {
     let own = [
         ("Causality violation", "loom causality violation"),
         ("deadlock", "deadlock"),
-        ("Model exceeded maximum number of branches", "loom branch limit"),
+        (
+            "Model exceeded maximum number of branches",
+            "loom branch limit",
+        ),
     ];
     for (needle, name) in own {
         if message.contains(needle) {
             return Some(name.to_string());
         }
     }
-    message.lines().next().map(|l| l.chars().take(120).collect())
+    message
+        .lines()
+        .next()
+        .map(|l| l.chars().take(120).collect())
 }
 
 /// `name` with everything but letters, digits, `-` and `_` replaced by `_`.
@@ -505,6 +512,9 @@ mod tests {
         };
         let line = serde_json::to_string(&r).expect("serialize");
         assert!(line.contains("\"verdict\":\"pass\""));
-        assert_eq!(serde_json::from_str::<ModelResult>(&line).expect("parse"), r);
+        assert_eq!(
+            serde_json::from_str::<ModelResult>(&line).expect("parse"),
+            r
+        );
     }
 }

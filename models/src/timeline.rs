@@ -63,7 +63,7 @@ pub fn kind(event: &Event) -> String {
 }
 
 /// The text of a collapsed empty critical section.
-pub const EMPTY_SECTION: &str = "lock+unlock mmu_lock (nothing in between)";
+pub const EMPTY_SECTION: &str = "lock+unlock mmu_lock (empty)";
 
 /// `events` with every empty critical section (an actor's `Lock` whose next
 /// event of that actor is its `Unlock`) collapsed into one row at the lock's

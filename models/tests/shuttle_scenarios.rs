@@ -166,7 +166,11 @@ fn run(key: &'static str) -> &'static Tally {
         &info(key, &scenario, &params, ""),
         tally,
         format!("check_random + PCT depth 1, 2, 3: {iterations} executions each"),
-        || explored = Some(explore(key, iterations, move || (scenario.run)(&params, tally))),
+        || {
+            explored = Some(explore(key, iterations, move || {
+                (scenario.run)(&params, tally)
+            }))
+        },
     )
     .expect("a correct model's failure is re-raised");
     let explored = explored.expect("explored");

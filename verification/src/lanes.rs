@@ -126,6 +126,8 @@ pub fn run_lane(
     command
         .current_dir(workspace_root())
         .arg(lane.name())
+        // Every test binary runs, even after one failed.
+        .arg("--no-fail-fast")
         .arg("--")
         .env(RESULTS_DIR_VAR, &results)
         .env("CARGO_TERM_COLOR", "never")

@@ -192,10 +192,17 @@ fn main() -> ExitCode {
     if plan.mutant.is_some() {
         for c in &written {
             let text = std::fs::read_to_string(plan.out.join(&c.txt)).unwrap_or_default();
-            println!("\ncounterexample {} ({}):\n{text}", c.name, c.invariants.join(", "));
+            println!(
+                "\ncounterexample {} ({}):\n{text}",
+                c.name,
+                c.invariants.join(", ")
+            );
             println!("sequence diagram: {}", plan.out.join(&c.svg).display());
             if let Some(s) = &c.schedule {
-                println!("replay: fastzap verify --replay {}", plan.out.join(s).display());
+                println!(
+                    "replay: fastzap verify --replay {}",
+                    plan.out.join(s).display()
+                );
             }
         }
         return match verdict.zoo.first() {

@@ -246,7 +246,10 @@ pub fn coverage(v: &Verdict) -> Vec<(Invariant, Vec<String>)> {
             }
             for r in v.lanes.iter().flat_map(|l| &l.results) {
                 if r.invariants.iter().any(|n| n == i.name()) {
-                    checks.push(format!("{} {} ({} executions)", r.lane, r.model, r.executions));
+                    checks.push(format!(
+                        "{} {} ({} executions)",
+                        r.lane, r.model, r.executions
+                    ));
                 }
             }
             for z in &v.zoo {
@@ -379,7 +382,11 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
         out,
         r#"<h1>fastzap verify: <span class="{verdict_class}">{}</span></h1><p>{} mode, {:.1} s in all.</p>"#,
         if v.passed() { "PASS" } else { "FAIL" },
-        if v.plan.options.quick { "quick" } else { "full" },
+        if v.plan.options.quick {
+            "quick"
+        } else {
+            "full"
+        },
         v.total.as_secs_f64()
     );
     out.push_str("<h2>Environment</h2><table>");

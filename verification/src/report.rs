@@ -285,7 +285,14 @@ pub fn run_checks(checks: &[Check], options: &Options, bar: &crate::progress::Ba
             time.as_secs_f64(),
             outcome.amount,
             outcome.unit,
-            outcome.detail.lines().next().unwrap_or("").chars().take(100).collect::<String>()
+            outcome
+                .detail
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(100)
+                .collect::<String>()
         ));
         report.rows.push(Row {
             name: check.name,

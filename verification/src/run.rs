@@ -214,20 +214,17 @@ pub fn verify(plan: &Plan, progress: &Progress) -> Verdict {
                 QUICK_SHUTTLE_ITERS.to_string(),
             ));
         }
-        let run = lanes::run_lane(
-            lane,
-            &filters,
-            exact,
-            &env,
-            &plan.out,
-            &mut |line| {
-                if let Some(t) = lanes::parse_test_line(line) {
-                    bar.done(&format!("{} {}", t.name, if t.ok { "ok" } else { "FAILED" }));
-                } else if let Some(name) = line.strip_prefix("     Running ") {
-                    bar.running(name);
-                }
-            },
-        );
+        let run = lanes::run_lane(lane, &filters, exact, &env, &plan.out, &mut |line| {
+            if let Some(t) = lanes::parse_test_line(line) {
+                bar.done(&format!(
+                    "{} {}",
+                    t.name,
+                    if t.ok { "ok" } else { "FAILED" }
+                ));
+            } else if let Some(name) = line.strip_prefix("     Running ") {
+                bar.running(name);
+            }
+        });
         match run {
             Ok(run) => {
                 bar.finish(&format!(
@@ -266,9 +263,9 @@ pub fn verify(plan: &Plan, progress: &Progress) -> Verdict {
     if let Some(m) = &plan.mutant
         && rows.is_empty()
     {
-        verdict
-            .lane_errors
-            .push(format!("no zoo row named {m:?} (see `fastzap verify --help`)"));
+        verdict.lane_errors.push(format!(
+            "no zoo row named {m:?} (see `fastzap verify --help`)"
+        ));
     }
     verdict.total = started.elapsed();
     verdict

@@ -175,7 +175,10 @@ pub fn sequence_diagram(cx: &Counterexample) -> String {
     // Violations: at the step that broke it, or after the last event.
     let mut extra = 0;
     for v in &cx.violations {
-        let (y, actor) = match v.at.and_then(|at| cx.events.iter().position(|e| e.seq >= at)) {
+        let (y, actor) = match v
+            .at
+            .and_then(|at| cx.events.iter().position(|e| e.seq >= at))
+        {
             Some(i) => (y_of(i) + 5, Some(cx.events[i].actor.clone())),
             None => {
                 extra += 1;

@@ -315,7 +315,9 @@ pub fn select(scenario: Option<&str>, mutant: Option<&str>) -> Vec<ZooRow> {
 /// The scenario a row's checker runs (`s4`), from its test name.
 pub fn scenario_of(row: &ZooRow) -> Option<&'static str> {
     match row.checker {
-        Checker::Loom(t) | Checker::Shuttle(t) => t.split('_').next().filter(|s| s.starts_with('s')),
+        Checker::Loom(t) | Checker::Shuttle(t) => {
+            t.split('_').next().filter(|s| s.starts_with('s'))
+        }
         Checker::Native(_) => None,
     }
 }
