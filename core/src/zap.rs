@@ -195,6 +195,9 @@ impl Vm {
                 Spte::Leaf { .. } => {
                     if skip_rmap {
                         page.sptes[index].store(0, Ordering::Release);
+                        self.event(lk.actor, || {
+                            What::spte(body.id, index, None, 0, "zap, no rmap_remove")
+                        });
                         continue;
                     }
                     let gfn = self.spte_gfn(&body, index);
@@ -202,6 +205,9 @@ impl Vm {
                 }
                 Spte::NonLeaf(addr) => {
                     page.sptes[index].store(0, Ordering::Release);
+                    self.event(lk.actor, || {
+                        What::spte(body.id, index, None, 0, "unlink child")
+                    });
                     if let Some(child) = PagePtr::from_addr(addr) {
                         let child_id = child.get(guard).body().id;
                         if let Some(child_meta) = lk.pages.get_mut(&child_id) {
@@ -218,6 +224,9 @@ impl Vm {
         for (parent, index) in parents {
             if let Some(parent_page) = self.sp(lk, guard, parent) {
                 parent_page.sptes[index].store(0, Ordering::Release);
+                self.event(lk.actor, || {
+                    What::spte(parent, index, None, 0, "unlink from parent")
+                });
             }
         }
         let was_valid = !lk.pages[&id].invalid;

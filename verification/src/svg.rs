@@ -58,7 +58,8 @@ pub fn sequence_diagram(cx: &Counterexample) -> String {
     let unplaced = cx.violations.iter().filter(|v| v.at.is_none()).count();
     let bottom = TOP + (rows + 1) * ROW;
     let height = bottom + 30 + (unplaced + 1) * 18 + 20;
-    let width = LEFT + actors.len().max(1) * COLUMN + 20;
+    // The last column's text runs past its lifeline: room for it.
+    let width = LEFT + actors.len().max(1) * COLUMN + 140;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -144,8 +145,14 @@ pub fn sequence_diagram(cx: &Counterexample) -> String {
         );
         let arrow = matches!(e.kind.as_str(), "GenBump" | "Request");
         if arrow {
-            for target in vcpus.iter().filter(|v| ***v != e.actor) {
-                let tx = x_of(target);
+            // One arrow to the farthest vCPU, a dot on every vCPU it reaches.
+            let targets: Vec<usize> = vcpus
+                .iter()
+                .filter(|v| ***v != e.actor)
+                .map(|v| x_of(v))
+                .collect();
+            let far = targets.iter().copied().max_by_key(|tx| tx.abs_diff(x));
+            if let Some(tx) = far {
                 let dir: i64 = if tx > x { 1 } else { -1 };
                 let _ = writeln!(
                     out,
@@ -155,6 +162,13 @@ pub fn sequence_diagram(cx: &Counterexample) -> String {
                     tx as i64 - 6 * dir,
                     y - 4
                 );
+                for t in targets.iter().filter(|t| **t != tx) {
+                    let _ = writeln!(
+                        out,
+                        r##"<circle cx="{t}" cy="{}" r="3" fill="#1f5fa8"/>"##,
+                        y - 4
+                    );
+                }
             }
         }
         let color = match e.kind.as_str() {
@@ -261,6 +275,7 @@ mod tests {
         assert_eq!(svg.matches(r#"class="lifeline""#).count(), 2);
         assert_eq!(svg.matches(r#"class="activation""#).count(), 1);
         assert_eq!(svg.matches(r#"class="arrow""#).count(), 2);
+        assert!(svg.contains("<title>s1-demo</title>"));
         assert!(svg.contains("VIOLATED I5 obsolete never reused (first seen at step 3)"));
         assert!(svg.contains("vcpu0 &amp; co"));
         assert!(svg.contains("request reload &lt;all&gt;"));
