@@ -22,6 +22,7 @@ pub enum Actor {
     Shrinker,
     /// A run-time check of the ghost state (the violation it saw is a
     /// [`What::Violated`] event at the step it saw it).
+    #[cfg_attr(not(feature = "ghost"), allow(dead_code))]
     Check,
 }
 
@@ -180,6 +181,7 @@ pub enum What {
         how: &'static str,
     },
     /// A run-time check saw an invariant broken, here.
+    #[cfg_attr(not(feature = "ghost"), allow(dead_code))]
     Violated {
         /// The invariant.
         invariant: crate::Invariant,

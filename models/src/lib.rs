@@ -20,9 +20,13 @@
 //!
 //! | lane | command | what runs |
 //! |---|---|---|
-//! | loom | `cargo loom --test loom_scenarios --test loom_ebr` | every scenario, preemption bound 2 (set in code), crossbeam-epoch for two actors, the small EBR for three; the small EBR itself and its two mutants |
+//! | loom | `cargo loom --test loom_scenarios --test loom_ebr` | every scenario, preemption bound 2 (the code's value unless `LOOM_MAX_PREEMPTIONS` is set: `loom_run`), crossbeam-epoch for two actors, the small EBR for three; the small EBR itself and its two mutants |
 //! | shuttle | `cargo shuttle --test shuttle_scenarios` | every scenario wide, `check_random` plus PCT at depths 1 to 3, 2,500 executions each (`FASTZAP_SHUTTLE_ITERS`), the PCT bound printed |
 //! | native | `cargo test -p fastzap-models` | the timeline's unit tests and a smoke run of every scenario |
+//!
+//! Under `fastzap verify` (`FASTZAP_RESULTS_DIR` set) every model run also
+//! writes a machine-readable result and every failure a counterexample file
+//! ([`results`]).
 //!
 //! A failing shuttle run prints its schedule on one line and the command that
 //! replays it (`FASTZAP_REPLAY=<model> FASTZAP_SCHEDULE=<schedule> cargo shuttle

@@ -240,6 +240,9 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
     result
 }
 
+/// One step of a scripted case.
+type Step<'a> = dyn Fn(&Vm) -> Result<(), MmuError> + 'a;
+
 /// Bug 10's sequential case: a slot of two pages at gfn 0, a write fault on
 /// gfn 1, the slot MOVEd to gfn 1, a fault on gfn 2 (the moved slot's second
 /// page); the audit after every step. A MOVE that keeps the old rmap and
@@ -261,7 +264,7 @@ pub fn move_case(mutant: Option<Mutant>) -> ScenarioResult {
         }
         Ok(())
     };
-    let steps: [(&str, &dyn Fn(&Vm) -> Result<(), MmuError>); 5] = [
+    let steps: [(&str, &Step<'_>); 5] = [
         ("create slot 0", &|vm| {
             vm.create_memslot(SlotSpec {
                 id: SlotId(0),

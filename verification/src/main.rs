@@ -126,8 +126,15 @@ fn main() -> ExitCode {
         eprintln!("note: a debug build; `cargo run --release -- verify` is much faster");
     }
     if let Some(file) = &args.replay {
-        return ExitCode::from(replay::replay(file, &args.out));
+        let out = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
+        return ExitCode::from(replay::replay(file, &out));
     }
+    // The tests that write results run in their package's directory: they
+    // need an absolute path.
+    let args = VerifyArgs {
+        out: std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone()),
+        ..args
+    };
     let all = args.lane.is_empty();
     let has = |l: LaneArg| all || args.lane.contains(&l);
     let plan = Plan {

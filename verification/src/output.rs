@@ -106,6 +106,7 @@ pub fn counterexamples(v: &Verdict, dir: &Path) -> (Vec<Written>, Vec<String>) {
 
 fn fmt_secs(s: Option<f64>) -> String {
     match s {
+        Some(s) if s < 0.1 => format!("{:.1} ms", s * 1000.0),
         Some(s) if s < 10.0 => format!("{s:.2} s"),
         Some(s) => format!("{s:.1} s"),
         None => "-".to_string(),
@@ -368,7 +369,7 @@ pub fn html(v: &Verdict, cxs: &[Written]) -> String {
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#eef3fb} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef3fb} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .pass{color:#17702a;font-weight:bold}.fail{color:#c00000;font-weight:bold}
 details{margin:10px 0;border:1px solid #ddd;border-radius:4px;padding:6px 10px}
 summary{cursor:pointer;font-weight:bold}
