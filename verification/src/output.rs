@@ -245,8 +245,12 @@ pub fn coverage(v: &Verdict) -> Vec<(Invariant, Vec<String>)> {
                     }
                 }
             }
+            // A correct model that passed covers what it asserts; a mutant's
+            // run covers only the invariant its zoo row expects (below).
             for r in v.lanes.iter().flat_map(|l| &l.results) {
-                if r.invariants.iter().any(|n| n == i.name()) {
+                if r.verdict == fastzap_models::results::Verdict::Pass
+                    && r.invariants.iter().any(|n| n == i.name())
+                {
                     checks.push(format!(
                         "{} {} ({} executions)",
                         r.lane, r.model, r.executions
@@ -299,15 +303,31 @@ fn lanes_markdown(v: &Verdict) -> String {
     out
 }
 
+/// The report's title, whether the outcome is the wanted one, and the
+/// outcome: PASS or FAIL, or for `--mutant` whether it was caught.
+fn headline(v: &Verdict) -> (String, bool, &'static str) {
+    match &v.plan.mutant {
+        Some(m) => {
+            let caught = v.zoo.first().is_some_and(|z| z.caught());
+            (
+                format!("fastzap verify --mutant {m}:"),
+                caught,
+                if caught { "CAUGHT" } else { "NOT CAUGHT" },
+            )
+        }
+        None => (
+            "fastzap verify:".to_string(),
+            v.passed(),
+            if v.passed() { "PASS" } else { "FAIL" },
+        ),
+    }
+}
+
 /// `report.md`.
 pub fn markdown(v: &Verdict, cxs: &[Written]) -> String {
-    let mut out = String::from("# fastzap verify\n\n");
-    let _ = writeln!(
-        out,
-        "Verdict: **{}** in {:.1} s.\n",
-        if v.passed() { "PASS" } else { "FAIL" },
-        v.total.as_secs_f64()
-    );
+    let (title, _, verdict) = headline(v);
+    let mut out = format!("# {title} {verdict}\n\n");
+    let _ = writeln!(out, "{:.1} s in all.\n", v.total.as_secs_f64());
     out.push_str("## Environment\n\n| | |\n|---|---|\n");
     for (k, val) in environment(v) {
         let _ = writeln!(out, "| {k} | {val} |");
@@ -378,16 +398,13 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
 </style></head><body>
 "##,
     );
-    let verdict_class = if v.passed() { "pass" } else { "fail" };
+    let (title, good, verdict) = headline(v);
     let _ = writeln!(
         out,
-        r#"<h1>fastzap verify: <span class="{verdict_class}">{}</span></h1><p>{} mode, {:.1} s in all.</p>"#,
-        if v.passed() { "PASS" } else { "FAIL" },
-        if v.plan.options.quick {
-            "quick"
-        } else {
-            "full"
-        },
+        r#"<h1>{} <span class="{}">{verdict}</span></h1><p>{} mode, {:.1} s in all.</p>"#,
+        h(&title),
+        if good { "pass" } else { "fail" },
+        if v.plan.options.quick { "quick" } else { "full" },
         v.total.as_secs_f64()
     );
     out.push_str("<h2>Environment</h2><table>");
@@ -486,7 +503,7 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
         for c in cxs {
             let _ = writeln!(
                 out,
-                r#"<details id="{0}"><summary>{0}: {1} ({2})</summary><p>Files: <a href="{3}">{3}</a> (sequence diagram), <a href="{4}">{4}</a> (timeline), <a href="{5}">{5}</a> (Mermaid){6}</p><div class="svgbox">{7}</div></details>"#,
+                r#"<details id="{0}"{8}><summary>{0}: {1} ({2})</summary><p>Files: <a href="{3}">{3}</a> (sequence diagram), <a href="{4}">{4}</a> (timeline), <a href="{5}">{5}</a> (Mermaid){6}</p><div class="svgbox">{7}</div></details>"#,
                 h(&c.name),
                 h(&c.invariants.join(", ")),
                 h(&c.of),
@@ -500,7 +517,8 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
                         h(s)
                     ))
                     .unwrap_or_default(),
-                c.svg_text
+                c.svg_text,
+                if cxs.len() <= 3 { " open" } else { "" }
             );
         }
     }

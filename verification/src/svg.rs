@@ -13,11 +13,11 @@ use std::fmt::Write as _;
 
 use fastzap_models::results::Counterexample;
 
-const COLUMN: usize = 250;
+const COLUMN: usize = 300;
 const ROW: usize = 22;
 const LEFT: usize = 60;
 const TOP: usize = 78;
-const TEXT_CHARS: usize = 36;
+const TEXT_CHARS: usize = 44;
 
 /// Escapes text for XML.
 pub fn xml(text: &str) -> String {
@@ -158,15 +158,15 @@ pub fn sequence_diagram(cx: &Counterexample) -> String {
                     out,
                     r##"<line class="arrow" x1="{}" y1="{}" x2="{}" y2="{}" stroke="#1f5fa8" stroke-width="1.5" marker-end="url(#arrow)"/>"##,
                     x as i64 + 6 * dir,
-                    y - 4,
+                    y + 4,
                     tx as i64 - 6 * dir,
-                    y - 4
+                    y + 4
                 );
                 for t in targets.iter().filter(|t| **t != tx) {
                     let _ = writeln!(
                         out,
                         r##"<circle cx="{t}" cy="{}" r="3" fill="#1f5fa8"/>"##,
-                        y - 4
+                        y + 4
                     );
                 }
             }
@@ -181,7 +181,7 @@ pub fn sequence_diagram(cx: &Counterexample) -> String {
             out,
             r##"<text x="{}" y="{}" fill="{color}"><title>{}</title>{}</text>"##,
             x + 9,
-            if arrow { y - 7 } else { y },
+            if arrow { y - 2 } else { y },
             xml(&format!("{} {}: {}", e.seq, e.actor, e.text)),
             xml(&cut(&e.text, TEXT_CHARS))
         );
