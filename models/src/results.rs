@@ -169,7 +169,8 @@ pub struct Info {
     pub mutant: Option<String>,
     /// The invariants it asserts.
     pub invariants: Vec<String>,
-    /// For a mutant: the reports that count as catching it.
+    /// For a mutant: the reports that count as catching it (empty for a
+    /// pinned finding, a mutant the model is known not to see).
     pub expected: Vec<String>,
 }
 
@@ -199,9 +200,14 @@ pub fn record(
         .err()
         .map(|p| crate::harness::take_last_failure().unwrap_or_else(|| panic_text(&**p)));
     let reported = message.as_deref().and_then(reported_in);
+    // A mutant with no expected report is a pinned finding: a mutant the
+    // model is known not to see (a masked bug), expected to pass.
+    let pinned = info.mutant.is_some() && info.expected.is_empty();
     let verdict = match (&info.mutant, &message) {
         (None, None) => Verdict::Pass,
         (None, Some(_)) => Verdict::Fail,
+        (Some(_), None) if pinned => Verdict::Pass,
+        (Some(_), Some(_)) if pinned => Verdict::Fail,
         (Some(_), None) => Verdict::Escaped,
         (Some(_), Some(m)) if info.expected.iter().any(|e| m.contains(e.as_str())) => {
             Verdict::Caught
@@ -230,7 +236,7 @@ pub fn record(
     .write();
     match outcome {
         Ok(()) => Ok(seconds),
-        Err(panic) if info.mutant.is_none() => resume_unwind(panic),
+        Err(panic) if info.mutant.is_none() || pinned => resume_unwind(panic),
         Err(_) => Err(message.unwrap_or_default()),
     }
 }

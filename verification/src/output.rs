@@ -404,7 +404,11 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
         r#"<h1>{} <span class="{}">{verdict}</span></h1><p>{} mode, {:.1} s in all.</p>"#,
         h(&title),
         if good { "pass" } else { "fail" },
-        if v.plan.options.quick { "quick" } else { "full" },
+        if v.plan.options.quick {
+            "quick"
+        } else {
+            "full"
+        },
         v.total.as_secs_f64()
     );
     out.push_str("<h2>Environment</h2><table>");
