@@ -20,6 +20,10 @@ pub enum Actor {
     Memslot,
     /// The shrinker.
     Shrinker,
+    /// A run-time check of the ghost state (the violation it saw is a
+    /// [`What::Violated`] event at the step it saw it).
+    #[cfg_attr(not(feature = "ghost"), allow(dead_code))]
+    Check,
 }
 
 impl std::fmt::Display for Actor {
@@ -30,6 +34,7 @@ impl std::fmt::Display for Actor {
             Actor::Notifier => f.write_str("notifier"),
             Actor::Memslot => f.write_str("memslot"),
             Actor::Shrinker => f.write_str("shrinker"),
+            Actor::Check => f.write_str("check"),
         }
     }
 }
@@ -158,8 +163,60 @@ pub enum What {
         /// The page holding it.
         sp: PageId,
     },
+    /// A spte changed (other than a leaf install, which is
+    /// [`What::InstallLeaf`]): which page and index, the gfn when known, what
+    /// it holds now.
+    SpteSet {
+        /// The page holding the spte.
+        sp: PageId,
+        /// Its index in the page.
+        index: usize,
+        /// The gfn it translates, when the site knows it.
+        gfn: Option<u64>,
+        /// The pfn it maps now, for a leaf.
+        pfn: Option<u64>,
+        /// What it holds now: `leaf`, `non-leaf`, `mmio` or `clear`.
+        now: &'static str,
+        /// Who changed it and why (`change_pte`, `drop_spte`...).
+        how: &'static str,
+    },
+    /// A run-time check saw an invariant broken, here.
+    #[cfg_attr(not(feature = "ghost"), allow(dead_code))]
+    Violated {
+        /// The invariant.
+        invariant: crate::Invariant,
+        /// What it saw.
+        detail: String,
+    },
     /// Free-form note.
     Note(String),
+}
+
+impl What {
+    /// A [`What::SpteSet`] for the spte at `index` of `sp`, which now holds
+    /// `raw`; `how` says who changed it.
+    pub(crate) fn spte(
+        sp: PageId,
+        index: usize,
+        gfn: Option<u64>,
+        raw: impl Into<crate::spte::RawSpte>,
+        how: &'static str,
+    ) -> What {
+        let (now, pfn) = match crate::spte::Spte::decode(raw.into()) {
+            crate::spte::Spte::Leaf { pfn, .. } => ("leaf", Some(pfn)),
+            crate::spte::Spte::NonLeaf(_) => ("non-leaf", None),
+            crate::spte::Spte::Mmio { .. } => ("mmio", None),
+            crate::spte::Spte::None => ("clear", None),
+        };
+        What::SpteSet {
+            sp,
+            index,
+            gfn,
+            pfn,
+            now,
+            how,
+        }
+    }
 }
 
 /// One event.
@@ -228,6 +285,26 @@ impl std::fmt::Display for What {
                 "wait for readers"
             }),
             What::Unmap { gfn, sp } => write!(f, "unmap gfn {gfn} in {sp}"),
+            What::SpteSet {
+                sp,
+                index,
+                gfn,
+                pfn,
+                now,
+                how,
+            } => {
+                write!(f, "{how}: spte {sp}[{index}]")?;
+                if let Some(gfn) = gfn {
+                    write!(f, " gfn {gfn}")?;
+                }
+                match pfn {
+                    Some(pfn) => write!(f, " -> pfn {pfn:#x}"),
+                    None => write!(f, " -> {now}"),
+                }
+            }
+            What::Violated { invariant, detail } => {
+                write!(f, "VIOLATION {}: {detail}", invariant.name())
+            }
             What::Note(note) => f.write_str(note),
         }
     }

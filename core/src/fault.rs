@@ -160,6 +160,9 @@ impl Vm {
                         meta.parent_ptes.push((id, index));
                     }
                     page.sptes[index].store(Spte::non_leaf(child.word()), Ordering::Release);
+                    self.event(actor, || {
+                        What::spte(id, index, None, Spte::non_leaf(child.word()), "link child")
+                    });
                     id = child_id;
                     ptr = child;
                 }
@@ -180,6 +183,15 @@ impl Vm {
                     if old_pfn == pfn {
                         if write && !writable {
                             page.sptes[index].fetch_or(spte::WRITABLE, Ordering::AcqRel);
+                            self.event(actor, || {
+                                What::spte(
+                                    id,
+                                    index,
+                                    Some(gfn),
+                                    old | spte::WRITABLE,
+                                    "make writable",
+                                )
+                            });
                         }
                         return Ok(Fault::Mapped { pfn: Pfn(pfn) });
                     }

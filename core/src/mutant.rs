@@ -81,8 +81,9 @@ pub enum Mutant {
     /// goes through a flush and a grace period, so no safety invariant breaks;
     /// the parked pages are retained while memory is short (I8).
     ShrinkerZapsActiveFirst,
-    /// `zap_obsolete_pages` does not take back, after a lock break, the pages
-    /// it parked on `zapped_obsolete_pages`: its final commit frees only the
+    /// `zap_obsolete_pages` parks each batch on `zapped_obsolete_pages` at a
+    /// lock break (in the per-batch shape too, instead of committing it) and
+    /// never takes the parked pages back: its final commit frees only the
     /// last batch, and every earlier batch stays allocated until a shrinker
     /// happens to run (I8: retention grows with the guest).
     ZapLeavesParked,

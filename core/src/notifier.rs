@@ -103,6 +103,15 @@ impl Vm {
                 if Spte::is_leaf(spte.load(Ordering::Acquire)) {
                     page.ghost.installed_at(sptep.index, self.ghost.tick());
                     spte.store(Spte::leaf(new_pfn, false), Ordering::Release);
+                    self.event(lk.actor, || {
+                        What::spte(
+                            page.body().id,
+                            sptep.index,
+                            Some(*gfn),
+                            Spte::leaf(new_pfn, false),
+                            "change_pte",
+                        )
+                    });
                     changed += 1;
                 }
             }
@@ -135,6 +144,15 @@ impl Vm {
                             young = true;
                             yield_now();
                             spte.store(raw & !spte::ACCESSED, Ordering::Release);
+                            self.event(lk.actor, || {
+                                What::spte(
+                                    sptep.page.get(&guard).body().id,
+                                    sptep.index,
+                                    Some(gfn),
+                                    raw & !spte::ACCESSED,
+                                    "clear_flush_young (plain store)",
+                                )
+                            });
                         }
                     } else {
                         self.unmap_one(&lk, &guard, &slot, gfn, sptep);

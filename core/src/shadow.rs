@@ -116,6 +116,15 @@ impl Vm {
     /// `drop_spte`: clears a present leaf and removes it from its rmap.
     pub(crate) fn drop_spte(&self, lk: &MmuLock<'_>, guard: &Guard<'_>, sptep: SptePtr, gfn: u64) {
         let old = sptep.spte(guard).swap(0, Ordering::AcqRel);
+        self.event(lk.actor, || {
+            What::spte(
+                sptep.page.get(guard).body().id,
+                sptep.index,
+                Some(gfn),
+                0,
+                "drop_spte",
+            )
+        });
         if !Spte::is_leaf(old) {
             return;
         }

@@ -142,12 +142,13 @@ impl Vm {
                 // in the 3.11 shape it stays on zapped_obsolete_pages, where the
                 // shrinker can free it, until the final commit.
                 self.event(actor, || What::LockBreak { zapped: batch });
+                let leave_parked = self.config.mutant_is(Mutant::ZapLeavesParked);
                 match self.config.commit {
-                    ZapCommit::PerBatch => {
+                    ZapCommit::PerBatch if !leave_parked => {
                         stats.committed +=
                             self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
                     }
-                    ZapCommit::AtEnd => park(&mut lk.zapped_obsolete, &mut zap_list),
+                    _ => park(&mut lk.zapped_obsolete, &mut zap_list),
                 }
                 drop(lk);
                 let held = hold.ns();
@@ -219,6 +220,9 @@ impl Vm {
                 Spte::Leaf { .. } => {
                     if skip_rmap {
                         page.sptes[index].store(0, Ordering::Release);
+                        self.event(lk.actor, || {
+                            What::spte(body.id, index, None, 0, "zap, no rmap_remove")
+                        });
                         continue;
                     }
                     let gfn = self.spte_gfn(&body, index);
@@ -226,6 +230,9 @@ impl Vm {
                 }
                 Spte::NonLeaf(addr) => {
                     page.sptes[index].store(0, Ordering::Release);
+                    self.event(lk.actor, || {
+                        What::spte(body.id, index, None, 0, "unlink child")
+                    });
                     if let Some(child) = PagePtr::from_addr(addr) {
                         let child_id = child.get(guard).body().id;
                         if let Some(child_meta) = lk.pages.get_mut(&child_id) {
@@ -242,6 +249,9 @@ impl Vm {
         for (parent, index) in parents {
             if let Some(parent_page) = self.sp(lk, guard, parent) {
                 parent_page.sptes[index].store(0, Ordering::Release);
+                self.event(lk.actor, || {
+                    What::spte(parent, index, None, 0, "unlink from parent")
+                });
             }
         }
         let was_valid = !lk.pages[&id].invalid;

@@ -424,16 +424,14 @@ fn mmio_cache_ignores_gen(mutant: Option<Mutant>) -> Vm {
     vm
 }
 
-/// I8: batch 1, the 3.11 commit shape and 15 pages (a root, its children and
-/// grandchildren), so the zap breaks `mmu_lock` after every page and parks
-/// what it prepared. The
+/// I8: batch 1 and 15 pages (a root, its children and grandchildren), so
+/// the zap breaks `mmu_lock` after every page. The
 /// mutant never takes the parked pages back: its final commit frees only the
 /// last batch, and the rest stay allocated after the zap returns.
 fn zap_leaves_parked(mutant: Option<Mutant>) -> Vm {
     let mut cfg = cfg(mutant);
     cfg.levels = 4; // 16 gfns
     cfg.batch = 1;
-    cfg.commit = ZapCommit::AtEnd; // only the 3.11 shape parks
     let vm = vm(cfg);
     vm.create_memslot(slot(0, 0, 16)).unwrap();
     enter_all(&vm);

@@ -5,7 +5,9 @@
 //! lane: the full audit (I1 to I7, plus every violation recorded at run time),
 //! the observations the scenario's threads made, and a drain that must free
 //! everything retired. On any violation it renders the execution's timeline,
-//! writes it as a Mermaid diagram under `target/counterexamples/`, and panics
+//! writes it as a Mermaid diagram and a counterexample file
+//! ([`crate::results::Counterexample`]) under `target/counterexamples/` (or
+//! the results directory `verify` names), and panics
 //! with a message that starts with the violated invariant's name, so that a
 //! mutant twin can expect it (`#[should_panic(expected = "I3 page lifetime")]`).
 
@@ -192,7 +194,17 @@ fn fail(events: &[Event], scenario: &str, params: &Params, mut found: Vec<Violat
         fastzap::checking::sync::LANE,
         params.mutant.map(|m| format!("-{m:?}")).unwrap_or_default()
     );
-    let written = timeline::write_mermaid(&timeline::counterexample_dir(), &name, events, &found);
+    let dir = crate::results::counterexample_dir();
+    let written = timeline::write_mermaid(&dir, &name, events, &found);
+    let record = crate::results::Counterexample::new(
+        &name,
+        scenario,
+        params.mutant.map(|m| format!("{m:?}")),
+        events,
+        &found,
+    )
+    .write(&dir);
+    crate::results::set_last_counterexample(record.as_ref().ok().cloned());
     let mut message = format!(
         "{} violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n",
         first.name(),
@@ -208,6 +220,9 @@ fn fail(events: &[Event], scenario: &str, params: &Params, mut found: Vec<Violat
     match written {
         Ok(path) => message.push_str(&format!("mermaid sequence diagram: {}\n", path.display())),
         Err(e) => message.push_str(&format!("(could not write the mermaid diagram: {e})\n")),
+    }
+    if let Ok(path) = &record {
+        message.push_str(&format!("counterexample: {}\n", path.display()));
     }
     set_last_failure(message.clone());
     panic!("{message}");

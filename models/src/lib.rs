@@ -20,10 +20,14 @@
 //!
 //! | lane | command | what runs |
 //! |---|---|---|
-//! | loom | `cargo loom --test loom_scenarios --test loom_ebr` | every scenario, preemption bound 2 (set in code), crossbeam-epoch for two actors, the small EBR for three; the small EBR itself and its two mutants |
+//! | loom | `cargo loom --test loom_scenarios --test loom_ebr` | every scenario, preemption bound 2 (the code's value unless `LOOM_MAX_PREEMPTIONS` is set: `loom_run`), crossbeam-epoch for two actors, the small EBR for three; the small EBR itself and its two mutants |
 //! | loom | `cargo loom -- litmus_` | the [`litmus`] models: each fence pair alone, with its weak-memory twins |
 //! | shuttle | `cargo shuttle --test shuttle_scenarios` | every scenario wide, `check_random` plus PCT at depths 1 to 3, 2,500 executions each (`FASTZAP_SHUTTLE_ITERS`), the PCT bound printed |
 //! | native | `cargo test -p fastzap-models` | the timeline's unit tests and a smoke run of every scenario |
+//!
+//! Under `fastzap verify` (`FASTZAP_RESULTS_DIR` set) every model run also
+//! writes a machine-readable result and every failure a counterexample file
+//! ([`results`]).
 //!
 //! A failing shuttle run prints its schedule on one line and the command that
 //! replays it (`FASTZAP_REPLAY=<model> FASTZAP_SCHEDULE=<schedule> cargo shuttle
@@ -31,12 +35,16 @@
 
 pub mod harness;
 pub mod litmus;
+pub mod results;
 pub mod scenarios;
 pub mod tally;
 pub mod timeline;
 
 #[cfg(shuttle)]
 pub mod shuttle_run;
+
+#[cfg(loom)]
+pub mod loom_run;
 
 #[cfg(shuttle)]
 pub mod history;

@@ -139,7 +139,7 @@ pub fn config(dir: PathBuf) -> Config {
 /// The one directory every run persists failing schedules to: shuttle installs
 /// its panic hook once per process, with the configuration of the first run.
 fn schedule_dir() -> PathBuf {
-    let dir = crate::timeline::counterexample_dir().join("shuttle");
+    let dir = crate::results::counterexample_dir().join("shuttle");
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
@@ -184,8 +184,11 @@ impl<F> Clone for Arc2<F> {
     }
 }
 
-/// Prints the newest schedule in `dir` on one line and the command replaying it.
-pub fn report_schedule(key: &str, dir: &std::path::Path) {
+/// Prints the newest schedule in `dir` on one line and the command replaying
+/// it; writes the replay file (see [`crate::results::ReplayFile`]) beside the failing
+/// execution's counterexample and adds the schedule to that counterexample.
+/// Returns the schedule.
+pub fn report_schedule(key: &str, dir: &std::path::Path) -> Option<String> {
     let newest = std::fs::read_dir(dir).ok().and_then(|entries| {
         entries
             .filter_map(Result::ok)
@@ -202,8 +205,29 @@ pub fn report_schedule(key: &str, dir: &std::path::Path) {
                  --test {} -- replay --exact --nocapture --include-ignored",
                 test_target()
             );
+            if let Some(cx) = crate::results::last_counterexample() {
+                crate::results::Counterexample::attach_schedule(&cx, &schedule);
+                let file = crate::results::ReplayFile {
+                    target: test_target(),
+                    model: key.to_string(),
+                    schedule: schedule.clone(),
+                };
+                let path = cx.with_extension("schedule");
+                match std::fs::write(&path, file.render()) {
+                    Ok(()) => eprintln!(
+                        "replay file: {} (`fastzap verify --replay {}`)",
+                        path.display(),
+                        path.display()
+                    ),
+                    Err(e) => eprintln!("could not write {}: {e}", path.display()),
+                }
+            }
+            Some(schedule)
         }
-        None => eprintln!("(no schedule file found in {})", dir.display()),
+        None => {
+            eprintln!("(no schedule file found in {})", dir.display());
+            None
+        }
     }
 }
 

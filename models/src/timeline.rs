@@ -11,7 +11,12 @@
 //! - [`render_mermaid`]: a Mermaid `sequenceDiagram`, one participant per actor,
 //!   written next to the build output by [`write_mermaid`].
 //!
-//! Both take the violations too, so that the story ends with what broke.
+//! Both take the violations too, so that the story ends with what broke, and
+//! mark each violation at the event where a check first saw it, when one did
+//! during the execution (a `Violated` event in the log); the final audit's
+//! findings come after the last event. A lock immediately followed by its
+//! unlock (an empty critical section: nothing of that actor in between) is
+//! one row ([`collapse_empty_sections`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -43,9 +48,75 @@ fn cut(text: &str, width: usize) -> String {
     out
 }
 
+/// The event's kind: the name of its [`fastzap::What`] variant (`Lock`,
+/// `GenBump`...), `EmptySection` for a collapsed lock/unlock pair.
+pub fn kind(event: &Event) -> String {
+    if let fastzap::What::Note(note) = &event.what
+        && note == EMPTY_SECTION
+    {
+        return "EmptySection".to_string();
+    }
+    format!("{:?}", event.what)
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// The text of a collapsed empty critical section.
+pub const EMPTY_SECTION: &str = "lock+unlock mmu_lock (empty)";
+
+/// `events` with every empty critical section (an actor's `Lock` whose next
+/// event of that actor is its `Unlock`) collapsed into one row at the lock's
+/// place.
+pub fn collapse_empty_sections(events: &[Event]) -> Vec<Event> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut skip = vec![false; events.len()];
+    for (i, event) in events.iter().enumerate() {
+        if skip[i] {
+            continue;
+        }
+        if event.what == fastzap::What::Lock
+            && let Some(j) = events[i + 1..]
+                .iter()
+                .position(|e| e.actor == event.actor)
+                .map(|p| p + i + 1)
+            && events[j].what == fastzap::What::Unlock
+        {
+            skip[j] = true;
+            out.push(Event {
+                seq: event.seq,
+                actor: event.actor,
+                what: fastzap::What::Note(EMPTY_SECTION.to_string()),
+            });
+            continue;
+        }
+        out.push(event.clone());
+    }
+    out
+}
+
+/// For each violation, the `seq` of the first event at which a check saw it
+/// during the execution: a `Violated` event naming its invariant. `None` when
+/// only the final audit found it.
+pub fn first_seen(events: &[Event], violations: &[Violation]) -> Vec<Option<u64>> {
+    violations
+        .iter()
+        .map(|v| {
+            events
+                .iter()
+                .find(|e| kind(e) == "Violated" && e.what.to_string().contains(v.invariant.name()))
+                .map(|e| e.seq)
+        })
+        .collect()
+}
+
 /// Renders the timeline as text: a header naming each actor, then one row per
-/// event with the event in its actor's column, then the violations.
+/// event with the event in its actor's column (empty critical sections
+/// collapsed), a `>>>` line under the event where a violation was first seen,
+/// then the violations.
 pub fn render_columns(events: &[Event], violations: &[Violation]) -> String {
+    let seen = first_seen(events, violations);
+    let events = &collapse_empty_sections(events)[..];
     let actors = actors(events);
     let widths: Vec<usize> = actors
         .iter()
@@ -86,6 +157,16 @@ pub fn render_columns(events: &[Event], violations: &[Violation]) -> String {
             })
             .collect();
         row(&mut out, &event.seq.to_string(), &cells);
+        for (violation, at) in violations.iter().zip(&seen) {
+            if *at == Some(event.seq) {
+                let _ = writeln!(
+                    out,
+                    "  >>> {} first seen here, by {}",
+                    violation.invariant.name(),
+                    event.actor
+                );
+            }
+        }
     }
     if events.is_empty() {
         out.push_str("  (no events recorded: was Config.events on?)\n");
@@ -115,7 +196,9 @@ fn mermaid_text(text: &str) -> String {
 /// over its actor; taking `mmu_lock` activates the actor's bar and dropping it
 /// deactivates it; the violations end the diagram as a note over every actor.
 pub fn render_mermaid(title: &str, events: &[Event], violations: &[Violation]) -> String {
+    let seen = first_seen(events, violations);
     let actors = actors(events);
+    let events = &collapse_empty_sections(events)[..];
     let mut out = String::from("sequenceDiagram\n");
     let _ = writeln!(out, "    title {}", mermaid_text(title));
     for actor in &actors {
@@ -135,6 +218,12 @@ pub fn render_mermaid(title: &str, events: &[Event], violations: &[Violation]) -
                 holding = None;
             }
             _ => {}
+        }
+        for (violation, at) in violations.iter().zip(&seen) {
+            if *at == Some(event.seq) {
+                let text = mermaid_text(&format!("{} first seen here", violation.invariant.name()));
+                let _ = writeln!(out, "    Note right of {}: {text}", event.actor);
+            }
         }
     }
     if let Some(actor) = holding {
@@ -268,6 +357,27 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_critical_section_is_one_row() {
+        let e = |seq, actor, what| Event { seq, actor, what };
+        let events = vec![
+            e(0, Actor::Notifier, What::Lock),
+            e(1, Actor::Vcpu(0), What::Fault { gfn: 1 }),
+            e(2, Actor::Notifier, What::Unlock),
+            e(3, Actor::Zapper, What::Lock),
+            e(4, Actor::Zapper, What::GenBump { from: 0, to: 1 }),
+            e(5, Actor::Zapper, What::Unlock),
+        ];
+        let collapsed = collapse_empty_sections(&events);
+        assert_eq!(collapsed.len(), 5);
+        assert_eq!(kind(&collapsed[0]), "EmptySection");
+        assert_eq!(kind(&collapsed[2]), "Lock");
+        assert_eq!(kind(&collapsed[3]), "GenBump");
+        let text = render_columns(&events, &[]);
+        assert_eq!(text.matches(EMPTY_SECTION).count(), 1);
+        assert_eq!(text.lines().count(), 2 + 5);
+    }
+
+    #[test]
     fn empty_log_says_so() {
         assert!(render_columns(&[], &[]).contains("no events recorded"));
     }
@@ -292,6 +402,7 @@ mod tests {
                     "title ",
                     "participant ",
                     "Note over ",
+                    "Note right of ",
                     "activate ",
                     "deactivate "
                 ]

@@ -11,10 +11,9 @@
 //! which nothing is freed early checks nothing).
 #![cfg(loom)]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use fastzap::checking::sync::ebr::{Ebr, EbrMutant};
 use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, UnsafeCell, spawn};
+use fastzap_models::loom_run::{self, Info};
 use fastzap_models::tally::{Flag, Tally};
 
 const LIVE: u64 = 7;
@@ -78,7 +77,7 @@ fn model(mutant: EbrMutant, tally: &'static Tally) {
             let value = unsafe { read(addr) };
             assert_eq!(
                 value, LIVE,
-                "the reader read a poisoned object: freed inside its grace period"
+                "I3 page lifetime: the reader read a poisoned object, freed inside its grace period"
             );
             drop(guard);
             done.raise();
@@ -122,45 +121,51 @@ fn model(mutant: EbrMutant, tally: &'static Tally) {
     }
 }
 
-fn builder() -> loom::model::Builder {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
-    builder.max_permutations = None;
-    builder.max_duration = None;
-    builder
+/// The model's result key and what catches a mutant.
+fn info(mutant: EbrMutant) -> Info {
+    Info {
+        key: match mutant {
+            EbrMutant::None => "ebr".to_string(),
+            m => format!("ebr-{m:?}"),
+        },
+        scenario: "ebr".to_string(),
+        mutant: (mutant != EbrMutant::None).then(|| format!("{mutant:?}")),
+        invariants: vec!["I3 page lifetime".to_string()],
+        expected: vec![
+            "I3 page lifetime".to_string(),
+            "Causality violation".to_string(),
+        ],
+    }
 }
 
 #[test]
 fn grace_period_is_respected() {
     static TALLY: Tally = Tally::new();
-    let started = std::time::Instant::now();
-    builder().check(|| model(EbrMutant::None, &TALLY));
+    let seconds = loom_run::run(&info(EbrMutant::None), &TALLY, || {
+        model(EbrMutant::None, &TALLY)
+    })
+    .expect("a correct model's failure is re-raised");
     println!(
-        "loom ebr: {} executions in {:.2?}, {} reclaimed while the reader ran",
+        "loom ebr: {} executions in {seconds:.2}s, {} reclaimed while the reader ran",
         TALLY.executions(),
-        started.elapsed(),
         TALLY.marked(0)
     );
     // Measured: 421 executions (0.07 s), 113 of them reclaimed early.
-    assert!(TALLY.executions() >= 400, "the model shrank");
+    assert!(
+        loom_run::user_bounded() || TALLY.executions() >= 400,
+        "the model shrank"
+    );
     assert!(TALLY.marked(0) > 0, "nothing was ever reclaimed early");
 }
 
 fn expect_caught(mutant: EbrMutant, tally: &'static Tally) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        builder().check(move || model(mutant, tally))
-    }));
-    let Err(panic) = outcome else {
+    let outcome = loom_run::run(&info(mutant), tally, move || model(mutant, tally));
+    let Err(message) = outcome else {
         panic!(
             "{mutant:?} was not caught in {} executions",
             tally.executions()
         );
     };
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
     println!(
         "loom ebr {mutant:?} caught after {} executions: {message}",
         tally.executions()

@@ -1,45 +1,59 @@
-//! The scenarios under loom: every interleaving up to 2 preemptions, with the
+//! The scenarios under loom: every interleaving up to 2 preemptions
+//! (`LOOM_MAX_PREEMPTIONS` and loom's other variables are respected when set:
+//! see `fastzap_models::loom_run`), with the
 //! real crossbeam-epoch for two-actor models and the facade's small EBR where a
 //! model needs a third actor. Each test counts its executions and asserts a
 //! floor on them and on the coverage marks of its scenario, so that a model that
 //! silently shrinks fails. Mutant twins expect the violated invariant.
 #![cfg(loom)]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use fastzap::ReclaimBackend;
 use fastzap::checking::Mutant;
 use fastzap_models::harness::{Params, small};
+use fastzap_models::loom_run::{self, Info};
 use fastzap_models::scenarios::{self, Scenario};
 use fastzap_models::tally::Tally;
 
-/// The preemption bound of every loom model here (crossbeam's and tokio's CI
-/// choice), set in code so that it does not depend on the environment.
-const PREEMPTIONS: usize = 2;
-
-fn builder() -> loom::model::Builder {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTIONS);
-    builder.max_branches = 100_000;
-    // A model cut short by these limits reports success without having been
-    // checked: never set them.
-    builder.max_permutations = None;
-    builder.max_duration = None;
-    builder
+/// The model's key in the results: scenario, reclamation, actors, mutant.
+fn info(scenario: &Scenario, params: &Params, expected: &[&str]) -> Info {
+    let reclaim = match params.reclaim {
+        ReclaimBackend::Crossbeam => String::new(),
+        _ => "-small".to_string(),
+    };
+    let third = if params.third { "-3" } else { "" };
+    let mutant = params.mutant.map(|m| format!("{m:?}"));
+    Info {
+        key: format!(
+            "{}{reclaim}{third}{}",
+            scenario.name,
+            mutant.as_ref().map(|m| format!("-{m}")).unwrap_or_default()
+        ),
+        scenario: scenario.name.to_string(),
+        mutant,
+        invariants: scenario
+            .invariants
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect(),
+        expected: expected.iter().map(|e| e.to_string()).collect(),
+    }
 }
 
-/// Explores `scenario` with `params`; returns the tally after asserting the
-/// execution floor and that every coverage mark was reached.
+/// Explores `scenario` with `params` (bounds: [`loom_run::builder`]); returns
+/// the tally after asserting the execution floor and that every coverage mark
+/// was reached. With a `LOOM_*` bound set by the user the floor is not
+/// asserted (it was measured with the code's bounds).
 fn explore(scenario: Scenario, params: Params, floor: usize) -> &'static Tally {
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
-    let started = std::time::Instant::now();
-    builder().check(move || (scenario.run)(&params, tally));
+    let info = info(&scenario, &params, &[]);
+    let seconds = loom_run::run(&info, tally, move || (scenario.run)(&params, tally))
+        .expect("a correct model's failure is re-raised");
     let executions = tally.executions();
     println!(
-        "loom {} ({:?}): {executions} executions in {:.2?}, preemption bound {PREEMPTIONS}",
+        "loom {} ({:?}): {executions} executions in {seconds:.2}s, {}",
         scenario.name,
         params.reclaim,
-        started.elapsed()
+        loom_run::settings()
     );
     for (index, mark) in scenario.marks.iter().enumerate() {
         println!(
@@ -47,11 +61,15 @@ fn explore(scenario: Scenario, params: Params, floor: usize) -> &'static Tally {
             tally.marked(index)
         );
     }
-    assert!(
-        executions >= floor,
-        "{}: only {executions} executions, floor {floor}",
-        scenario.name
-    );
+    if loom_run::user_bounded() {
+        println!("  (LOOM_* bounds set: the floor of {floor} executions is not asserted)");
+    } else {
+        assert!(
+            executions >= floor,
+            "{}: only {executions} executions, floor {floor}",
+            scenario.name
+        );
+    }
     for (index, mark) in scenario.marks.iter().enumerate() {
         assert!(
             tally.marked(index) > 0,
@@ -66,10 +84,9 @@ fn explore(scenario: Scenario, params: Params, floor: usize) -> &'static Tally {
 /// `expected` (an invariant's name, or loom's own report of a race).
 fn expect_failure(scenario: Scenario, params: Params, expected: &[&str]) -> String {
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        builder().check(move || (scenario.run)(&params, tally))
-    }));
-    let Err(panic) = outcome else {
+    let info = info(&scenario, &params, expected);
+    let outcome = loom_run::run(&info, tally, move || (scenario.run)(&params, tally));
+    let Err(message) = outcome else {
         panic!(
             "{} with {:?}: the mutant was not caught in {} executions",
             scenario.name,
@@ -77,11 +94,6 @@ fn expect_failure(scenario: Scenario, params: Params, expected: &[&str]) -> Stri
             tally.executions()
         );
     };
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
     println!(
         "loom {} with {:?} caught after {} executions:\n{message}",
         scenario.name,

@@ -5,10 +5,9 @@
 //! replays it with the `replay` test below.
 #![cfg(shuttle)]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use fastzap::checking::Mutant;
-use fastzap_models::harness::{Params, small, take_last_failure};
+use fastzap_models::harness::{Params, small};
+use fastzap_models::results::{self, Info};
 use fastzap_models::scenarios::{self, Scenario};
 use fastzap_models::shuttle_run::{self, explore, explore_pct, replay as replay_schedule};
 use fastzap_models::tally::Tally;
@@ -153,13 +152,45 @@ fn iterations() -> usize {
         .unwrap_or(2_500)
 }
 
+/// The model's description for its result.
+fn info(key: &str, scenario: &Scenario, params: &Params, expected: &str) -> Info {
+    Info {
+        key: key.to_string(),
+        scenario: scenario.name.to_string(),
+        mutant: params.mutant.map(|m| format!("{m:?}")),
+        invariants: scenario
+            .invariants
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect(),
+        expected: if expected.is_empty() {
+            Vec::new()
+        } else {
+            vec![expected.to_string()]
+        },
+    }
+}
+
 /// Explores the model `key` and asserts that the tally saw every execution,
 /// that the floor was reached, and that every coverage mark was hit.
 fn run(key: &'static str) -> &'static Tally {
     let (scenario, params) = lookup(key);
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
     let iterations = iterations();
-    let explored = explore(key, iterations, move || (scenario.run)(&params, tally));
+    let mut explored = None;
+    results::record(
+        "shuttle",
+        &info(key, &scenario, &params, ""),
+        tally,
+        format!("check_random + PCT depth 1, 2, 3: {iterations} executions each"),
+        || {
+            explored = Some(explore(key, iterations, move || {
+                (scenario.run)(&params, tally)
+            }))
+        },
+    )
+    .expect("a correct model's failure is re-raised");
+    let explored = explored.expect("explored");
     println!("shuttle {key}: {explored}");
     for (index, mark) in scenario.marks.iter().enumerate() {
         println!(
@@ -190,29 +221,38 @@ fn run(key: &'static str) -> &'static Tally {
 /// A mutant twin: a short exploration that must fail with `expected` (the
 /// violated invariant's name) in the failing execution's report.
 fn twin(key: &'static str, expected: &str) {
-    twin_with(key, expected, |key, model| {
-        explore(key, 1_000, model);
-    });
+    twin_with(
+        key,
+        expected,
+        "check_random + PCT depth 1, 2, 3: up to 1000 executions each",
+        |key, model| {
+            explore(key, 1_000, model);
+        },
+    );
 }
 
-/// [`twin`] with its own exploration.
+/// [`twin`] with its own exploration, described by `settings`.
 fn twin_with(
     key: &'static str,
     expected: &str,
+    settings: &str,
     run: impl FnOnce(&'static str, Box<dyn Fn() + Send + Sync>),
 ) {
     let (scenario, params) = lookup(key);
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
-    let _ = take_last_failure();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        run(key, Box::new(move || (scenario.run)(&params, tally)));
-    }));
-    assert!(
-        outcome.is_err(),
-        "{key}: the mutant was not caught in {} executions",
-        tally.executions()
+    let outcome = results::record(
+        "shuttle",
+        &info(key, &scenario, &params, expected),
+        tally,
+        settings.to_string(),
+        || run(key, Box::new(move || (scenario.run)(&params, tally))),
     );
-    let report = take_last_failure().unwrap_or_default();
+    let Err(report) = outcome else {
+        panic!(
+            "{key}: the mutant was not caught in {} executions",
+            tally.executions()
+        );
+    };
     println!("{key} caught after {} executions", tally.executions());
     assert!(
         report.contains(expected),
@@ -391,9 +431,14 @@ fn replay() {
 /// this twin runs PCT at depth 3 alone, up to 20,000 executions.
 #[test]
 fn s2_mutant_free_before_flush() {
-    twin_with("s2-FreeBeforeFlush", "I3 page lifetime", |key, model| {
-        explore_pct(key, 3, 20_000, model);
-    });
+    twin_with(
+        "s2-FreeBeforeFlush",
+        "I3 page lifetime",
+        "PCT depth 3: up to 20000 executions",
+        |key, model| {
+            explore_pct(key, 3, 20_000, model);
+        },
+    );
 }
 
 #[test]

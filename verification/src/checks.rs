@@ -240,6 +240,69 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
     result
 }
 
+/// One step of a scripted case.
+type Step<'a> = dyn Fn(&Vm) -> Result<(), MmuError> + 'a;
+
+/// Bug 10's sequential case: a slot of two pages at gfn 0, a write fault on
+/// gfn 1, the slot MOVEd to gfn 1, a fault on gfn 2 (the moved slot's second
+/// page); the audit after every step. A MOVE that keeps the old rmap and
+/// lpage_info arrays leaves the new mapping on the old slot's rmap (I1).
+pub fn move_case(mutant: Option<Mutant>) -> ScenarioResult {
+    let mut config = Config::model();
+    config.mutant = mutant;
+    let mut result = ScenarioResult::default();
+    let vm = match Vm::new(config) {
+        Ok(vm) => vm,
+        Err(e) => {
+            result.problems.push(format!("Vm::new: {e}"));
+            return result;
+        }
+    };
+    let enter = |vm: &Vm| -> Result<(), MmuError> {
+        for v in 0..2 {
+            vm.handle_requests(VcpuId(v))?;
+        }
+        Ok(())
+    };
+    let steps: [(&str, &Step<'_>); 5] = [
+        ("create slot 0", &|vm| {
+            vm.create_memslot(SlotSpec {
+                id: SlotId(0),
+                base_gfn: Gfn(0),
+                npages: 2,
+                userspace_addr: Hva(0x10_0000),
+            })?;
+            enter(vm)
+        }),
+        ("write fault gfn 1", &|vm| {
+            vm.page_fault(VcpuId(0), Gfn(1), true).map(drop)
+        }),
+        ("move slot 0 to gfn 1", &|vm| {
+            vm.move_memslot(SlotId(0), Gfn(1))?;
+            enter(vm)
+        }),
+        ("fault gfn 2", &|vm| {
+            vm.page_fault(VcpuId(0), Gfn(2), false).map(drop)
+        }),
+        ("drain", &|vm| {
+            vm.drain(8);
+            Ok(())
+        }),
+    ];
+    for (name, run) in steps {
+        result.steps += 1;
+        if let Err(e) = run(&vm) {
+            result.problems.push(format!("{name}: {e}"));
+        }
+        if let Err(violations) = fastzap::audit(&vm) {
+            for v in violations.into_iter().take(4) {
+                result.problems.push(format!("after {name}: {v}"));
+            }
+        }
+    }
+    result
+}
+
 fn audit_scenario() -> CheckOutcome {
     let r = scenario(None);
     if r.problems.is_empty() {
@@ -270,6 +333,8 @@ pub const CHILD_COMMAND: &str = "__mutant";
 pub enum MutantRun {
     /// [`scenario`] with the audit after every step.
     Scenario,
+    /// [`move_case`]: a MOVE then a fault into the moved range, audited.
+    Move,
     /// [`conformance::run_many_with`], 500 cases.
     Conformance,
     /// The audited native stress, 200,000 operations within 20 s.
@@ -277,9 +342,11 @@ pub enum MutantRun {
 }
 
 impl MutantRun {
-    fn name(self) -> &'static str {
+    /// The run's name.
+    pub fn name(self) -> &'static str {
         match self {
             MutantRun::Scenario => "scenario",
+            MutantRun::Move => "move",
             MutantRun::Conformance => "conformance",
             MutantRun::Stress => "stress",
         }
@@ -308,6 +375,13 @@ pub fn child_main(args: &[String]) -> u8 {
     match kind.as_str() {
         "scenario" => {
             let r = scenario_reporting(Some(mutant), &mut |p| say(&format!("CAUGHT {p}")));
+            say(&format!("DONE {}", r.steps));
+        }
+        "move" => {
+            let r = move_case(Some(mutant));
+            for p in &r.problems {
+                say(&format!("CAUGHT {p}"));
+            }
             say(&format!("DONE {}", r.steps));
         }
         "conformance" => {
@@ -391,7 +465,7 @@ fn mutants_caught(kind: MutantRun, mutants: &[Mutant], seed: u64) -> CheckOutcom
                     Some(n) => format!(
                         "ran {n} {}",
                         match kind {
-                            MutantRun::Scenario => "steps",
+                            MutantRun::Scenario | MutantRun::Move => "steps",
                             MutantRun::Conformance => "cases",
                             MutantRun::Stress => "ops",
                         }
@@ -571,4 +645,21 @@ pub const CONFORMANCE_MUTANTS: [Mutant; 3] = [
 
 fn conformance_can_fail(options: &Options) -> CheckOutcome {
     mutants_caught(MutantRun::Conformance, &CONFORMANCE_MUTANTS, options.seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_move_case_passes_without_the_mutant_and_fails_with_it() {
+        let clean = move_case(None);
+        assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+        let bug = move_case(Some(Mutant::MoveReusesMetadata));
+        assert!(
+            bug.problems.iter().any(|p| p.contains("I1 rmap integrity")),
+            "{:?}",
+            bug.problems
+        );
+    }
 }

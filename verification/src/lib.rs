@@ -7,12 +7,24 @@
 //!   ([`fastzap_reference::reference`]), step by step, with the audit after
 //!   every step;
 //! - [`stress`]: the native multi-thread stress;
-//! - [`report`] and [`checks`]: the `fastzap verify` runner, a list of checks
-//!   that each produce one row of the report.
+//! - [`report`] and [`checks`]: the native checks, each one row of the
+//!   report;
+//! - [`run`]: the whole verdict of `fastzap verify`: the native checks, the
+//!   loom and shuttle lanes driven through cargo ([`lanes`]), the bug zoo
+//!   ([`zoo`]); [`output`] writes its report directory with counterexamples
+//!   drawn as SVG ([`svg`]); [`replay`] re-runs a shuttle schedule;
+//!   [`progress`] shows it running.
 
 #![warn(missing_docs)]
 
 pub mod checks;
 pub mod conformance;
+pub mod lanes;
+pub mod output;
+pub mod progress;
+pub mod replay;
 pub mod report;
+pub mod run;
 pub mod stress;
+pub mod svg;
+pub mod zoo;

@@ -4,7 +4,7 @@
 //! run function that returns a typed [`CheckOutcome`]. [`run_checks`] runs a
 //! list of them, printing progress on stderr. A panic inside a check is caught
 //! and reported as a failure. The [`Report`] renders as a table for the
-//! terminal and as markdown for `verify-report/report.md`. New lanes (loom,
+//! terminal and as markdown for the report directory's `report.md`. New lanes (loom,
 //! shuttle, the bug zoo) add rows by adding `Check`s, not by changing this
 //! module.
 
@@ -247,8 +247,8 @@ impl Report {
 }
 
 /// Runs `checks` in order (those `options.only` selects), with progress on
-/// stderr.
-pub fn run_checks(checks: &[Check], options: &Options) -> Report {
+/// `bar`.
+pub fn run_checks(checks: &[Check], options: &Options, bar: &crate::progress::Bar) -> Report {
     let started = Instant::now();
     let mut report = Report::default();
     let checks: Vec<&Check> = checks
@@ -258,14 +258,14 @@ pub fn run_checks(checks: &[Check], options: &Options) -> Report {
         })
         .collect();
     for (i, check) in checks.iter().enumerate() {
-        eprintln!(
+        bar.running(&format!(
             "[{}/{}] {} ({}): {}",
             i + 1,
             checks.len(),
             check.name,
             check.lane.name(),
             check.what
-        );
+        ));
         let t = Instant::now();
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(options)))
@@ -278,14 +278,22 @@ pub fn run_checks(checks: &[Check], options: &Options) -> Report {
                     CheckOutcome::fail(0, "-", format!("panicked: {why}"))
                 });
         let time = t.elapsed();
-        eprintln!(
-            "      {} in {:.2}s: {} {}; {}",
+        bar.done(&format!(
+            "{} {} in {:.2}s: {} {}; {}",
+            check.name,
             if outcome.passed { "PASS" } else { "FAIL" },
             time.as_secs_f64(),
             outcome.amount,
             outcome.unit,
-            outcome.detail.lines().next().unwrap_or("")
-        );
+            outcome
+                .detail
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(100)
+                .collect::<String>()
+        ));
         report.rows.push(Row {
             name: check.name,
             lane: check.lane,

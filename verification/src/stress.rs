@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use fastzap::checking::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
 use fastzap::{
-    Config, Counts, DeletionStrategy, Fault, Gfn, Hva, MmuError, ReclaimBackend, SlotId, SlotSpec,
-    Translation, VcpuId, Vm,
+    Config, Counts, DeletionStrategy, Fault, Gfn, Hva, Invariant, MmuError, ReclaimBackend, SlotId,
+    SlotSpec, Translation, VcpuId, Vm,
 };
 
 /// What to run.
@@ -443,6 +443,10 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
         match result {
             Ok(()) => tally.count(kind),
             Err(e) if expected(&e) => tally.count(&format!("{kind}/err")),
+            // The zap's step bound is I6's check: name it.
+            Err(e @ MmuError::ZapLivelock { .. }) => {
+                tally.problem(format!("{}: {kind}: {e}", Invariant::I6.name()))
+            }
             Err(e) => tally.problem(format!("{kind}: unexpected {e}")),
         }
     }

@@ -1,6 +1,8 @@
 //! The conformance state-machine test at `cargo test` size. `FASTZAP_CASES`
-//! overrides the number of cases of the main test (`fastzap verify` runs
-//! more).
+//! or proptest's own `PROPTEST_CASES` overrides the number of cases of the
+//! main test (`fastzap verify` runs more). A failure is persisted, as
+//! proptest does by default, in `verification/tests/proptest-regressions/`
+//! and replayed first by the next run.
 
 use fastzap::checking::Mutant;
 use fastzap_verification::conformance::{
@@ -13,13 +15,13 @@ fn cases() -> u32 {
     std::env::var("FASTZAP_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
+        .or_else(|| std::env::var_os("PROPTEST_CASES").map(|_| Config::default().cases))
         .unwrap_or(128)
 }
 
 prop_state_machine! {
     #![proptest_config(Config {
         cases: cases(),
-        failure_persistence: None,
         ..Config::default()
     })]
 

@@ -132,6 +132,10 @@ impl Ghost {
 
     /// Records a violation seen at run time.
     pub(crate) fn record(&self, violation: Violation) {
+        self.event(Actor::Check, || What::Violated {
+            invariant: violation.invariant,
+            detail: violation.detail.clone(),
+        });
         if self.0.violations.len() < MAX_VIOLATIONS {
             self.0.violations.push_always(violation);
         }

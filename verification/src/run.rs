@@ -1,0 +1,366 @@
+//! # The whole verdict
+//!
+//! [`verify`] runs what a [`Plan`] selects: the native checks in-process,
+//! the loom and shuttle lanes through `cargo` ([`crate::lanes`]), and the bug
+//! zoo ([`crate::zoo`]), whose loom and shuttle rows read the model results of
+//! the lane runs and whose native rows run in child processes. It returns a
+//! [`Verdict`], which [`crate::output`] writes as the report directory.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fastzap_models::results::{ModelResult, Verdict as ModelVerdict, reported_in};
+
+use crate::checks::{self, MutantRun};
+use crate::lanes::{self, LaneRun, ModelLane};
+use crate::progress::Progress;
+use crate::report::{Options, Report, run_checks};
+use crate::zoo::{self, Checker, ZooRow};
+
+/// The cheap loom models `--quick` runs besides the zoo's loom rows (every
+/// scenario runs in `--quick`'s shuttle lane; these are the loom models
+/// under ten seconds).
+pub const QUICK_LOOM: &[&str] = &[
+    "s2_translate_vs_reclaim",
+    "s3s_seed_v3_delete_vs_shrinker",
+    "s4_notifier_in_lock_break",
+    "s6_fault_into_passed_root",
+    "s9_mmio_generation",
+    "s9w_mmio_generation_wrap",
+    "grace_period_is_respected",
+    "reclaim_used_correctly_passes",
+];
+
+/// Shuttle executions per scheduler in `--quick` (`FASTZAP_SHUTTLE_ITERS`;
+/// the full run uses the tests' own 2,500). The zoo's twins keep their own
+/// settings in both.
+pub const QUICK_SHUTTLE_ITERS: usize = 250;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The native checks.
+    pub native: bool,
+    /// The loom lane.
+    pub loom: bool,
+    /// The shuttle lane.
+    pub shuttle: bool,
+    /// The bug zoo.
+    pub zoo: bool,
+    /// Only this scenario (`S4`), in the model lanes and the zoo.
+    pub scenario: Option<String>,
+    /// Only this mutant's zoo row.
+    pub mutant: Option<String>,
+    /// The native checks' options (quick or full).
+    pub options: Options,
+    /// The report directory.
+    pub out: PathBuf,
+}
+
+/// One zoo row as run.
+#[derive(Debug, Clone)]
+pub struct ZooOutcome {
+    /// The row.
+    pub row: ZooRow,
+    /// The invariant (or checker report) named by the failing run.
+    pub reported: Option<String>,
+    /// Executions (model lanes), cases or operations (native) until detection.
+    pub amount: Option<u64>,
+    /// What `amount` counts.
+    pub unit: &'static str,
+    /// Time to detect.
+    pub seconds: Option<f64>,
+    /// The checker's settings.
+    pub settings: String,
+    /// `caught`, `ESCAPED`, `WRONG INVARIANT`, `NOT RUN`.
+    pub verdict: &'static str,
+    /// The counterexample file, if any.
+    pub counterexample: Option<PathBuf>,
+    /// One line of detail.
+    pub detail: String,
+}
+
+impl ZooOutcome {
+    /// Whether the row was caught naming the expected invariant.
+    pub fn caught(&self) -> bool {
+        self.verdict == "caught"
+    }
+}
+
+/// Everything one run found.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The plan.
+    pub plan: Plan,
+    /// The native checks.
+    pub native: Option<Report>,
+    /// The model lane runs.
+    pub lanes: Vec<LaneRun>,
+    /// Problems running a lane (cargo could not start...).
+    pub lane_errors: Vec<String>,
+    /// The zoo.
+    pub zoo: Vec<ZooOutcome>,
+    /// Wall time.
+    pub total: Duration,
+}
+
+impl Verdict {
+    /// The model results of every lane run, failed ones first.
+    pub fn model_results(&self) -> Vec<&ModelResult> {
+        let mut all: Vec<&ModelResult> = self.lanes.iter().flat_map(|l| &l.results).collect();
+        all.sort_by_key(|r| (r.verdict.is_good(), r.lane.clone(), r.model.clone()));
+        all
+    }
+
+    /// Whether everything passed: native checks, every lane test and model
+    /// result, every zoo row caught with its invariant.
+    pub fn passed(&self) -> bool {
+        let native = self.native.as_ref().is_none_or(Report::passed);
+        let lanes = self.lanes.iter().all(|l| {
+            l.success && l.failed().is_empty() && l.results.iter().all(|r| r.verdict.is_good())
+        });
+        let zoo = self.zoo.iter().all(ZooOutcome::caught);
+        native && lanes && zoo && self.lane_errors.is_empty()
+    }
+
+    /// The median and the largest time to detect over the zoo rows that ran.
+    pub fn detection_times(&self) -> Option<(f64, f64)> {
+        let mut times: Vec<f64> = self.zoo.iter().filter_map(|z| z.seconds).collect();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort_by(f64::total_cmp);
+        let n = times.len();
+        let median = if n % 2 == 1 {
+            times[n / 2]
+        } else {
+            (times[n / 2 - 1] + times[n / 2]) / 2.0
+        };
+        Some((median, times[n - 1]))
+    }
+}
+
+fn lane_filters(plan: &Plan, lane: ModelLane, rows: &[ZooRow]) -> Option<(Vec<String>, bool)> {
+    let zoo_tests: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match (r.checker, lane) {
+            (Checker::Loom(t), ModelLane::Loom) | (Checker::Shuttle(t), ModelLane::Shuttle) => {
+                Some(t.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let selected = match lane {
+        ModelLane::Loom => plan.loom,
+        ModelLane::Shuttle => plan.shuttle,
+    };
+    if !selected {
+        // Only the zoo's rows, by exact name.
+        return (!zoo_tests.is_empty()).then_some((zoo_tests, true));
+    }
+    if let Some(s) = &plan.scenario {
+        // Every test of the scenario: its name starts with `s4_`.
+        return Some((vec![format!("{}_", s.to_ascii_lowercase())], false));
+    }
+    if plan.options.quick && lane == ModelLane::Loom {
+        let mut tests: Vec<String> = QUICK_LOOM.iter().map(|t| t.to_string()).collect();
+        tests.extend(zoo_tests);
+        tests.sort();
+        tests.dedup();
+        return Some((tests, true));
+    }
+    Some((Vec::new(), false))
+}
+
+/// Runs the plan.
+pub fn verify(plan: &Plan, progress: &Progress) -> Verdict {
+    let started = Instant::now();
+    let rows = if plan.zoo || plan.mutant.is_some() {
+        zoo::select(plan.scenario.as_deref(), plan.mutant.as_deref())
+    } else {
+        Vec::new()
+    };
+    let mut verdict = Verdict {
+        plan: plan.clone(),
+        native: None,
+        lanes: Vec::new(),
+        lane_errors: Vec::new(),
+        zoo: Vec::new(),
+        total: Duration::ZERO,
+    };
+    if plan.native && plan.mutant.is_none() {
+        let all = checks::all();
+        let bar = progress.lane("native", Some(all.len() as u64));
+        let report = run_checks(&all, &plan.options, &bar);
+        bar.finish(&format!(
+            "{} checks in {:.1}s: {}",
+            report.rows.len(),
+            report.total.as_secs_f64(),
+            if report.passed() { "PASS" } else { "FAIL" }
+        ));
+        verdict.native = Some(report);
+    }
+    for lane in [ModelLane::Shuttle, ModelLane::Loom] {
+        let Some((filters, exact)) = lane_filters(plan, lane, &rows) else {
+            continue;
+        };
+        let len = exact.then_some(filters.len() as u64);
+        let bar = progress.lane(lane.name(), len);
+        bar.running(&format!("cargo {} (building)", lane.name()));
+        let mut env = Vec::new();
+        if plan.options.quick && lane == ModelLane::Shuttle {
+            env.push((
+                "FASTZAP_SHUTTLE_ITERS".to_string(),
+                QUICK_SHUTTLE_ITERS.to_string(),
+            ));
+        }
+        let run = lanes::run_lane(lane, &filters, exact, &env, &plan.out, &mut |line| {
+            if let Some(t) = lanes::parse_test_line(line) {
+                bar.done(&format!(
+                    "{} {}",
+                    t.name,
+                    if t.ok { "ok" } else { "FAILED" }
+                ));
+            } else if let Some(name) = line.strip_prefix("     Running ") {
+                bar.running(name);
+            }
+        });
+        match run {
+            Ok(run) => {
+                bar.finish(&format!(
+                    "{} tests, {} failed, {} model results in {:.1}s",
+                    run.tests.len(),
+                    run.failed().len(),
+                    run.results.len(),
+                    run.time.as_secs_f64()
+                ));
+                verdict.lanes.push(run);
+            }
+            Err(e) => {
+                bar.finish(&format!("could not run cargo {}: {e}", lane.name()));
+                verdict
+                    .lane_errors
+                    .push(format!("cargo {}: {e}", lane.name()));
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let bar = progress.lane("zoo", Some(rows.len() as u64));
+        for row in &rows {
+            bar.running(&row.subject.name());
+            let outcome = run_row(row, &verdict.lanes, plan.options.seed);
+            bar.done(&format!(
+                "{}: {} ({})",
+                row.subject.name(),
+                outcome.verdict,
+                outcome.reported.as_deref().unwrap_or("nothing reported")
+            ));
+            verdict.zoo.push(outcome);
+        }
+        let caught = verdict.zoo.iter().filter(|z| z.caught()).count();
+        bar.finish(&format!("{caught}/{} caught", rows.len()));
+    }
+    if let Some(m) = &plan.mutant
+        && rows.is_empty()
+    {
+        verdict.lane_errors.push(format!(
+            "no zoo row named {m:?} (see `fastzap verify --help`)"
+        ));
+    }
+    verdict.total = started.elapsed();
+    verdict
+}
+
+fn model_verdict(row: &ZooRow, r: &ModelResult) -> &'static str {
+    let expected = row.expected.name();
+    match (r.verdict, r.reported.as_deref()) {
+        (ModelVerdict::Escaped, _) | (ModelVerdict::Pass, _) => "ESCAPED",
+        (_, Some(rep)) if rep == expected => "caught",
+        (_, Some("loom causality violation")) if row.loom_race_counts => "caught",
+        _ => "WRONG INVARIANT",
+    }
+}
+
+fn run_row(row: &ZooRow, lanes_run: &[LaneRun], seed: u64) -> ZooOutcome {
+    let mut outcome = ZooOutcome {
+        row: *row,
+        reported: None,
+        amount: None,
+        unit: "executions",
+        seconds: None,
+        settings: String::new(),
+        verdict: "NOT RUN",
+        counterexample: None,
+        detail: String::new(),
+    };
+    match row.checker {
+        Checker::Loom(test) | Checker::Shuttle(test) => {
+            let lane = if matches!(row.checker, Checker::Loom(_)) {
+                ModelLane::Loom
+            } else {
+                ModelLane::Shuttle
+            };
+            let Some(run) = lanes_run.iter().find(|l| l.lane == lane) else {
+                outcome.detail = format!("the {} lane did not run", lane.name());
+                return outcome;
+            };
+            let Some(r) = run.result_of(test) else {
+                outcome.detail = match run.tests.iter().find(|t| t.name == test) {
+                    Some(t) => format!(
+                        "{test} {} but wrote no result (see {})",
+                        if t.ok { "passed" } else { "FAILED" },
+                        run.log.display()
+                    ),
+                    None => format!("{test} did not run (see {})", run.log.display()),
+                };
+                return outcome;
+            };
+            outcome.reported = r.reported.clone();
+            outcome.amount = Some(r.executions);
+            outcome.seconds = Some(r.seconds);
+            outcome.settings = r.settings.clone();
+            outcome.counterexample = r.counterexample.clone();
+            outcome.verdict = model_verdict(row, r);
+            outcome.detail = r.message.clone().unwrap_or_default();
+        }
+        Checker::Native(kind) => {
+            let mutant = match row.subject {
+                zoo::Subject::Protocol(m) => m,
+                _ => {
+                    outcome.detail = "a native checker runs protocol mutants only".to_string();
+                    return outcome;
+                }
+            };
+            let t = Instant::now();
+            let child = checks::run_child(kind, mutant, seed);
+            outcome.seconds = Some(t.elapsed().as_secs_f64());
+            outcome.unit = match kind {
+                MutantRun::Scenario | MutantRun::Move => "steps",
+                MutantRun::Conformance => "cases",
+                MutantRun::Stress => "ops",
+            };
+            outcome.settings = match kind {
+                MutantRun::Scenario => "the scripted scenario, audit after every step".to_string(),
+                MutantRun::Move => "bug 10's sequential case, audit after every step".to_string(),
+                MutantRun::Conformance => format!("500 proptest cases, seed {seed:#x}"),
+                MutantRun::Stress => {
+                    format!("audited stress, 200,000 ops within 20 s, seed {seed:#x}")
+                }
+            };
+            match child {
+                Ok(c) => {
+                    outcome.amount = c.amount;
+                    outcome.reported = c.caught.as_deref().and_then(reported_in);
+                    outcome.verdict = match &outcome.reported {
+                        None => "ESCAPED",
+                        Some(r) if r == row.expected.name() => "caught",
+                        Some(_) => "WRONG INVARIANT",
+                    };
+                    outcome.detail = c.caught.unwrap_or_else(|| format!("exit {}", c.status));
+                }
+                Err(e) => outcome.detail = e,
+            }
+        }
+    }
+    outcome
+}

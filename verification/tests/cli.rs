@@ -1,0 +1,183 @@
+//! `fastzap verify` as a person runs it: a subprocess, its exit code, and the
+//! files it leaves in its report directory.
+//!
+//! `verify --quick` drives `cargo loom` and `cargo shuttle` (their first build
+//! takes minutes), so the two full runs here are `#[ignore]`d in the plain
+//! `cargo test`; CI runs them (`cargo test -p fastzap-verification --test cli
+//! -- --include-ignored`), and the command-line tests run always.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fastzap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fastzap"))
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    fastzap().args(args).output().expect("run fastzap")
+}
+
+#[test]
+fn help_exits_zero_and_bad_usage_two() {
+    let help = run(&["verify", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--quick",
+        "--lane",
+        "--scenario",
+        "--mutant",
+        "--replay",
+        "--out",
+    ] {
+        assert!(text.contains(option), "--help does not mention {option}");
+    }
+    assert_eq!(run(&["verify", "--no-such-option"]).status.code(), Some(2));
+    assert_eq!(run(&["verify", "--lane", "nowhere"]).status.code(), Some(2));
+    // `--out` takes a value: `--out --quick` is not "quick into a folder".
+    assert_eq!(run(&["verify", "--out", "--quick"]).status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_replay_file_that_is_not_one_is_bad_input() {
+    let dir = out_dir("bad-replay");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("x.schedule");
+    std::fs::write(&file, "nothing here\n").expect("write");
+    let out = run(&[
+        "verify",
+        "--replay",
+        file.to_str().expect("utf-8"),
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every `.svg` under `dir/counterexamples`, parsed.
+fn check_svgs(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let entries = std::fs::read_dir(dir.join("counterexamples")).expect("counterexamples/");
+    for entry in entries.map(|e| e.expect("entry").path()) {
+        if entry.extension().is_none_or(|x| x != "svg") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&entry).expect("read svg");
+        let doc = roxmltree::Document::parse(&text)
+            .unwrap_or_else(|e| panic!("{} is not XML: {e}", entry.display()));
+        let lifelines: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("lifeline"))
+            .filter_map(|n| n.attribute("data-actor"))
+            .collect();
+        // The counterexample's JSON names its actors.
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(entry.with_extension("json")).expect("counterexample json"),
+        )
+        .expect("counterexample json parses");
+        let actors: Vec<&str> = json["actors"]
+            .as_array()
+            .expect("actors")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(!actors.is_empty(), "{}: no actors", entry.display());
+        assert_eq!(
+            lifelines,
+            actors,
+            "{}: one lifeline per actor",
+            entry.display()
+        );
+        assert!(
+            entry.with_extension("txt").exists() && entry.with_extension("mmd").exists(),
+            "{}: timeline and Mermaid beside it",
+            entry.display()
+        );
+        names.push(
+            entry
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("name")
+                .to_string(),
+        );
+    }
+    names
+}
+
+#[test]
+#[ignore = "drives cargo loom and cargo shuttle: minutes; CI runs it"]
+fn verify_quick_passes_and_writes_the_report() {
+    let dir = out_dir("quick");
+    // The test binary is a debug build: the native stresses shrink to a
+    // tenth of --quick's size, the rest is --quick as CI runs it.
+    let out = run(&[
+        "verify",
+        "--quick",
+        "--stress-ops",
+        "10000",
+        "--cases",
+        "100",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify --quick failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["report.md", "report.html", "report.json"] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("json"))
+            .expect("report.json parses");
+    assert_eq!(json["passed"], serde_json::Value::Bool(true));
+    let zoo = json["zoo"].as_array().expect("zoo rows");
+    assert!(zoo.len() >= 23, "{} zoo rows", zoo.len());
+    assert!(zoo.iter().all(|r| r["verdict"] == "caught"));
+    let svgs = check_svgs(&dir);
+    assert!(svgs.len() >= 16, "only {} counterexample SVGs", svgs.len());
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("html");
+    for svg in &svgs {
+        assert!(
+            html.contains(&format!("counterexamples/{svg}")),
+            "report.html does not reference {svg}"
+        );
+    }
+    assert!(!html.contains("<script"), "report.html runs no script");
+    assert!(!html.contains("src=\"http"), "report.html loads nothing");
+}
+
+#[test]
+#[ignore = "drives cargo shuttle: CI runs it"]
+fn verify_one_mutant_fails_and_shows_its_counterexample() {
+    let dir = out_dir("mutant");
+    let out = run(&[
+        "verify",
+        "--mutant",
+        "ReloadOutsideLock",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("I5 obsolete never reused"), "{stdout}");
+    let svgs = check_svgs(&dir);
+    assert_eq!(svgs.len(), 1, "{svgs:?}");
+    let stem = svgs[0].trim_end_matches(".svg");
+    let cx = dir.join("counterexamples");
+    for ext in ["txt", "mmd", "json", "schedule"] {
+        assert!(cx.join(format!("{stem}.{ext}")).exists(), "{stem}.{ext}");
+    }
+    let timeline = std::fs::read_to_string(cx.join(format!("{stem}.txt"))).expect("txt");
+    assert!(timeline.contains("VIOLATED I5 obsolete never reused"));
+}
