@@ -9,6 +9,11 @@
 //! and loom sees no unordered access to it. Both EBR mutants must be caught, and
 //! some executions must reclaim while the reader is still running (a model in
 //! which nothing is freed early checks nothing).
+//!
+//! The grace period (`Ebr::synchronize`, which waits for readers and runs no
+//! deferred function) has its own model: the writer unlinks, synchronizes and
+//! poisons the old object itself. It must wait for a reader that pinned and
+//! read the old object, and both mutants must be caught there too.
 #![cfg(loom)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -122,6 +127,51 @@ fn model(mutant: EbrMutant, tally: &'static Tally) {
     }
 }
 
+/// Reader: pin, load, read. Writer: swap, `synchronize`, poison the old
+/// object itself. Mark 0: the reader held the old object (synchronize had to
+/// wait for it); mark 1: it held the new one.
+fn sync_model(mutant: EbrMutant, tally: &'static Tally) {
+    tally.execution();
+    let ebr = Arc::new(Ebr::new(2, mutant));
+    let first = object();
+    let second = object();
+    let shared = Arc::new(AtomicUsize::new(first));
+    let reader = {
+        let (ebr, shared) = (ebr.clone(), shared.clone());
+        spawn(move || {
+            let guard = ebr.pin();
+            let addr = shared.load(Ordering::Acquire);
+            // SAFETY: loaded while pinned; released only after the execution.
+            let value = unsafe { read(addr) };
+            assert_eq!(
+                value, LIVE,
+                "the reader read a poisoned object: synchronize returned inside its grace period"
+            );
+            drop(guard);
+            tally.mark(if addr == first { 0 } else { 1 });
+        })
+    };
+    let writer = {
+        let (ebr, shared) = (ebr.clone(), shared.clone());
+        spawn(move || {
+            let old = shared.swap(second, Ordering::AcqRel);
+            ebr.synchronize();
+            // SAFETY: unlinked, and a grace period has passed since; released
+            // after the execution.
+            unsafe { poison(old) };
+            assert_eq!(ebr.pending(), 0, "synchronize queued garbage");
+        })
+    };
+    reader.join().expect("reader");
+    writer.join().expect("writer");
+    drop(ebr);
+    // SAFETY: both threads are gone and the EBR is dropped: nobody holds either.
+    unsafe {
+        release(first);
+        release(second);
+    }
+}
+
 fn builder() -> loom::model::Builder {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
@@ -131,7 +181,7 @@ fn builder() -> loom::model::Builder {
 }
 
 #[test]
-fn grace_period_is_respected() {
+fn ebr_grace_period_is_respected() {
     static TALLY: Tally = Tally::new();
     let started = std::time::Instant::now();
     builder().check(|| model(EbrMutant::None, &TALLY));
@@ -146,7 +196,32 @@ fn grace_period_is_respected() {
     assert!(TALLY.marked(0) > 0, "nothing was ever reclaimed early");
 }
 
+#[test]
+fn ebr_synchronize_waits_for_readers() {
+    static TALLY: Tally = Tally::new();
+    let started = std::time::Instant::now();
+    builder().check(|| sync_model(EbrMutant::None, &TALLY));
+    println!(
+        "loom ebr synchronize: {} executions in {:.2?}, reader held the old object in {}, the new in {}",
+        TALLY.executions(),
+        started.elapsed(),
+        TALLY.marked(0),
+        TALLY.marked(1)
+    );
+    assert!(TALLY.executions() >= 100, "the model shrank");
+    assert!(TALLY.marked(0) > 0, "the reader never held the old object");
+    assert!(TALLY.marked(1) > 0, "the reader never held the new object");
+}
+
 fn expect_caught(mutant: EbrMutant, tally: &'static Tally) {
+    expect_caught_in(mutant, tally, model);
+}
+
+fn expect_caught_in(
+    mutant: EbrMutant,
+    tally: &'static Tally,
+    model: fn(EbrMutant, &'static Tally),
+) {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         builder().check(move || model(mutant, tally))
     }));
@@ -172,13 +247,25 @@ fn expect_caught(mutant: EbrMutant, tally: &'static Tally) {
 }
 
 #[test]
-fn mutant_free_after_one_epoch_is_caught() {
+fn ebr_mutant_free_after_one_epoch_is_caught() {
     static TALLY: Tally = Tally::new();
     expect_caught(EbrMutant::FreeAfterOneEpoch, &TALLY);
 }
 
 #[test]
-fn mutant_no_fence_in_pin_is_caught() {
+fn ebr_mutant_no_fence_in_pin_is_caught() {
     static TALLY: Tally = Tally::new();
     expect_caught(EbrMutant::NoFenceInPin, &TALLY);
+}
+
+#[test]
+fn ebr_synchronize_mutant_free_after_one_epoch_is_caught() {
+    static TALLY: Tally = Tally::new();
+    expect_caught_in(EbrMutant::FreeAfterOneEpoch, &TALLY, sync_model);
+}
+
+#[test]
+fn ebr_synchronize_mutant_no_fence_in_pin_is_caught() {
+    static TALLY: Tally = Tally::new();
+    expect_caught_in(EbrMutant::NoFenceInPin, &TALLY, sync_model);
 }
