@@ -1197,16 +1197,12 @@ fn mutant_matrix_free_after_one_epoch() {
     );
 }
 
-/// NoFenceInPin is caught by the shapes in which the reader's section *loads*
-/// after pinning (the store-buffering pattern the fence exists for). It is not
-/// caught by RCU+sync+read (the section only stores) nor by C-srcu-nest-1, and
-/// there the small EBR's slot claiming masks it in loom's model: the reader
-/// claims the first free slot with a compare-and-swap, and synchronize's own
-/// pins sweep the same slots with compare-and-swaps. Loom makes every
-/// read-modify-write, even a failed compare-and-swap, read the newest value of
-/// the slot (C++ promises that only for a successful one), so by read-read
-/// coherence the following `try_advance` cannot miss the pinned reader; and a
-/// claim that reads a slot the updater freed (Release) synchronises with it.
+/// NoFenceInPin is caught by every shape. (While `synchronize` pinned, deferred
+/// a flag and flushed, it was not caught by RCU+sync+read nor by
+/// C-srcu-nest-1: synchronize's own pins swept the reader's slot with
+/// compare-and-swaps, and loom makes every read-modify-write read the newest
+/// value of the slot, which masked the missing fence. `Ebr::synchronize` no
+/// longer pins, so only the fence orders the reader's claim.)
 #[test]
 fn mutant_matrix_no_fence_in_pin() {
     assert_matrix(
@@ -1214,8 +1210,8 @@ fn mutant_matrix_no_fence_in_pin() {
         &[
             ("RCU+sync+free", true),
             ("RCU+sync+free via call_srcu", true),
-            ("RCU+sync+read", false),
-            ("C-srcu-nest-1", false),
+            ("RCU+sync+read", true),
+            ("C-srcu-nest-1", true),
             ("nested (C-srcu-nest-2 shape)", true),
             ("overlap, protected twin", true),
             ("SB + grace period", true),
