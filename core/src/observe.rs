@@ -23,7 +23,7 @@ impl Vm {
             if self.counts().settled() {
                 return true;
             }
-            self.reclaimer.synchronize();
+            self.reclaimer.barrier();
         }
         self.counts().settled()
     }

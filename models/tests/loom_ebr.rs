@@ -9,6 +9,11 @@
 //! and loom sees no unordered access to it. Both EBR mutants must be caught, and
 //! some executions must reclaim while the reader is still running (a model in
 //! which nothing is freed early checks nothing).
+//!
+//! The grace period (`Ebr::synchronize`, which waits for readers and runs no
+//! deferred function) has its own model: the writer unlinks, synchronizes and
+//! poisons the old object itself. It must wait for a reader that pinned and
+//! read the old object, and both mutants must be caught there too.
 #![cfg(loom)]
 
 use fastzap::checking::sync::ebr::{Ebr, EbrMutant};
@@ -121,14 +126,65 @@ fn model(mutant: EbrMutant, tally: &'static Tally) {
     }
 }
 
+/// Reader: pin, load, read. Writer: swap, `synchronize`, poison the old
+/// object itself. Mark 0: the reader held the old object (synchronize had to
+/// wait for it); mark 1: it held the new one.
+fn sync_model(mutant: EbrMutant, tally: &'static Tally) {
+    tally.execution();
+    let ebr = Arc::new(Ebr::new(2, mutant));
+    let first = object();
+    let second = object();
+    let shared = Arc::new(AtomicUsize::new(first));
+    let reader = {
+        let (ebr, shared) = (ebr.clone(), shared.clone());
+        spawn(move || {
+            let guard = ebr.pin();
+            let addr = shared.load(Ordering::Acquire);
+            // SAFETY: loaded while pinned; released only after the execution.
+            let value = unsafe { read(addr) };
+            assert_eq!(
+                value, LIVE,
+                "I3 page lifetime: the reader read a poisoned object: synchronize returned inside its grace period"
+            );
+            drop(guard);
+            tally.mark(if addr == first { 0 } else { 1 });
+        })
+    };
+    let writer = {
+        let (ebr, shared) = (ebr.clone(), shared.clone());
+        spawn(move || {
+            let old = shared.swap(second, Ordering::AcqRel);
+            ebr.synchronize();
+            // SAFETY: unlinked, and a grace period has passed since; released
+            // after the execution.
+            unsafe { poison(old) };
+            assert_eq!(ebr.pending(), 0, "synchronize queued garbage");
+        })
+    };
+    reader.join().expect("reader");
+    writer.join().expect("writer");
+    drop(ebr);
+    // SAFETY: both threads are gone and the EBR is dropped: nobody holds either.
+    unsafe {
+        release(first);
+        release(second);
+    }
+}
+
 /// The model's result key and what catches a mutant.
 fn info(mutant: EbrMutant) -> Info {
+    info_for("ebr", mutant)
+}
+
+/// [`info`] for the model named `scenario` (`ebr`, or `ebr-sync` for the
+/// grace period's own model).
+fn info_for(scenario: &str, mutant: EbrMutant) -> Info {
     Info {
         key: match mutant {
-            EbrMutant::None => "ebr".to_string(),
-            m => format!("ebr-{m:?}"),
+            EbrMutant::None => scenario.to_string(),
+            m => format!("{scenario}-{m:?}"),
         },
-        scenario: "ebr".to_string(),
+        scenario: scenario.to_string(),
         mutant: (mutant != EbrMutant::None).then(|| format!("{mutant:?}")),
         invariants: vec!["I3 page lifetime".to_string()],
         expected: vec![
@@ -139,7 +195,7 @@ fn info(mutant: EbrMutant) -> Info {
 }
 
 #[test]
-fn grace_period_is_respected() {
+fn ebr_grace_period_is_respected() {
     static TALLY: Tally = Tally::new();
     let seconds = loom_run::run(&info(EbrMutant::None), &TALLY, || {
         model(EbrMutant::None, &TALLY)
@@ -159,7 +215,18 @@ fn grace_period_is_respected() {
 }
 
 fn expect_caught(mutant: EbrMutant, tally: &'static Tally) {
-    let outcome = loom_run::run(&info(mutant), tally, move || model(mutant, tally));
+    expect_caught_in("ebr", mutant, tally, model);
+}
+
+fn expect_caught_in(
+    scenario: &str,
+    mutant: EbrMutant,
+    tally: &'static Tally,
+    model: fn(EbrMutant, &'static Tally),
+) {
+    let outcome = loom_run::run(&info_for(scenario, mutant), tally, move || {
+        model(mutant, tally)
+    });
     let Err(message) = outcome else {
         panic!(
             "{mutant:?} was not caught in {} executions",
@@ -177,13 +244,47 @@ fn expect_caught(mutant: EbrMutant, tally: &'static Tally) {
 }
 
 #[test]
-fn mutant_free_after_one_epoch_is_caught() {
+fn ebr_mutant_free_after_one_epoch_is_caught() {
     static TALLY: Tally = Tally::new();
     expect_caught(EbrMutant::FreeAfterOneEpoch, &TALLY);
 }
 
 #[test]
-fn mutant_no_fence_in_pin_is_caught() {
+fn ebr_mutant_no_fence_in_pin_is_caught() {
     static TALLY: Tally = Tally::new();
     expect_caught(EbrMutant::NoFenceInPin, &TALLY);
+}
+
+#[test]
+fn ebr_synchronize_waits_for_readers() {
+    static TALLY: Tally = Tally::new();
+    let seconds = loom_run::run(&info_for("ebr-sync", EbrMutant::None), &TALLY, || {
+        sync_model(EbrMutant::None, &TALLY)
+    })
+    .expect("a correct model's failure is re-raised");
+    println!(
+        "loom ebr synchronize: {} executions in {seconds:.2}s, reader held the old object in {}, the new in {}",
+        TALLY.executions(),
+        TALLY.marked(0),
+        TALLY.marked(1)
+    );
+    // Measured: 203 executions.
+    assert!(
+        loom_run::user_bounded() || TALLY.executions() >= 100,
+        "the model shrank"
+    );
+    assert!(TALLY.marked(0) > 0, "the reader never held the old object");
+    assert!(TALLY.marked(1) > 0, "the reader never held the new object");
+}
+
+#[test]
+fn ebr_synchronize_mutant_free_after_one_epoch_is_caught() {
+    static TALLY: Tally = Tally::new();
+    expect_caught_in("ebr-sync", EbrMutant::FreeAfterOneEpoch, &TALLY, sync_model);
+}
+
+#[test]
+fn ebr_synchronize_mutant_no_fence_in_pin_is_caught() {
+    static TALLY: Tally = Tally::new();
+    expect_caught_in("ebr-sync", EbrMutant::NoFenceInPin, &TALLY, sync_model);
 }

@@ -200,9 +200,10 @@ fn s3_seed_v3_delete_vs_fault_and_aging() {
 
 #[test]
 fn s3s_seed_v3_delete_vs_shrinker() {
-    // Measured: 3,406 executions (0.5 s). On the small EBR: over
-    // crossbeam-epoch loom reported nondeterminism here as in S2.
-    explore(scenarios::S3S, SMALL, 3_000);
+    // Measured: 2,424 executions (0.8 s; 3,406 while synchronize deferred a
+    // flag and flushed). On the small EBR: over crossbeam-epoch loom reported
+    // nondeterminism here as in S2.
+    explore(scenarios::S3S, SMALL, 2_200);
 }
 
 /// S3s's twin: `FreeWithoutGrace`. The shrinker's commit flushes (which waits

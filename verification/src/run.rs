@@ -23,11 +23,14 @@ use crate::zoo::{self, Checker, ZooRow};
 pub const QUICK_LOOM: &[&str] = &[
     "s2_translate_vs_reclaim",
     "s3s_seed_v3_delete_vs_shrinker",
-    "s4_notifier_in_lock_break",
+    "s2b_translate_vs_per_batch_commit",
     "s6_fault_into_passed_root",
     "s9_mmio_generation",
     "s9w_mmio_generation_wrap",
-    "grace_period_is_respected",
+    "s11_fault_vs_invalidate_range",
+    "ebr_grace_period_is_respected",
+    "ebr_synchronize_waits_for_readers",
+    "litmus_l1_request_vs_walk",
     "reclaim_used_correctly_passes",
 ];
 

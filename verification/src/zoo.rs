@@ -299,13 +299,13 @@ pub const ZOO: &[ZooRow] = &[
         Subject::Ebr("FreeAfterOneEpoch"),
         "EBR: free after one epoch, not two",
         I3,
-        Loom("mutant_free_after_one_epoch_is_caught"),
+        Loom("ebr_mutant_free_after_one_epoch_is_caught"),
     )),
     race_counts(row(
         Subject::Ebr("NoFenceInPin"),
         "EBR: no SeqCst fence in pin",
         I3,
-        Loom("mutant_no_fence_in_pin_is_caught"),
+        Loom("ebr_mutant_no_fence_in_pin_is_caught"),
     )),
     race_counts(row(
         Subject::Forced("read_section_split"),

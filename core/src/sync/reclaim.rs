@@ -11,6 +11,7 @@
 //! shuttle, which cannot see inside crossbeam-epoch).
 
 use super::ebr::{Ebr, EbrGuard, EbrMutant};
+#[cfg(not(shuttle))]
 use super::{Arc, AtomicBool, Ordering, yield_now};
 
 /// Which epoch implementation a VM uses.
@@ -63,8 +64,22 @@ impl Default for ReclaimBackend {
 
 enum Backend {
     #[cfg(not(shuttle))]
-    Crossbeam(crossbeam_epoch::Collector),
+    Crossbeam(CrossbeamBackend),
     Small(Ebr),
+}
+
+/// crossbeam-epoch's collector, and natively the identity its per-thread
+/// handles are found by.
+#[cfg(not(shuttle))]
+struct CrossbeamBackend {
+    collector: crossbeam_epoch::Collector,
+    /// Unique per reclaimer, never reused: the key of the thread-local handles.
+    #[cfg(not(loom))]
+    id: u64,
+    /// Alive as long as the reclaimer: a thread's handle for a dead reclaimer
+    /// is dropped the next time that thread registers another.
+    #[cfg(not(loom))]
+    token: std::sync::Arc<()>,
 }
 
 /// The per-VM reclaimer.
@@ -109,7 +124,7 @@ impl Reclaimer {
     pub fn new(backend: ReclaimBackend) -> Result<Self, BackendUnavailable> {
         let backend = match backend {
             #[cfg(not(shuttle))]
-            ReclaimBackend::Crossbeam => Backend::Crossbeam(crossbeam_epoch::Collector::new()),
+            ReclaimBackend::Crossbeam => Backend::Crossbeam(CrossbeamBackend::new()),
             #[cfg(shuttle)]
             ReclaimBackend::Crossbeam => return Err(BackendUnavailable),
             ReclaimBackend::Small { slots, mutant } => Backend::Small(Ebr::new(slots, mutant)),
@@ -121,9 +136,7 @@ impl Reclaimer {
     pub fn pin(&self) -> Guard<'_> {
         let inner = match &self.backend {
             #[cfg(not(shuttle))]
-            Backend::Crossbeam(collector) => {
-                GuardInner::Crossbeam(pin_crossbeam(collector), std::marker::PhantomData)
-            }
+            Backend::Crossbeam(cb) => GuardInner::Crossbeam(cb.pin(), std::marker::PhantomData),
             Backend::Small(ebr) => GuardInner::Small(ebr.pin()),
         };
         Guard { inner }
@@ -131,15 +144,51 @@ impl Reclaimer {
 
     /// Tries to advance the epoch and frees what is ready.
     pub fn flush(&self) {
-        self.pin().flush();
+        match &self.backend {
+            #[cfg(not(shuttle))]
+            Backend::Crossbeam(cb) => cb.pin().flush(),
+            // Unpinned: a pinned flusher would hold the epoch back, and with one
+            // slot a deferred function that pins would wait for it forever.
+            Backend::Small(ebr) => ebr.flush(),
+        }
     }
 
     /// Waits for a grace period: every guard pinned when this call began has been
     /// dropped when it returns. `synchronize_srcu_expedited`.
     ///
-    /// Never call it while holding `mmu_lock`: a reader may be pinned and waiting
-    /// for that lock, and the two would wait for each other forever.
+    /// With the small EBR this waits for readers only, never for garbage
+    /// ([`Ebr::synchronize`]). crossbeam-epoch cannot do that: its public API
+    /// (`Collector::register`, `LocalHandle::pin`, `Guard::{defer, flush,
+    /// repin}`) exposes neither the global epoch nor the participants, so the
+    /// only grace period it lets a caller observe is a deferred function being
+    /// run. Deferred functions run from one FIFO queue of bags, at most eight
+    /// bags per collection, so that flag runs only after every bag queued before
+    /// it: with crossbeam this call waits behind the garbage.
+    ///
+    /// Never call it while holding `mmu_lock` or a [`Guard`]: a reader may be
+    /// pinned and waiting for that lock, and the two would wait for each other
+    /// forever.
     pub fn synchronize(&self) {
+        match &self.backend {
+            #[cfg(not(shuttle))]
+            Backend::Crossbeam(_) => self.deferred_flag_barrier(),
+            Backend::Small(ebr) => ebr.synchronize(),
+        }
+    }
+
+    /// `srcu_barrier`: a grace period, and then every function deferred before
+    /// this call has run. For tests that balance the allocation counters.
+    pub fn barrier(&self) {
+        match &self.backend {
+            #[cfg(not(shuttle))]
+            Backend::Crossbeam(_) => self.deferred_flag_barrier(),
+            Backend::Small(ebr) => ebr.barrier(),
+        }
+    }
+
+    /// Defers a flag and flushes until it has run.
+    #[cfg(not(shuttle))]
+    fn deferred_flag_barrier(&self) {
         let done = Arc::new(AtomicBool::new(false));
         {
             let guard = self.pin();
@@ -155,44 +204,147 @@ impl Reclaimer {
         }
     }
 
-    /// Flushes until no deferred function is pending or `rounds` runs out, for
-    /// tests that balance the allocation counters at the end.
+    /// [`Reclaimer::barrier`] `rounds` times, for tests that balance the
+    /// allocation counters at the end.
     pub fn drain(&self, rounds: usize) {
         for _ in 0..rounds {
-            self.synchronize();
+            self.barrier();
         }
     }
 }
 
 #[cfg(all(not(shuttle), not(loom)))]
-fn pin_crossbeam(collector: &crossbeam_epoch::Collector) -> crossbeam_epoch::Guard {
-    use std::cell::RefCell;
-    // One registered handle per (thread, collector), kept in a small cache so that
-    // pinning costs what crossbeam's default `pin()` costs.
-    const CACHE: usize = 4;
-    thread_local! {
-        static HANDLES: RefCell<Vec<crossbeam_epoch::LocalHandle>> = const { RefCell::new(Vec::new()) };
+impl CrossbeamBackend {
+    fn new() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        CrossbeamBackend {
+            collector: crossbeam_epoch::Collector::new(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            token: std::sync::Arc::new(()),
+        }
     }
-    HANDLES.with(|handles| {
-        let mut handles = handles.borrow_mut();
-        if let Some(handle) = handles.iter().find(|h| h.collector() == collector) {
-            return handle.pin();
+
+    /// Pins through this thread's handle for this collector, registered on first
+    /// use: O(1) however many reclaimers the thread uses (the last one used is
+    /// checked first, then a map by id).
+    ///
+    /// The thread-local is borrowed only to find the handle, never while
+    /// pinning: crossbeam runs deferred functions inside `pin` (every 128th), and
+    /// a deferred function may itself pin, which must not find the cache
+    /// borrowed.
+    fn pin(&self) -> crossbeam_epoch::Guard {
+        let handle = HANDLES.try_with(|handles| match handles.try_borrow_mut() {
+            Ok(mut handles) => Some(handles.get(self)),
+            Err(_) => None,
+        });
+        match handle {
+            Ok(Some(handle)) => handle.pin(),
+            // The thread is exiting (its thread-locals are gone), or this is a
+            // reentrant call from inside the lookup: a fresh handle, dropped
+            // with the guard.
+            _ => self.collector.register().pin(),
         }
-        if handles.len() >= CACHE {
-            handles.remove(0);
+    }
+}
+
+/// This thread's crossbeam handles, one per live reclaimer it has pinned.
+#[cfg(all(not(shuttle), not(loom)))]
+struct Handles {
+    /// The id of the reclaimer pinned last (0: none) and its handle.
+    last: (u64, Option<std::rc::Rc<crossbeam_epoch::LocalHandle>>),
+    /// Every handle, by reclaimer id.
+    by_id: std::collections::HashMap<u64, HandleEntry, IdHasher>,
+}
+
+#[cfg(all(not(shuttle), not(loom)))]
+struct HandleEntry {
+    handle: std::rc::Rc<crossbeam_epoch::LocalHandle>,
+    alive: std::sync::Weak<()>,
+}
+
+#[cfg(all(not(shuttle), not(loom)))]
+thread_local! {
+    static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::new(Handles {
+        last: (0, None),
+        by_id: std::collections::HashMap::default(),
+    });
+}
+
+#[cfg(all(not(shuttle), not(loom)))]
+impl Handles {
+    fn get(&mut self, cb: &CrossbeamBackend) -> std::rc::Rc<crossbeam_epoch::LocalHandle> {
+        if self.last.0 == cb.id
+            && let Some(handle) = &self.last.1
+        {
+            return handle.clone();
         }
-        let handle = collector.register();
-        let guard = handle.pin();
-        handles.push(handle);
-        guard
-    })
+        let handle = match self.by_id.get(&cb.id) {
+            Some(entry) => entry.handle.clone(),
+            None => {
+                // Handles of reclaimers dropped since keep their collector's
+                // memory alive: let them go first.
+                self.by_id.retain(|_, e| e.alive.strong_count() > 0);
+                let handle = std::rc::Rc::new(cb.collector.register());
+                self.by_id.insert(
+                    cb.id,
+                    HandleEntry {
+                        handle: handle.clone(),
+                        alive: std::sync::Arc::downgrade(&cb.token),
+                    },
+                );
+                handle
+            }
+        };
+        self.last = (cb.id, Some(handle.clone()));
+        handle
+    }
+}
+
+/// Reclaimer ids are unique small integers: a multiplicative hash is enough.
+#[cfg(all(not(shuttle), not(loom)))]
+#[derive(Default, Clone, Copy)]
+struct IdHasher;
+
+#[cfg(all(not(shuttle), not(loom)))]
+impl std::hash::BuildHasher for IdHasher {
+    type Hasher = IdHash;
+    fn build_hasher(&self) -> IdHash {
+        IdHash(0)
+    }
+}
+
+#[cfg(all(not(shuttle), not(loom)))]
+struct IdHash(u64);
+
+#[cfg(all(not(shuttle), not(loom)))]
+impl std::hash::Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 #[cfg(loom)]
-fn pin_crossbeam(collector: &crossbeam_epoch::Collector) -> crossbeam_epoch::Guard {
-    // Under loom a thread-local cache would outlive the execution; registering per
-    // pin is cheap at model sizes. The guard keeps its participant alive.
-    collector.register().pin()
+impl CrossbeamBackend {
+    fn new() -> Self {
+        CrossbeamBackend {
+            collector: crossbeam_epoch::Collector::new(),
+        }
+    }
+
+    fn pin(&self) -> crossbeam_epoch::Guard {
+        // Under loom a thread-local cache would outlive the execution;
+        // registering per pin is cheap at model sizes. The guard keeps its
+        // participant alive.
+        self.collector.register().pin()
+    }
 }
 
 impl Guard<'_> {
@@ -212,5 +364,148 @@ impl Guard<'_> {
             GuardInner::Crossbeam(guard, _) => guard.flush(),
             GuardInner::Small(guard) => guard.flush(),
         }
+    }
+}
+
+#[cfg(all(test, not(loom), not(shuttle)))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Runs `f` on its own thread and fails (instead of hanging) if it does not
+    /// finish within a minute.
+    fn bounded(what: &str, f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) => worker.join().expect("worker"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // The worker panicked: report its panic.
+                if let Err(panic) = worker.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not finish in 60 s"),
+        }
+    }
+
+    /// Regression: crossbeam runs deferred functions inside `pin`; one that pins
+    /// found the thread-local handle cache borrowed ("RefCell already borrowed").
+    #[test]
+    fn crossbeam_deferred_function_may_pin() {
+        let r: &'static Reclaimer = Box::leak(Box::new(
+            Reclaimer::new(ReclaimBackend::Crossbeam).expect("crossbeam"),
+        ));
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..1000 {
+            let ran = ran.clone();
+            r.pin().defer(move || {
+                let _g = r.pin();
+                ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+        for _ in 0..100_000 {
+            drop(r.pin());
+        }
+        r.drain(4);
+        assert!(
+            ran.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no deferred function ran, so none pinned: the test checked nothing"
+        );
+    }
+
+    /// Regression: with one slot, `drain` pinned and then ran deferred functions,
+    /// and a deferred function that pins waited for that slot forever.
+    #[test]
+    fn small_one_slot_drain_with_pinning_deferred_function() {
+        bounded("drain of a one-slot EBR", || {
+            let r: &'static Reclaimer = Box::leak(Box::new(
+                Reclaimer::new(ReclaimBackend::small(1)).expect("ebr"),
+            ));
+            let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            for _ in 0..100 {
+                let ran = ran.clone();
+                r.pin().defer(move || {
+                    let _g = r.pin();
+                    ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            r.drain(4);
+            r.flush();
+            r.synchronize();
+            assert_eq!(ran.load(std::sync::atomic::Ordering::Relaxed), 100);
+        });
+    }
+
+    /// A grace period of the small EBR waits for a reader pinned before it, and
+    /// not for the garbage queued before it.
+    #[test]
+    fn small_synchronize_waits_for_readers_not_garbage() {
+        bounded("synchronize", || {
+            let r = std::sync::Arc::new(Reclaimer::new(ReclaimBackend::small(8)).expect("ebr"));
+            let Backend::Small(ebr) = &r.backend else {
+                unreachable!()
+            };
+            // Fewer than the automatic collection's threshold.
+            for _ in 0..1000 {
+                r.pin().defer(|| {});
+            }
+            r.synchronize();
+            assert_eq!(ebr.pending(), 1000, "synchronize ran garbage");
+            let (pinned_tx, pinned_rx) = mpsc::channel();
+            let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let reader = {
+                let (r, released) = (r.clone(), released.clone());
+                std::thread::spawn(move || {
+                    let guard = r.pin();
+                    pinned_tx.send(()).expect("send");
+                    std::thread::sleep(Duration::from_millis(50));
+                    released.store(true, std::sync::atomic::Ordering::SeqCst);
+                    drop(guard);
+                })
+            };
+            pinned_rx.recv().expect("reader pinned");
+            r.synchronize();
+            assert!(
+                released.load(std::sync::atomic::Ordering::SeqCst),
+                "synchronize returned while a reader pinned before it was still pinned"
+            );
+            reader.join().expect("reader");
+            r.barrier();
+            assert_eq!(ebr.pending(), 0, "barrier left garbage queued before it");
+        });
+    }
+
+    /// Pinning many reclaimers from one thread, over and over, keeps one handle
+    /// each and forgets those of dropped reclaimers.
+    #[test]
+    fn crossbeam_many_reclaimers_per_thread() {
+        let reclaimers: Vec<Reclaimer> = (0..64)
+            .map(|_| Reclaimer::new(ReclaimBackend::Crossbeam).expect("crossbeam"))
+            .collect();
+        for _ in 0..10 {
+            for r in &reclaimers {
+                let g = r.pin();
+                g.defer(|| {});
+            }
+        }
+        let ids: Vec<u64> = reclaimers
+            .iter()
+            .map(|r| match &r.backend {
+                Backend::Crossbeam(cb) => cb.id,
+                Backend::Small(_) => unreachable!(),
+            })
+            .collect();
+        let held = || HANDLES.with(|h| h.borrow().by_id.len());
+        assert_eq!(held(), 64);
+        drop(reclaimers);
+        let fresh = Reclaimer::new(ReclaimBackend::Crossbeam).expect("crossbeam");
+        drop(fresh.pin());
+        assert_eq!(held(), 1, "handles of dropped reclaimers were kept");
+        assert!(HANDLES.with(|h| ids.iter().all(|id| !h.borrow().by_id.contains_key(id))));
     }
 }
