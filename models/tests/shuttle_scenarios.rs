@@ -448,9 +448,14 @@ fn s2b_translate_vs_per_batch_commit() {
 
 #[test]
 fn s2b_mutant_free_before_flush() {
-    twin_with("s2b-FreeBeforeFlush", "I3 page lifetime", |key, model| {
-        explore_pct(key, 3, 20_000, model);
-    });
+    twin_with(
+        "s2b-FreeBeforeFlush",
+        "I3 page lifetime",
+        "PCT depth 3: up to 20000 executions",
+        |key, model| {
+            explore_pct(key, 3, 20_000, model);
+        },
+    );
 }
 
 /// Not a twin that fails: a finding (see `loom_scenarios.rs`,
