@@ -473,6 +473,21 @@ impl Rmap {
         dp.retire(guard, &self.ghost, false);
         true
     }
+
+    /// Test hook, the bug a plain edit of `remove`'s compaction could make:
+    /// clears the first entry of head `index`'s first descriptor and leaves
+    /// the rest, a hole on a normal rmap. Returns whether the head had one.
+    pub(crate) fn punch_hole_for_test(&self, guard: &Guard<'_>, index: usize) -> bool {
+        let word = self.heads[index].load(Ordering::Acquire);
+        if is_single(word) {
+            return false;
+        }
+        let Some(dp) = DescPtr::from_word(word) else {
+            return false;
+        };
+        dp.get(guard).sptes[0].store(std::ptr::null_mut(), Ordering::Release);
+        true
+    }
 }
 
 /// Whether a head word is empty or one spte (not a descriptor chain).

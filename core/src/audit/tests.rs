@@ -168,3 +168,36 @@ fn corrupt_page_counts_are_an_i3_violation_not_a_panic() {
         "{found:#?}"
     );
 }
+
+/// The audit's chain-shape check sees a hole (an empty entry before a used
+/// one) on a normal rmap: cargo-mutants found that turning the hole counter's
+/// `+=` into `*=` (so it never counts) survived every test.
+#[test]
+fn a_hole_in_a_normal_chain_is_an_i2_report() {
+    let vm = vm();
+    for v in [V0, V1] {
+        assert!(matches!(
+            vm.page_fault(v, Gfn(0), false),
+            Ok(Fault::Mapped { .. })
+        ));
+    }
+    assert_eq!(audit(&vm), Ok(()));
+    let slot = vm
+        .memslots
+        .load_full()
+        .iter()
+        .next()
+        .expect("slot 0")
+        .clone();
+    {
+        let guard = vm.reclaimer.pin();
+        assert!(slot.rmap.punch_hole_for_test(&guard, slot.rmap_index(0)));
+    }
+    let found = audit(&vm).expect_err("the hole is reported");
+    assert!(
+        violations_of(&found, Invariant::I2)
+            .iter()
+            .any(|v| v.detail.contains("hole in a normal rmap's chain")),
+        "{found:#?}"
+    );
+}
