@@ -5,7 +5,7 @@
 //! vCPU to reload its root, and frees the obsolete pages later, in batches, while
 //! vCPUs and mmu-notifiers may still be walking them. This crate is that protocol,
 //! with the kernel's names, over a sync facade that lets loom and shuttle explore
-//! it, and with an audit (`fastzap::audit`) of the invariants I1 to I7 of
+//! it, and with an audit (`fastzap::audit`) of the invariants I1 to I8 of
 //! `SPEC.md`.
 //!
 //! Start at [`Vm`].

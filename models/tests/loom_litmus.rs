@@ -9,12 +9,14 @@
 //! Run: `cargo loom -- litmus_ --nocapture`.
 #![cfg(loom)]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use fastzap::Invariant;
 use fastzap::checking::Mutant;
 use fastzap_models::litmus::{self, L1_MARKS, L2_MARKS, L2B_MARKS, L3_MARKS};
+use fastzap_models::results::{self, Info};
 use fastzap_models::tally::Tally;
+
+/// The settings the results record: every litmus model is explored whole.
+const SETTINGS: &str = "no preemption bound (exhaustive), max branches 100000";
 
 type Model = fn(Option<Mutant>, &'static Tally);
 
@@ -34,13 +36,19 @@ fn builder() -> loom::model::Builder {
 /// execution) and that every allowed outcome in `marks` was reached.
 fn explore(name: &str, model: Model, marks: &[&str], floor: usize) {
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
-    let started = std::time::Instant::now();
-    builder().check(move || model(None, tally));
+    let info = Info {
+        key: name.to_string(),
+        scenario: "litmus".to_string(),
+        mutant: None,
+        invariants: Vec::new(),
+        expected: Vec::new(),
+    };
+    let seconds = results::record("loom", &info, tally, SETTINGS.to_string(), || {
+        builder().check(move || model(None, tally))
+    })
+    .expect("a correct model's failure is re-raised");
     let executions = tally.executions();
-    println!(
-        "loom litmus {name}: {executions} executions in {:.2?}",
-        started.elapsed()
-    );
+    println!("loom litmus {name}: {executions} executions in {seconds:.2}s");
     for (index, mark) in marks.iter().enumerate() {
         println!("  mark {index} '{mark}': {}", tally.marked(index));
     }
@@ -69,20 +77,26 @@ fn expect_failure(
     race_is: Option<Invariant>,
 ) -> String {
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let mut expected = vec![invariant.name().to_string()];
+    if race_is == Some(invariant) {
+        expected.push("Causality violation".to_string());
+    }
+    let info = Info {
+        key: format!("{name}-{mutant:?}"),
+        scenario: "litmus".to_string(),
+        mutant: Some(format!("{mutant:?}")),
+        invariants: vec![invariant.name().to_string()],
+        expected,
+    };
+    let outcome = results::record("loom", &info, tally, SETTINGS.to_string(), || {
         builder().check(move || model(Some(mutant), tally))
-    }));
-    let Err(panic) = outcome else {
+    });
+    let Err(message) = outcome else {
         panic!(
             "{name} with {mutant:?}: the twin was not caught in {} executions",
             tally.executions()
         );
     };
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
     let report = match race_is {
         Some(race) if message.contains("Causality violation") => {
             format!("{}: {name}: loom: {message}", race.name())
