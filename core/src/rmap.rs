@@ -459,7 +459,7 @@ pub(crate) struct ChainShape {
     pub(crate) cycle: bool,
 }
 
-#[cfg(all(test, feature = "ghost"))]
+#[cfg(all(test, feature = "ghost", not(any(loom, shuttle))))]
 impl Rmap {
     /// Test hook, the bug a plain edit of `remove` could make: retires the
     /// first descriptor of head `index` through the epoch but leaves it

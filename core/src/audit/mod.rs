@@ -16,7 +16,8 @@
 
 mod bounds;
 mod invariants;
-#[cfg(test)]
+// Native only: the tests drive real threads and the native facade.
+#[cfg(all(test, not(any(loom, shuttle))))]
 mod tests;
 
 use crate::event::Actor;

@@ -247,7 +247,7 @@ impl Ghost {
     }
 
     /// How many released objects are quarantined.
-    #[cfg(test)]
+    #[cfg(all(test, not(any(loom, shuttle))))]
     pub(crate) fn quarantined(&self) -> usize {
         self.0.quarantine.with(|q| q.kept.len())
     }
