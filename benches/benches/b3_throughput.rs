@@ -45,7 +45,7 @@ use fastzap::{VcpuId, Vm, ZapCommit, ZapStats};
 use fastzap_benches::NO_GHOST;
 use fastzap_benches::{
     Bar, PALETTE, access, bar_figure, bench_config, fault_in, figure_file, fmt_ns, group_name,
-    median, populate_sparse, test_mode, vm_with_slot, write_report,
+    median, populate_sparse, test_mode, vm_with_slot, write_report, write_report_of,
 };
 #[cfg(feature = "ghost")]
 use fastzap_benches::{Panel, Series, line_figure};
@@ -354,7 +354,7 @@ fn p5(c: &mut Criterion) -> Vec<TailRun> {
 
 fn p5_report(runs: &[TailRun], body: &mut String) {
     body.push_str(&format!(
-        "\n### P5: vCPU access latency while one invalidation of {} pages runs\n\n\
+        "### P5: vCPU access latency while one invalidation of {} pages runs\n\n\
          | invalidating thread | runs | accesses per run (median) | invalidation took (median) | p50 | p99 | max (median over runs) | p99 / no-invalidation p99 |\n|---|---|---|---|---|---|---|---|\n",
         tail_pages()
     ));
@@ -429,11 +429,19 @@ fn main() {
     let tails = p5(&mut c);
     c.final_summary();
     if !test_mode() {
-        report(&runs, &tails);
+        // A filtered run (`-- p5`, or `-- b3_`) writes only what it measured.
+        if !runs.is_empty() {
+            report(&runs);
+        }
+        if !tails.is_empty() {
+            let mut body = String::new();
+            p5_report(&tails, &mut body);
+            write_report_of("b3_throughput", "p5_fault_latency", &body);
+        }
     }
 }
 
-fn report(runs: &[Run], tails: &[TailRun]) {
+fn report(runs: &[Run]) {
     let stat = |mode: Mode, f: &dyn Fn(&Run) -> f64| {
         let v: Vec<f64> = runs.iter().filter(|r| r.mode == mode).map(f).collect();
         (median(&v), v.len())
@@ -494,7 +502,6 @@ fn report(runs: &[Run], tails: &[TailRun]) {
         });
     }
     b5_report(runs, &mut body);
-    p5_report(tails, &mut body);
     body.push_str(&format!(
         "\nWorking set {WORKING_SET} gfns x 2 vCPUs (2 address spaces), 512 sptes per page; one thread runs both vCPUs, one thread invalidates. \
          Each invalidated run is paired with a run without invalidation made just before it; the fraction is the median over pairs of \

@@ -207,12 +207,18 @@ pub fn out_dir(dir: &str) -> PathBuf {
 /// Writes `benches/results/<name>-<build>.md` (a header with the command,
 /// the build and the machine, then `body`) and prints it.
 pub fn write_report(name: &str, body: &str) {
+    write_report_of(name, name, body);
+}
+
+/// [`write_report`] for a report `name` that the benchmark `bench` writes
+/// (B3 writes P5's as `p5_fault_latency`).
+pub fn write_report_of(bench: &str, name: &str, body: &str) {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "<!-- written by the {name} benchmark ({BUILD}); do not edit -->"
+        "<!-- written by the {bench} benchmark ({BUILD}); do not edit -->"
     );
-    let _ = writeln!(text, "Command: `{}`\n", bench_command(name));
+    let _ = writeln!(text, "Command: `{}`\n", bench_command(bench));
     let _ = writeln!(
         text,
         "Build: {BUILD} ({})\n",
