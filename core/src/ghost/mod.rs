@@ -28,6 +28,8 @@
 //! a loom or shuttle model.
 
 #[cfg(feature = "ghost")]
+mod objects;
+#[cfg(feature = "ghost")]
 mod on;
 #[cfg(feature = "ghost")]
 pub(crate) use on::*;
