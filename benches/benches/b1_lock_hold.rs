@@ -28,10 +28,10 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use fastzap::{VcpuId, ZapCommit, ZapStats};
+use fastzap::{HoldHistogram, VcpuId, ZapCommit, ZapStats};
 use fastzap_benches::{
-    PALETTE, Series, bench_config, figure_file, fmt_ns, group_name, loglog_figure, median, ns,
-    populate_sparse, test_mode, vm_with_slot, write_report,
+    PALETTE, Series, bench_config, context_switches, figure_file, fmt_ns, group_name,
+    loglog_figure, median, ns, populate_sparse, test_mode, vm_with_slot, write_report,
 };
 
 /// One series of table shapes and sizes.
@@ -87,10 +87,14 @@ struct Zap {
     size: usize,
     path: Path,
     stats: ZapStats,
+    /// Involuntary context switches of the zapping thread during the zap
+    /// (`None` without `/proc/thread-self/status`).
+    preempted: Option<u64>,
 }
 
-/// One populated VM, zapped once; returns what the zap measured.
-fn one_zap(shape: &Shape, pages: usize, path: Path) -> ZapStats {
+/// One populated VM, zapped once; returns what the zap measured, and how
+/// often the zapping thread was preempted meanwhile.
+fn one_zap(shape: &Shape, pages: usize, path: Path) -> (ZapStats, Option<u64>) {
     let mut config = bench_config(1, shape.sptes, shape.levels, 1);
     config.commit = match path {
         Path::Fast311 => ZapCommit::AtEnd,
@@ -100,13 +104,17 @@ fn one_zap(shape: &Shape, pages: usize, path: Path) -> ZapStats {
         ((pages as u64 + pages as u64 / 8 + 64) * shape.sptes as u64).min(config.max_gfn());
     let vm = vm_with_slot(config, npages);
     populate_sparse(&vm, VcpuId(0), pages);
+    let before = context_switches();
     let stats = match path {
         Path::Fast | Path::Fast311 => vm.invalidate_zap_all_pages(),
         Path::Eager => vm.zap_all(),
     }
     .expect("zap");
+    let preempted = before
+        .zip(context_switches())
+        .map(|((_, a), (_, b))| b.saturating_sub(a));
     drop(vm);
-    stats
+    (stats, preempted)
 }
 
 fn main() {
@@ -131,13 +139,14 @@ fn main() {
                     b.iter_custom(|iters| {
                         let mut held = Duration::ZERO;
                         for _ in 0..iters {
-                            let stats = one_zap(shape, size, path);
+                            let (stats, preempted) = one_zap(shape, size, path);
                             held += ns(longest_hold(&stats));
                             zaps.push(Zap {
                                 sptes: shape.sptes,
                                 size,
                                 path,
                                 stats,
+                                preempted,
                             });
                         }
                         held
@@ -151,6 +160,62 @@ fn main() {
     if !test_mode() {
         report(&zaps);
     }
+}
+
+/// The per-batch path's batch holds, every zap of a size pooled: how many
+/// there were, their upper quantiles, how many lasted 1 ms or more, and how
+/// often the zapping thread was preempted during those zaps. A hold that grows
+/// with the guest moves the whole distribution; a preemption moves only its
+/// maximum.
+fn distribution(zaps: &[Zap]) -> String {
+    let mut out = String::from(
+        "\nThe per-batch path's batch holds, pooled over every zap of a size: their distribution (upper bounds of power-of-two buckets, so within 2x above), \
+         and the zapping thread's involuntary context switches (preemptions, from `/proc/thread-self/status`) during those zaps.\n\n\
+         | sptes/page | shadow pages (target) | zaps | batch holds | p50 | p99 | p99.9 | p99.99 | longest | holds of 2^20 ns (1.05 ms) or more | preemptions during the zaps |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for shape in &SHAPES {
+        for &size in shape.sizes {
+            let runs: Vec<&Zap> = zaps
+                .iter()
+                .filter(|z| z.sptes == shape.sptes && z.size == size && z.path == Path::Fast)
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let mut hist = HoldHistogram::default();
+            for z in &runs {
+                hist.merge(&z.stats.batch_holds);
+            }
+            let q = |q: f64| {
+                hist.quantile_upper_ns(q)
+                    .map_or_else(|| "n/a".to_string(), |ns| fmt_ns(ns as f64))
+            };
+            let longest = runs
+                .iter()
+                .map(|z| z.stats.max_batch_hold_ns)
+                .max()
+                .unwrap_or(0);
+            let preempted = runs
+                .iter()
+                .map(|z| z.preempted)
+                .sum::<Option<u64>>()
+                .map_or_else(|| "n/a".to_string(), |n| n.to_string());
+            out.push_str(&format!(
+                "| {} | {size} | {} | {} | {} | {} | {} | {} | {} | {} | {preempted} |\n",
+                shape.sptes,
+                runs.len(),
+                hist.count(),
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                q(0.9999),
+                fmt_ns(longest as f64),
+                hist.at_least(1 << 20),
+            ));
+        }
+    }
+    out
 }
 
 fn report(zaps: &[Zap]) {
@@ -230,6 +295,7 @@ fn report(zaps: &[Zap]) {
         "\nMedians over every zap run in this benchmark (warm-up included); 1 address space, one vCPU, one mapped gfn per last-level page; \
          16 sptes/page with 6 levels, 512 sptes/page with 3 levels.\n",
     );
+    body.push_str(&distribution(zaps));
     write_report("b1_lock_hold", &body);
     if let Err(e) = loglog_figure(
         &figure_file("b1_lock_hold"),

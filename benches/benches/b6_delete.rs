@@ -36,8 +36,8 @@ use fastzap::{
     DeletionStrategy, Fault, Gfn, Hva, ReclaimBackend, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
 use fastzap_benches::{
-    Bar, PALETTE, USERSPACE_BASE, bar_figure, bench_config, figure_file, fmt_ns, group_name,
-    test_mode, vm_with_slot, write_report,
+    Bar, PALETTE, USERSPACE_BASE, bar_figure, bench_config, context_switches, figure_file, fmt_ns,
+    group_name, test_mode, vm_with_slot, write_report,
 };
 
 /// Gfns each vCPU write-faults.
@@ -93,8 +93,14 @@ impl Backend {
 struct Row {
     delete: Delete,
     backend: Backend,
+    /// vCPU threads faulting meanwhile.
+    vcpus: u64,
     /// Every timed delete, in nanoseconds.
     latencies: Vec<u64>,
+    /// The host thread's context switches (voluntary plus involuntary) during
+    /// each timed delete, in the order of `latencies` (empty where
+    /// `/proc/thread-self/status` is missing).
+    switches: Vec<u64>,
     /// The part of each delete spent in its invalidation (from the zap
     /// history, which only the checking code keeps).
     zaps: Vec<u64>,
@@ -159,10 +165,11 @@ fn last_zap_ns(_vm: &Vm) -> Option<u64> {
 }
 
 /// Creates the small slot, then deletes it with `delete`; returns the time of
-/// the delete.
-fn cycle(vm: &Vm, delete: Delete, gfns_per_vcpu: u64) -> u64 {
+/// the delete and the host thread's context switches during it.
+fn cycle(vm: &Vm, delete: Delete, gfns_per_vcpu: u64) -> (u64, Option<u64>) {
     vm.create_memslot(small_slot(gfns_per_vcpu))
         .expect("create the 1-page slot");
+    let before = context_switches();
     let started = Instant::now();
     match delete {
         Delete::SeedV3 => vm.delete_memslot_with(SlotId(1), DeletionStrategy::SeedV3),
@@ -172,10 +179,14 @@ fn cycle(vm: &Vm, delete: Delete, gfns_per_vcpu: u64) -> u64 {
             .and_then(|_| vm.delete_memslot_with(SlotId(1), DeletionStrategy::Merged311)),
     }
     .expect("delete the 1-page slot");
-    started.elapsed().as_nanos() as u64
+    let ns = started.elapsed().as_nanos() as u64;
+    let switches = before
+        .zip(context_switches())
+        .map(|((v0, i0), (v1, i1))| (v1 + i1).saturating_sub(v0 + i0));
+    (ns, switches)
 }
 
-fn measure(c: &mut Criterion, delete: Delete, backend: Backend, quick: bool) -> Row {
+fn measure(c: &mut Criterion, delete: Delete, backend: Backend, vcpus: u64, quick: bool) -> Row {
     let gfns = if quick {
         GFNS_PER_VCPU_TEST
     } else {
@@ -187,9 +198,10 @@ fn measure(c: &mut Criterion, delete: Delete, backend: Backend, quick: bool) -> 
     let stop = AtomicBool::new(false);
     let faults = AtomicU64::new(0);
     let mut latencies: Vec<u64> = Vec::new();
+    let mut switches: Vec<u64> = Vec::new();
     let mut zaps: Vec<u64> = Vec::new();
     std::thread::scope(|s| {
-        for v in 0..2u64 {
+        for v in 0..vcpus {
             let (vm, stop, faults) = (&vm, &stop, &faults);
             s.spawn(move || {
                 let n = vcpu_loop(vm, VcpuId(v as usize), v * gfns..(v + 1) * gfns, stop);
@@ -201,13 +213,17 @@ fn measure(c: &mut Criterion, delete: Delete, backend: Backend, quick: bool) -> 
         let mut group = c.benchmark_group(group_name("b6_delete_1_page_slot_under_load"));
         group.sampling_mode(SamplingMode::Flat);
         group.bench_function(
-            BenchmarkId::new(delete.name(), format!("{}_x{PER_ITER}", backend.name())),
+            BenchmarkId::new(
+                delete.name(),
+                format!("{}_{vcpus}_vcpus_x{PER_ITER}", backend.name()),
+            ),
             |b| {
                 b.iter_custom(|iters| {
                     let mut total = 0;
                     for _ in 0..iters * PER_ITER {
-                        let ns = cycle(&vm, delete, gfns);
+                        let (ns, switched) = cycle(&vm, delete, gfns);
                         latencies.push(ns);
+                        switches.extend(switched);
                         zaps.extend(last_zap_ns(&vm));
                         total += ns;
                     }
@@ -219,16 +235,23 @@ fn measure(c: &mut Criterion, delete: Delete, backend: Backend, quick: bool) -> 
         // A row criterion filtered out timed nothing and gets no top-up.
         if !quick && !latencies.is_empty() {
             while latencies.len() < MIN_DELETES {
-                latencies.push(cycle(&vm, delete, gfns));
+                let (ns, switched) = cycle(&vm, delete, gfns);
+                latencies.push(ns);
+                switches.extend(switched);
                 zaps.extend(last_zap_ns(&vm));
             }
         }
         stop.store(true, Ordering::Relaxed);
     });
+    if switches.len() != latencies.len() {
+        switches.clear();
+    }
     Row {
         delete,
         backend,
+        vcpus,
         latencies,
+        switches,
         zaps,
         faults: faults.load(Ordering::Relaxed),
         retained: retained(&vm),
@@ -256,8 +279,13 @@ fn main() {
     let mut rows = Vec::new();
     for backend in [Backend::Ebr, Backend::Crossbeam] {
         for delete in [Delete::SeedV3, Delete::Merged311, Delete::Eager] {
-            rows.push(measure(&mut c, delete, backend, quick));
+            rows.push(measure(&mut c, delete, backend, 2, quick));
         }
+    }
+    // The same with one vCPU thread: the host and the vCPUs then have a CPU
+    // each, so a reader the delete waits for is never a preempted thread.
+    for delete in [Delete::SeedV3, Delete::Merged311, Delete::Eager] {
+        rows.push(measure(&mut c, delete, Backend::Ebr, 1, quick));
     }
     c.final_summary();
     if !quick {
@@ -277,8 +305,8 @@ fn quantile(v: &[u64], q: f64) -> f64 {
 fn report(rows: &[Row]) {
     let mut body = String::from(
         "### B6: deleting a 1-page memslot under vCPU load\n\n\
-         | delete | reclamation | deletes | p50 | p99 | max | mean | its last invalidation, p50 / p99 | vCPU write faults meanwhile | peak retired-not-freed pages / descriptors |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | delete | reclamation | vCPU threads | deletes | p50 | p99 | max | mean | its last invalidation, p50 / p99 | host context switches per delete, p50 / p99 | deletes with none: count, p99 | vCPU write faults meanwhile | peak retired-not-freed pages / descriptors |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut bars = Vec::new();
     for row in rows.iter().filter(|r| !r.latencies.is_empty()) {
@@ -301,10 +329,29 @@ fn report(rows: &[Row]) {
                 fmt_ns(quantile(&z, 0.99))
             )
         };
+        let (switched, unswitched) = if row.switches.is_empty() {
+            ("n/a".to_string(), "n/a".to_string())
+        } else {
+            let mut sw = row.switches.clone();
+            sw.sort_unstable();
+            let mut calm: Vec<u64> = row
+                .latencies
+                .iter()
+                .zip(&row.switches)
+                .filter(|&(_, &n)| n == 0)
+                .map(|(&ns, _)| ns)
+                .collect();
+            calm.sort_unstable();
+            (
+                format!("{:.0} / {:.0}", quantile(&sw, 0.5), quantile(&sw, 0.99)),
+                format!("{}, {}", calm.len(), fmt_ns(quantile(&calm, 0.99))),
+            )
+        };
         body.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {zap} | {} | {retained} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {zap} | {switched} | {unswitched} | {} | {retained} |\n",
             row.delete.name(),
             row.backend.name(),
+            row.vcpus,
             v.len(),
             fmt_ns(quantile(&v, 0.5)),
             fmt_ns(p99),
@@ -313,7 +360,13 @@ fn report(rows: &[Row]) {
             row.faults,
         ));
         bars.push(Bar {
-            label: format!("{} {}", row.delete.name(), row.backend.name()),
+            label: format!(
+                "{} {} {} vCPU{}",
+                row.delete.name(),
+                row.backend.name(),
+                row.vcpus,
+                if row.vcpus == 1 { "" } else { "s" }
+            ),
             value: p99,
             color: match (row.delete, row.backend) {
                 (Delete::Eager, _) => PALETTE[1],
@@ -328,7 +381,7 @@ fn report(rows: &[Row]) {
             .map(|r| {
                 let mut v = r.latencies.clone();
                 v.sort_unstable();
-                (r.delete.name(), quantile(&v, 0.99))
+                (r.delete.name(), r.vcpus, quantile(&v, 0.99))
             })
             .collect::<Vec<_>>()
     };
@@ -337,9 +390,9 @@ fn report(rows: &[Row]) {
         fmt_ns(GOAL_P99_NS)
     ));
     for backend in [Backend::Ebr, Backend::Crossbeam] {
-        for (name, p99) in fast_p99(backend) {
+        for (name, vcpus, p99) in fast_p99(backend) {
             body.push_str(&format!(
-                "{name} with {}: p99 {} ({}). ",
+                "{name} with {}, {vcpus} vCPU threads: p99 {} ({}). ",
                 backend.name(),
                 fmt_ns(p99),
                 if p99 <= GOAL_P99_NS {
@@ -351,10 +404,12 @@ fn report(rows: &[Row]) {
         }
     }
     body.push_str(&format!(
-        "\n\n2 vCPU threads x {GFNS_PER_VCPU} gfns (write faults), 512 sptes per page, 3 levels, 1 address space; \
+        "\n\n2 vCPU threads (1 in the last rows) x {GFNS_PER_VCPU} gfns (write faults), 512 sptes per page, 3 levels, 1 address space; \
          the host creates the 1-page slot (untimed) and deletes it (timed), \
          \"its last invalidation\" is the `ZapStats::total_ns` of the delete's own fast zap (for `seed_v3` it includes the unmap and grace period run inside it, for `eager` it is the fast zap after `zap_all`), back to back, {PER_ITER} deletes per criterion iteration, \
-         at least {MIN_DELETES} per row. `ebr` is `ReclaimBackend::small(64)`; `crossbeam` is `ReclaimBackend::Crossbeam`.\n"
+         at least {MIN_DELETES} per row. `ebr` is `ReclaimBackend::small(64)`; `crossbeam` is `ReclaimBackend::Crossbeam`. \
+         A host context switch is one the deleting thread made (it blocked or yielded) or suffered (it was preempted), read from `/proc/thread-self/status` around each delete; \
+         with 2 vCPU threads on this machine's 2 CPUs, three threads share two CPUs.\n"
     ));
     write_report("b6_delete", &body);
     if let Err(e) = bar_figure(

@@ -143,6 +143,24 @@ pub fn test_mode() -> bool {
     std::env::args().any(|a| a == "--test" || a == "--list")
 }
 
+/// The calling thread's context switches so far, (voluntary, involuntary),
+/// from `/proc/thread-self/status`; `None` where that file is missing. An
+/// involuntary switch is a preemption: the scheduler took the CPU away while
+/// the thread could still run (a hold that spans one lasts a scheduler slice).
+pub fn context_switches() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+    };
+    Some((
+        field("voluntary_ctxt_switches:")?,
+        field("nonvoluntary_ctxt_switches:")?,
+    ))
+}
+
 /// The median of `values` (0 when empty).
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {

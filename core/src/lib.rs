@@ -83,7 +83,7 @@ pub use ids::{PageId, SlotId, VcpuId};
 pub use invariant::{Invariant, Violation};
 pub use memslot::{Memslot, Memslots, MemslotsRef, SlotSpec};
 pub use request::Handled;
-pub use stats::{ZapStats, retain_bound, zap_step_bound};
+pub use stats::{HoldHistogram, ZapStats, retain_bound, zap_step_bound};
 pub use sync::ReclaimBackend;
 pub use vcpu::Requests;
 pub use vm::{RootInfo, Vm};

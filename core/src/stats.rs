@@ -37,6 +37,70 @@ pub struct ZapStats {
     /// Nanoseconds from the start of the operation until its last page was
     /// committed (0 without `hold-timing`).
     pub total_ns: u64,
+    /// Every hold that ended in a lock break, by length (empty without
+    /// `hold-timing`): the distribution behind `max_batch_hold_ns`.
+    pub batch_holds: HoldHistogram,
+}
+
+/// A histogram of `mmu_lock` hold lengths in power-of-two buckets: bucket `i`
+/// counts holds of `2^i` to `2^(i+1) - 1` nanoseconds (bucket 0 also counts
+/// 0 ns, the last one everything longer). Fixed size and `Copy`, so a zap
+/// records every hold without allocating under the lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HoldHistogram {
+    buckets: [u32; 32],
+}
+
+impl HoldHistogram {
+    /// Counts one hold of `ns` nanoseconds.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        let bucket = (u64::BITS - 1).saturating_sub(ns.max(1).leading_zeros()) as usize;
+        let bucket = bucket.min(self.buckets.len() - 1);
+        self.buckets[bucket] = self.buckets[bucket].saturating_add(1);
+    }
+
+    /// Holds counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    /// Holds of at least `ns` nanoseconds, counted by bucket: every hold in a
+    /// bucket whose lower bound is at least `ns`.
+    pub fn at_least(&self, ns: u64) -> u64 {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| (1u64 << i) >= ns)
+            .map(|(_, &n)| u64::from(n))
+            .sum()
+    }
+
+    /// An upper bound of the `q`-quantile (0 < `q` <= 1): the upper end of the
+    /// bucket in which it falls, so within 2x above the true value. `None`
+    /// when nothing was counted or `q` is out of range.
+    pub fn quantile_upper_ns(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 || !(q > 0.0 && q <= 1.0) {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += u64::from(n);
+            if seen >= rank {
+                return Some((1u64 << (i + 1)) - 1);
+            }
+        }
+        None
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &HoldHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a = a.saturating_add(b);
+        }
+    }
 }
 
 /// The most steps (pages examined, plus one per pass) `zap_obsolete_pages` may
@@ -56,6 +120,35 @@ impl ZapStats {
     pub fn breaks_i6(&self, batch: usize, vcpus: usize) -> bool {
         self.steps > zap_step_bound(self.pages_at_start, vcpus)
             || (self.holds > 1 && self.max_batch > batch as u64)
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::HoldHistogram;
+
+    #[test]
+    fn hold_histogram_buckets_and_quantiles() {
+        let mut h = HoldHistogram::default();
+        assert_eq!(h.quantile_upper_ns(0.5), None);
+        for _ in 0..999 {
+            h.record(1_000); // bucket 9: 512..1023
+        }
+        h.record(5_000_000); // bucket 22: 4,194,304..8,388,607
+        assert_eq!(h.count(), 1_000);
+        assert_eq!(h.quantile_upper_ns(0.5), Some(1_023));
+        assert_eq!(h.quantile_upper_ns(0.999), Some(1_023));
+        assert_eq!(h.quantile_upper_ns(1.0), Some(8_388_607));
+        assert_eq!(h.at_least(1 << 20), 1);
+        assert_eq!(h.quantile_upper_ns(0.0), None);
+        assert_eq!(h.quantile_upper_ns(f64::NAN), None);
+        h.record(0);
+        h.record(u64::MAX);
+        assert_eq!(h.count(), 1_002);
+        let mut sum = HoldHistogram::default();
+        sum.merge(&h);
+        sum.merge(&h);
+        assert_eq!(sum.count(), 2_004);
     }
 }
 
