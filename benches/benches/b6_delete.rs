@@ -284,8 +284,10 @@ fn main() {
     }
     // The same with one vCPU thread: the host and the vCPUs then have a CPU
     // each, so a reader the delete waits for is never a preempted thread.
-    for delete in [Delete::SeedV3, Delete::Merged311, Delete::Eager] {
-        rows.push(measure(&mut c, delete, Backend::Ebr, 1, quick));
+    for backend in [Backend::Ebr, Backend::Crossbeam] {
+        for delete in [Delete::SeedV3, Delete::Merged311, Delete::Eager] {
+            rows.push(measure(&mut c, delete, backend, 1, quick));
+        }
     }
     c.final_summary();
     if !quick {

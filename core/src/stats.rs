@@ -54,7 +54,7 @@ pub struct HoldHistogram {
 impl HoldHistogram {
     /// Counts one hold of `ns` nanoseconds.
     #[inline]
-    pub fn record(&mut self, ns: u64) {
+    pub fn push(&mut self, ns: u64) {
         let bucket = (u64::BITS - 1).saturating_sub(ns.max(1).leading_zeros()) as usize;
         let bucket = bucket.min(self.buckets.len() - 1);
         self.buckets[bucket] = self.buckets[bucket].saturating_add(1);
@@ -132,9 +132,9 @@ mod tests {
         let mut h = HoldHistogram::default();
         assert_eq!(h.quantile_upper_ns(0.5), None);
         for _ in 0..999 {
-            h.record(1_000); // bucket 9: 512..1023
+            h.push(1_000); // bucket 9: 512..1023
         }
-        h.record(5_000_000); // bucket 22: 4,194,304..8,388,607
+        h.push(5_000_000); // bucket 22: 4,194,304..8,388,607
         assert_eq!(h.count(), 1_000);
         assert_eq!(h.quantile_upper_ns(0.5), Some(1_023));
         assert_eq!(h.quantile_upper_ns(0.999), Some(1_023));
@@ -142,8 +142,8 @@ mod tests {
         assert_eq!(h.at_least(1 << 20), 1);
         assert_eq!(h.quantile_upper_ns(0.0), None);
         assert_eq!(h.quantile_upper_ns(f64::NAN), None);
-        h.record(0);
-        h.record(u64::MAX);
+        h.push(0);
+        h.push(u64::MAX);
         assert_eq!(h.count(), 1_002);
         let mut sum = HoldHistogram::default();
         sum.merge(&h);

@@ -155,7 +155,7 @@ impl Vm {
                 stats.max_hold_ns = stats.max_hold_ns.max(held);
                 stats.max_batch_hold_ns = stats.max_batch_hold_ns.max(held);
                 if cfg!(feature = "hold-timing") {
-                    stats.batch_holds.record(held);
+                    stats.batch_holds.push(held);
                 }
                 // Per batch, unpin across the break too, so that what was
                 // committed can be reclaimed while the zap goes on (the 3.11
