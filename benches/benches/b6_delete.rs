@@ -16,6 +16,9 @@
 //! slots, whose `synchronize` waits for readers only):
 //!
 //! - `seed_v3`: `delete_memslot_with(_, SeedV3)`;
+//! - `seed_v3_deferred`: `delete_memslot_with(_, SeedV3Deferred)`, the seed
+//!   as posted: no zap before the delete returns (the next delete zaps what
+//!   this one left, before its bump);
 //! - `merged_311`: `delete_memslot_with(_, Merged311)`;
 //! - `eager`: `zap_all()` and then the `Merged311` delete (whose fast zap then
 //!   finds a nearly empty table), both timed: the pre-3.11 delete.
@@ -54,6 +57,8 @@ const GOAL_P99_NS: f64 = 5e6;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Delete {
     SeedV3,
+    /// The seed's v3 as posted: no zap before the delete returns.
+    SeedV3Deferred,
     Merged311,
     Eager,
 }
@@ -62,6 +67,7 @@ impl Delete {
     fn name(self) -> &'static str {
         match self {
             Delete::SeedV3 => "seed_v3",
+            Delete::SeedV3Deferred => "seed_v3_deferred",
             Delete::Merged311 => "merged_311",
             Delete::Eager => "eager",
         }
@@ -173,6 +179,9 @@ fn cycle(vm: &Vm, delete: Delete, gfns_per_vcpu: u64) -> (u64, Option<u64>) {
     let started = Instant::now();
     match delete {
         Delete::SeedV3 => vm.delete_memslot_with(SlotId(1), DeletionStrategy::SeedV3),
+        Delete::SeedV3Deferred => {
+            vm.delete_memslot_with(SlotId(1), DeletionStrategy::SeedV3Deferred)
+        }
         Delete::Merged311 => vm.delete_memslot_with(SlotId(1), DeletionStrategy::Merged311),
         Delete::Eager => vm
             .zap_all()
@@ -278,14 +287,24 @@ fn main() {
         .configure_from_args();
     let mut rows = Vec::new();
     for backend in [Backend::Ebr, Backend::Crossbeam] {
-        for delete in [Delete::SeedV3, Delete::Merged311, Delete::Eager] {
+        for delete in [
+            Delete::SeedV3,
+            Delete::SeedV3Deferred,
+            Delete::Merged311,
+            Delete::Eager,
+        ] {
             rows.push(measure(&mut c, delete, backend, 2, quick));
         }
     }
     // The same with one vCPU thread: the host and the vCPUs then have a CPU
     // each, so a reader the delete waits for is never a preempted thread.
     for backend in [Backend::Ebr, Backend::Crossbeam] {
-        for delete in [Delete::SeedV3, Delete::Merged311, Delete::Eager] {
+        for delete in [
+            Delete::SeedV3,
+            Delete::SeedV3Deferred,
+            Delete::Merged311,
+            Delete::Eager,
+        ] {
             rows.push(measure(&mut c, delete, backend, 1, quick));
         }
     }

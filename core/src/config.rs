@@ -20,8 +20,16 @@ pub enum DeletionStrategy {
     /// The seed's v3: the deleted slot's rmap becomes remove-only under
     /// `mmu_lock` together with the generation bump, its sptes are unmapped
     /// outside `mmu_lock`, and the rmap and its descriptors are reclaimed after a
-    /// grace period.
+    /// grace period. Then, unlike the seed as posted, it zaps the obsolete
+    /// pages (`zap_obsolete_pages`) before the delete returns.
     SeedV3,
+    /// The seed's v3 as posted: the same steps as [`DeletionStrategy::SeedV3`]
+    /// up to its grace period, and no zap. The obsolete pages "are keeped in
+    /// mmu-cache until page allocator reclaims page": here, until the shrinker
+    /// or the next invalidation zaps them. The next invalidation zaps them
+    /// before it bumps the generation, so at most one obsolete generation is
+    /// ever retained (I8).
+    SeedV3Deferred,
 }
 
 /// When `zap_obsolete_pages` commits (flushes and retires) what it prepared.

@@ -22,6 +22,7 @@ use crate::rmap::Rmap;
 use crate::spte::Spte;
 use crate::sync::{Arc, Ordering};
 use crate::vm::Vm;
+use crate::zap::ZapNow;
 
 impl Vm {
     /// KVM_SET_USER_MEMORY_REGION, create. MMIO sptes for the new gfns stop being
@@ -96,7 +97,8 @@ impl Vm {
                 self.synchronize(Actor::Memslot);
                 cut
             }
-            DeletionStrategy::SeedV3 => self.delete_seed_v3(slot.clone())?,
+            DeletionStrategy::SeedV3 => self.delete_seed_v3(slot.clone(), ZapNow::Yes)?,
+            DeletionStrategy::SeedV3Deferred => self.delete_seed_v3(slot.clone(), ZapNow::Defer)?,
         };
         self.ghost.kill_runs(
             std::iter::once(slot.base_gfn..slot.base_gfn + slot.npages),
@@ -219,9 +221,10 @@ impl Vm {
         Ok(cut)
     }
 
-    /// The seed's v3 delete (`kvm_mmu_invalid_memslot_pages`). Returns the
+    /// The seed's v3 delete (`kvm_mmu_invalid_memslot_pages`), then the zap
+    /// of the obsolete pages now or, as the seed posted it, later. Returns the
     /// ghost cut time.
-    fn delete_seed_v3(&self, slot: Memslot) -> Result<u64, MmuError> {
+    fn delete_seed_v3(&self, slot: Memslot, zap: ZapNow) -> Result<u64, MmuError> {
         let actor = Actor::Memslot;
         // rmap_remove must still find the slot's rmap once it is unpublished.
         self.lock_mmu(actor).zombies.push(slot.clone());
@@ -233,8 +236,9 @@ impl Vm {
         // kvm_mmu_invalid_memslot_pages: bump, remove-only rmap, reset lpage_info
         // and request reload, all in one mmu_lock hold; then, outside the lock,
         // unmap the rmap and wait for every walker, and only then zap.
-        let result = self.invalidate_all_locked(
+        let result = self.invalidate_all_with(
             actor,
+            zap,
             |lk| {
                 slot.rmap.set_remove_only(lk);
                 slot.lpage_info.reset(lk);

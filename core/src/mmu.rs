@@ -41,6 +41,11 @@ pub(crate) struct MmuState {
     pub(crate) hash: HashMap<(u64, Role), Vec<PageId>>,
     /// `kvm->arch.zapped_obsolete_pages`.
     pub(crate) zapped_obsolete: Vec<PageId>,
+    /// An invalidation left the obsolete pages of the previous generation in
+    /// place ([`DeletionStrategy::SeedV3Deferred`](crate::DeletionStrategy)).
+    /// The next invalidation zaps them before it bumps; a completed
+    /// `zap_obsolete_pages` clears it.
+    pub(crate) obsolete_left: bool,
     /// Each vCPU's root page (the lock-side mirror of `root_hpa`).
     pub(crate) roots: Vec<Option<PageId>>,
     /// `kvm->mmu_notifier_seq`.
@@ -63,6 +68,7 @@ impl MmuState {
             next_active_key: 0,
             hash: HashMap::new(),
             zapped_obsolete: Vec::new(),
+            obsolete_left: false,
             roots: vec![None; vcpus],
             notifier_seq: 0,
             notifier_count: 0,

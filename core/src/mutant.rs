@@ -92,6 +92,16 @@ pub enum Mutant {
     /// returned (I4, seen where the pfn was read). Not a numbered kernel bug:
     /// the bug hunt of issue 10 wrote it, and only linearizability caught it.
     FaultIgnoresNotifierSeq,
+    /// A deferring invalidation ([`DeletionStrategy::SeedV3Deferred`]) bumps
+    /// the generation without first zapping what the previous deferred
+    /// invalidation left: every deferred delete adds a table to what is
+    /// retained (I8: two obsolete generations retained at once), and a
+    /// generation that wraps around would revive the oldest of them. Not a
+    /// kernel bug: the rule that keeps the seed's "until page allocator
+    /// reclaims page" bounded.
+    ///
+    /// [`DeletionStrategy::SeedV3Deferred`]: crate::DeletionStrategy::SeedV3Deferred
+    DeferNeverDrains,
     /// Litmus L1, the requester's half of the request/`vcpu->mode` Dekker pair
     /// (the class a bug hunt found escaping every lane): `make_all_cpus_request`
     /// sets the request bits and reads `vcpu->mode` with no `fence(SeqCst)` in
@@ -152,7 +162,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 29] = [
+    pub const ALL: [Mutant; 30] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -174,6 +184,7 @@ impl Mutant {
         Mutant::ShrinkerZapsActiveFirst,
         Mutant::ZapLeavesParked,
         Mutant::FaultIgnoresNotifierSeq,
+        Mutant::DeferNeverDrains,
         Mutant::RequestWithoutFence,
         Mutant::RequestFenceAcqRel,
         Mutant::WalkBeginWithoutFence,

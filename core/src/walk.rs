@@ -107,7 +107,14 @@ impl Vm {
             return Ok(Translation::Miss);
         };
         let deref = |ptr: PagePtr| ptr.get_exclusive(self);
-        Ok(self.walk(v, deref(root), gfn, u64::MAX, deref))
+        // Ghost: with no requests check, a root made obsolete by a deferring
+        // DELETE still leads to the retained pages, and the walk reads them
+        // as they are; the stale-translation check (I4) judges only walks
+        // from a current root.
+        let obsolete = cfg!(feature = "ghost")
+            && deref(root).body().mmu_valid_gen != self.mmu_valid_gen.load(Ordering::Relaxed);
+        let start = if obsolete { 0 } else { u64::MAX };
+        Ok(self.walk(v, deref(root), gfn, start, deref))
     }
 
     /// `walk_shadow_page_lockless_begin` ([`Vcpu::walk_lockless_begin`]).

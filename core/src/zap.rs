@@ -47,9 +47,32 @@ impl Vm {
         under_lock: impl FnOnce(&MmuLock<'_>),
         before_zap: impl FnOnce(),
     ) -> Result<ZapStats, MmuError> {
+        self.invalidate_all_with(actor, ZapNow::Yes, under_lock, before_zap)
+    }
+
+    /// [`Vm::invalidate_all_locked`], with the zap done now or left for later
+    /// (`ZapNow::Defer`: the seed's v3 as posted). Either way, obsolete pages
+    /// an earlier deferred invalidation left are zapped first, before the
+    /// bump: without that, every deferred invalidation would add a table to
+    /// what is retained, and a generation that wraps around would make the
+    /// oldest of them valid again.
+    pub(crate) fn invalidate_all_with(
+        &self,
+        actor: Actor,
+        zap: ZapNow,
+        under_lock: impl FnOnce(&MmuLock<'_>),
+        before_zap: impl FnOnce(),
+    ) -> Result<ZapStats, MmuError> {
         let started = Stopwatch::start();
+        let mut drained = ZapStats::default();
         let (cut, bump_hold_ns) = {
             let mut lk = self.lock_mmu(actor);
+            let drain = lk.obsolete_left && !self.config.mutant_is(Mutant::DeferNeverDrains);
+            if drain {
+                drop(lk);
+                drained = self.zap_obsolete_pages(actor)?;
+                lk = self.lock_mmu(actor);
+            }
             let hold = Stopwatch::start();
             let from = lk.mmu_valid_gen;
             let to = (from + 1) & self.gen_mask();
@@ -62,11 +85,33 @@ impl Vm {
             if !self.config.mutant_is(Mutant::ReloadOutsideLock) {
                 self.reload_remote_mmus(&lk);
             }
+            if zap == ZapNow::Defer {
+                lk.obsolete_left = true;
+            }
             drop(lk);
             (cut, hold.ns())
         };
+        if drained.holds > 0 {
+            self.ghost.record_zap(drained);
+        }
         before_zap();
-        let stats = self.zap_obsolete_pages(actor).map(|mut stats| {
+        let zapped = match zap {
+            ZapNow::Yes => self.zap_obsolete_pages(actor),
+            ZapNow::Defer => {
+                // What a zap's return checks (I8), for the zap left for later:
+                // checking code only, so the protocol takes no extra lock.
+                if cfg!(feature = "ghost") {
+                    let guard = self.reclaimer.pin();
+                    let lk = self.lock_mmu(actor);
+                    self.audit_point(&lk, &guard, AuditPoint::ZapReturns);
+                }
+                Ok(ZapStats {
+                    max_hold_ns: drained.max_hold_ns,
+                    ..ZapStats::default()
+                })
+            }
+        };
+        let stats = zapped.map(|mut stats| {
             stats.bump_hold_ns = bump_hold_ns;
             stats.total_ns = started.ns();
             self.ghost.record_zap(stats);
@@ -188,6 +233,7 @@ impl Vm {
             stats.max_batch = stats.max_batch.max(prepared_in_hold);
         }
         stats.committed += self.commit_zap_page(&mut lk, &guard, &mut zap_list) as u64;
+        lk.obsolete_left = false;
         self.audit_point(&lk, &guard, AuditPoint::AfterZapObsolete);
         self.audit_point(&lk, &guard, AuditPoint::ZapReturns);
         drop(lk);
@@ -402,6 +448,16 @@ impl Vm {
         }
         Ok(freed)
     }
+}
+
+/// Whether an invalidation zaps the obsolete pages before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZapNow {
+    /// `zap_obsolete_pages` now (Linux 3.11, and every invalidation but one).
+    Yes,
+    /// Leave them for the shrinker or the next invalidation
+    /// ([`DeletionStrategy::SeedV3Deferred`](crate::DeletionStrategy)).
+    Defer,
 }
 
 /// Moves the zap loop's prepared pages onto `zapped_obsolete_pages` for a lock

@@ -83,6 +83,11 @@ const CASES: &[Case] = &[
         scenario: zap_leaves_parked,
         expect: Expect::Audit(Invariant::I8),
     },
+    Case {
+        mutant: Mutant::DeferNeverDrains,
+        scenario: defer_never_drains,
+        expect: Expect::Audit(Invariant::I8),
+    },
 ];
 
 /// Mutants no sequential scenario can expose, and the interleaving each needs.
@@ -444,6 +449,38 @@ fn zap_leaves_parked(mutant: Option<Mutant>) -> Vm {
     vm
 }
 
+/// Two deferred deletes (`SeedV3Deferred`) with faults in between. The second
+/// must zap what the first left before it bumps; the mutant does not, and two
+/// obsolete generations are retained at once.
+fn defer_never_drains(mutant: Option<Mutant>) -> Vm {
+    let mut cfg = cfg(mutant);
+    cfg.mmio_gen_bits = 8; // no MMIO generation wrap, whose full zap would drain
+    let vm = vm(cfg);
+    vm.create_memslot(slot(0, 0, 2)).unwrap();
+    enter_all(&vm);
+    for round in 0..2 {
+        vm.create_memslot(slot(1, 2, 1)).unwrap();
+        enter_all(&vm);
+        for gfn in 0..3 {
+            vm.page_fault(V0, Gfn(gfn), false).unwrap();
+        }
+        let before = vm.shadow_pages();
+        vm.delete_memslot_with(SlotId(1), DeletionStrategy::SeedV3Deferred)
+            .unwrap();
+        enter_all(&vm);
+        // The first delete leaves its pages in place (plus a fresh root); the
+        // second zaps those before its bump, and leaves its own.
+        if round == 0 {
+            assert!(
+                vm.shadow_pages() > before,
+                "the deferred delete zapped ({before} -> {} pages)",
+                vm.shadow_pages()
+            );
+        }
+    }
+    vm
+}
+
 // ----- the harness ----------------------------------------------------------------
 
 fn case(mutant: Mutant) -> &'static Case {
@@ -559,6 +596,11 @@ fn bug16_mmio_cache_ignores_gen() {
 #[test]
 fn i8_zap_leaves_parked() {
     check(Mutant::ZapLeavesParked);
+}
+
+#[test]
+fn i8_defer_never_drains() {
+    check(Mutant::DeferNeverDrains);
 }
 
 /// Bug 15's window, sequentially: the first publish of a wrapping MMIO

@@ -559,6 +559,36 @@ fn delete_memslot_merged311_publishes_twice() {
     assert!(count_events(&vm, |w| *w == What::Synchronize { done: true }) >= 2);
 }
 
+/// The seed's v3 as posted: the delete returns without zapping. The obsolete
+/// pages stay (unreachable: every vCPU reloads, nothing translates through
+/// them, and the deleted slot's sptes were unmapped), until the next
+/// invalidation zaps them before its bump, or the shrinker frees them.
+#[test]
+fn delete_memslot_seed_v3_deferred_leaves_the_zap_for_later() {
+    let (published, vm) = delete_scenario(DeletionStrategy::SeedV3Deferred, false);
+    assert_eq!(published, 1);
+    let left = vm.shadow_pages();
+    let last = *vm.zap_history().last().expect("the delete's invalidation");
+    assert_eq!(last.zapped, 0, "the delete zapped nothing: {last:?}");
+    // Two fresh roots and the pages the vCPUs faulted since; the rest is the
+    // previous generation, retained.
+    assert!(left > 4, "{left} pages: the obsolete ones were zapped");
+    let stats = vm.invalidate_zap_all_pages().unwrap();
+    let drained = vm.zap_history()[vm.zap_history().len() - 2];
+    assert!(drained.zapped > 0, "the drain before the bump: {drained:?}");
+    assert_eq!(stats.zapped + drained.zapped, left as u64, "{stats:?}");
+    enter_all(&vm);
+    assert_pages(&vm, 2);
+    assert_audit(&vm);
+    assert_drains(&vm);
+
+    let (_, vm) = delete_scenario(DeletionStrategy::SeedV3Deferred, true);
+    let left = vm.shadow_pages();
+    let freed = vm.shrink(left).unwrap();
+    assert!(freed > 0, "the shrinker reclaims the retained pages");
+    assert_audit(&vm);
+}
+
 #[test]
 fn delete_memslot_seed_v3_publishes_once() {
     let (published, _) = delete_scenario(DeletionStrategy::SeedV3, false);

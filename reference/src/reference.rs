@@ -455,6 +455,15 @@ pub struct Reference {
     /// their leaves are still mapped, and the notifiers still reach them
     /// (core keeps them as zombies). Always empty in sequential use.
     zombies: Vec<SlotSpec>,
+    /// Per gfn, the leaves (over every address space) that a deferring DELETE
+    /// (`SeedV3Deferred`) left in the previous generation's pages: never
+    /// translated through again, but still on the live slots' rmaps, so the
+    /// notifiers may find them (possible, never certain) until the next
+    /// invalidation or `invalidate_range` over them. Empty otherwise.
+    retained: BTreeMap<u64, usize>,
+    /// A deferring DELETE left the previous generation's pages in place: an
+    /// obsolete root still reaches them, with their leaves and MMIO sptes.
+    retains: bool,
 }
 
 /// An operation whose tail is still to come.
@@ -603,6 +612,8 @@ impl Reference {
             consumed: vec![0; config.vcpus],
             deferring: None,
             zombies: Vec::new(),
+            retained: BTreeMap::new(),
+            retains: false,
         }
     }
 
@@ -738,6 +749,8 @@ impl Reference {
     /// empty. MMIO caches survive: they are keyed by the memslots generation.
     fn invalidate_all(&mut self) {
         self.zombies.clear();
+        self.retained.clear();
+        self.retains = false;
         self.mmu_valid_gen = (self.mmu_valid_gen + 1) & self.gen_mask;
         for v in &mut self.vcpus {
             if v.root != Root::None {
@@ -773,6 +786,34 @@ impl Reference {
         }
     }
 
+    /// A deferring DELETE's invalidation (`SeedV3Deferred`): what
+    /// [`Reference::invalidate_all`] does to what the API shows, except that
+    /// the leaves stay reachable from the live slots' rmaps, as
+    /// [`Reference::retained`]. The deleted slot's own leaves (`gone`) were
+    /// unmapped before it returned; what an earlier deferring DELETE retained
+    /// was zapped before the bump.
+    fn invalidate_all_deferred(&mut self, gone: Option<SlotSpec>) {
+        if self.deferring.is_some() {
+            // Concurrent use: the bump is counted; the retained leaves are
+            // unknown, which `zapping()` already allows for.
+            self.invalidate_or_defer();
+            return;
+        }
+        let mut retained = BTreeMap::new();
+        for s in &self.spaces {
+            for g in s.leaves.keys() {
+                let deleted =
+                    gone.is_some_and(|d| *g >= d.base_gfn.0 && *g - d.base_gfn.0 < d.npages);
+                if !deleted {
+                    *retained.entry(*g).or_insert(0) += 1;
+                }
+            }
+        }
+        self.invalidate_all();
+        self.retained = retained;
+        self.retains = true;
+    }
+
     fn all_flushed(&mut self) {
         for v in &mut self.vcpus {
             v.pending = Tri::Set;
@@ -784,6 +825,9 @@ impl Reference {
             for g in gfns {
                 s.leaves.remove(g);
             }
+        }
+        for g in gfns {
+            self.retained.remove(g);
         }
     }
 
@@ -799,6 +843,10 @@ impl Reference {
                 }
             }
         }
+        possible += gfns
+            .iter()
+            .map(|g| self.retained.get(g).copied().unwrap_or(0))
+            .sum::<usize>();
         (certain, possible)
     }
 
@@ -843,6 +891,13 @@ impl Reference {
             mmio: false,
             mapped: None,
         };
+        if self.vcpus[v].root == Root::Obsolete && self.retains {
+            // The obsolete root still leads to the retained pages, which this
+            // walk (no generation or request check) reads as they are.
+            allowed.mmio = true;
+            allowed.mapped = Some((None, None));
+            return allowed;
+        }
         if matches!(self.vcpus[v].root, Root::None | Root::Obsolete) {
             return allowed;
         }
@@ -1242,8 +1297,9 @@ impl Reference {
             format!("young({start:#x}, {end:#x}) = false, but an accessed leaf is mapped")
         })?;
         // While a fast invalidation runs, the obsolete pages it has not
-        // zapped yet are still on the rmaps, with their accessed bits.
-        let may = may || self.zapping();
+        // zapped yet are still on the rmaps, with their accessed bits; so are
+        // the pages a deferring DELETE retained.
+        let may = may || self.zapping() || gfns.iter().any(|g| self.retained.contains_key(g));
         ensure(may || !got, || {
             format!("young({start:#x}, {end:#x}) = true, but no leaf can be mapped there")
         })
@@ -1564,6 +1620,17 @@ impl Reference {
                             self.zombies.extend(gone);
                         }
                         self.invalidate_or_defer();
+                    }
+                    // The same, with the zap left for later: the notifiers
+                    // may still find the retained leaves.
+                    DeletionStrategy::SeedV3Deferred => {
+                        let gone = self.slots.iter().find(|s| s.id == *id).copied();
+                        self.slots.retain(|s| s.id != *id);
+                        self.publish();
+                        if self.deferring.is_some() {
+                            self.zombies.extend(gone);
+                        }
+                        self.invalidate_all_deferred(gone);
                     }
                 }
                 Ok(())

@@ -401,8 +401,11 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
             20..24 => ("delete/merged311", {
                 vm.delete_memslot_with(id, DeletionStrategy::Merged311)
             }),
-            24..28 => ("delete/seedv3", {
+            24..26 => ("delete/seedv3", {
                 vm.delete_memslot_with(id, DeletionStrategy::SeedV3)
+            }),
+            26..28 => ("delete/seedv3-deferred", {
+                vm.delete_memslot_with(id, DeletionStrategy::SeedV3Deferred)
             }),
             28..38 => {
                 let base = slot * region + rng.below(region / 2);

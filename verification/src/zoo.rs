@@ -248,6 +248,12 @@ pub const ZOO: &[ZooRow] = &[
         Shuttle("s11_mutant_fault_ignores_notifier_seq"),
     ),
     protocol(
+        Mutant::DeferNeverDrains,
+        "design rule (deferred zap)",
+        I8,
+        Native(MutantRun::Stress),
+    ),
+    protocol(
         Mutant::RequestWithoutFence,
         "litmus L1 (requester fence)",
         I3,

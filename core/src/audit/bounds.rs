@@ -31,11 +31,17 @@ pub(crate) fn check_i8_shrinker_order(lk: &MmuLock<'_>) -> Vec<Violation> {
 /// I8, retention after an invalidation: the obsolete pages left in the VM are
 /// at most [`retain_bound`](crate::retain_bound): at most one obsolete root in
 /// use per vCPU, and at most one batch of unused obsolete pages (parked, or not
-/// yet zapped). Run when `zap_obsolete_pages` returns, with `mmu_lock` held,
-/// and by the quiescent audit.
+/// yet zapped). After a deferring invalidation
+/// ([`DeletionStrategy::SeedV3Deferred`](crate::DeletionStrategy)) the unused
+/// obsolete pages may be a whole table, but of one generation only, the one
+/// before the current: at most one obsolete generation is retained. Run when
+/// `zap_obsolete_pages` returns, with `mmu_lock` held, and by the quiescent
+/// audit.
 pub(crate) fn check_i8_retention(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
     let mut in_use = 0u64;
     let mut unused = Vec::new();
+    let previous = lk.mmu_valid_gen.wrapping_sub(1) & vm.gen_mask();
+    let mut older = Vec::new();
     for (id, meta) in lk.pages.iter() {
         if !lk.is_obsolete(meta) {
             continue;
@@ -44,6 +50,9 @@ pub(crate) fn check_i8_retention(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
             in_use += 1;
         } else {
             unused.push(*id);
+            if !meta.invalid && meta.mmu_valid_gen != previous {
+                older.push((*id, meta.mmu_valid_gen));
+            }
         }
     }
     let mut out = Vec::new();
@@ -55,7 +64,22 @@ pub(crate) fn check_i8_retention(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
         ));
     }
     let batch = vm.config.batch as u64;
-    if unused.len() as u64 > batch {
+    if lk.obsolete_left {
+        if !older.is_empty() {
+            older.sort();
+            out.push(Violation::new(
+                Invariant::I8,
+                format!(
+                    "{} unused obsolete pages retained from generations older than {previous} \
+                     (the current is {}): a deferred invalidation bumped without zapping what \
+                     the previous one left; first {:?}",
+                    older.len(),
+                    lk.mmu_valid_gen,
+                    &older[..older.len().min(4)],
+                ),
+            ));
+        }
+    } else if unused.len() as u64 > batch {
         unused.sort();
         out.push(Violation::new(
             Invariant::I8,

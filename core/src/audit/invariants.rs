@@ -542,7 +542,8 @@ pub(crate) fn check_i5_obsolete_never_reused(
 /// I6 progress: every zap stayed within its bound (proportional to the pages
 /// that existed when it began) and never prepared more than a batch per lock
 /// hold; and, once nothing is in flight, no obsolete page is left on the active
-/// list except in-use roots.
+/// list except in-use roots, and the previous generation's pages when a
+/// deferring invalidation left them (whose bound is I8's).
 pub(crate) fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I6, detail);
@@ -562,9 +563,11 @@ pub(crate) fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
         }
     }
     if vm.slots_lock.try_lock().is_some() {
+        let previous = lk.mmu_valid_gen.wrapping_sub(1) & vm.gen_mask();
         for id in lk.active.values() {
             let meta = &lk.pages[id];
-            if meta.mmu_valid_gen != lk.mmu_valid_gen && !meta.invalid {
+            let left = lk.obsolete_left && meta.mmu_valid_gen == previous;
+            if meta.mmu_valid_gen != lk.mmu_valid_gen && !meta.invalid && !left {
                 out.push(v(format!(
                     "{id} of generation {} survived the zap",
                     meta.mmu_valid_gen

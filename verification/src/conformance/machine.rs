@@ -225,6 +225,7 @@ impl Model {
                 Just(None),
                 Just(Some(DeletionStrategy::Merged311)),
                 Just(Some(DeletionStrategy::SeedV3)),
+                Just(Some(DeletionStrategy::SeedV3Deferred)),
             ];
             (ids, strategy)
                 .prop_map(|(id, strategy)| Step::Call(Op::DeleteSlot { id, strategy }))
@@ -398,7 +399,8 @@ pub fn setup_strategy(mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
         1u8..=2,
         prop_oneof![
             Just(DeletionStrategy::Merged311),
-            Just(DeletionStrategy::SeedV3)
+            Just(DeletionStrategy::SeedV3),
+            Just(DeletionStrategy::SeedV3Deferred)
         ],
         prop_oneof![3 => Just((4usize, 2u8)), 1 => Just((2, 4))],
         2usize..=3,
