@@ -8,6 +8,12 @@
 //! - `fast`: `delete_memslot` with the 3.11 strategy (publish the slot INVALID,
 //!   wait for readers, `invalidate_zap_all_pages`, publish the final slots,
 //!   wait), then `create_memslot`.
+//! - `seedv3`: `delete_memslot_with(SeedV3)`: the slot's rmap is unmapped
+//!   outside `mmu_lock`, then a grace period, then the zap (which finds the
+//!   leaves already gone), then `create_memslot`.
+//! - `deferred`: `delete_memslot_with(SeedV3Deferred)`, the seed as posted:
+//!   the same without the zap; the next `invalidate_zap_all_pages`, run right
+//!   after and timed apart, zaps what it left.
 //! - `eager`: `zap_all()` first, then the same `delete_memslot` (whose fast zap
 //!   now finds an empty table) and `create_memslot`. That is the pre-3.11 delete,
 //!   `kvm_mmu_zap_all` under one `mmu_lock` hold, composed from the public API,
@@ -38,6 +44,9 @@ const GFNS: u64 = 524_288;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {
     Fast,
+    /// The seed's v3 (`DeletionStrategy::SeedV3`): unmap the slot's rmap
+    /// outside `mmu_lock`, wait, then zap the obsolete pages.
+    SeedV3,
     /// The seed's v3 as posted (`DeletionStrategy::SeedV3Deferred`): the
     /// delete leaves the obsolete pages for later; the next invalidation,
     /// run right after and timed apart, zaps them.
@@ -108,10 +117,10 @@ fn one_run(path: Path) -> Run {
         0
     };
     let zapped = start.elapsed();
-    if path == Path::Deferred {
-        vm.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3Deferred)
-    } else {
-        vm.delete_memslot(SlotId(0))
+    match path {
+        Path::SeedV3 => vm.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3),
+        Path::Deferred => vm.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3Deferred),
+        _ => vm.delete_memslot(SlotId(0)),
     }
     .expect("delete");
     let deleted = start.elapsed();
@@ -161,7 +170,13 @@ fn main() {
     {
         let mut group = c.benchmark_group(group_name("b2_memslot_delete_readd"));
         group.sampling_mode(SamplingMode::Flat);
-        for path in [Path::Fast, Path::Deferred, Path::Eager, Path::NoPages] {
+        for path in [
+            Path::Fast,
+            Path::SeedV3,
+            Path::Deferred,
+            Path::Eager,
+            Path::NoPages,
+        ] {
             let name = format!("{path:?}").to_lowercase();
             group.bench_function(BenchmarkId::new(name, "2GiB_6vcpus"), |b| {
                 b.iter_custom(|iters| {
@@ -195,6 +210,7 @@ fn report(runs: &[Run]) {
     let (pages, _) = stat(Path::Fast, &|r| r.pages);
     let (fixed_wall, _) = stat(Path::NoPages, &|r| r.wall_ns);
     let (deferred_wall, nd) = stat(Path::Deferred, &|r| r.wall_ns);
+    let (seed_wall, ns3) = stat(Path::SeedV3, &|r| r.wall_ns);
     let (deferred_hold, _) = stat(Path::Deferred, &|r| r.max_hold_ns);
     let (drain, _) = stat(Path::Deferred, &|r| r.drain_ns);
     let kernel_before = 46_078_825.0;
@@ -212,11 +228,12 @@ fn report(runs: &[Run]) {
         format!("| {NO_GHOST} | {NO_GHOST} | n/a |")
     };
     let mut body = format!(
-        "Shadow pages before the delete (median): {pages:.0}. Runs: {nf} fast, {nd} deferred, {ne} eager (warm-up included).\n\n\
+        "Shadow pages before the delete (median): {pages:.0}. Runs: {nf} fast, {ns3} seed v3, {nd} deferred, {ne} eager (warm-up included).\n\n\
          | | eager (before) | fast (after) | fast / eager |\n|---|---|---|---|\n\
          | kernel v1 cover letter, delete + add, 6 vCPUs, 2 GiB | {} | {} | {:.2} |\n\
          | fastzap, delete + re-add, wall time (median) | {} | {} | {:.2} |\n\
-         | fastzap, the seed's v3 as posted (`SeedV3Deferred`), delete + re-add, wall time (median) | {} | {} | {:.2} |\n\
+         | fastzap, the seed's v3 (`SeedV3`: unmap outside the lock, wait, zap), delete + re-add, wall time (median) | {} | {} | {:.2} |\n\
+         | fastzap, the seed's v3 as posted (`SeedV3Deferred`: no zap), delete + re-add, wall time (median) | {} | {} | {:.2} |\n\
          | the same: the next `invalidate_zap_all_pages`, which zaps what that delete left (median; not in its wall time) | | {} | {:.2} |\n\
          | fastzap, longest single mmu_lock hold during it (median) {hold_row}\n\
          | fastzap, delete + re-add with no page mapped (the part that does not scale with pages) | | {} | {:.2} (floor of the wall ratio) |\n\n\
@@ -228,6 +245,9 @@ fn report(runs: &[Run]) {
         fmt_ns(eager_wall),
         fmt_ns(fast_wall),
         fast_wall / eager_wall,
+        fmt_ns(eager_wall),
+        fmt_ns(seed_wall),
+        seed_wall / eager_wall,
         fmt_ns(eager_wall),
         fmt_ns(deferred_wall),
         deferred_wall / eager_wall,
@@ -278,6 +298,11 @@ fn report(runs: &[Run]) {
             color: PALETTE[0],
         },
         Bar {
+            label: "seed v3: wall".into(),
+            value: seed_wall,
+            color: PALETTE[4],
+        },
+        Bar {
             label: "seed v3 deferred: wall".into(),
             value: deferred_wall,
             color: PALETTE[3],
@@ -285,7 +310,7 @@ fn report(runs: &[Run]) {
         Bar {
             label: "seed v3 deferred: next zap".into(),
             value: drain,
-            color: PALETTE[4],
+            color: PALETTE[5],
         },
         Bar {
             label: "no pages: wall".into(),
