@@ -30,14 +30,17 @@ pub struct LifeCounts {
 }
 
 impl LifeCounts {
-    /// Objects still allocated.
+    /// Objects still allocated. Saturating: the counters of a snapshot taken
+    /// while other threads allocate and free are read one after the other,
+    /// so a snapshot may count a free whose allocation it missed.
     pub fn live(&self) -> u64 {
-        self.allocated - self.freed
+        self.allocated.saturating_sub(self.freed)
     }
 
-    /// Objects retired and waiting for a grace period.
+    /// Objects retired and waiting for a grace period (saturating, as
+    /// [`LifeCounts::live`]).
     pub fn pending(&self) -> u64 {
-        self.retired - self.freed
+        self.retired.saturating_sub(self.freed)
     }
 }
 
@@ -201,3 +204,28 @@ impl<T> GhostMutex<T> {
 
 /// Shared ownership for ghost state (counters shared with deferred frees).
 pub type GhostArc<T> = std::sync::Arc<T>;
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::LifeCounts;
+
+    /// A snapshot read while another thread allocates and frees may see the
+    /// free and not the allocation: the derived counts saturate at 0.
+    #[test]
+    fn a_torn_snapshot_does_not_underflow() {
+        let torn = LifeCounts {
+            allocated: 3,
+            retired: 3,
+            freed: 4,
+            peak_retired_unfreed: 1,
+        };
+        assert_eq!((torn.live(), torn.pending()), (0, 0));
+        let whole = LifeCounts {
+            allocated: 5,
+            retired: 4,
+            freed: 2,
+            peak_retired_unfreed: 2,
+        };
+        assert_eq!((whole.live(), whole.pending()), (3, 2));
+    }
+}
