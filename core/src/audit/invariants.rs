@@ -565,7 +565,13 @@ pub(crate) fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
     if vm.slots_lock.try_lock().is_some() {
         let previous = lk.mmu_valid_gen.wrapping_sub(1) & vm.gen_mask();
         for id in lk.active.values() {
-            let meta = &lk.pages[id];
+            let Some(meta) = lk.pages.get(id) else {
+                out.push(Violation::new(
+                    Invariant::I3,
+                    format!("the active list names {id}, which is no longer a page"),
+                ));
+                continue;
+            };
             let left = lk.obsolete_left && meta.mmu_valid_gen == previous;
             if meta.mmu_valid_gen != lk.mmu_valid_gen && !meta.invalid && !left {
                 out.push(v(format!(
