@@ -87,7 +87,7 @@ pub use stats::{HoldHistogram, ZapStats, retain_bound, zap_step_bound};
 pub use sync::ReclaimBackend;
 pub use vcpu::Requests;
 pub use vm::{RootInfo, Vm};
-pub use walk::Translation;
+pub use walk::{ClaimedVcpu, Translation};
 
 #[cfg(feature = "ghost")]
 pub use audit::audit;

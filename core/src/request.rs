@@ -13,7 +13,7 @@ use crate::mmu::MmuLock;
 use crate::mutant::Mutant;
 use crate::page::Role;
 use crate::sync::{Guard, Ordering};
-use crate::vcpu::Requests;
+use crate::vcpu::{Requests, Vcpu};
 use crate::vm::Vm;
 
 /// What `handle_requests` did.
@@ -31,7 +31,11 @@ impl Vm {
     /// current generation. A vCPU with no root also loads one.
     pub fn handle_requests(&self, vcpu: VcpuId) -> Result<Handled, MmuError> {
         let claim = self.claim(vcpu)?;
-        let v = claim.0;
+        Ok(self.handle_requests_claimed(claim.0, vcpu))
+    }
+
+    /// [`Vm::handle_requests`] on a vCPU the caller has claimed.
+    pub(crate) fn handle_requests_claimed(&self, v: &Vcpu, vcpu: VcpuId) -> Handled {
         let actor = Actor::Vcpu(vcpu.0);
         let mut handled = Handled::default();
         // Freeing the old root flushes remote TLBs, which requests a flush from
@@ -55,7 +59,7 @@ impl Vm {
                 requests: requests.bits(),
             });
         }
-        Ok(handled)
+        handled
     }
 
     /// `mmu_free_roots`: drop the vCPU's root. An invalid root whose count reaches

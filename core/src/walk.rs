@@ -17,10 +17,11 @@ use crate::invariant::Invariant;
 use crate::memslot::Memslots;
 use crate::mutant::Mutant;
 use crate::page::{PagePtr, ShadowPage};
+use crate::request::Handled;
 use crate::spte::{self, Spte};
 use crate::sync::{Guard, Ordering};
 use crate::vcpu::Vcpu;
-use crate::vm::Vm;
+use crate::vm::{VcpuClaim, Vm};
 
 /// What a lockless translation returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,21 +41,69 @@ pub enum Translation {
     RequestPending,
 }
 
+/// A vCPU claimed by [`Vm::claim_vcpu`]: `vcpu->mutex`, held until the
+/// handle is dropped. Its methods take `&mut self`, so one thread at a time
+/// runs on the vCPU, as the claim of each [`Vm`] operation ensures per call.
+pub struct ClaimedVcpu<'a> {
+    vm: &'a Vm,
+    id: VcpuId,
+    claim: VcpuClaim<'a>,
+}
+
+impl std::fmt::Debug for ClaimedVcpu<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ClaimedVcpu").field(&self.id).finish()
+    }
+}
+
+impl ClaimedVcpu<'_> {
+    /// The vCPU.
+    pub fn id(&self) -> VcpuId {
+        self.id
+    }
+
+    /// [`Vm::translate`] on this vCPU: per call the mode, the fence, the
+    /// requests check, an epoch pin, the root check and the walk; no claim.
+    #[inline]
+    pub fn translate(&mut self, gfn: Gfn) -> Result<Translation, MmuError> {
+        let gfn = self.vm.check_gfn(gfn)?;
+        let v = self.claim.0;
+        v.ghost.op();
+        Ok(self.vm.translate_claimed(v, self.id, gfn))
+    }
+
+    /// [`Vm::translate_run`] on this vCPU.
+    pub fn translate_run(
+        &mut self,
+        gfns: &[Gfn],
+        out: &mut Vec<Translation>,
+    ) -> Result<(), MmuError> {
+        for &gfn in gfns {
+            self.vm.check_gfn(gfn)?;
+        }
+        let v = self.claim.0;
+        v.ghost.op();
+        self.vm.translate_run_claimed(v, gfns, out);
+        Ok(())
+    }
+
+    /// [`Vm::handle_requests`] on this vCPU (what a
+    /// [`Translation::RequestPending`] asks for).
+    pub fn handle_requests(&mut self) -> Handled {
+        let v = self.claim.0;
+        v.ghost.op();
+        self.vm.handle_requests_claimed(v, self.id)
+    }
+}
+
 impl Vm {
     /// The lockless read path: what the guest would see at `gfn` now. It never
-    /// takes `mmu_lock`.
+    /// takes `mmu_lock`. Claims the vCPU for the call; [`Vm::claim_vcpu`]
+    /// claims it once for many.
     pub fn translate(&self, vcpu: VcpuId, gfn: Gfn) -> Result<Translation, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let claim = self.claim(vcpu)?;
-        let v = claim.0;
-        let start = self.walk_lockless_begin(v);
-        let result = self.translate_walk(v, gfn, start);
-        v.walk_lockless_end();
-        self.event(Actor::Vcpu(vcpu.0), || What::Translate {
-            gfn,
-            result: format!("{result:?}"),
-        });
-        Ok(result)
+        Ok(self.translate_claimed(claim.0, vcpu, gfn))
     }
 
     /// Translates a run of gfns the way a vCPU runs: one entry (mode, fence,
@@ -70,7 +119,40 @@ impl Vm {
             self.check_gfn(gfn)?;
         }
         let claim = self.claim(vcpu)?;
-        let v = claim.0;
+        self.translate_run_claimed(claim.0, gfns, out);
+        Ok(())
+    }
+
+    /// Claims `vcpu` (`vcpu->mutex`) until the returned handle is dropped, as
+    /// the kernel holds it across `KVM_RUN`: the handle's
+    /// [`translate`](ClaimedVcpu::translate) then does per call everything
+    /// [`Vm::translate`] does (mode, fence, requests check, epoch pin, root
+    /// check, walk) except the claim. Meanwhile every other operation on this
+    /// vCPU is refused with [`MmuError::VcpuBusy`].
+    pub fn claim_vcpu(&self, vcpu: VcpuId) -> Result<ClaimedVcpu<'_>, MmuError> {
+        let claim = self.claim(vcpu)?;
+        Ok(ClaimedVcpu {
+            vm: self,
+            id: vcpu,
+            claim,
+        })
+    }
+
+    /// [`Vm::translate`] on a vCPU the caller has claimed.
+    #[inline]
+    fn translate_claimed(&self, v: &Vcpu, vcpu: VcpuId, gfn: u64) -> Translation {
+        let start = self.walk_lockless_begin(v);
+        let result = self.translate_walk(v, gfn, start);
+        v.walk_lockless_end();
+        self.event(Actor::Vcpu(vcpu.0), || What::Translate {
+            gfn,
+            result: format!("{result:?}"),
+        });
+        result
+    }
+
+    /// [`Vm::translate_run`] on a vCPU the caller has claimed, its gfns checked.
+    fn translate_run_claimed(&self, v: &Vcpu, gfns: &[Gfn], out: &mut Vec<Translation>) {
         let start = self.walk_lockless_begin(v);
         if !v.requests().is_empty() {
             out.extend(gfns.iter().map(|_| Translation::RequestPending));
@@ -85,7 +167,6 @@ impl Vm {
             }
         }
         v.walk_lockless_end();
-        Ok(())
     }
 
     /// The same walk with no synchronization at all: no mode, no fence, no
@@ -120,11 +201,13 @@ impl Vm {
     /// `walk_shadow_page_lockless_begin` ([`Vcpu::walk_lockless_begin`]).
     /// Returns the ghost time the walk began (for I4). The caller ends the
     /// walk with [`Vcpu::walk_lockless_end`].
+    #[inline]
     pub(crate) fn walk_lockless_begin(&self, v: &Vcpu) -> u64 {
         v.walk_lockless_begin(&self.config);
         self.ghost.now()
     }
 
+    #[inline]
     fn translate_walk(&self, v: &Vcpu, gfn: u64, start: u64) -> Translation {
         if !v.requests().is_empty() {
             return Translation::RequestPending;
@@ -141,6 +224,7 @@ impl Vm {
 
     /// The vCPU's MMIO cache (`vcpu_match_mmio_gpa`): trusted only while the
     /// memslots generation it was taken in is current.
+    #[inline]
     fn mmio_cache_hit(&self, v: &Vcpu, gfn: u64) -> Option<Translation> {
         if v.mmio_gfn.load(Ordering::Relaxed) != gfn + 1 {
             return None;
@@ -168,6 +252,7 @@ impl Vm {
     }
 
     /// The vCPU's root, if it is a live page of the current generation.
+    #[inline]
     pub(crate) fn current_root<'g>(
         &self,
         v: &Vcpu,

@@ -133,6 +133,7 @@ impl Reclaimer {
     }
 
     /// Pins the calling thread: `srcu_read_lock`.
+    #[inline]
     pub fn pin(&self) -> Guard<'_> {
         let inner = match &self.backend {
             #[cfg(not(shuttle))]
@@ -226,13 +227,32 @@ impl CrossbeamBackend {
 
     /// Pins through this thread's handle for this collector, registered on first
     /// use: O(1) however many reclaimers the thread uses (the last one used is
-    /// checked first, then a map by id).
+    /// checked first, in a thread-local without a destructor, then a map by id).
     ///
-    /// The thread-local is borrowed only to find the handle, never while
-    /// pinning: crossbeam runs deferred functions inside `pin` (every 128th), and
-    /// a deferred function may itself pin, which must not find the cache
-    /// borrowed.
+    /// The map is borrowed only to find the handle, never while pinning:
+    /// crossbeam runs deferred functions inside `pin` (every 128th), and a
+    /// deferred function may itself pin, which must not find the map borrowed.
+    #[inline]
     fn pin(&self) -> crossbeam_epoch::Guard {
+        let (id, handle) = LAST.get();
+        if id == self.id {
+            // SAFETY: `LAST` names a handle only while `HANDLES` holds it: it
+            // is set from the map's entry for `id`, and cleared before the
+            // map is destroyed (`Handles::drop`). The map drops an entry only
+            // once its reclaimer is gone (`Handles::get`'s prune), and ids are
+            // never reused, so an `id` equal to the live `self.id` names an
+            // entry still in the map. Nothing removes it while this pin runs
+            // (a deferred function that pins another reclaimer prunes only
+            // dead ones), and the handle is used only on this thread.
+            return unsafe { &*handle }.pin();
+        }
+        self.pin_slow()
+    }
+
+    /// [`CrossbeamBackend::pin`] when this reclaimer is not the one the thread
+    /// pinned last.
+    #[cold]
+    fn pin_slow(&self) -> crossbeam_epoch::Guard {
         let handle = HANDLES.try_with(|handles| match handles.try_borrow_mut() {
             Ok(mut handles) => Some(handles.get(self)),
             Err(_) => None,
@@ -250,8 +270,6 @@ impl CrossbeamBackend {
 /// This thread's crossbeam handles, one per live reclaimer it has pinned.
 #[cfg(all(not(shuttle), not(loom)))]
 struct Handles {
-    /// The id of the reclaimer pinned last (0: none) and its handle.
-    last: (u64, Option<std::rc::Rc<crossbeam_epoch::LocalHandle>>),
     /// Every handle, by reclaimer id.
     by_id: std::collections::HashMap<u64, HandleEntry, IdHasher>,
 }
@@ -265,24 +283,37 @@ struct HandleEntry {
 #[cfg(all(not(shuttle), not(loom)))]
 thread_local! {
     static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::new(Handles {
-        last: (0, None),
         by_id: std::collections::HashMap::default(),
     });
+    /// The reclaimer this thread pinned last (its id; 0: none) and its handle,
+    /// which `HANDLES` owns. Const-initialised and without a destructor, so
+    /// that reading it is one thread-local load with no lazy-initialisation
+    /// check, and it stays readable while the thread's thread-locals are
+    /// destroyed.
+    static LAST: std::cell::Cell<(u64, *const crossbeam_epoch::LocalHandle)> =
+        const { std::cell::Cell::new((0, std::ptr::null())) };
+}
+
+#[cfg(all(not(shuttle), not(loom)))]
+impl Drop for Handles {
+    fn drop(&mut self) {
+        // The handles go with the map: `LAST` must not name one of them.
+        LAST.set((0, std::ptr::null()));
+    }
 }
 
 #[cfg(all(not(shuttle), not(loom)))]
 impl Handles {
+    /// This thread's handle for `cb`, registered if it has none; it becomes
+    /// the one `LAST` names.
     fn get(&mut self, cb: &CrossbeamBackend) -> std::rc::Rc<crossbeam_epoch::LocalHandle> {
-        if self.last.0 == cb.id
-            && let Some(handle) = &self.last.1
-        {
-            return handle.clone();
-        }
         let handle = match self.by_id.get(&cb.id) {
             Some(entry) => entry.handle.clone(),
             None => {
                 // Handles of reclaimers dropped since keep their collector's
-                // memory alive: let them go first.
+                // memory alive: let them go first. `LAST` may name one of
+                // them, but only by the id of a dropped reclaimer, which no
+                // live reclaimer has: it is overwritten below in any case.
                 self.by_id.retain(|_, e| e.alive.strong_count() > 0);
                 let handle = std::rc::Rc::new(cb.collector.register());
                 self.by_id.insert(
@@ -295,7 +326,7 @@ impl Handles {
                 handle
             }
         };
-        self.last = (cb.id, Some(handle.clone()));
+        LAST.set((cb.id, std::rc::Rc::as_ptr(&handle)));
         handle
     }
 }
@@ -486,6 +517,53 @@ mod tests {
             r.barrier();
             assert_eq!(ebr.pending(), 0, "barrier left garbage queued before it");
         });
+    }
+
+    /// The last-used fast path names the reclaimer pinned last, switches when
+    /// another is pinned, and is cleared with the thread's handles: a
+    /// thread-local destructor that pins after them gets a fresh handle.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "crossbeam-epoch is not Miri-clean (SPEC: What the checkers cannot see); .ci/miri runs the small EBR"
+    )]
+    fn crossbeam_last_used_handle() {
+        let id = |r: &Reclaimer| match &r.backend {
+            Backend::Crossbeam(cb) => cb.id,
+            Backend::Small(_) => unreachable!(),
+        };
+        std::thread::spawn(move || {
+            let a = Reclaimer::new(ReclaimBackend::Crossbeam).expect("crossbeam");
+            drop(a.pin());
+            assert_eq!(LAST.get().0, id(&a), "the fast path does not name a");
+            let b = Reclaimer::new(ReclaimBackend::Crossbeam).expect("crossbeam");
+            let (a_id, b_id) = (id(&a), id(&b));
+            drop(a);
+            let g = b.pin();
+            assert_eq!(LAST.get().0, b_id, "the fast path does not name b");
+            assert!(
+                HANDLES.with(|h| !h.borrow().by_id.contains_key(&a_id)),
+                "a's handle outlived a"
+            );
+            drop(g);
+            drop(b.pin());
+            // A thread-local destroyed after `HANDLES` pins through a fresh
+            // handle, not through the one `LAST` named.
+            let b: &'static Reclaimer = Box::leak(Box::new(b));
+            struct PinsOnExit(&'static Reclaimer);
+            impl Drop for PinsOnExit {
+                fn drop(&mut self) {
+                    drop(self.0.pin());
+                }
+            }
+            thread_local! {
+                static ON_EXIT: std::cell::RefCell<Option<PinsOnExit>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            ON_EXIT.with(|e| *e.borrow_mut() = Some(PinsOnExit(b)));
+        })
+        .join()
+        .expect("the thread's exit pinned through a dangling handle");
     }
 
     /// Pinning many reclaimers from one thread, over and over, keeps one handle
