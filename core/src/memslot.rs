@@ -317,11 +317,7 @@ impl Memslots {
     /// gfn (`kvm_for_each_memslot_in_hva_range`). O(log n + k) when no two
     /// slots share host pages; see [`HvaIndex::overlapping`].
     pub(crate) fn in_hva_range(&self, start: u64, end: u64) -> Vec<&Memslot> {
-        let mut hits: Vec<&Memslot> = self
-            .hva
-            .overlapping(start, end)
-            .filter_map(|base| self.slots.get(&base))
-            .collect();
+        let mut hits: Vec<&Memslot> = self.hva.overlapping(start, end).collect();
         hits.sort_unstable_by_key(|slot| slot.base_gfn);
         hits
     }
@@ -360,6 +356,7 @@ impl Memslots {
             && let Some(slot) = self.slots.get_mut(&base)
         {
             slot.flags |= flags;
+            self.hva.set_flags(slot, flags);
         }
     }
 }
@@ -372,8 +369,10 @@ impl Memslots {
 /// a slot starts more than the longest slot's length before it.
 #[derive(Debug, Clone)]
 struct HvaIndex {
-    /// `(hva start, id)` to `(hva end, base_gfn)`.
-    by_start: Map<(u64, SlotId), (u64, u64)>,
+    /// `(hva start, id)` to the slot: a copy of the one in `Memslots::slots`
+    /// (the same rmap and `lpage_info`, the same flags), so that a host-range
+    /// query reads its slots without a second lookup.
+    by_start: Map<(u64, SlotId), Memslot>,
     /// How many slots have each host length (for the longest one).
     lengths: Map<u64, u64>,
     /// How many pairs of slots share host pages.
@@ -391,11 +390,11 @@ impl Default for HvaIndex {
 }
 
 impl HvaIndex {
-    /// The base gfns of the slots whose host range intersects `[start, end)`,
+    /// The slots whose host range intersects `[start, end)`,
     /// in one walk back from `end`: first the slots starting inside the range,
     /// then those starting before it that reach into it. One range of the map,
     /// so one descent from each end of it.
-    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = u64> + '_ {
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Memslot> + '_ {
         let end = end.max(start);
         let longest = self.lengths.get_max().map_or(0, |&(len, _)| len);
         let disjoint = self.overlaps == 0;
@@ -410,16 +409,26 @@ impl HvaIndex {
                 before += 1;
                 lo.saturating_add(longest) > start && (!disjoint || before == 1)
             })
-            .filter(move |((lo, _), (hi, _))| *lo >= start || *hi > start)
-            .map(|(_, &(_, base))| base)
+            .map(|(_, slot)| slot)
+            .filter(move |slot| {
+                let (lo, hi) = slot.hva_range();
+                lo >= start || hi > start
+            })
     }
 
     fn insert(&mut self, slot: &Memslot) {
         let (lo, hi) = slot.hva_range();
         self.overlaps += self.overlapping(lo, hi).count() as u64;
-        self.by_start.insert((lo, slot.id), (hi, slot.base_gfn));
+        self.by_start.insert((lo, slot.id), slot.clone());
         let count = self.lengths.get(&(hi - lo)).copied().unwrap_or(0);
         self.lengths.insert(hi - lo, count + 1);
+    }
+
+    /// Sets `flags` on `slot`'s copy.
+    fn set_flags(&mut self, slot: &Memslot, flags: u32) {
+        if let Some(copy) = self.by_start.get_mut(&(slot.userspace_addr, slot.id)) {
+            copy.flags |= flags;
+        }
     }
 
     fn remove(&mut self, slot: &Memslot) {
