@@ -174,10 +174,14 @@ impl Memslot {
     }
 }
 
-/// A persistent ordered map: an update copies one path, O(log n), and shares
-/// the rest with the generation it came from. Plain data (its reference counts
-/// are not the facade's), so the loom and shuttle lanes see no new atomics.
-type Map<K, V> = rpds::RedBlackTreeMapSync<K, V>;
+/// A persistent ordered map: a B-tree whose update copies one root-to-leaf
+/// path of nodes, O(log n), and shares the rest with the generation it came
+/// from. Its nodes hold their keys and values inline, so a lookup touches a
+/// few nodes (about 4 with 32,764 slots), where a binary tree touched 15 or
+/// more, each a cache miss once the slots outgrow the cache. Plain data (its
+/// reference counts are not the facade's), so the loom and shuttle lanes see
+/// no new atomics.
+type Map<K, V> = imbl::OrdMap<K, V>;
 
 /// `struct kvm_memslots`: one published generation of the slots.
 ///
@@ -208,8 +212,8 @@ impl Default for Memslots {
     fn default() -> Self {
         Memslots {
             generation: 0,
-            slots: Map::new_sync(),
-            ids: Map::new_sync(),
+            slots: Map::new(),
+            ids: Map::new(),
             hva: HvaIndex::default(),
             in_flux: AtomicBool::new(false),
         }
@@ -249,7 +253,7 @@ impl Memslots {
 
     /// The number of slots (INVALID ones included).
     pub fn len(&self) -> usize {
-        self.slots.size()
+        self.slots.len()
     }
 
     /// Whether there are no slots.
@@ -313,11 +317,7 @@ impl Memslots {
     /// gfn (`kvm_for_each_memslot_in_hva_range`). O(log n + k) when no two
     /// slots share host pages; see [`HvaIndex::overlapping`].
     pub(crate) fn in_hva_range(&self, start: u64, end: u64) -> Vec<&Memslot> {
-        let mut hits: Vec<&Memslot> = self
-            .hva
-            .overlapping(start, end)
-            .filter_map(|base| self.slots.get(&base))
-            .collect();
+        let mut hits: Vec<&Memslot> = self.hva.overlapping(start, end).collect();
         hits.sort_unstable_by_key(|slot| slot.base_gfn);
         hits
     }
@@ -336,17 +336,16 @@ impl Memslots {
 
     /// Adds `slot`, whose id and gfns the caller checked are free.
     pub(crate) fn insert(&mut self, slot: Memslot) {
-        self.ids.insert_mut(slot.id, slot.base_gfn);
+        self.ids.insert(slot.id, slot.base_gfn);
         self.hva.insert(&slot);
-        self.slots.insert_mut(slot.base_gfn, slot);
+        self.slots.insert(slot.base_gfn, slot);
     }
 
     /// Removes the slot with `id`, if there is one.
     pub(crate) fn remove(&mut self, id: SlotId) -> Option<Memslot> {
         let base = *self.ids.get(&id)?;
-        let slot = self.slots.get(&base)?.clone();
-        self.ids.remove_mut(&id);
-        self.slots.remove_mut(&base);
+        let slot = self.slots.remove(&base)?;
+        self.ids.remove(&id);
         self.hva.remove(&slot);
         Some(slot)
     }
@@ -354,11 +353,10 @@ impl Memslots {
     /// Sets `flags` on the slot with `id`, if there is one.
     pub(crate) fn set_flags(&mut self, id: SlotId, flags: u32) {
         if let Some(base) = self.ids.get(&id).copied()
-            && let Some(slot) = self.slots.get(&base)
+            && let Some(slot) = self.slots.get_mut(&base)
         {
-            let mut slot = slot.clone();
             slot.flags |= flags;
-            self.slots.insert_mut(base, slot);
+            self.hva.set_flags(slot, flags);
         }
     }
 }
@@ -371,8 +369,10 @@ impl Memslots {
 /// a slot starts more than the longest slot's length before it.
 #[derive(Debug, Clone)]
 struct HvaIndex {
-    /// `(hva start, id)` to `(hva end, base_gfn)`.
-    by_start: Map<(u64, SlotId), (u64, u64)>,
+    /// `(hva start, id)` to the slot: a copy of the one in `Memslots::slots`
+    /// (the same rmap and `lpage_info`, the same flags), so that a host-range
+    /// query reads its slots without a second lookup.
+    by_start: Map<(u64, SlotId), Memslot>,
     /// How many slots have each host length (for the longest one).
     lengths: Map<u64, u64>,
     /// How many pairs of slots share host pages.
@@ -382,58 +382,69 @@ struct HvaIndex {
 impl Default for HvaIndex {
     fn default() -> Self {
         HvaIndex {
-            by_start: Map::new_sync(),
-            lengths: Map::new_sync(),
+            by_start: Map::new(),
+            lengths: Map::new(),
             overlaps: 0,
         }
     }
 }
 
 impl HvaIndex {
-    /// The base gfns of the slots whose host range intersects `[start, end)`.
-    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = u64> + '_ {
-        use std::ops::Bound::{Excluded, Included};
-        let first = (start, SlotId(0));
+    /// The slots whose host range intersects `[start, end)`,
+    /// in one walk back from `end`: first the slots starting inside the range,
+    /// then those starting before it that reach into it. One range of the map,
+    /// so one descent from each end of it.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Memslot> + '_ {
         let end = end.max(start);
-        let longest = self.lengths.last().map_or(0, |(&len, _)| len);
+        let longest = self.lengths.get_max().map_or(0, |&(len, _)| len);
         let disjoint = self.overlaps == 0;
-        let before = self
-            .by_start
-            .range(..first)
+        let mut before = 0usize;
+        self.by_start
+            .range(..(end, SlotId(0)))
             .rev()
-            .take_while(move |((lo, _), _)| lo.saturating_add(longest) > start)
-            .enumerate()
-            .take_while(move |(nth, _)| !disjoint || *nth == 0)
-            .filter(move |(_, (_, (hi, _)))| *hi > start)
-            .map(|(_, (_, &(_, base)))| base);
-        let inside = self
-            .by_start
-            .range((Included(first), Excluded((end, SlotId(0)))))
-            .map(|(_, &(_, base))| base);
-        before.chain(inside)
+            .take_while(move |((lo, _), _)| {
+                if *lo >= start {
+                    return true;
+                }
+                before += 1;
+                lo.saturating_add(longest) > start && (!disjoint || before == 1)
+            })
+            .map(|(_, slot)| slot)
+            .filter(move |slot| {
+                let (lo, hi) = slot.hva_range();
+                lo >= start || hi > start
+            })
     }
 
     fn insert(&mut self, slot: &Memslot) {
         let (lo, hi) = slot.hva_range();
         self.overlaps += self.overlapping(lo, hi).count() as u64;
-        self.by_start.insert_mut((lo, slot.id), (hi, slot.base_gfn));
+        self.by_start.insert((lo, slot.id), slot.clone());
         let count = self.lengths.get(&(hi - lo)).copied().unwrap_or(0);
-        self.lengths.insert_mut(hi - lo, count + 1);
+        self.lengths.insert(hi - lo, count + 1);
+    }
+
+    /// Sets `flags` on `slot`'s copy.
+    fn set_flags(&mut self, slot: &Memslot, flags: u32) {
+        if let Some(copy) = self.by_start.get_mut(&(slot.userspace_addr, slot.id)) {
+            copy.flags |= flags;
+        }
     }
 
     fn remove(&mut self, slot: &Memslot) {
         let (lo, hi) = slot.hva_range();
-        if !self.by_start.remove_mut(&(lo, slot.id)) {
+        if self.by_start.remove(&(lo, slot.id)).is_none() {
             return;
         }
         self.overlaps -= self.overlapping(lo, hi).count() as u64;
         match self.lengths.get(&(hi - lo)).copied() {
-            Some(1) | None => self.lengths.remove_mut(&(hi - lo)),
-            Some(count) => {
-                self.lengths.insert_mut(hi - lo, count - 1);
-                true
+            Some(1) | None => {
+                self.lengths.remove(&(hi - lo));
             }
-        };
+            Some(count) => {
+                self.lengths.insert(hi - lo, count - 1);
+            }
+        }
     }
 }
 
@@ -447,5 +458,49 @@ impl std::ops::Deref for MemslotsRef {
     type Target = Memslots;
     fn deref(&self) -> &Memslots {
         &self.0
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ghost::Ghost;
+
+    fn slot(id: u16, base_gfn: u64, npages: u64, hva: u64) -> Memslot {
+        let ghost = Ghost::new(&Config::native());
+        Memslot {
+            id: SlotId(id),
+            base_gfn,
+            npages,
+            userspace_addr: hva,
+            flags: 0,
+            rmap: Arc::new(Rmap::new(npages as usize, 4, false, ghost)),
+            lpage_info: Arc::new(LpageInfo::new(base_gfn, npages, 9)),
+        }
+    }
+
+    /// The host index holds a copy of each slot: an INVALID flag set on the
+    /// slot shows in a host-range query too, the generation before keeps its
+    /// unflagged slot, and a removed slot leaves both indexes.
+    #[test]
+    fn host_index_copy_follows_the_flags() {
+        let mut a = Memslots::default();
+        a.insert(slot(0, 0, 4, 0x10_000));
+        a.insert(slot(1, 4, 4, 0x10_000 + 4 * PAGE_SIZE));
+        let b = a.next(|m| m.set_flags(SlotId(1), SLOT_INVALID));
+        let hva = 0x10_000 + 5 * PAGE_SIZE;
+        let hits = b.in_hva_range(hva, hva + PAGE_SIZE);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, SlotId(1));
+        assert!(hits[0].is_invalid());
+        assert!(b.search(5).is_some_and(Memslot::is_invalid));
+        assert!(!a.in_hva_range(hva, hva + PAGE_SIZE)[0].is_invalid());
+        let c = b.next(|m| {
+            m.remove(SlotId(1));
+        });
+        assert!(c.in_hva_range(hva, hva + PAGE_SIZE).is_empty());
+        assert!(c.search(5).is_none());
+        assert_eq!(c.in_hva_range(0x10_000, hva + PAGE_SIZE).len(), 1);
     }
 }
