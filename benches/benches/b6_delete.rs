@@ -286,26 +286,18 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     let mut rows = Vec::new();
-    for backend in [Backend::Ebr, Backend::Crossbeam] {
-        for delete in [
-            Delete::SeedV3,
-            Delete::SeedV3Deferred,
-            Delete::Merged311,
-            Delete::Eager,
-        ] {
-            rows.push(measure(&mut c, delete, backend, 2, quick));
-        }
-    }
-    // The same with one vCPU thread: the host and the vCPUs then have a CPU
-    // each, so a reader the delete waits for is never a preempted thread.
-    for backend in [Backend::Ebr, Backend::Crossbeam] {
-        for delete in [
-            Delete::SeedV3,
-            Delete::SeedV3Deferred,
-            Delete::Merged311,
-            Delete::Eager,
-        ] {
-            rows.push(measure(&mut c, delete, backend, 1, quick));
+    // Two vCPU threads, then one: with one, the host and the vCPU each have a
+    // CPU, so a reader the delete waits for is never a preempted thread.
+    for vcpus in [2, 1] {
+        for backend in [Backend::Ebr, Backend::Crossbeam] {
+            for delete in [
+                Delete::SeedV3,
+                Delete::SeedV3Deferred,
+                Delete::Merged311,
+                Delete::Eager,
+            ] {
+                rows.push(measure(&mut c, delete, backend, vcpus, quick));
+            }
         }
     }
     c.final_summary();

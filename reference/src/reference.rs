@@ -1611,26 +1611,21 @@ impl Reference {
                         self.slots.retain(|s| s.id != *id);
                         self.publish();
                     }
-                    // The final slots, then the zap.
-                    DeletionStrategy::SeedV3 => {
+                    // The final slots, then the zap (`SeedV3`) or the zap
+                    // left for later (`SeedV3Deferred`: the notifiers may
+                    // still find the retained leaves).
+                    seed @ (DeletionStrategy::SeedV3 | DeletionStrategy::SeedV3Deferred) => {
                         let gone = self.slots.iter().find(|s| s.id == *id).copied();
                         self.slots.retain(|s| s.id != *id);
                         self.publish();
                         if self.deferring.is_some() {
                             self.zombies.extend(gone);
                         }
-                        self.invalidate_or_defer();
-                    }
-                    // The same, with the zap left for later: the notifiers
-                    // may still find the retained leaves.
-                    DeletionStrategy::SeedV3Deferred => {
-                        let gone = self.slots.iter().find(|s| s.id == *id).copied();
-                        self.slots.retain(|s| s.id != *id);
-                        self.publish();
-                        if self.deferring.is_some() {
-                            self.zombies.extend(gone);
+                        if seed == DeletionStrategy::SeedV3 {
+                            self.invalidate_or_defer();
+                        } else {
+                            self.invalidate_all_deferred(gone);
                         }
-                        self.invalidate_all_deferred(gone);
                     }
                 }
                 Ok(())
