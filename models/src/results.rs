@@ -58,6 +58,10 @@ pub enum Verdict {
     WrongInvariant,
     /// A mutant passed every execution.
     Escaped,
+    /// No execution failed, but the exploration was cut short by a bound
+    /// (`LOOM_MAX_PERMUTATIONS` reached, `LOOM_MAX_DURATION` elapsed): the
+    /// model was not checked, so this is never a pass.
+    Bounded,
 }
 
 impl Verdict {
@@ -74,6 +78,7 @@ impl Verdict {
             Verdict::Caught => "caught",
             Verdict::WrongInvariant => "WRONG INVARIANT",
             Verdict::Escaped => "ESCAPED",
+            Verdict::Bounded => "BOUNDED",
         }
     }
 }
@@ -98,6 +103,12 @@ pub struct ModelResult {
     pub expected: Vec<String>,
     /// Executions run (until the failing one, included).
     pub executions: u64,
+    /// The fewest executions a complete run of this model explores at these
+    /// settings (the floor its test asserts; 0 for a mutant, which may be
+    /// caught at once, or when the settings shrink the model below the
+    /// floor's). `verify` reports a run under its floor as UNDER-CHECKED.
+    #[serde(default)]
+    pub floor: u64,
     /// Wall time of the run, in seconds.
     pub seconds: f64,
     /// The checker's settings (preemption bound, schedulers and iterations).
@@ -172,6 +183,9 @@ pub struct Info {
     /// For a mutant: the reports that count as catching it (empty for a
     /// pinned finding, a mutant the model is known not to see).
     pub expected: Vec<String>,
+    /// The fewest executions a complete run explores (the floor the test
+    /// asserts; 0 for a mutant twin). Carried into [`ModelResult::floor`].
+    pub floor: u64,
 }
 
 /// Runs `explore` (one model's whole exploration in `lane`, with `settings`),
@@ -190,6 +204,22 @@ pub fn record(
     settings: String,
     explore: impl FnOnce(),
 ) -> Result<f64, String> {
+    record_bounded(lane, info, tally, settings, &|_, _| None, explore)
+}
+
+/// [`record`] for a checker that can stop early: `cut_short(executions,
+/// seconds)` says why the exploration may have ended on a bound rather than
+/// by exhausting the model (`None` when it cannot have). A run with no
+/// failing execution that was cut short is [`Verdict::Bounded`]; a failure
+/// found before the bound counts as usual.
+pub fn record_bounded(
+    lane: &str,
+    info: &Info,
+    tally: &Tally,
+    settings: String,
+    cut_short: &dyn Fn(u64, f64) -> Option<String>,
+    explore: impl FnOnce(),
+) -> Result<f64, String> {
     let started = Instant::now();
     set_last_counterexample(None);
     let _ = crate::harness::take_last_failure();
@@ -200,10 +230,53 @@ pub fn record(
         .err()
         .map(|p| crate::harness::take_last_failure().unwrap_or_else(|| panic_text(&**p)));
     let reported = message.as_deref().and_then(reported_in);
+    let executions = tally.executions() as u64;
+    let bounded = if message.is_none() {
+        cut_short(executions, seconds)
+    } else {
+        None
+    };
+    let pinned = info.mutant.is_some() && info.expected.is_empty();
+    let verdict = conclude(info, message.as_deref(), bounded.is_some());
+    ModelResult {
+        lane: lane.to_string(),
+        test: test_name(&info.key),
+        model: info.key.clone(),
+        scenario: info.scenario.clone(),
+        mutant: info.mutant.clone(),
+        invariants: info.invariants.clone(),
+        expected: info.expected.clone(),
+        executions,
+        floor: info.floor,
+        seconds,
+        settings,
+        verdict,
+        reported,
+        message: message
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .map(str::to_string)
+            .or(bounded),
+        counterexample: take_last_counterexample(),
+    }
+    .write();
+    match outcome {
+        Ok(()) => Ok(seconds),
+        Err(panic) if info.mutant.is_none() || pinned => resume_unwind(panic),
+        Err(_) => Err(message.unwrap_or_default()),
+    }
+}
+
+/// The verdict of a model run: `message` is the failing execution's report
+/// (`None` when every execution passed), `cut_short` whether the exploration
+/// may have ended on a bound.
+pub fn conclude(info: &Info, message: Option<&str>, cut_short: bool) -> Verdict {
     // A mutant with no expected report is a pinned finding: a mutant the
     // model is known not to see (a masked bug), expected to pass.
     let pinned = info.mutant.is_some() && info.expected.is_empty();
-    let verdict = match (&info.mutant, &message) {
+    match (&info.mutant, message) {
+        // Nothing failed, but not everything was explored.
+        (_, None) if cut_short => Verdict::Bounded,
         (None, None) => Verdict::Pass,
         (None, Some(_)) => Verdict::Fail,
         (Some(_), None) if pinned => Verdict::Pass,
@@ -213,31 +286,6 @@ pub fn record(
             Verdict::Caught
         }
         (Some(_), Some(_)) => Verdict::WrongInvariant,
-    };
-    ModelResult {
-        lane: lane.to_string(),
-        test: test_name(&info.key),
-        model: info.key.clone(),
-        scenario: info.scenario.clone(),
-        mutant: info.mutant.clone(),
-        invariants: info.invariants.clone(),
-        expected: info.expected.clone(),
-        executions: tally.executions() as u64,
-        seconds,
-        settings,
-        verdict,
-        reported,
-        message: message
-            .as_deref()
-            .and_then(|m| m.lines().next())
-            .map(str::to_string),
-        counterexample: take_last_counterexample(),
-    }
-    .write();
-    match outcome {
-        Ok(()) => Ok(seconds),
-        Err(panic) if info.mutant.is_none() || pinned => resume_unwind(panic),
-        Err(_) => Err(message.unwrap_or_default()),
     }
 }
 
@@ -499,6 +547,38 @@ mod tests {
     }
 
     #[test]
+    fn a_run_cut_short_is_bounded_never_a_pass() {
+        let correct = Info {
+            key: "s2".into(),
+            scenario: "s2".into(),
+            mutant: None,
+            invariants: vec![],
+            expected: vec![],
+            floor: 5_000,
+        };
+        assert_eq!(conclude(&correct, None, false), Verdict::Pass);
+        assert_eq!(conclude(&correct, None, true), Verdict::Bounded);
+        assert!(!Verdict::Bounded.is_good());
+        // A failure found before the bound is a failure all the same.
+        assert_eq!(
+            conclude(&correct, Some("I3 page lifetime"), true),
+            Verdict::Fail
+        );
+        let mutant = Info {
+            mutant: Some("NoFenceInPin".into()),
+            expected: vec!["I3 page lifetime".into()],
+            floor: 0,
+            ..correct
+        };
+        assert_eq!(
+            conclude(&mutant, Some("I3 page lifetime"), true),
+            Verdict::Caught
+        );
+        assert_eq!(conclude(&mutant, None, true), Verdict::Bounded);
+        assert_eq!(conclude(&mutant, None, false), Verdict::Escaped);
+    }
+
+    #[test]
     fn a_result_round_trips_through_json() {
         let r = ModelResult {
             lane: "loom".into(),
@@ -509,6 +589,7 @@ mod tests {
             invariants: vec!["I5 obsolete never reused".into()],
             expected: vec![],
             executions: 3,
+            floor: 2,
             seconds: 0.5,
             settings: "preemption bound 2".into(),
             verdict: Verdict::Pass,

@@ -191,16 +191,19 @@ fn info_for(scenario: &str, mutant: EbrMutant) -> Info {
             "I3 page lifetime".to_string(),
             "Causality violation".to_string(),
         ],
+        floor: 0,
     }
 }
 
 #[test]
 fn ebr_grace_period_is_respected() {
     static TALLY: Tally = Tally::new();
-    let seconds = loom_run::run(&info(EbrMutant::None), &TALLY, || {
-        model(EbrMutant::None, &TALLY)
-    })
-    .expect("a correct model's failure is re-raised");
+    let info = Info {
+        floor: 400,
+        ..info(EbrMutant::None)
+    };
+    let seconds = loom_run::run(&info, &TALLY, || model(EbrMutant::None, &TALLY))
+        .expect("a correct model's failure is re-raised");
     println!(
         "loom ebr: {} executions in {seconds:.2}s, {} reclaimed while the reader ran",
         TALLY.executions(),
@@ -258,10 +261,12 @@ fn ebr_mutant_no_fence_in_pin_is_caught() {
 #[test]
 fn ebr_synchronize_waits_for_readers() {
     static TALLY: Tally = Tally::new();
-    let seconds = loom_run::run(&info_for("ebr-sync", EbrMutant::None), &TALLY, || {
-        sync_model(EbrMutant::None, &TALLY)
-    })
-    .expect("a correct model's failure is re-raised");
+    let info = Info {
+        floor: 100,
+        ..info_for("ebr-sync", EbrMutant::None)
+    };
+    let seconds = loom_run::run(&info, &TALLY, || sync_model(EbrMutant::None, &TALLY))
+        .expect("a correct model's failure is re-raised");
     println!(
         "loom ebr synchronize: {} executions in {seconds:.2}s, reader held the old object in {}, the new in {}",
         TALLY.executions(),

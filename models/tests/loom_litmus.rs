@@ -42,6 +42,7 @@ fn explore(name: &str, model: Model, marks: &[&str], floor: usize) {
         mutant: None,
         invariants: Vec::new(),
         expected: Vec::new(),
+        floor: floor.max(2) as u64,
     };
     let seconds = results::record("loom", &info, tally, SETTINGS.to_string(), || {
         builder().check(move || model(None, tally))
@@ -87,6 +88,7 @@ fn expect_failure(
         mutant: Some(format!("{mutant:?}")),
         invariants: vec![invariant.name().to_string()],
         expected,
+        floor: 0,
     };
     let outcome = results::record("loom", &info, tally, SETTINGS.to_string(), || {
         builder().check(move || model(Some(mutant), tally))

@@ -36,6 +36,7 @@ fn info(scenario: &Scenario, params: &Params, expected: &[&str]) -> Info {
             .map(|i| i.name().to_string())
             .collect(),
         expected: expected.iter().map(|e| e.to_string()).collect(),
+        floor: 0,
     }
 }
 
@@ -45,7 +46,10 @@ fn info(scenario: &Scenario, params: &Params, expected: &[&str]) -> Info {
 /// asserted (it was measured with the code's bounds).
 fn explore(scenario: Scenario, params: Params, floor: usize) -> &'static Tally {
     let tally: &'static Tally = Box::leak(Box::new(Tally::new()));
-    let info = info(&scenario, &params, &[]);
+    let info = Info {
+        floor: floor as u64,
+        ..info(&scenario, &params, &[])
+    };
     let seconds = loom_run::run(&info, tally, move || (scenario.run)(&params, tally))
         .expect("a correct model's failure is re-raised");
     let executions = tally.executions();

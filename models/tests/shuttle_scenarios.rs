@@ -168,6 +168,7 @@ fn info(key: &str, scenario: &Scenario, params: &Params, expected: &str) -> Info
         } else {
             vec![expected.to_string()]
         },
+        floor: 0,
     }
 }
 
@@ -180,7 +181,10 @@ fn run(key: &'static str) -> &'static Tally {
     let mut explored = None;
     results::record(
         "shuttle",
-        &info(key, &scenario, &params, ""),
+        &Info {
+            floor: 4 * iterations as u64,
+            ..info(key, &scenario, &params, "")
+        },
         tally,
         format!("check_random + PCT depth 1, 2, 3: {iterations} executions each"),
         || {

@@ -10,6 +10,7 @@ use fastzap::{
 };
 
 use crate::conformance;
+use crate::memory::{long_stress_outcome, memory_growth};
 use crate::report::{Check, CheckOutcome, Lane, Options};
 use crate::stress::{self, StressConfig, StressReport};
 
@@ -545,44 +546,17 @@ fn stress_row_report(config: StressConfig, options: &Options) -> (CheckOutcome, 
 
 /// The long stress: 10 times the budget over 4 vCPU threads and the churn
 /// thread. Besides the usual checks, resident memory (sampled every 50 ms) must
-/// not grow: the largest sample of the last quarter of the run may exceed the
-/// largest of the second quarter by at most a quarter plus 32 MiB.
+/// not grow ([`memory_growth`]). A run too short for
+/// [`crate::memory::MEMORY_SAMPLES`]
+/// samples is "not judged": the row carries it in
+/// [`CheckOutcome::unjudged`], which fails a full run.
 fn long_stress_row(options: &Options) -> CheckOutcome {
     let mut long = options.clone();
     long.stress_ops = options.stress_ops * 10;
     let config = StressConfig::long(long.stress_ops, options.stress_wall * 3, options.seed ^ 3);
     let (outcome, r) = stress_row_report(config, &long);
-    let samples = &r.rss_kib;
     let peak = stress::peak_resident_kib().unwrap_or(0);
-    if samples.len() < 8 {
-        let note = format!(
-            "; resident memory: {} samples, too few to judge growth (peak {} MiB)",
-            samples.len(),
-            peak / 1024
-        );
-        return CheckOutcome {
-            detail: format!("{}{note}", outcome.detail),
-            ..outcome
-        };
-    }
-    let q = samples.len() / 4;
-    let early = samples[q..2 * q].iter().copied().max().unwrap_or(0);
-    let late = samples[3 * q..].iter().copied().max().unwrap_or(0);
-    let grew = late > early + early / 4 + 32 * 1024;
-    let note = format!(
-        "; resident memory over {} samples: second quarter max {} MiB, last quarter max {} MiB, process peak {} MiB{}",
-        samples.len(),
-        early / 1024,
-        late / 1024,
-        peak / 1024,
-        if grew { " -- GREW" } else { "" }
-    );
-    let detail = format!("{}{note}", outcome.detail);
-    if outcome.passed && !grew {
-        CheckOutcome::pass(r.total_ops, "ops", detail)
-    } else {
-        CheckOutcome::fail(r.total_ops, "ops", detail)
-    }
+    long_stress_outcome(outcome, memory_growth(&r.rss_kib), peak)
 }
 
 fn conformance_run(options: &Options) -> CheckOutcome {

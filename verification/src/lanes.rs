@@ -183,6 +183,111 @@ pub fn run_lane(
     })
 }
 
+/// The variable that lets a developer without nightly skip Miri (`.ci/miri`
+/// honours it too); a run that skips it is reduced.
+pub const SKIP_MIRI_VAR: &str = "FASTZAP_SKIP_MIRI";
+
+/// How the Miri lane ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MiriStatus {
+    /// Every test passed, no undefined behaviour.
+    Passed,
+    /// Undefined behaviour reported.
+    Ub,
+    /// A test failed, the job timed out, or Miri could not run.
+    Failed,
+}
+
+/// What `.ci/miri` reported.
+#[derive(Debug, Clone)]
+pub struct MiriRun {
+    /// How it ended.
+    pub status: MiriStatus,
+    /// Tests that passed under Miri.
+    pub passed: u64,
+    /// The script's last line (`miri: ...`, `MIRI FAILED: ...`).
+    pub summary: String,
+    /// The whole output.
+    pub log: PathBuf,
+    /// Wall time, build included.
+    pub time: Duration,
+}
+
+impl MiriRun {
+    /// Reads `.ci/miri`'s output: its summary line is
+    /// `miri: N tests passed, no UB, ...` on success, `MIRI FAILED: ...` or
+    /// `MIRI NOT RUN: ...` otherwise; anything else (or exit code non-zero
+    /// with a success line) is a failure.
+    pub fn parse(output: &str, success: bool) -> (MiriStatus, u64, String) {
+        let summary = output
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("miri: ") || l.starts_with("MIRI "))
+            .unwrap_or("no summary line from .ci/miri")
+            .to_string();
+        let passed = summary
+            .strip_prefix("miri: ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
+        let status = match passed {
+            Some(_) if success && summary.contains("no UB") => MiriStatus::Passed,
+            _ if summary.contains("undefined behaviour") => MiriStatus::Ub,
+            _ => MiriStatus::Failed,
+        };
+        (status, passed.unwrap_or(0), summary)
+    }
+}
+
+/// Runs `.ci/miri` (the one list of what Miri runs), its output to
+/// `dir/miri.log`; `on_line` sees each line.
+pub fn run_miri(dir: &Path, on_line: &mut dyn FnMut(&str)) -> std::io::Result<MiriRun> {
+    let started = Instant::now();
+    std::fs::create_dir_all(dir)?;
+    let log_path = dir.join("miri.log");
+    let mut child = Command::new("bash")
+        .arg(workspace_root().join(".ci").join("miri"))
+        .current_dir(workspace_root())
+        // verify decides about skipping: the script must run or fail.
+        .env_remove(SKIP_MIRI_VAR)
+        .env("CARGO_TERM_COLOR", "never")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().map(|e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(e).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        })
+    });
+    let mut log = String::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            on_line(&line);
+            log.push_str(&line);
+            log.push('\n');
+        }
+    }
+    let status = child.wait()?;
+    let (passed_status, passed, summary) = MiriRun::parse(&log, status.success());
+    if let Some(err) = stderr.and_then(|h| h.join().ok()) {
+        log.push_str("\n--- stderr ---\n");
+        log.push_str(&err);
+    }
+    std::fs::write(&log_path, &log)?;
+    Ok(MiriRun {
+        status: passed_status,
+        passed,
+        summary,
+        log: log_path,
+        time: started.elapsed(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +307,20 @@ mod tests {
         );
         assert_eq!(parse_test_line("test result: ok. 1 passed"), None);
         assert_eq!(parse_test_line("test replay ... ignored"), None);
+    }
+
+    #[test]
+    fn the_miri_summary_is_read_and_a_missing_miri_is_a_failure() {
+        let ok =
+            "test result: ok. 12 passed\nmiri: 31 tests passed, no UB, MIRIFLAGS=\"x\", 200s\n";
+        assert_eq!(MiriRun::parse(ok, true).0, MiriStatus::Passed);
+        assert_eq!(MiriRun::parse(ok, true).1, 31);
+        // The same line with a failing exit status is not a pass.
+        assert_eq!(MiriRun::parse(ok, false).0, MiriStatus::Failed);
+        let ub = "MIRI FAILED: undefined behaviour reported (20s):\nerror: Undefined Behavior\n";
+        assert_eq!(MiriRun::parse(ub, false).0, MiriStatus::Ub);
+        let absent = "MIRI NOT RUN: rustup component add failed\n";
+        assert_eq!(MiriRun::parse(absent, false).0, MiriStatus::Failed);
+        assert_eq!(MiriRun::parse("", true).0, MiriStatus::Failed);
     }
 }

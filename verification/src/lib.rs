@@ -19,7 +19,9 @@
 
 pub mod checks;
 pub mod conformance;
+pub mod evidence;
 pub mod lanes;
+pub mod memory;
 pub mod output;
 pub mod progress;
 pub mod replay;

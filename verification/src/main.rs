@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use fastzap_verification::checks;
+use fastzap_verification::evidence::{self, Selection};
+use fastzap_verification::lanes::SKIP_MIRI_VAR;
 use fastzap_verification::output;
 use fastzap_verification::progress::Progress;
 use fastzap_verification::replay;
@@ -23,11 +25,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs every lane (native checks, loom, shuttle) and the bug zoo, prints
-    /// the zoo table and writes the report directory. Exit status: 0 when
-    /// everything passes, 1 when a check fails or a mutant escapes or names
-    /// the wrong invariant, 2 for bad usage. With --mutant: 1 when the
-    /// mutant is caught (its counterexample is shown), 3 when it escapes.
+    /// Runs every lane (native checks, loom, shuttle, Miri) and the bug zoo,
+    /// prints the zoo table and writes the report directory. The mode is
+    /// `full`, or `reduced` with every knob that shrank the run listed.
+    /// Exit status: 0 when everything passes, 1 when a check fails, a mutant
+    /// escapes or names the wrong invariant, or the evidence falls short
+    /// (NOTHING RUN, UNDER-CHECKED, BOUNDED, NOT JUDGED in a full run), 2 for
+    /// bad usage (a scenario or mutant that matches nothing, with the valid
+    /// names). With --mutant: 1 when the mutant is caught (its
+    /// counterexample is shown), 3 when it escapes.
     Verify(VerifyArgs),
 }
 
@@ -41,6 +47,21 @@ enum LaneArg {
     Loom,
     /// The bug zoo: every mutant against its cheapest checker.
     Zoo,
+    /// `.ci/miri`: Miri on the unsafe boundary (skipped by --quick unless
+    /// named; FASTZAP_SKIP_MIRI=1 skips it from the default lanes).
+    Miri,
+}
+
+impl LaneArg {
+    fn name(self) -> &'static str {
+        match self {
+            LaneArg::Native => "native",
+            LaneArg::Shuttle => "shuttle",
+            LaneArg::Loom => "loom",
+            LaneArg::Zoo => "zoo",
+            LaneArg::Miri => "miri",
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +73,8 @@ struct VerifyArgs {
     /// Only these lanes (repeat or comma-separate; default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     lane: Vec<LaneArg>,
-    /// Only this scenario's models and zoo rows (`S4`, `s3s`...).
+    /// Only this scenario's models and zoo rows (`S4`, `s3s`...); not with
+    /// `--lane native` (the native checks have no scenarios).
     #[arg(long, value_name = "S")]
     scenario: Option<String>,
     /// Runs one zoo row (a `Mutant` name, `ebr::NoFenceInPin`,
@@ -82,6 +104,10 @@ struct VerifyArgs {
     /// Only the native checks whose name contains this (repeatable).
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
+    /// Lets loom models cut short by `LOOM_MAX_PERMUTATIONS` or
+    /// `LOOM_MAX_DURATION` (BOUNDED) pass; the headline says so.
+    #[arg(long)]
+    allow_bounded: bool,
 }
 
 /// `target/fastzap-report` of this workspace.
@@ -89,6 +115,13 @@ fn default_out() -> PathBuf {
     fastzap_verification::lanes::workspace_root()
         .join("target")
         .join("fastzap-report")
+}
+
+/// `PROPTEST_CASES`, if set to a number.
+fn env_cases() -> Option<u32> {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
 }
 
 fn options(args: &VerifyArgs) -> Options {
@@ -103,10 +136,7 @@ fn options(args: &VerifyArgs) -> Options {
     if let Some(s) = args.stress_secs {
         o.stress_wall = Duration::from_secs(s);
     }
-    let env_cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok());
-    if let Some(c) = args.cases.or(env_cases) {
+    if let Some(c) = args.cases.or(env_cases()) {
         o.cases = c;
     }
     if let Some(s) = args.seed {
@@ -121,13 +151,33 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(checks::CHILD_COMMAND) {
         return ExitCode::from(checks::child_main(&args[1..]));
     }
-    let Command::Verify(args) = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Verify(args) => verify_main(args),
+    }
+}
+
+/// Bad usage: the message on stderr, exit 2.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn verify_main(args: VerifyArgs) -> ExitCode {
     if cfg!(debug_assertions) {
         eprintln!("note: a debug build; `cargo run --release -- verify` is much faster");
     }
     if let Some(file) = &args.replay {
         let out = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
         return ExitCode::from(replay::replay(file, &out));
+    }
+    if let Err(e) = evidence::check_names(args.scenario.as_deref(), args.mutant.as_deref()) {
+        return usage(&e);
+    }
+    if args.scenario.is_some() && args.lane.contains(&LaneArg::Native) {
+        return usage(
+            "--scenario selects models and zoo rows; the native checks have no scenarios \
+             (use --only for them, or --lane loom,shuttle,zoo with --scenario)",
+        );
     }
     // The tests that write results run in their package's directory: they
     // need an absolute path.
@@ -137,14 +187,50 @@ fn main() -> ExitCode {
     };
     let all = args.lane.is_empty();
     let has = |l: LaneArg| all || args.lane.contains(&l);
+    // Miri runs in the default lanes unless skipped on purpose, and with
+    // --quick only when named.
+    let skip_var = std::env::var(SKIP_MIRI_VAR)
+        .ok()
+        .filter(|v| !v.is_empty() && v != "0");
+    let miri_named = args.lane.contains(&LaneArg::Miri);
+    let miri_skipped = if args.mutant.is_some() || miri_named {
+        None
+    } else if !has(LaneArg::Miri) {
+        Some("not selected".to_string())
+    } else if let Some(v) = &skip_var {
+        Some(format!("{SKIP_MIRI_VAR}={v}"))
+    } else if args.quick {
+        Some("--quick".to_string())
+    } else {
+        None
+    };
+    let options = options(&args);
+    let selection = Selection {
+        quick: args.quick,
+        lanes: args.lane.iter().map(|l| l.name().to_string()).collect(),
+        scenario: args.scenario.clone(),
+        mutant: args.mutant.clone(),
+        cases: match (args.cases, env_cases()) {
+            (Some(c), _) => Some(("--cases", c)),
+            (None, Some(c)) => Some(("PROPTEST_CASES", c)),
+            (None, None) => None,
+        },
+        stress_ops: args.stress_ops,
+        stress_secs: args.stress_secs,
+        miri_skipped: miri_skipped.clone(),
+    };
+    let knobs = evidence::knobs(&selection, &options, &|v| std::env::var(v).ok());
     let plan = Plan {
         native: has(LaneArg::Native) && args.scenario.is_none(),
         loom: has(LaneArg::Loom),
         shuttle: has(LaneArg::Shuttle),
         zoo: has(LaneArg::Zoo),
+        miri: has(LaneArg::Miri) && miri_skipped.is_none(),
+        knobs,
+        allow_bounded: args.allow_bounded,
         scenario: args.scenario.clone(),
         mutant: args.mutant.clone(),
-        options: options(&args),
+        options,
         out: args.out.clone(),
     };
     let plan = if plan.mutant.is_some() {
@@ -154,11 +240,15 @@ fn main() -> ExitCode {
             loom: false,
             shuttle: false,
             zoo: true,
+            miri: false,
             ..plan
         }
     } else {
         plan
     };
+    if let Some(why) = &miri_skipped {
+        eprintln!("note: Miri skipped ({why}): the run is reduced");
+    }
     let verdict = verify(&plan, &Progress::detect());
     if let Some(native) = &verdict.native {
         println!("{}", native.table());
@@ -182,6 +272,14 @@ fn main() -> ExitCode {
         if let Some((median, max)) = verdict.detection_times() {
             println!("median time to detect {median:.2} s, largest {max:.2} s");
         }
+    }
+    if let Some(m) = &verdict.miri {
+        println!(
+            "miri lane: {} ({:.1} s, log {})",
+            m.summary,
+            m.time.as_secs_f64(),
+            m.log.display()
+        );
     }
     for e in &verdict.lane_errors {
         println!("ERROR: {e}");
@@ -229,9 +327,15 @@ fn main() -> ExitCode {
             None => ExitCode::from(2),
         };
     }
+    for (gap, what) in verdict.gaps() {
+        println!("{}: {what}", gap.name());
+    }
+    for (gap, what) in verdict.allowed() {
+        println!("{} (allowed in this run): {what}", gap.name());
+    }
     println!(
         "\nverify: {} in {:.1} s",
-        if verdict.passed() { "PASS" } else { "FAIL" },
+        verdict.status_words(),
         verdict.total.as_secs_f64()
     );
     if verdict.passed() {

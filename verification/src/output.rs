@@ -190,10 +190,7 @@ pub fn environment(v: &Verdict) -> Vec<(String, String)> {
         env.push((krate.to_string(), version.to_string()));
     }
     let o = &v.plan.options;
-    env.push((
-        "mode".to_string(),
-        if o.quick { "quick" } else { "full" }.to_string(),
-    ));
+    env.push(("mode".to_string(), v.mode_text()));
     env.push(("seed".to_string(), format!("{:#x}", o.seed)));
     env.push((
         "native".to_string(),
@@ -315,19 +312,36 @@ fn headline(v: &Verdict) -> (String, bool, &'static str) {
                 if caught { "CAUGHT" } else { "NOT CAUGHT" },
             )
         }
-        None => (
-            "fastzap verify:".to_string(),
-            v.passed(),
-            if v.passed() { "PASS" } else { "FAIL" },
-        ),
+        None => ("fastzap verify:".to_string(), v.passed(), ""),
+    }
+}
+
+/// The headline's verdict: `CAUGHT`/`NOT CAUGHT` for `--mutant`, else
+/// [`Verdict::status_words`] (`FAIL: NOTHING RUN [reduced: --lane zoo]`).
+fn verdict_words(v: &Verdict) -> String {
+    match headline(v) {
+        (_, _, "") => v.status_words(),
+        (_, _, words) => words.to_string(),
     }
 }
 
 /// `report.md`.
 pub fn markdown(v: &Verdict, cxs: &[Written]) -> String {
-    let (title, _, verdict) = headline(v);
+    let (title, _, _) = headline(v);
+    let verdict = verdict_words(v);
     let mut out = format!("# {title} {verdict}\n\n");
-    let _ = writeln!(out, "{:.1} s in all.\n", v.total.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "{} mode, {:.1} s in all.\n",
+        v.mode_text(),
+        v.total.as_secs_f64()
+    );
+    for line in v.gap_lines() {
+        let _ = writeln!(out, "- {line}");
+    }
+    if let Some(m) = v.miri_text() {
+        let _ = writeln!(out, "\nMiri lane: {m}.\n");
+    }
     out.push_str("## Environment\n\n| | |\n|---|---|\n");
     for (k, val) in environment(v) {
         let _ = writeln!(out, "| {k} | {val} |");
@@ -398,19 +412,22 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
 </style></head><body>
 "##,
     );
-    let (title, good, verdict) = headline(v);
+    let (title, good, _) = headline(v);
     let _ = writeln!(
         out,
-        r#"<h1>{} <span class="{}">{verdict}</span></h1><p>{} mode, {:.1} s in all.</p>"#,
+        r#"<h1>{} <span class="{}">{}</span></h1><p>{} mode, {:.1} s in all.</p>"#,
         h(&title),
         if good { "pass" } else { "fail" },
-        if v.plan.options.quick {
-            "quick"
-        } else {
-            "full"
-        },
+        h(&verdict_words(v)),
+        h(&v.mode_text()),
         v.total.as_secs_f64()
     );
+    for line in v.gap_lines() {
+        let _ = writeln!(out, r#"<p class="fail">{}</p>"#, h(&line));
+    }
+    if let Some(m) = v.miri_text() {
+        let _ = writeln!(out, "<h2>Miri lane</h2><p>{}</p>", h(&m));
+    }
     out.push_str("<h2>Environment</h2><table>");
     for (k, val) in environment(v) {
         let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", h(&k), h(&val));
@@ -537,7 +554,16 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
 pub fn json(v: &Verdict, cxs: &[Written]) -> Value {
     json!({
         "passed": v.passed(),
-        "mode": if v.plan.options.quick { "quick" } else { "full" },
+        "mode": v.mode(),
+        "knobs": v.plan.knobs,
+        "headline": verdict_words(v),
+        "gaps": v.gaps().into_iter().map(|(g, w)| json!({"gap": g.name(), "what": w})).collect::<Vec<_>>(),
+        "allowed": v.allowed().into_iter().map(|(g, w)| json!({"gap": g.name(), "what": w})).collect::<Vec<_>>(),
+        "miri": v.miri.as_ref().map(|m| json!({
+            "passed_tests": m.passed, "ub": m.status == crate::lanes::MiriStatus::Ub,
+            "ok": m.status == crate::lanes::MiriStatus::Passed,
+            "seconds": m.time.as_secs_f64(), "summary": m.summary, "log": m.log,
+        })),
         "seconds": v.total.as_secs_f64(),
         "environment": environment(v).into_iter().map(|(k, val)| (k, Value::String(val)))
             .collect::<serde_json::Map<String, Value>>(),

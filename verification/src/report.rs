@@ -87,6 +87,9 @@ pub struct CheckOutcome {
     pub unit: &'static str,
     /// One line of detail (the failure's first lines when it failed).
     pub detail: String,
+    /// Why part of the check could not judge, if it could not (too few
+    /// samples...): a full run fails on it, a reduced one lists it.
+    pub unjudged: Option<String>,
 }
 
 impl CheckOutcome {
@@ -97,6 +100,7 @@ impl CheckOutcome {
             amount,
             unit,
             detail: detail.into(),
+            unjudged: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl CheckOutcome {
             amount,
             unit,
             detail: detail.into(),
+            unjudged: None,
         }
     }
 }

@@ -3,8 +3,10 @@
 //! [`verify`] runs what a [`Plan`] selects: the native checks in-process,
 //! the loom and shuttle lanes through `cargo` ([`crate::lanes`]), and the bug
 //! zoo ([`crate::zoo`]), whose loom and shuttle rows read the model results of
-//! the lane runs and whose native rows run in child processes. It returns a
-//! [`Verdict`], which [`crate::output`] writes as the report directory.
+//! the lane runs and whose native rows run in child processes, and Miri
+//! (`.ci/miri`, [`lanes::run_miri`]). It returns a [`Verdict`], which
+//! [`crate::output`] writes as the report directory; [`crate::evidence`]
+//! holds what a PASS needs besides nothing failing.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,14 +14,15 @@ use std::time::{Duration, Instant};
 use fastzap_models::results::{ModelResult, Verdict as ModelVerdict, reported_in};
 
 use crate::checks::{self, MutantRun};
-use crate::lanes::{self, LaneRun, ModelLane};
+use crate::lanes::{self, LaneRun, MiriRun, ModelLane};
 use crate::progress::Progress;
 use crate::report::{Options, Report, run_checks};
 use crate::zoo::{self, Checker, ZooRow};
 
 /// The cheap loom models `--quick` runs besides the zoo's loom rows (every
 /// scenario runs in `--quick`'s shuttle lane; these are the loom models
-/// under ten seconds).
+/// under ten seconds). Each must run: a name the loom lane does not report
+/// (a renamed test) fails the run.
 pub const QUICK_LOOM: &[&str] = &[
     "s2_translate_vs_reclaim",
     "s3s_seed_v3_delete_vs_shrinker",
@@ -50,6 +53,14 @@ pub struct Plan {
     pub shuttle: bool,
     /// The bug zoo.
     pub zoo: bool,
+    /// Miri on the unsafe boundary (`.ci/miri`).
+    pub miri: bool,
+    /// Every knob that makes the run smaller than the full one
+    /// ([`crate::evidence::knobs`]); empty for a full run.
+    pub knobs: Vec<String>,
+    /// Whether loom models cut short by a bound are allowed (listed, not
+    /// failed).
+    pub allow_bounded: bool,
     /// Only this scenario (`S4`), in the model lanes and the zoo.
     pub scenario: Option<String>,
     /// Only this mutant's zoo row.
@@ -101,6 +112,8 @@ pub struct Verdict {
     pub lanes: Vec<LaneRun>,
     /// Problems running a lane (cargo could not start...).
     pub lane_errors: Vec<String>,
+    /// The Miri lane, if it ran.
+    pub miri: Option<MiriRun>,
     /// The zoo.
     pub zoo: Vec<ZooOutcome>,
     /// Wall time.
@@ -116,14 +129,25 @@ impl Verdict {
     }
 
     /// Whether everything passed: native checks, every lane test and model
-    /// result, every zoo row caught with its invariant.
+    /// result, every zoo row caught with its invariant, Miri, and no gap in
+    /// the evidence ([`Verdict::gaps`]: nothing run, under a floor,
+    /// bounded...).
     pub fn passed(&self) -> bool {
         let native = self.native.as_ref().is_none_or(Report::passed);
         let lanes = self.lanes.iter().all(|l| {
-            l.success && l.failed().is_empty() && l.results.iter().all(|r| r.verdict.is_good())
+            l.success
+                && l.failed().is_empty()
+                && l.results
+                    .iter()
+                    .all(|r| r.verdict.is_good() || r.verdict == ModelVerdict::Bounded)
         });
         let zoo = self.zoo.iter().all(ZooOutcome::caught);
-        native && lanes && zoo && self.lane_errors.is_empty()
+        native
+            && lanes
+            && zoo
+            && self.lane_errors.is_empty()
+            && self.miri_passed()
+            && self.gaps().is_empty()
     }
 
     /// The median and the largest time to detect over the zoo rows that ran.
@@ -188,6 +212,7 @@ pub fn verify(plan: &Plan, progress: &Progress) -> Verdict {
         native: None,
         lanes: Vec::new(),
         lane_errors: Vec::new(),
+        miri: None,
         zoo: Vec::new(),
         total: Duration::ZERO,
     };
@@ -262,6 +287,28 @@ pub fn verify(plan: &Plan, progress: &Progress) -> Verdict {
         }
         let caught = verdict.zoo.iter().filter(|z| z.caught()).count();
         bar.finish(&format!("{caught}/{} caught", rows.len()));
+    }
+    if plan.miri && plan.mutant.is_none() {
+        let bar = progress.lane("miri", None);
+        bar.running(".ci/miri (building)");
+        match lanes::run_miri(&plan.out, &mut |line| {
+            if let Some(t) = lanes::parse_test_line(line) {
+                bar.done(&format!(
+                    "{} {}",
+                    t.name,
+                    if t.ok { "ok" } else { "FAILED" }
+                ));
+            }
+        }) {
+            Ok(run) => {
+                bar.finish(&run.summary);
+                verdict.miri = Some(run);
+            }
+            Err(e) => {
+                bar.finish(&format!("could not run .ci/miri: {e}"));
+                verdict.lane_errors.push(format!(".ci/miri: {e}"));
+            }
+        }
     }
     if let Some(m) = &plan.mutant
         && rows.is_empty()

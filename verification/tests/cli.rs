@@ -141,6 +141,12 @@ fn verify_quick_passes_and_writes_the_report() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("json"))
             .expect("report.json parses");
     assert_eq!(json["passed"], serde_json::Value::Bool(true));
+    // --quick (and its smaller stresses, and Miri left out) is reduced.
+    assert_eq!(json["mode"], "reduced");
+    assert!(
+        stdout.contains("verify: PASS [reduced: --quick"),
+        "{stdout}"
+    );
     let zoo = json["zoo"].as_array().expect("zoo rows");
     assert!(zoo.len() >= 23, "{} zoo rows", zoo.len());
     assert!(zoo.iter().all(|r| r["verdict"] == "caught"));
@@ -180,4 +186,181 @@ fn verify_one_mutant_fails_and_shows_its_counterexample() {
     }
     let timeline = std::fs::read_to_string(cx.join(format!("{stem}.txt"))).expect("txt");
     assert!(timeline.contains("VIOLATED I5 obsolete never reused"));
+}
+
+/// The report's `report.json`, parsed.
+fn report_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report.json"))
+        .expect("report.json parses")
+}
+
+fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_scenario_or_mutant_that_matches_nothing_is_bad_usage_listing_the_valid_names() {
+    let dir = out_dir("no-such-scenario");
+    let d = dir.to_str().expect("utf-8");
+    let out = run(&["verify", "--lane", "zoo", "--scenario", "S99", "--out", d]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("valid scenarios") && stderr.contains("s1") && stderr.contains("s11"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("PASS"), "{stdout}");
+    let out = run(&["verify", "--mutant", "NoSuchMutant", "--out", d]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("ReloadOutsideLock"), "{stderr}");
+}
+
+#[test]
+fn a_scenario_never_silently_drops_the_native_lane() {
+    let dir = out_dir("native-scenario");
+    let out = run(&[
+        "verify",
+        "--lane",
+        "native",
+        "--scenario",
+        "S4",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("--scenario"), "{stderr}");
+    assert!(!stdout.contains("PASS"), "{stdout}");
+}
+
+#[test]
+fn an_empty_selection_is_nothing_run() {
+    let dir = out_dir("nothing-run");
+    let out = run(&[
+        "verify",
+        "--lane",
+        "native",
+        "--only",
+        "no-such-check",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("verify: FAIL: NOTHING RUN"), "{stdout}");
+    let json = report_json(&dir);
+    assert_eq!(json["passed"], false);
+    assert!(
+        json["headline"]
+            .as_str()
+            .is_some_and(|h| h.contains("NOTHING RUN")),
+        "{}",
+        json["headline"]
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("html");
+    assert!(html.contains("NOTHING RUN"));
+    // A scenario with no zoo row: the zoo selection is empty.
+    let empty = fastzap_verification::evidence::scenario_names()
+        .into_iter()
+        .find(|s| fastzap_verification::zoo::select(Some(s), None).is_empty());
+    if let Some(s) = empty {
+        let out = run(&[
+            "verify",
+            "--lane",
+            "zoo",
+            "--scenario",
+            &s,
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ]);
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{s}: {stdout}{stderr}");
+        assert!(stdout.contains("zoo: the selection is empty"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_smaller_stress_is_a_reduced_run_and_too_few_memory_samples_are_not_judged() {
+    let dir = out_dir("reduced");
+    let out = run(&[
+        "verify",
+        "--lane",
+        "native",
+        "--only",
+        "native-stress-long",
+        "--stress-ops",
+        "1",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    let (stdout, stderr) = texts(&out);
+    // Reduced runs may pass, and say what they left out.
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("reduced") && last.contains("--stress-ops 1"),
+        "{last}"
+    );
+    assert!(last.contains("NOT JUDGED allowed"), "{last}");
+    let json = report_json(&dir);
+    assert_eq!(json["mode"], "reduced");
+    let knobs: Vec<&str> = json["knobs"]
+        .as_array()
+        .expect("knobs")
+        .iter()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert!(knobs.contains(&"--stress-ops 1"), "{knobs:?}");
+    assert!(
+        json["allowed"][0]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("native-stress-long") && w.contains("not judged")),
+        "{}",
+        json["allowed"]
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("html");
+    assert!(html.contains("reduced (") && html.contains("--stress-ops 1"));
+}
+
+#[test]
+#[ignore = "drives cargo loom: minutes on a cold build; CI runs it"]
+fn a_loom_model_cut_short_by_a_bound_is_bounded_not_a_pass() {
+    let dir = out_dir("bounded");
+    let d = dir.to_str().expect("utf-8");
+    let bounded = |extra: &[&str]| {
+        let mut args = vec!["verify", "--lane", "loom", "--scenario", "s2", "--out", d];
+        args.extend(extra);
+        fastzap()
+            .args(&args)
+            .env("LOOM_MAX_DURATION", "1")
+            .output()
+            .expect("run fastzap")
+    };
+    let out = bounded(&[]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("BOUNDED: loom s2"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("FAIL: BOUNDED") && last.contains("LOOM_MAX_DURATION=1"),
+        "{last}"
+    );
+    let json = report_json(&dir);
+    let results = json["lanes"][0]["results"].as_array().expect("results");
+    assert!(
+        results.iter().any(|r| r["verdict"] == "bounded"),
+        "{results:?}"
+    );
+    let out = bounded(&["--allow-bounded"]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("PASS") && last.contains("BOUNDED allowed"),
+        "{last}"
+    );
 }
