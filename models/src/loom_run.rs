@@ -87,14 +87,14 @@ fn cut_short_at(
         && executions + 1 >= p
     {
         return Some(format!(
-            "BOUNDED: LOOM_MAX_PERMUTATIONS={p} reached after {executions} executions"
+            "LOOM_MAX_PERMUTATIONS={p} reached after {executions} executions"
         ));
     }
     if let Some(d) = duration
         && seconds >= d as f64
     {
         return Some(format!(
-            "BOUNDED: LOOM_MAX_DURATION={d} s elapsed after {executions} executions ({seconds:.1} s)"
+            "LOOM_MAX_DURATION={d} s elapsed after {executions} executions ({seconds:.1} s)"
         ));
     }
     None

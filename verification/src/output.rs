@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use fastzap::Invariant;
 use fastzap_models::results::Counterexample;
-use serde_json::{Value, json};
 
 use crate::run::{Verdict, ZooOutcome};
 use crate::svg;
@@ -279,15 +278,16 @@ fn lanes_markdown(v: &Verdict) -> String {
         );
         let _ = writeln!(
             out,
-            "| model | test | executions | time | verdict | reported |\n|---|---|---:|---:|---|---|"
+            "| model | test | executions | floor | time | verdict | reported |\n|---|---|---:|---:|---:|---|---|"
         );
         for r in &lane.results {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.2} s | {} | {} |",
+                "| {} | {} | {} | {} | {:.2} s | {} | {} |",
                 r.model,
                 r.test,
                 r.executions,
+                r.floor,
                 r.seconds,
                 r.verdict.name(),
                 r.reported.as_deref().unwrap_or("-")
@@ -324,6 +324,9 @@ fn verdict_words(v: &Verdict) -> String {
         (_, _, words) => words.to_string(),
     }
 }
+
+mod json;
+pub use json::json;
 
 /// `report.md`.
 pub fn markdown(v: &Verdict, cxs: &[Written]) -> String {
@@ -484,7 +487,7 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
     for lane in &v.lanes {
         let _ = writeln!(
             out,
-            "<h2>{} lane</h2><p>{} tests, {} failed; {:.1} s with the build.</p><table><tr><th>model</th><th>test</th><th>settings</th><th>executions</th><th>time</th><th>verdict</th><th>reported</th></tr>",
+            "<h2>{} lane</h2><p>{} tests, {} failed; {:.1} s with the build.</p><table><tr><th>model</th><th>test</th><th>settings</th><th>executions</th><th>floor</th><th>time</th><th>verdict</th><th>reported</th></tr>",
             lane.lane.name(),
             lane.tests.len(),
             lane.failed().len(),
@@ -493,11 +496,12 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
         for r in &lane.results {
             let _ = writeln!(
                 out,
-                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{:.2} s</td><td class="{}">{}</td><td>{}</td></tr>"#,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.2} s</td><td class="{}">{}</td><td>{}</td></tr>"#,
                 h(&r.model),
                 h(&r.test),
                 h(&r.settings),
                 r.executions,
+                r.floor,
                 r.seconds,
                 if r.verdict.is_good() { "pass" } else { "fail" },
                 r.verdict.name(),
@@ -548,53 +552,6 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
     }
     out.push_str("</body></html>\n");
     out
-}
-
-/// `report.json`.
-pub fn json(v: &Verdict, cxs: &[Written]) -> Value {
-    json!({
-        "passed": v.passed(),
-        "mode": v.mode(),
-        "knobs": v.plan.knobs,
-        "headline": verdict_words(v),
-        "gaps": v.gaps().into_iter().map(|(g, w)| json!({"gap": g.name(), "what": w})).collect::<Vec<_>>(),
-        "allowed": v.allowed().into_iter().map(|(g, w)| json!({"gap": g.name(), "what": w})).collect::<Vec<_>>(),
-        "miri": v.miri.as_ref().map(|m| json!({
-            "passed_tests": m.passed, "ub": m.status == crate::lanes::MiriStatus::Ub,
-            "ok": m.status == crate::lanes::MiriStatus::Passed,
-            "seconds": m.time.as_secs_f64(), "summary": m.summary, "log": m.log,
-        })),
-        "seconds": v.total.as_secs_f64(),
-        "environment": environment(v).into_iter().map(|(k, val)| (k, Value::String(val)))
-            .collect::<serde_json::Map<String, Value>>(),
-        "native": v.native.as_ref().map(|n| n.rows.iter().map(|r| json!({
-            "check": r.name, "lane": r.lane.name(), "what": r.what,
-            "passed": r.outcome.passed, "amount": r.outcome.amount, "unit": r.outcome.unit,
-            "seconds": r.time.as_secs_f64(), "detail": r.outcome.detail,
-        })).collect::<Vec<_>>()),
-        "lanes": v.lanes.iter().map(|l| json!({
-            "lane": l.lane.name(), "success": l.success, "status": l.status,
-            "seconds": l.time.as_secs_f64(),
-            "tests": l.tests.iter().map(|t| json!({"name": t.name, "ok": t.ok})).collect::<Vec<_>>(),
-            "results": l.results,
-            "log": l.log,
-        })).collect::<Vec<_>>(),
-        "zoo": v.zoo.iter().map(|z| json!({
-            "mutant": z.row.subject.name(), "commit": z.row.commit,
-            "expected": z.row.expected.name(), "reported": z.reported,
-            "checker": z.row.checker.describe(), "settings": z.settings,
-            "amount": z.amount, "unit": z.unit, "seconds": z.seconds,
-            "verdict": z.verdict, "detail": z.detail,
-            "counterexample": cxs.iter().find(|c| c.of == z.row.subject.name()).map(|c| &c.svg),
-        })).collect::<Vec<_>>(),
-        "detection": v.detection_times().map(|(m, x)| json!({"median_seconds": m, "max_seconds": x})),
-        "coverage": coverage(v).into_iter().map(|(i, c)| json!({"invariant": i.name(), "checks": c})).collect::<Vec<_>>(),
-        "counterexamples": cxs.iter().map(|c| json!({
-            "name": c.name, "of": c.of, "invariants": c.invariants,
-            "timeline": c.txt, "mermaid": c.mmd, "svg": c.svg, "schedule": c.schedule,
-        })).collect::<Vec<_>>(),
-        "errors": v.lane_errors,
-    })
 }
 
 /// Writes the whole report directory; returns the counterexamples written.

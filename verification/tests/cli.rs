@@ -364,3 +364,27 @@ fn a_loom_model_cut_short_by_a_bound_is_bounded_not_a_pass() {
         "{last}"
     );
 }
+
+#[test]
+fn a_miri_that_cannot_run_fails_the_run() {
+    let dir = out_dir("no-miri");
+    // No rustup on the path: `.ci/miri` cannot install Miri.
+    let out = fastzap()
+        .args([
+            "verify",
+            "--lane",
+            "miri",
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ])
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("FASTZAP_SKIP_MIRI")
+        .output()
+        .expect("run fastzap");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("MIRI NOT RUN"), "{stdout}");
+    let json = report_json(&dir);
+    assert_eq!(json["miri"]["ok"], false);
+    assert_eq!(json["passed"], false);
+}

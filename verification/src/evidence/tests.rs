@@ -43,7 +43,7 @@ fn result(model: &str, executions: u64, floor: u64, verdict: ModelVerdict) -> Mo
         verdict,
         reported: None,
         message: (verdict == ModelVerdict::Bounded)
-            .then(|| "BOUNDED: LOOM_MAX_DURATION=1 s elapsed".to_string()),
+            .then(|| "LOOM_MAX_DURATION=1 s elapsed".to_string()),
         counterexample: None,
     }
 }
