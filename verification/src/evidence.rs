@@ -3,7 +3,7 @@
 //! A PASS needs evidence: every selected lane ran something, every model ran
 //! at least its floor of executions and explored its whole space, the quick
 //! loom list ran whole, the memory check of the long stress judged. This
-//! module finds what is missing ([`Verdict::problems`]) and names every knob
+//! module finds what is missing ([`Verdict::gaps`]) and names every knob
 //! that made the run smaller than the full defaults ([`knobs`]): such a run
 //! is `reduced`, and says so in the headline, the report and the exit line.
 

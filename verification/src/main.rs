@@ -201,13 +201,23 @@ fn verify_main(args: VerifyArgs) -> ExitCode {
         Some(format!("{SKIP_MIRI_VAR}={v}"))
     } else if args.quick {
         Some("--quick".to_string())
+    } else if args.scenario.is_some() {
+        Some("--scenario".to_string())
     } else {
         None
     };
     let options = options(&args);
     let selection = Selection {
         quick: args.quick,
-        lanes: args.lane.iter().map(|l| l.name().to_string()).collect(),
+        // Naming every lane is the full run.
+        lanes: if LaneArg::value_variants()
+            .iter()
+            .all(|l| args.lane.contains(l))
+        {
+            Vec::new()
+        } else {
+            args.lane.iter().map(|l| l.name().to_string()).collect()
+        },
         scenario: args.scenario.clone(),
         mutant: args.mutant.clone(),
         cases: match (args.cases, env_cases()) {
@@ -246,6 +256,11 @@ fn verify_main(args: VerifyArgs) -> ExitCode {
     } else {
         plan
     };
+    if let Some(s) = &args.scenario
+        && all
+    {
+        eprintln!("note: --scenario {s} selects models and zoo rows: the native checks do not run");
+    }
     if let Some(why) = &miri_skipped {
         eprintln!("note: Miri skipped ({why}): the run is reduced");
     }
