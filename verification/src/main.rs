@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fastzap_verification::checks;
 use fastzap_verification::output;
 use fastzap_verification::progress::Progress;
+use fastzap_verification::publish;
 use fastzap_verification::replay;
 use fastzap_verification::report::Options;
 use fastzap_verification::run::{Plan, verify};
@@ -29,6 +30,29 @@ enum Command {
     /// the wrong invariant, 2 for bad usage. With --mutant: 1 when the
     /// mutant is caught (its counterexample is shown), 3 when it escapes.
     Verify(VerifyArgs),
+    /// Rewrites the generated blocks of README.md, BENCHMARKS.md and
+    /// core/tests/LITMUS.md from the committed results files (`--check`:
+    /// compare only; exit 1 when out of step). `--zoo` and `--litmus` first
+    /// copy a new run into verification/results/.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// A verify report (`target/fastzap-report/report.json`) whose zoo rows
+    /// become verification/results/zoo.json.
+    #[arg(long, value_name = "REPORT")]
+    zoo: Option<PathBuf>,
+    /// The command that wrote that report (default: inferred from it).
+    #[arg(long, value_name = "TEXT", requires = "zoo")]
+    command: Option<String>,
+    /// The lines `FASTZAP_LITMUS_RESULTS=FILE cargo loom --test loom_litmus`
+    /// wrote; they become verification/results/litmus.json.
+    #[arg(long, value_name = "FILE")]
+    litmus: Option<PathBuf>,
+    /// Compare only: exit 1 when a block differs from what would be written.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,7 +145,19 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(checks::CHILD_COMMAND) {
         return ExitCode::from(checks::child_main(&args[1..]));
     }
-    let Command::Verify(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Verify(args) => args,
+        Command::Publish(p) => {
+            let request = publish::Request {
+                zoo: p.zoo,
+                zoo_command: p.command,
+                litmus: p.litmus,
+                check: p.check,
+            };
+            let root = fastzap_verification::lanes::workspace_root();
+            return ExitCode::from(publish::main(&root, &request));
+        }
+    };
     if cfg!(debug_assertions) {
         eprintln!("note: a debug build; `cargo run --release -- verify` is much faster");
     }

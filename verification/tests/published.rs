@@ -1,0 +1,56 @@
+//! The published numbers are in step with the committed results: every block
+//! that `fastzap publish` writes into README.md, BENCHMARKS.md and
+//! core/tests/LITMUS.md is what it would write now from
+//! `verification/results/` and `benches/results/`, and the zoo's summary
+//! line agrees with its own rows. (`fastzap_verification::publish`'s unit
+//! tests show that an edited block, a stray block and a summary from another
+//! run are each seen.)
+
+use fastzap_verification::lanes::workspace_root;
+use fastzap_verification::publish;
+
+#[test]
+fn every_generated_block_is_in_step_with_its_results() {
+    let root = workspace_root();
+    let problems = publish::check(&root).expect("the results files and documents read");
+    assert!(
+        problems.is_empty(),
+        "out of step (run `cargo run --release -- publish`):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_document_has_its_blocks() {
+    let root = workspace_root();
+    let blocks = publish::render_all(&root).expect("render");
+    for (doc, text) in publish::read_docs(&root).expect("read") {
+        let mut names = publish::block_names(&text);
+        names.sort();
+        let mut want: Vec<&str> = blocks
+            .iter()
+            .filter(|b| b.doc == doc)
+            .map(|b| b.name)
+            .collect();
+        want.sort();
+        assert_eq!(names, want, "{doc}: its generated blocks, once each");
+    }
+}
+
+#[test]
+fn an_edited_block_fails_the_check() {
+    let root = workspace_root();
+    let blocks = publish::render_all(&root).expect("render");
+    let mut docs = publish::read_docs(&root).expect("read");
+    assert!(publish::compare(&docs, &blocks).is_empty());
+    // A number typed over the zoo's summary, as a hand edit would.
+    let readme = &mut docs.iter_mut().find(|(d, _)| *d == "README.md").unwrap().1;
+    let zoo = publish::extract(readme, "zoo").unwrap().to_string();
+    let summary = zoo.lines().find(|l| l.contains(" caught; ")).unwrap();
+    let edited = zoo.replace(summary, &summary.replace("largest ", "largest 0"));
+    *readme = publish::splice(readme, "zoo", &edited).unwrap();
+    let problems = publish::compare(&docs, &blocks);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("differs"), "{problems:?}");
+    assert!(problems[1].contains("largest"), "{problems:?}");
+}
