@@ -187,23 +187,27 @@ pub fn check(root: &Path) -> Result<Vec<String>, String> {
     Ok(compare(&read_docs(root)?, &blocks))
 }
 
-/// Rewrites every block under `root`; returns the documents changed.
+/// Rewrites every block under `root`; returns the documents changed. Every
+/// document is rendered before any is written, so a missing marker changes
+/// nothing.
 pub fn write(root: &Path) -> Result<Vec<&'static str>, String> {
     let blocks = render_all(root)?;
-    let mut changed = Vec::new();
+    let mut new_docs = Vec::new();
     for (path, text) in read_docs(root)? {
         let mut new = text.clone();
         for b in blocks.iter().filter(|b| b.doc == path) {
             new = splice(&new, b.name, &b.text).map_err(|e| format!("{path}: {e}"))?;
         }
         if new != text {
-            std::fs::write(root.join(path), &new).map_err(|e| format!("{path}: {e}"))?;
-            changed.push(path);
+            new_docs.push((path, new));
         }
+    }
+    for (path, new) in &new_docs {
+        std::fs::write(root.join(path), new).map_err(|e| format!("{path}: {e}"))?;
     }
     let problems = compare(&read_docs(root)?, &blocks);
     if problems.is_empty() {
-        Ok(changed)
+        Ok(new_docs.into_iter().map(|(p, _)| p).collect())
     } else {
         Err(problems.join("\n"))
     }
@@ -229,29 +233,31 @@ pub fn main(root: &Path, request: &Request) -> u8 {
         eprintln!("publish: --check compares only; it takes no --zoo or --litmus");
         return 2;
     }
+    // Read and check every input before writing anything.
     let imported = (|| -> Result<(), String> {
-        if let Some(report) = &request.zoo {
-            let z = zoo::ZooResults::import(report, request.zoo_command.as_deref())?;
+        let zoo = match &request.zoo {
+            Some(report) => Some(zoo::ZooResults::import(
+                report,
+                request.zoo_command.as_deref(),
+            )?),
+            None => None,
+        };
+        let litmus = match &request.litmus {
+            Some(lines) => Some(litmus::LitmusResults::import(lines)?),
+            None => None,
+        };
+        if let Some(z) = zoo {
             z.write(&root.join(ZOO_RESULTS))?;
-            println!(
-                "{ZOO_RESULTS}: {} rows from {}",
-                z.rows.len(),
-                report.display()
-            );
+            println!("{ZOO_RESULTS}: {} rows", z.rows.len());
         }
-        if let Some(lines) = &request.litmus {
-            let l = litmus::LitmusResults::import(lines)?;
+        if let Some(l) = litmus {
             l.write(&root.join(LITMUS_RESULTS))?;
-            println!(
-                "{LITMUS_RESULTS}: {} records from {}",
-                l.records.len(),
-                lines.display()
-            );
+            println!("{LITMUS_RESULTS}: {} records", l.records.len());
         }
         Ok(())
     })();
     if let Err(e) = imported {
-        eprintln!("publish: {e}");
+        eprintln!("publish: {e} (nothing written)");
         return 2;
     }
     if request.check {

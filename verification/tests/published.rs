@@ -54,3 +54,32 @@ fn an_edited_block_fails_the_check() {
     assert!(problems[0].contains("differs"), "{problems:?}");
     assert!(problems[1].contains("largest"), "{problems:?}");
 }
+
+/// `fastzap publish` as a person runs it: `--check` exits 0 on this tree;
+/// a missing report is a usage error (exit 2) that writes nothing.
+#[test]
+fn the_command_checks_and_refuses_bad_input() {
+    let fastzap = env!("CARGO_BIN_EXE_fastzap");
+    let run = |args: &[&str]| {
+        std::process::Command::new(fastzap)
+            .args(args)
+            .output()
+            .expect("run fastzap")
+    };
+    let check = run(&["publish", "--check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let root = workspace_root();
+    let before = std::fs::read(root.join(publish::ZOO_RESULTS)).expect("zoo results");
+    let missing = run(&["publish", "--zoo", "/nonexistent/report.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nothing written"));
+    let both = run(&["publish", "--check", "--litmus", "/nonexistent"]);
+    assert_eq!(both.status.code(), Some(2));
+    let after = std::fs::read(root.join(publish::ZOO_RESULTS)).expect("zoo results");
+    assert_eq!(before, after, "a failed publish changed the results");
+}
