@@ -83,3 +83,45 @@ fn the_command_checks_and_refuses_bad_input() {
     let after = std::fs::read(root.join(publish::ZOO_RESULTS)).expect("zoo results");
     assert_eq!(before, after, "a failed publish changed the results");
 }
+
+/// The committed zoo results are a run of the zoo as it is now: the same rows,
+/// in order, with the same commit, expected invariant and checker as
+/// `zoo::ZOO`. A row added, removed or moved to another checker makes the
+/// published table stale: measure it again (README.md, "The bug zoo,
+/// measured").
+#[test]
+fn the_zoo_results_are_of_the_current_zoo() {
+    use fastzap_verification::zoo::ZOO;
+    let root = workspace_root();
+    let results = publish::zoo::ZooResults::read(&root.join(publish::ZOO_RESULTS))
+        .expect("the zoo results read");
+    let measured: Vec<(String, String, String, String)> = results
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.mutant.clone(),
+                r.commit.clone(),
+                r.expected.clone(),
+                r.checker.clone(),
+            )
+        })
+        .collect();
+    let current: Vec<(String, String, String, String)> = ZOO
+        .iter()
+        .map(|r| {
+            (
+                r.subject.name(),
+                r.commit.to_string(),
+                r.expected.name().to_string(),
+                r.checker.describe(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        measured, current,
+        "verification/results/zoo.json is not a run of the current zoo: run \
+         `cargo run --release -- verify --lane zoo --out /tmp/zoo-report` and \
+         `cargo run --release -- publish --zoo /tmp/zoo-report/report.json`"
+    );
+}
