@@ -125,3 +125,43 @@ fn the_zoo_results_are_of_the_current_zoo() {
          `cargo run --release -- publish --zoo /tmp/zoo-report/report.json`"
     );
 }
+
+/// The committed litmus results cover exactly the tests of
+/// core/tests/loom_litmus.rs that a lane runs (its `#[test]`s less the
+/// `#[ignore]`d ones): a test added or removed makes LITMUS.md's counts
+/// stale (see LITMUS.md for the command that measures them again).
+#[test]
+fn the_litmus_results_cover_the_tests_that_run() {
+    let root = workspace_root();
+    let source =
+        std::fs::read_to_string(root.join("core/tests/loom_litmus.rs")).expect("loom_litmus.rs");
+    let mut running = Vec::new();
+    let mut lines = source.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line != "#[test]" {
+            continue;
+        }
+        let mut ignored = false;
+        for next in lines.by_ref() {
+            if next.starts_with("#[ignore") {
+                ignored = true;
+            } else if let Some(rest) = next.strip_prefix("fn ") {
+                if !ignored {
+                    running.push(rest.split('(').next().unwrap_or("").to_string());
+                }
+                break;
+            }
+        }
+    }
+    running.sort();
+    let results =
+        publish::litmus::LitmusResults::read(&root.join(publish::LITMUS_RESULTS)).expect("read");
+    let mut recorded: Vec<String> = results.records.iter().map(|r| r.test.clone()).collect();
+    recorded.sort();
+    recorded.dedup();
+    assert!(!running.is_empty(), "no tests found in loom_litmus.rs");
+    assert_eq!(
+        recorded, running,
+        "verification/results/litmus.json does not cover the tests loom_litmus.rs runs"
+    );
+}
