@@ -16,7 +16,8 @@
 //!   a `verify` report (`fastzap publish --zoo target/fastzap-report/report.json`
 //!   copies them there);
 //! - the benchmarks ([`bench`](mod@bench)): `benches/results/*.md`, written by the
-//!   benchmarks themselves;
+//!   benchmarks themselves; the summary of their goals ([`goals`]), with
+//!   verdicts computed from the same files;
 //! - the litmus tests ([`litmus`]): `verification/results/litmus.json`, the
 //!   lines `core/tests/loom_litmus.rs` writes when `FASTZAP_LITMUS_RESULTS`
 //!   names a file (`fastzap publish --litmus FILE` copies them there).
@@ -27,7 +28,10 @@
 //! without its documents, fails the test suite.
 
 pub mod bench;
+pub mod goal_list;
+pub mod goals;
 pub mod litmus;
+pub mod table;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +112,7 @@ pub fn render_all(root: &Path) -> Result<Vec<Block>, String> {
     let zoo = zoo::ZooResults::read(&root.join(ZOO_RESULTS))?;
     blocks.extend(zoo.blocks());
     blocks.extend(bench::blocks(&root.join("benches/results"))?);
+    blocks.push(goals::block(&root.join("benches/results"))?);
     let litmus = litmus::LitmusResults::read(&root.join(LITMUS_RESULTS))?;
     blocks.extend(litmus.blocks());
     Ok(blocks)
