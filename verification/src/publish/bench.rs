@@ -86,7 +86,7 @@ pub fn body(text: &str, section: Option<&str>) -> Result<String, String> {
     if !found {
         return Err(format!("no `### {}:` section", section.unwrap_or("")));
     }
-    // One blank line between paragraphs, none at the ends.
+    // One blank line between paragraphs, none at the ends; prose wrapped.
     let mut text = String::new();
     let mut blank = false;
     for l in out {
@@ -98,10 +98,51 @@ pub fn body(text: &str, section: Option<&str>) -> Result<String, String> {
             text.push('\n');
         }
         blank = false;
-        text.push_str(l);
-        text.push('\n');
+        if l.starts_with('|') {
+            text.push_str(l);
+            text.push('\n');
+        } else {
+            text.push_str(&wrap(l));
+        }
     }
     Ok(text)
+}
+
+/// Whether a line starting with `word` would be read as a list item, a
+/// heading or a quote.
+fn starts_a_block(word: &str) -> bool {
+    matches!(word, "-" | "+" | "*" | ">")
+        || word.starts_with('#')
+        || word
+            .strip_suffix(['.', ')'])
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Width of the prose lines `fastzap publish` writes.
+pub const WIDTH: usize = 80;
+
+/// A prose line wrapped at word boundaries to [`WIDTH`] columns (a word
+/// longer than that stands on its own line), each line ending in `\n`.
+pub fn wrap(line: &str) -> String {
+    let mut out = String::new();
+    let mut current = String::new();
+    for word in line.split_whitespace() {
+        if !current.is_empty()
+            && current.chars().count() + 1 + word.chars().count() > WIDTH
+            && !starts_a_block(word)
+        {
+            out.push_str(&current);
+            out.push('\n');
+            current.clear();
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    out.push_str(&current);
+    out.push('\n');
+    out
 }
 
 fn read(dir: &Path, stem: &str, build: &str) -> Result<String, String> {
@@ -133,7 +174,7 @@ pub fn machine_paragraph(files: &[(String, String)]) -> Result<String, String> {
         return Err("no results files".into());
     };
     machines.sort();
-    Ok(format!(
+    Ok(wrap(&format!(
         "The {} results files of `benches/results/` were measured on {}: {}, \
          as `/proc/cpuinfo` names the model (a virtual machine). Their load \
          averages at the end of the run (over 1, 5 and 15 minutes) range from \
@@ -149,7 +190,7 @@ pub fn machine_paragraph(files: &[(String, String)]) -> Result<String, String> {
         low.1,
         high.0,
         high.1
-    ))
+    )))
 }
 
 /// Every block of BENCHMARKS.md, from the results files in `dir`.
@@ -210,6 +251,19 @@ mod tests {
         );
         let b5 = body(FILE, Some("B5")).unwrap();
         assert!(b5.ends_with("| 2 |\n\nA note.\n"), "{b5}");
+        let long = format!("{} {}", "word ".repeat(30), "x".repeat(90));
+        let marker = format!("{} 2. - # x", "y".repeat(78));
+        assert_eq!(wrap(&marker), format!("{} 2. - #\nx\n", "y".repeat(78)));
+        let wrapped = wrap(&long);
+        assert!(
+            wrapped
+                .lines()
+                .all(|l| l.len() <= WIDTH || !l.contains(' '))
+        );
+        assert_eq!(
+            wrapped.split_whitespace().collect::<Vec<_>>(),
+            long.split_whitespace().collect::<Vec<_>>()
+        );
         assert!(body(FILE, Some("B9")).is_err());
         let all = body(FILE, None).unwrap();
         assert!(!all.contains("###") && all.contains("| 1 |") && all.contains("| 2 |"));
@@ -222,6 +276,8 @@ mod tests {
             "Intel Xeon; load average at the end of the run: 0.50 2.47 1.00",
         );
         let p = machine_paragraph(&[("a.md".into(), FILE.into()), ("b.md".into(), other)]).unwrap();
+        assert!(p.lines().all(|l| l.len() <= WIDTH), "{p}");
+        let p = p.replace('\n', " ");
         assert!(p.contains("The 2 results files"), "{p}");
         assert!(
             p.contains("2 kinds of machine: 2 CPUs, AMD EPYC; 2 CPUs, Intel Xeon"),

@@ -142,9 +142,9 @@ impl LitmusResults {
         tests.dedup();
         let executions: u64 = self.records.iter().map(|r| r.executions).sum();
         let seconds: f64 = self.records.iter().map(|r| r.seconds).sum();
-        format!(
+        super::bench::wrap(&format!(
             "Measured by `FASTZAP_LITMUS_RESULTS=<file> {}` on {}, {}: {} tests ran {} \
-             models, {} executions in {:.1} s of model time.\n",
+             models, {} executions in {:.1} s of model time.",
             self.command,
             self.date,
             self.machine,
@@ -152,7 +152,7 @@ impl LitmusResults {
             self.records.len(),
             thousands(executions),
             seconds
-        )
+        ))
     }
 
     fn explored(&self) -> String {
@@ -327,7 +327,15 @@ mod tests {
         );
         assert!(text("litmus-caught").contains("| `t_c` | C | 2 | 47 |"));
         assert!(text("litmus-matrix").contains("| B | **not caught** (1,087 executions) |"));
-        assert!(text("litmus-run").contains("3 tests ran 4 models, 37,592 executions"));
+        let run = text("litmus-run");
+        assert!(
+            run.lines().all(|l| l.len() <= super::super::bench::WIDTH),
+            "{run}"
+        );
+        assert!(
+            run.replace('\n', " ")
+                .contains("3 tests ran 4 models, 37,592 executions")
+        );
         std::fs::write(&path, "not json\n").unwrap();
         assert!(LitmusResults::import(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -189,14 +189,15 @@ impl ZooResults {
 
     /// The block's text: where it was measured, the table, the summary.
     pub fn render(&self) -> String {
-        let mut out = format!(
-            "Measured by `{}` ({} mode) on {}, {}. {}\n\n",
+        let mut out = super::bench::wrap(&format!(
+            "Measured by `{}` ({} mode) on {}, {}. {}",
             self.command,
             self.mode,
             self.date,
             self.machine,
             self.composition()
-        );
+        ));
+        out.push('\n');
         out.push_str(
             "| mutant | kernel commit | invariant expected | invariant reported | checker | executions until detection | time to detect | verdict |\n|---|---|---|---|---|---:|---:|---|\n",
         );
