@@ -27,7 +27,11 @@ pub fn tables(text: &str) -> Vec<Table> {
             let mut rows = Vec::new();
             i += 2;
             while i < lines.len() && lines[i].starts_with('|') {
-                rows.push(cells(lines[i]));
+                // A short row is padded, so that a cell of a malformed file
+                // reads as empty (no figure) instead of out of bounds.
+                let mut row = cells(lines[i]);
+                row.resize(row.len().max(header.len()), String::new());
+                rows.push(row);
                 i += 1;
             }
             out.push(Table { header, rows });
@@ -194,5 +198,8 @@ mod tests {
         let (text, lo, hi) = range(&["40 ns", "1.10 s", "270 ns"]).unwrap();
         assert_eq!((text.as_str(), lo, hi), ("40 ns to 1.10 s", 40e-9, 1.10));
         assert_eq!(range(&["12 ns", "12 ns"]).unwrap().0, "12 ns");
+        let short = tables("| a | b |\n|---|---|\n| 1 |\n");
+        assert_eq!(short[0].rows[0], ["1", ""]);
+        assert!(number(short[0].cell("a", "1", "b").unwrap()).is_err());
     }
 }
