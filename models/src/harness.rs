@@ -2,7 +2,8 @@
 //!
 //! A scenario builds a [`World`] (the VM plus what its threads observed), runs
 //! its actors, joins them, and calls [`finish`]. `finish` is the same in every
-//! lane: the full audit (I1 to I7, plus every violation recorded at run time),
+//! lane: the full audit (every invariant of `Invariant::ALL`, plus every violation
+//! recorded at run time),
 //! the observations the scenario's threads made, and a drain that must free
 //! everything retired. On any violation it renders the execution's timeline,
 //! writes it as a Mermaid diagram and a counterexample file

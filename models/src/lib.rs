@@ -7,7 +7,7 @@
 //! functions; natively they run on std threads as a smoke test
 //! (`tests/native_smoke.rs`).
 //!
-//! Every execution ends with the full audit ([`harness::finish`]): I1 to I7,
+//! Every execution ends with the full audit ([`harness::finish`]): every invariant,
 //! every violation recorded at run time, the scenario's own observations, and a
 //! drain that must free everything retired. A failure prints the violated
 //! invariant and the execution's per-actor timeline ([`timeline`]) and writes it

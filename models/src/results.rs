@@ -97,7 +97,7 @@ pub struct ModelResult {
     /// The mutant, if any (`Debug` name).
     pub mutant: Option<String>,
     /// The invariants the scenario asserts (every execution also runs the
-    /// full audit of I1 to I7).
+    /// full audit of every invariant).
     pub invariants: Vec<String>,
     /// For a mutant: the reports that count as catching it.
     pub expected: Vec<String>,

@@ -209,7 +209,6 @@ fn ebr_grace_period_is_respected() {
         TALLY.executions(),
         TALLY.marked(0)
     );
-    // Measured: 421 executions (0.07 s), 113 of them reclaimed early.
     assert!(
         loom_run::user_bounded() || TALLY.executions() >= 400,
         "the model shrank"
@@ -273,7 +272,6 @@ fn ebr_synchronize_waits_for_readers() {
         TALLY.marked(0),
         TALLY.marked(1)
     );
-    // Measured: 203 executions.
     assert!(
         loom_run::user_bounded() || TALLY.executions() >= 100,
         "the model shrank"

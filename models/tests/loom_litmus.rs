@@ -201,7 +201,6 @@ fn litmus_l2_mutant_root_load_relaxed() {
 
 #[test]
 fn litmus_l2b_child_publication() {
-    // Measured: 31 executions.
     explore(
         "L2b child publication",
         litmus::l2b_child_publication,

@@ -121,7 +121,6 @@ const CROSSBEAM: Params = Params::narrow(ReclaimBackend::Crossbeam);
 
 #[test]
 fn s1_fault_vs_invalidate_all() {
-    // Measured: 155,753 executions (33 s on 2 shared cores).
     explore(scenarios::S1, CROSSBEAM, 140_000);
 }
 
@@ -136,9 +135,9 @@ fn s1_mutant_reload_outside_lock() {
 
 #[test]
 fn s2_translate_vs_reclaim() {
-    // Measured: 5,926 executions (1.7 s). On the small EBR: with the fault in
+    // On the small EBR: with the fault in
     // vCPU 0's reader, loom over crossbeam-epoch (a participant registered per
-    // pin) stopped after about 10^5 executions with "Reached unexpected
+    // pin) stopped after many executions with "Reached unexpected
     // exploration state. Is the model fully deterministic?" inside
     // crossbeam's `List::insert`; see SPEC.md, "loom and crossbeam-epoch".
     explore(scenarios::S2, SMALL, 5_000);
@@ -164,7 +163,6 @@ fn s2_mutant_free_before_flush() {
 /// lock break) racing the reader.
 #[test]
 fn s2b_translate_vs_per_batch_commit() {
-    // Measured: 5,999 executions (6.1 s).
     explore(scenarios::S2B, SMALL, 5_400);
 }
 
@@ -203,14 +201,12 @@ const SMALL: Params = Params::narrow(small(4));
 
 #[test]
 fn s3_seed_v3_delete_vs_fault_and_aging() {
-    // Measured: 69,094 executions (10.7 s).
     explore(scenarios::S3, SMALL, 62_000);
 }
 
 #[test]
 fn s3s_seed_v3_delete_vs_shrinker() {
-    // Measured: 2,424 executions (0.8 s; 3,406 while synchronize deferred a
-    // flag and flushed). On the small EBR: over crossbeam-epoch loom reported
+    // On the small EBR: over crossbeam-epoch loom reported
     // nondeterminism here as in S2.
     explore(scenarios::S3S, SMALL, 2_200);
 }
@@ -230,9 +226,9 @@ fn s3s_mutant_free_without_grace() {
 /// S3s's second twin: `RemoveOnlyRmapCompacts` (the seed's requirement 2,
 /// "keep pte-list-descs available"). The shrinker's removal from the deleted
 /// slot's remove-only rmap compacts the chain and frees its descriptor at once,
-/// while the seed's unmapper is walking that descriptor. Measured: loom first
+/// while the seed's unmapper is walking that descriptor. Loom first
 /// reports the unmapper's read of the descriptor racing its poison write (a
-/// causality violation) after 1,958 executions; shuttle, which cannot see
+/// causality violation); shuttle, which cannot see
 /// that race, reports I2 from the unmapper's own check.
 #[test]
 fn s3s_mutant_remove_only_rmap_compacts() {
@@ -245,7 +241,6 @@ fn s3s_mutant_remove_only_rmap_compacts() {
 
 #[test]
 fn s4_notifier_in_lock_break() {
-    // Measured: 4,300 executions (0.9 s).
     explore(scenarios::S4, CROSSBEAM, 3_900);
 }
 
@@ -270,17 +265,15 @@ fn s4_mutant_batch_not_advancing() {
 
 #[test]
 fn s5_obsolete_root_freed_by_free_roots() {
-    // Measured: 64,581 executions (11.7 s).
     explore(scenarios::S5, CROSSBEAM, 58_000);
 }
 
-// The twin of S5 (`RezapInUseRoots`, a livelock caught as I6) needs 70,477
-// loom executions (37 s) before the failing one: it runs in the shuttle lane,
-// which finds it in about a thousand.
+// The twin of S5 (`RezapInUseRoots`, a livelock caught as I6) needs tens of
+// thousands of loom executions before the failing one: it runs in the shuttle
+// lane, which finds it far sooner.
 
 #[test]
 fn s6_fault_into_passed_root() {
-    // Measured: 26,387 executions (4.4 s).
     explore(scenarios::S6, CROSSBEAM, 24_000);
 }
 
@@ -295,7 +288,6 @@ fn s6_mutant_fault_into_obsolete_root() {
 
 #[test]
 fn s7_shrinker_vs_zap() {
-    // Measured: 63,590 executions (15.9 s).
     explore(scenarios::S7, CROSSBEAM, 57_000);
 }
 
@@ -319,7 +311,6 @@ fn s7_mutant_shrinker_zaps_active_first() {
 
 #[test]
 fn s11_fault_vs_invalidate_range() {
-    // Measured: 15,062 executions (6.2 s).
     explore(scenarios::S11, CROSSBEAM, 13_500);
 }
 
@@ -334,7 +325,6 @@ fn s11_mutant_fault_ignores_notifier_seq() {
 
 #[test]
 fn s8_generation_wrap() {
-    // Measured: 174,526 executions (56.5 s).
     explore(scenarios::S8, CROSSBEAM, 156_000);
 }
 
@@ -349,7 +339,6 @@ fn s8_mutant_obsolete_ignores_invalid() {
 
 #[test]
 fn s9_mmio_generation() {
-    // Measured: 80 executions (0.01 s).
     explore(scenarios::S9, CROSSBEAM, 75);
 }
 
@@ -373,7 +362,6 @@ fn s9_mutant_mmio_cache_ignores_gen() {
 
 #[test]
 fn s9w_mmio_generation_wrap() {
-    // Measured: 238 executions (0.04 s).
     explore(scenarios::S9W, CROSSBEAM, 215);
 }
 
@@ -388,7 +376,6 @@ fn s9w_mutant_wrap_zap_after_publish() {
 
 #[test]
 fn s10_merged_delete_vs_fault_and_notifier() {
-    // Measured: 103,007 executions (16.0 s).
     explore(scenarios::S10, SMALL, 93_000);
 }
 
@@ -405,13 +392,11 @@ fn s10_mutant_invalid_slot_fault_installs_mmio() {
 /// small EBR.
 #[test]
 fn s1_two_vcpus_small_ebr() {
-    // Measured: 19,019 executions (2.3 s).
     explore(scenarios::S1, SMALL.with_third_actor(), 17_000);
 }
 
 /// S2 with both vCPUs reading and the zapper: three actors, on the small EBR.
 #[test]
 fn s2_two_readers_small_ebr() {
-    // Measured: 121,296 executions (17.5 s).
     explore(scenarios::S2, SMALL.with_third_actor(), 110_000);
 }

@@ -430,9 +430,8 @@ fn replay() {
 /// walk, which does not stop at the pending reload, is inside the obsolete
 /// root's child when it is freed. That takes two preemptions at the right
 /// places (the zapper after its bump, the reader inside its walk): random
-/// scheduling and PCT below depth 3 almost never find it, PCT at depth 3 about
-/// once per 1,000 executions (measured: caught after 73 to 702 of them), so
-/// this twin runs PCT at depth 3 alone, up to 20,000 executions.
+/// scheduling and PCT below depth 3 almost never find it, PCT at depth 3
+/// rarely, so this twin runs PCT at depth 3 alone, up to 20,000 executions.
 #[test]
 fn s2_mutant_free_before_flush() {
     twin_with(

@@ -20,7 +20,7 @@ pub fn all() -> Vec<Check> {
         Check {
             name: "audit-scenario",
             lane: Lane::Native,
-            what: "a scripted scenario over every operation on the model config; audit I1-I7 after every step, drain at the end",
+            what: "a scripted scenario over every operation on the model config; the full audit after every step, drain at the end",
             run: Box::new(|_| audit_scenario()),
         },
         Check {

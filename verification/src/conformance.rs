@@ -41,7 +41,7 @@
 //!    requests and its root (none, valid of the current generation, or not
 //!    valid) agree with the reference, and every pfn the reference holds for a
 //!    leaf is the one `hva_to_pfn` gives for the leaf's host page;
-//! 3. [`fastzap::audit()`] passes (I1 to I7, and any violation recorded at
+//! 3. [`fastzap::audit()`] passes (every invariant, and any violation recorded at
 //!    run time);
 //! 4. a call that returned an error changed nothing ([`Snapshot`]: memslots,
 //!    counts, `mmu_valid_gen`, shadow pages, pending requests, the event log,
@@ -90,7 +90,7 @@
 //!
 //! `fastzap verify` runs 10,000 cases (`--cases`); `cargo test` runs 128
 //! through `prop_state_machine!` (`FASTZAP_CASES` overrides), 64 more for the
-//! statistics, and three mutants for shrinking.
+//! statistics, and mutants for shrinking.
 
 use std::cell::{Cell, RefCell};
 use std::ops::RangeInclusive;

@@ -13,7 +13,9 @@
 //!   loom and shuttle lanes driven through cargo ([`lanes`]), the bug zoo
 //!   ([`zoo`]); [`output`] writes its report directory with counterexamples
 //!   drawn as SVG ([`svg`]); [`replay`] re-runs a shuttle schedule;
-//!   [`progress`] shows it running.
+//!   [`progress`] shows it running;
+//! - [`publish`]: `fastzap publish`, the generated blocks of the documents
+//!   and the committed results files they are written from.
 
 #![warn(missing_docs)]
 
@@ -24,6 +26,7 @@ pub mod lanes;
 pub mod memory;
 pub mod output;
 pub mod progress;
+pub mod publish;
 pub mod replay;
 pub mod report;
 pub mod run;

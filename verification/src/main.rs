@@ -12,6 +12,7 @@ use fastzap_verification::evidence::{self, Selection};
 use fastzap_verification::lanes::SKIP_MIRI_VAR;
 use fastzap_verification::output;
 use fastzap_verification::progress::Progress;
+use fastzap_verification::publish;
 use fastzap_verification::replay;
 use fastzap_verification::report::Options;
 use fastzap_verification::run::{Plan, verify};
@@ -35,6 +36,29 @@ enum Command {
     /// names). With --mutant: 1 when the mutant is caught (its
     /// counterexample is shown), 3 when it escapes.
     Verify(VerifyArgs),
+    /// Rewrites the generated blocks of README.md, BENCHMARKS.md and
+    /// core/tests/LITMUS.md from the committed results files (`--check`:
+    /// compare only; exit 1 when out of step). `--zoo` and `--litmus` first
+    /// copy a new run into verification/results/.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// A verify report (`target/fastzap-report/report.json`) whose zoo rows
+    /// become verification/results/zoo.json.
+    #[arg(long, value_name = "REPORT")]
+    zoo: Option<PathBuf>,
+    /// The command that wrote that report (default: inferred from it).
+    #[arg(long, value_name = "TEXT", requires = "zoo")]
+    command: Option<String>,
+    /// The lines `FASTZAP_LITMUS_RESULTS=FILE cargo loom --test loom_litmus`
+    /// wrote; they become verification/results/litmus.json.
+    #[arg(long, value_name = "FILE")]
+    litmus: Option<PathBuf>,
+    /// Compare only: exit 1 when a block differs from what would be written.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,7 +177,20 @@ fn main() -> ExitCode {
     }
     match Cli::parse().command {
         Command::Verify(args) => verify_main(args),
+        Command::Publish(p) => publish_main(p),
     }
+}
+
+/// `fastzap publish`: the generated blocks from the committed results files.
+fn publish_main(p: PublishArgs) -> ExitCode {
+    let request = publish::Request {
+        zoo: p.zoo,
+        zoo_command: p.command,
+        litmus: p.litmus,
+        check: p.check,
+    };
+    let root = fastzap_verification::lanes::workspace_root();
+    ExitCode::from(publish::main(&root, &request))
 }
 
 /// Bad usage: the message on stderr, exit 2.

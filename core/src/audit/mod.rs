@@ -32,8 +32,8 @@ pub(crate) use invariants::{
     check_i1_slot_unmapped, check_i4_notifier_reach, check_i4_range_unmapped,
 };
 
-/// Runs every check on a quiescent VM. `Ok` means all eight invariants hold and
-/// no violation was recorded at run time.
+/// Runs every check on a quiescent VM. `Ok` means every invariant
+/// (`Invariant::ALL`) holds and no violation was recorded at run time.
 pub fn audit(vm: &Vm) -> Result<(), Vec<Violation>> {
     let guard = vm.reclaimer.pin();
     let lk = vm.lock_mmu(Actor::Zapper);
