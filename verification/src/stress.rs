@@ -11,8 +11,10 @@
 //!   shrinker.
 //!
 //! A fault that retries for `mmu_notifier_retry` is counted by the notifier
-//! it raced (`fault/retry/change_pte`: only `change_pte` calls overlapped
-//! it; see [`races`]). [`StressConfig::without_invalidate_range`] leaves
+//! it raced: `fault/retry/change_pte` if only `change_pte` calls overlapped
+//! it (see verification/src/stress/races.rs), `fault/retry/notifier`
+//! otherwise; other retries are `fault/retry`.
+//! [`StressConfig::without_invalidate_range`] leaves
 //! `change_pte` as the only notifier that takes host pages away, so that a
 //! fault's race with it is the only way to a stale pfn.
 //!
@@ -351,16 +353,19 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
                 }
                 let races = &budget.stop.races;
                 let began = races.fault_begins(gfn);
-                match vm.page_fault(vcpu, Gfn(gfn), rng.below(2) == 0) {
+                let fault = vm.page_fault(vcpu, Gfn(gfn), rng.below(2) == 0);
+                races.fault_ends();
+                match fault {
                     Ok(Fault::Mapped { .. }) => tally.count("fault/mapped"),
                     Ok(Fault::Mmio) => tally.count("fault/mmio"),
+                    // One kind per operation: `total_ops` sums them.
                     Ok(Fault::Retry(RetryReason::NotifierRace)) => {
-                        tally.count("fault/retry");
-                        tally.count("fault/retry/notifier");
                         if races.overlapped(began, Notifier::ChangePte)
                             && !races.overlapped(began, Notifier::InvalidateRange)
                         {
                             tally.count("fault/retry/change_pte");
+                        } else {
+                            tally.count("fault/retry/notifier");
                         }
                     }
                     Ok(Fault::Retry(_)) => tally.count("fault/retry"),
@@ -430,9 +435,9 @@ fn churn_thread(
         let id = SlotId(slot as u16);
         let races = &budget.stop.races;
         let change_pte = |rng: &mut Rng| {
-            // Half the time the page a vCPU faulted on last, if a slot maps it.
+            // Half the time the page a vCPU is faulting on, if a slot maps it.
             let aimed = (rng.below(2) == 0)
-                .then(|| races.last_fault())
+                .then(|| races.aim())
                 .flatten()
                 .and_then(|gfn| vm.memslots().lookup(Gfn(gfn))?.hva_of(Gfn(gfn)));
             let page = aimed.unwrap_or_else(|| hva_of(slot, rng.below(region)));

@@ -11,8 +11,14 @@ use fastzap_verification::stress::{StressConfig, StressReport, run};
 
 const OPS: u64 = 60_000;
 
+/// Four vCPU threads on a machine with fewer cores: a fault is preempted
+/// between its pfn read and `mmu_lock` now and then, which is the window a
+/// whole `change_pte` must fall into for the mutant to install a stale pfn.
 fn config(seed: u64) -> StressConfig {
-    StressConfig::new(OPS, Duration::from_secs(120), seed).without_invalidate_range()
+    let mut config =
+        StressConfig::new(OPS, Duration::from_secs(120), seed).without_invalidate_range();
+    config.vm.vcpus = 4;
+    config
 }
 
 fn count(report: &StressReport, kind: &str) -> u64 {
@@ -46,21 +52,33 @@ fn faults_race_change_pte_and_the_aging_notifiers() {
     }
 }
 
+/// The mutant needs a whole `change_pte` to fall between a fault's pfn read
+/// and its `mmu_lock`, which real threads reach in most runs but not all:
+/// up to five runs (seeds), stopping at the first that reports it.
 #[test]
 fn fault_ignores_notifier_seq_is_caught_through_change_pte() {
-    let mut config = config(7);
-    config.vm.mutant = Some(Mutant::FaultIgnoresNotifierSeq);
-    let report = run(&config);
-    assert_eq!(
-        count(&report, "invalidate_range"),
-        0,
-        "{:?}",
-        report.ops_by_kind
-    );
-    assert!(
-        report.violations.iter().any(|v| v.contains("I4")),
-        "FaultIgnoresNotifierSeq escaped the change_pte stress ({} ops): {:?}",
-        report.total_ops,
-        report.violations
+    let mut tried = Vec::new();
+    for seed in 1..=5 {
+        let mut config = config(seed);
+        config.vm.mutant = Some(Mutant::FaultIgnoresNotifierSeq);
+        let report = run(&config);
+        assert_eq!(
+            count(&report, "invalidate_range"),
+            0,
+            "{:?}",
+            report.ops_by_kind
+        );
+        if let Some(found) = report.violations.iter().find(|v| v.contains("I4")) {
+            println!(
+                "caught in run {seed} after {} ops: {found}",
+                report.total_ops
+            );
+            return;
+        }
+        tried.push((report.total_ops, count(&report, "fault/retry/change_pte")));
+    }
+    panic!(
+        "FaultIgnoresNotifierSeq escaped five change_pte stress runs \
+         (ops, fault retries for change_pte): {tried:?}"
     );
 }

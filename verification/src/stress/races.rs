@@ -6,7 +6,7 @@
 //! it retried because of `change_pte` (the aging notifiers never bump
 //! `mmu_notifier_seq`, and memslot updates do not either).
 
-use fastzap::checking::sync::{AtomicU64, Ordering};
+use fastzap::checking::sync::{AtomicU64, Ordering, yield_now};
 
 /// The notifiers that make a fault retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +20,11 @@ pub(super) enum Notifier {
 pub(super) struct NotifierRaces {
     started: [AtomicU64; 2],
     finished: [AtomicU64; 2],
-    /// The gfn a vCPU faulted on last, plus one (0: none yet): where the
+    /// The gfn a vCPU is faulting on now, plus one (0: none): where the
     /// churn thread aims half its `change_pte` calls, so that they race
     /// faults often.
+    in_flight: AtomicU64,
+    /// The gfn a vCPU faulted on last, plus one (0: none yet).
     last_fault: AtomicU64,
 }
 
@@ -42,17 +44,30 @@ impl NotifierRaces {
     /// Called just before a fault on `gfn`.
     pub(super) fn fault_begins(&self, gfn: u64) -> FaultBegan {
         self.last_fault.store(gfn + 1, Ordering::Relaxed);
+        self.in_flight.store(gfn + 1, Ordering::Relaxed);
         FaultBegan([0, 1].map(|k| self.finished[k].load(Ordering::SeqCst)))
     }
 
-    /// Called just after the fault that began at `began`: whether a call of
-    /// `kind` overlapped it.
+    /// Called just after a fault.
+    pub(super) fn fault_ends(&self) {
+        self.in_flight.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether a call of `kind` overlapped the fault that began at `began`
+    /// (called after it ended).
     pub(super) fn overlapped(&self, began: FaultBegan, kind: Notifier) -> bool {
         self.started[kind as usize].load(Ordering::SeqCst) > began.0[kind as usize]
     }
 
-    /// The gfn a vCPU faulted on last, if any.
-    pub(super) fn last_fault(&self) -> Option<u64> {
+    /// A gfn to aim `change_pte` at: one a vCPU is faulting on, if one
+    /// starts within a few yields, else the one it faulted on last.
+    pub(super) fn aim(&self) -> Option<u64> {
+        for _ in 0..64 {
+            if let Some(gfn) = self.in_flight.load(Ordering::Relaxed).checked_sub(1) {
+                return Some(gfn);
+            }
+            yield_now();
+        }
         self.last_fault.load(Ordering::Relaxed).checked_sub(1)
     }
 }
