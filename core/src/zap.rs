@@ -131,7 +131,6 @@ impl Vm {
     /// the head, so they never lengthen the walk: progress is bounded by the
     /// pages that existed when the zap began (I6).
     pub(crate) fn zap_obsolete_pages(&self, actor: Actor) -> Result<ZapStats, MmuError> {
-        let from_head = self.config.mutant_is(Mutant::ZapFromHead);
         let rezap_roots = self.config.mutant_is(Mutant::RezapInUseRoots);
         let mut guard = self.reclaimer.pin();
         let mut stats = ZapStats::default();
@@ -155,31 +154,7 @@ impl Vm {
                     bound,
                 });
             }
-            // The next page to zap, walking from the tail.
-            let mut next = None;
-            let order: Box<dyn Iterator<Item = (&u64, &PageId)>> = if from_head {
-                Box::new(lk.active.iter().rev())
-            } else {
-                Box::new(lk.active.iter())
-            };
-            for (_, id) in order {
-                stats.steps += 1;
-                let meta = &lk.pages[id];
-                if meta.mmu_valid_gen == lk.mmu_valid_gen && !meta.invalid {
-                    if from_head {
-                        continue;
-                    }
-                    break;
-                }
-                if meta.invalid && !rezap_roots {
-                    continue;
-                }
-                if meta.mmu_valid_gen == lk.mmu_valid_gen {
-                    continue;
-                }
-                next = Some(*id);
-                break;
-            }
+            let next = self.next_to_zap(&lk, rezap_roots, &mut stats.steps);
             let Some(id) = next else { break };
             if batch >= self.config.batch {
                 // Break the lock so vCPUs can fault. Per batch, what this hold
@@ -240,6 +215,19 @@ impl Vm {
         stats.final_hold_ns = hold.ns();
         stats.max_hold_ns = stats.max_hold_ns.max(stats.final_hold_ns);
         Ok(stats)
+    }
+
+    /// The next page `zap_obsolete_pages` prepares, counting every page it
+    /// examines in `steps`. The plain walk in every build; only a checking
+    /// build has bug 7's walk from the head, so that the protocol alone pays
+    /// nothing for the mutant (core/tests/protocol_build.rs keeps it so).
+    #[inline]
+    fn next_to_zap(&self, lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Option<PageId> {
+        #[cfg(feature = "ghost")]
+        if self.config.mutant_is(Mutant::ZapFromHead) {
+            return mutant_next_from_head(lk, rezap_roots, steps);
+        }
+        next_from_tail(lk, rezap_roots, steps)
     }
 
     /// `kvm_mmu_prepare_zap_page`: unlink the page's children and parents, mark
@@ -458,6 +446,43 @@ pub(crate) enum ZapNow {
     /// Leave them for the shrinker or the next invalidation
     /// ([`DeletionStrategy::SeedV3Deferred`](crate::DeletionStrategy)).
     Defer,
+}
+
+/// `kvm_zap_obsolete_pages`' walk: from the tail of the active list (oldest),
+/// the first obsolete page, skipping invalid ones (in-use roots already
+/// prepared) unless `rezap_roots` (bug 8); `None` at the first page of the
+/// current generation, since everything after it is newer.
+fn next_from_tail(lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Option<PageId> {
+    for id in lk.active.values() {
+        *steps += 1;
+        let meta = &lk.pages[id];
+        let current = meta.mmu_valid_gen == lk.mmu_valid_gen;
+        if current && !meta.invalid {
+            return None;
+        }
+        if (meta.invalid && !rezap_roots) || current {
+            continue;
+        }
+        return Some(*id);
+    }
+    None
+}
+
+/// Bug 7 (002c5f73c508): the walk restarts from the head, where vCPUs add
+/// pages of the new generation, and skips them instead of stopping. Checking
+/// builds only.
+#[cfg(feature = "ghost")]
+fn mutant_next_from_head(lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Option<PageId> {
+    for id in lk.active.values().rev() {
+        *steps += 1;
+        let meta = &lk.pages[id];
+        let current = meta.mmu_valid_gen == lk.mmu_valid_gen;
+        if current || (meta.invalid && !rezap_roots) {
+            continue;
+        }
+        return Some(*id);
+    }
+    None
 }
 
 /// Moves the zap loop's prepared pages onto `zapped_obsolete_pages` for a lock

@@ -20,6 +20,9 @@ use fastzap::{
 use crate::harness::{Params, World, config, finish, slot, world};
 use crate::tally::Tally;
 
+mod s11c;
+pub use s11c::{S11C, s11c_fault_vs_change_pte_and_aging};
+
 /// A scenario: its name, what it checks, its coverage marks, and its body.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
@@ -206,7 +209,9 @@ pub const S11: Scenario = Scenario {
 };
 
 /// Every scenario, in order.
-pub const ALL: &[Scenario] = &[S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11];
+pub const ALL: &[Scenario] = &[
+    S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11, S11C,
+];
 
 /// Scenarios that fail on the correct protocol: findings, reported.
 pub const FINDINGS: &[Scenario] = &[S9F];

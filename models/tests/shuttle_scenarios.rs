@@ -92,6 +92,12 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         scenarios::S11,
         WIDE.with_mutant(Mutant::FaultIgnoresNotifierSeq),
     ),
+    ("s11c", scenarios::S11C, WIDE),
+    (
+        "s11c-FaultIgnoresNotifierSeq",
+        scenarios::S11C,
+        WIDE.with_mutant(Mutant::FaultIgnoresNotifierSeq),
+    ),
     (
         "s7-BatchNotAdvancing",
         scenarios::S7,
@@ -359,6 +365,17 @@ fn s11_fault_vs_invalidate_range() {
 #[test]
 fn s11_mutant_fault_ignores_notifier_seq() {
     twin("s11-FaultIgnoresNotifierSeq", "I4 no stale translation");
+}
+
+/// S11's sibling: the notifier is change_pte, then the aging notifiers.
+#[test]
+fn s11c_fault_vs_change_pte_and_aging() {
+    run("s11c");
+}
+
+#[test]
+fn s11c_mutant_fault_ignores_notifier_seq() {
+    twin("s11c-FaultIgnoresNotifierSeq", "I4 no stale translation");
 }
 
 #[test]

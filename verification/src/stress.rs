@@ -10,6 +10,14 @@
 //!   runs `invalidate_zap_all_pages`, `zap_all`, every mmu-notifier and the
 //!   shrinker.
 //!
+//! A fault that retries for `mmu_notifier_retry` is counted by the notifier
+//! it raced: `fault/retry/change_pte` if only `change_pte` calls overlapped
+//! it (see verification/src/stress/races.rs), `fault/retry/notifier`
+//! otherwise; other retries are `fault/retry`.
+//! [`StressConfig::without_invalidate_range`] leaves
+//! `change_pte` as the only notifier that takes host pages away, so that a
+//! fault's race with it is the only way to a stale pfn.
+//!
 //! The operation budget is split: 5% for the churn thread, the rest for the
 //! two vCPU threads. A wall-clock bound is shared. A thread stops when its
 //! share is spent or the bound is hit, and the report says whether the bound
@@ -26,10 +34,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod races;
+mod settle;
+
+use races::{Notifier, NotifierRaces};
+use settle::finish;
+
 use fastzap::checking::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
 use fastzap::{
-    Config, Counts, DeletionStrategy, Fault, Gfn, Hva, Invariant, MmuError, ReclaimBackend, SlotId,
-    SlotSpec, Translation, VcpuId, Vm,
+    Config, Counts, DeletionStrategy, Fault, Gfn, Hva, Invariant, MmuError, ReclaimBackend,
+    RetryReason, SlotId, SlotSpec, Translation, VcpuId, Vm,
 };
 
 /// What to run.
@@ -46,6 +60,9 @@ pub struct StressConfig {
     /// The gfns the slots and the vCPUs use, from 0 (at most the table's
     /// size): a kernel-sized table is used sparsely, as a guest uses it.
     pub span: u64,
+    /// Whether the churn thread runs `invalidate_range` (otherwise it runs
+    /// `change_pte` in its place).
+    pub invalidate_range: bool,
 }
 
 impl StressConfig {
@@ -66,7 +83,15 @@ impl StressConfig {
             seed,
             vm,
             span: 4096,
+            invalidate_range: true,
         }
+    }
+
+    /// This configuration with `change_pte` in place of `invalidate_range`:
+    /// the only notifier left that takes host pages away from a fault.
+    pub fn without_invalidate_range(mut self) -> StressConfig {
+        self.invalidate_range = false;
+        self
     }
 
     /// Kernel-sized tables (`Config::native()`: 512 sptes per page, 3 levels,
@@ -208,6 +233,8 @@ struct Stop {
     /// Operations the churn thread has done so far.
     churn_progress: AtomicU64,
     churn_ops: u64,
+    /// Which notifier calls overlapped which faults.
+    races: NotifierRaces,
 }
 
 /// One thread's share of the operation budget. vCPU operations are far
@@ -324,9 +351,23 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
                 if !budget.take() {
                     break;
                 }
-                match vm.page_fault(vcpu, Gfn(gfn), rng.below(2) == 0) {
+                let races = &budget.stop.races;
+                let began = races.fault_begins(gfn);
+                let fault = vm.page_fault(vcpu, Gfn(gfn), rng.below(2) == 0);
+                races.fault_ends();
+                match fault {
                     Ok(Fault::Mapped { .. }) => tally.count("fault/mapped"),
                     Ok(Fault::Mmio) => tally.count("fault/mmio"),
+                    // One kind per operation: `total_ops` sums them.
+                    Ok(Fault::Retry(RetryReason::NotifierRace)) => {
+                        if races.overlapped(began, Notifier::ChangePte)
+                            && !races.overlapped(began, Notifier::InvalidateRange)
+                        {
+                            tally.count("fault/retry/change_pte");
+                        } else {
+                            tally.count("fault/retry/notifier");
+                        }
+                    }
                     Ok(Fault::Retry(_)) => tally.count("fault/retry"),
                     Err(e) => tally.problem(format!("page_fault({vcpu:?}, {gfn}): {e}")),
                 }
@@ -365,7 +406,13 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
 /// thread's guesses still collide with existing slots of the same id.
 const HVA_BASE: u64 = 0x10_0000_0000;
 
-fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
+fn churn_thread(
+    vm: &Vm,
+    mut budget: Budget,
+    seed: u64,
+    span: u64,
+    invalidate_range: bool,
+) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     let region = span / SLOTS;
@@ -386,6 +433,18 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
         }
         let slot = rng.below(SLOTS);
         let id = SlotId(slot as u16);
+        let races = &budget.stop.races;
+        let change_pte = |rng: &mut Rng| {
+            // Half the time the page a vCPU is faulting on, if a slot maps it.
+            let aimed = (rng.below(2) == 0)
+                .then(|| races.aim())
+                .flatten()
+                .and_then(|gfn| vm.memslots().lookup(Gfn(gfn))?.hva_of(Gfn(gfn)));
+            let page = aimed.unwrap_or_else(|| hva_of(slot, rng.below(region)));
+            let hva = Hva(page.0 + rng.below(4096));
+            let changed = races.run(Notifier::ChangePte, || vm.change_pte(hva));
+            ("change_pte", changed.map(drop))
+        };
         let (kind, result): (&str, Result<(), MmuError>) = match rng.below(100) {
             0..20 => {
                 let npages = 1 + rng.below(region / 2);
@@ -415,13 +474,14 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
                 vm.invalidate_zap_all_pages().map(drop)
             }),
             44..48 => ("zap_all", vm.zap_all().map(drop)),
+            48..66 if !invalidate_range => change_pte(&mut rng),
             48..66 => {
                 let start = hva_of(slot, rng.below(region));
                 let end = Hva(start.0 + 4096 * (1 + rng.below(16)));
-                (
-                    "invalidate_range",
-                    vm.invalidate_range(start, end).map(drop),
-                )
+                let unmapped = races.run(Notifier::InvalidateRange, || {
+                    vm.invalidate_range(start, end)
+                });
+                ("invalidate_range", unmapped.map(drop))
             }
             66..76 => {
                 let start = hva_of(slot, rng.below(region));
@@ -437,10 +497,7 @@ fn churn_thread(vm: &Vm, mut budget: Budget, seed: u64, span: u64) -> Tally {
                     vm.test_young(start, Hva(start.0 + 4096 * 8)).map(drop),
                 )
             }
-            84..94 => {
-                let hva = Hva(hva_of(slot, rng.below(region)).0 + rng.below(4096));
-                ("change_pte", vm.change_pte(hva).map(drop))
-            }
+            84..94 => change_pte(&mut rng),
             _ => ("shrink", vm.shrink(1 + rng.below(8) as usize).map(drop)),
         };
         match result {
@@ -482,6 +539,7 @@ pub fn run(config: &StressConfig) -> StressReport {
         violated: AtomicBool::new(false),
         churn_progress: AtomicU64::new(0),
         churn_ops,
+        races: NotifierRaces::default(),
     });
     let vcpus = config.vm.vcpus.max(1) as u64;
     let vcpu_total = config.ops - churn_ops;
@@ -522,7 +580,10 @@ pub fn run(config: &StressConfig) -> StressReport {
     {
         let (vm, budget) = (Arc::clone(&vm), budget(churn_ops, true));
         let seed = config.seed.wrapping_add(100);
-        handles.push(spawn(move || churn_thread(&vm, budget, seed, span)));
+        let invalidate_range = config.invalidate_range;
+        handles.push(spawn(move || {
+            churn_thread(&vm, budget, seed, span, invalidate_range)
+        }));
     }
     // Sample resident memory while the threads run.
     let sampler = {
@@ -560,48 +621,4 @@ pub fn run(config: &StressConfig) -> StressReport {
     report.total_ops = report.ops_by_kind.values().sum();
     finish(&vm, &mut report);
     report
-}
-
-/// Quiesce, audit, drain and check the counters.
-fn finish(vm: &Vm, report: &mut StressReport) {
-    for v in 0..vm.config().vcpus {
-        if let Err(e) = vm.handle_requests(VcpuId(v)) {
-            report
-                .violations
-                .push(format!("final handle_requests: {e}"));
-        }
-    }
-    if let Err(violations) = fastzap::audit(vm) {
-        report
-            .violations
-            .extend(violations.iter().take(32).map(|v| format!("audit: {v}")));
-    }
-    report.settled = vm.drain(10_000);
-    let counts = vm.counts();
-    report.counts = counts;
-    if !report.settled {
-        report
-            .violations
-            .push(format!("drain did not settle the counters: {counts:?}"));
-    }
-    if counts.pages.retired != counts.pages.freed || counts.descs.retired != counts.descs.freed {
-        report.violations.push(format!(
-            "retired != freed after drain: pages {:?}, descs {:?}",
-            counts.pages, counts.descs
-        ));
-    }
-    let pages = vm.shadow_pages() as u64;
-    if counts.pages.live() != pages {
-        report.violations.push(format!(
-            "{} pages live (allocated - freed) but {pages} in the page table",
-            counts.pages.live()
-        ));
-    }
-    let slots = vm.slot_count() as u64;
-    if counts.rmaps.live() != slots {
-        report.violations.push(format!(
-            "{} rmaps live (allocated - freed) for {slots} slots",
-            counts.rmaps.live()
-        ));
-    }
 }
