@@ -139,6 +139,7 @@ impl Vm {
         let mut hold = Stopwatch::start();
         stats.holds = 1;
         stats.pages_at_start = lk.pages.len() as u64;
+        let watch = self.ghost.watch_zap(actor, lk.pages.len());
         let bound = zap_step_bound(stats.pages_at_start, self.config.vcpus);
         let mut batch = 0usize;
         // Pages prepared in this hold, counted independently of `batch` (which
@@ -164,6 +165,7 @@ impl Vm {
             };
             for (_, id) in order {
                 stats.steps += 1;
+                watch.examined();
                 let meta = &lk.pages[id];
                 if meta.mmu_valid_gen == lk.mmu_valid_gen && !meta.invalid {
                     if from_head {

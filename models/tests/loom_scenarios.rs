@@ -100,9 +100,11 @@ fn expect_failure(scenario: Scenario, params: Params, expected: &[&str]) -> Stri
         params.mutant,
         tally.executions()
     );
+    let expected: Vec<String> = expected.iter().map(|e| e.to_string()).collect();
+    let first = fastzap_models::results::reported_in(&message);
     assert!(
-        expected.iter().any(|e| message.contains(e)),
-        "{}: expected one of {expected:?}, got: {message}",
+        fastzap_models::results::first_detected_is_expected(first.as_deref(), &expected),
+        "{}: expected one of {expected:?} detected first, got {first:?}: {message}",
         scenario.name
     );
     message

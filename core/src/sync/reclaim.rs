@@ -205,6 +205,17 @@ impl Reclaimer {
         }
     }
 
+    /// The deferred functions queued and not yet run, for the audit's
+    /// balance of the reclamation counts (I9): the small EBR counts them;
+    /// crossbeam-epoch's queue cannot be observed (`None`).
+    pub fn deferred_pending(&self) -> Option<usize> {
+        match &self.backend {
+            #[cfg(not(shuttle))]
+            Backend::Crossbeam(_) => None,
+            Backend::Small(ebr) => Some(ebr.pending()),
+        }
+    }
+
     /// [`Reclaimer::barrier`] `rounds` times, for tests that balance the
     /// allocation counters at the end.
     pub fn drain(&self, rounds: usize) {
