@@ -36,6 +36,8 @@ mod progress;
 #[cfg(feature = "ghost")]
 mod quarantine;
 #[cfg(feature = "ghost")]
+mod times;
+#[cfg(feature = "ghost")]
 pub(crate) use on::*;
 #[cfg(feature = "ghost")]
 pub use on::{Counts, LifeCounts};
