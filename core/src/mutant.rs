@@ -197,9 +197,11 @@ impl Mutant {
 
     /// The mutant's index in [`Mutant::ALL`]. The `match` names every
     /// variant, so a new one does not compile until it is given an index;
-    /// the assertion below then fails to compile unless `ALL` holds it there
-    /// (an index past the end, or one another mutant already has, fails
-    /// too). So `ALL`, and with it the bug zoo's row check
+    /// the assertion below fails to compile unless `ALL[i].position() == i`
+    /// for every entry of `ALL`, and the structure test
+    /// `mutant_all_names_every_variant` compares `ALL` with the enum's
+    /// declaration (which catches a new variant given an index another
+    /// already has). So `ALL`, and with it the bug zoo's row check
     /// (`verification/src/zoo.rs`), cannot miss a variant.
     pub const fn position(self) -> usize {
         match self {
@@ -252,8 +254,8 @@ impl Mutant {
     ];
 }
 
-// `Mutant::ALL` is complete: every variant's `position` (an exhaustive
-// match) is its index in `ALL`, and no two positions are equal.
+// `Mutant::ALL` agrees with `Mutant::position` (an exhaustive match): each
+// entry sits at its position.
 const _: () = {
     let mut i = 0;
     while i < Mutant::ALL.len() {
