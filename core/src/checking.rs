@@ -22,3 +22,11 @@ pub mod litmus;
 pub fn check_notifier_reach(vm: &crate::Vm) -> Vec<crate::Violation> {
     crate::audit::check_i4_notifier_reach(vm)
 }
+
+/// I9, reclamation completes, at the end of an execution: runs up to
+/// `rounds` grace periods and reports every kind of object retired and
+/// still not freed. Call it with no guard pinned and nothing else running.
+#[cfg(feature = "ghost")]
+pub fn check_reclamation_completes(vm: &crate::Vm, rounds: usize) -> Vec<crate::Violation> {
+    crate::audit::check_i9_drained(vm, rounds)
+}

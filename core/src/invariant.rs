@@ -1,11 +1,11 @@
-//! # The invariants I1 to I8 and what breaking one looks like
+//! # The invariants I1 to I11 and what breaking one looks like
 //!
 //! A leaf: the protocol, the ghost checks and the audit all name invariants, and
 //! none of them owns the names. `SPEC.md`'s invariant table states each one; its
 //! rustdoc below links to the code that keeps it and the checks that test it.
 
 /// The invariants of `SPEC.md`. Each is checked by one function of the audit
-/// (`core/src/audit/invariants.rs`), named after it; `SPEC.md`'s invariant
+/// (under `core/src/audit/`), named after it; `SPEC.md`'s invariant
 /// table says what keeps each one, and its test index which tests fail without
 /// it (a test checks that every name there still exists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,11 +53,32 @@ pub enum Invariant {
     /// `check_i8_shrinker_order` where the shrinker zaps, and by
     /// `check_i8_retention` after every zap and in the quiescent audit.
     I8,
+    /// Reclamation completes: every retired page, descriptor and rmap is
+    /// freed once grace periods have passed, and the reclamation counts
+    /// balance: per kind, `freed <= retired <= allocated`, and (with the
+    /// facade's small EBR, which counts its queue) every retired object not
+    /// yet freed has its deferred free queued. A retired object that is never
+    /// freed is this invariant's, not I3's (I3 is a reader reading a freed
+    /// one). Checked by `check_i9_reclamation_counts` in the audit and
+    /// `check_i9_drained` after a drain; a second retirement of one page or
+    /// descriptor is I3's or I2's (`free_page`, `DescPtr::retire`).
+    I9,
+    /// Memslot indexes agree: the three maps of a `Memslots` generation (by
+    /// base gfn, by id, by host address) name the same slots with the same
+    /// fields, the host index's length and overlap counts are those of its
+    /// slots, and no two slots' gfn ranges overlap. Checked by
+    /// `check_i10_memslot_indexes`.
+    I10,
+    /// vCPU claim exclusive: at most one operation (or `ClaimedVcpu`) holds a
+    /// vCPU's claim at a time, and between operations a vCPU's claim flag is
+    /// set exactly when a claim holds it. Checked where a claim is taken
+    /// (`Ghost::vcpu_claimed`) and by `check_i11_vcpu_claims`.
+    I11,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::I1,
         Invariant::I2,
         Invariant::I3,
@@ -66,6 +87,9 @@ impl Invariant {
         Invariant::I6,
         Invariant::I7,
         Invariant::I8,
+        Invariant::I9,
+        Invariant::I10,
+        Invariant::I11,
     ];
 
     /// The invariant's name in `SPEC.md`.
@@ -79,6 +103,9 @@ impl Invariant {
             Invariant::I6 => "I6 progress",
             Invariant::I7 => "I7 MMIO generation",
             Invariant::I8 => "I8 bounded retention",
+            Invariant::I9 => "I9 reclamation completes",
+            Invariant::I10 => "I10 memslot indexes agree",
+            Invariant::I11 => "I11 vCPU claim exclusive",
         }
     }
 }
@@ -102,5 +129,52 @@ impl Violation {
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.invariant.name(), self.detail)
+    }
+}
+
+/// The line of a failure report that names the violation detected first:
+/// `first detected: <invariant name>: <detail>`. A report lists its
+/// violations in detection order; this line says which came first without
+/// depending on how the rest is laid out.
+pub const FIRST_DETECTED: &str = "first detected: ";
+
+/// Orders one execution's violations by when they were detected, and drops
+/// repeats: first those recorded while the execution ran (`during`, in the
+/// order they were recorded: the ghost state records each as it sees it,
+/// and a model thread's own probe as it returns), then those only the
+/// end-of-execution checks found (`at_end`, in the audit's check order).
+/// So the first element is "the first detected": the first violation
+/// recorded during the execution, else the end audit's first.
+pub fn detection_order(during: &[Violation], at_end: &[Violation]) -> Vec<Violation> {
+    let mut out: Vec<Violation> = Vec::with_capacity(during.len() + at_end.len());
+    for v in during.iter().chain(at_end) {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_recorded_during_the_execution_comes_first() {
+        let late = Violation::new(Invariant::I1, "found by the end audit".into());
+        let early = Violation::new(Invariant::I6, "recorded while it ran".into());
+        let order = detection_order(std::slice::from_ref(&early), &[late.clone(), early.clone()]);
+        assert_eq!(order, vec![early, late.clone()]);
+        assert_eq!(
+            detection_order(&[], std::slice::from_ref(&late)),
+            vec![late]
+        );
+    }
+
+    #[test]
+    fn every_invariant_has_a_distinct_name_in_order() {
+        for (i, inv) in Invariant::ALL.iter().enumerate() {
+            assert!(inv.name().starts_with(&format!("I{} ", i + 1)), "{inv:?}");
+        }
     }
 }

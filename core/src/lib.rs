@@ -5,7 +5,7 @@
 //! vCPU to reload its root, and frees the obsolete pages later, in batches, while
 //! vCPUs and mmu-notifiers may still be walking them. This crate is that protocol,
 //! with the kernel's names, over a sync facade that lets loom and shuttle explore
-//! it, and with an audit (`fastzap::audit`) of the invariants I1 to I8 of
+//! it, and with an audit (`fastzap::audit`) of the invariants I1 to I11 of
 //! `SPEC.md`.
 //!
 //! Start at [`Vm`].
@@ -80,7 +80,7 @@ pub use config::{Config, DeletionStrategy, ZapCommit};
 pub use error::MmuError;
 pub use fault::{Fault, RetryReason};
 pub use ids::{PageId, SlotId, VcpuId};
-pub use invariant::{Invariant, Violation};
+pub use invariant::{FIRST_DETECTED, Invariant, Violation, detection_order};
 pub use memslot::{Memslot, Memslots, MemslotsRef, SlotSpec};
 pub use request::Handled;
 pub use stats::{HoldHistogram, ZapStats, retain_bound, zap_step_bound};

@@ -181,7 +181,7 @@ impl Memslot {
 /// more, each a cache miss once the slots outgrow the cache. Plain data (its
 /// reference counts are not the facade's), so the loom and shuttle lanes see
 /// no new atomics.
-type Map<K, V> = imbl::OrdMap<K, V>;
+pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
 
 /// `struct kvm_memslots`: one published generation of the slots.
 ///
@@ -357,6 +357,56 @@ impl Memslots {
         {
             slot.flags |= flags;
             self.hva.set_flags(slot, flags);
+        }
+    }
+}
+
+/// The three indexes of one [`Memslots`] generation, read-only, for the
+/// audit's check that they agree (I10).
+#[cfg(feature = "ghost")]
+pub(crate) struct IndexView<'a> {
+    /// By base gfn.
+    pub(crate) slots: &'a Map<u64, Memslot>,
+    /// Base gfn by id.
+    pub(crate) ids: &'a Map<SlotId, u64>,
+    /// By (host start, id): copies of the slots.
+    pub(crate) by_start: &'a Map<(u64, SlotId), Memslot>,
+    /// Slots per host length.
+    pub(crate) lengths: &'a Map<u64, u64>,
+    /// Pairs of slots that share host pages.
+    pub(crate) overlaps: u64,
+}
+
+#[cfg(feature = "ghost")]
+impl Memslots {
+    /// The indexes, for the audit.
+    pub(crate) fn index_view(&self) -> IndexView<'_> {
+        IndexView {
+            slots: &self.slots,
+            ids: &self.ids,
+            by_start: &self.hva.by_start,
+            lengths: &self.hva.lengths,
+            overlaps: self.hva.overlaps,
+        }
+    }
+
+    /// Test hook, the bug a plain edit of `remove` or `set_flags` could
+    /// make: one index changed without the others. `what` picks which.
+    #[cfg(all(test, not(any(loom, shuttle))))]
+    pub(crate) fn corrupt_index_for_test(&mut self, id: SlotId, what: u8) {
+        let Some(base) = self.ids.get(&id).copied() else {
+            return;
+        };
+        match what {
+            0 => {
+                self.ids.remove(&id);
+            }
+            1 => {
+                if let Some(slot) = self.slots.get_mut(&base) {
+                    slot.flags |= SLOT_INVALID;
+                }
+            }
+            _ => self.hva.overlaps += 1,
         }
     }
 }

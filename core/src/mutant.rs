@@ -195,6 +195,49 @@ impl Mutant {
         Mutant::WalkSpteLoadRelaxed,
     ];
 
+    /// The mutant's index in [`Mutant::ALL`]. The `match` names every
+    /// variant, so a new one does not compile until it is given an index;
+    /// the assertion below fails to compile unless `ALL[i].position() == i`
+    /// for every entry of `ALL`, and the structure test
+    /// `mutant_all_names_every_variant` compares `ALL` with the enum's
+    /// declaration (which catches a new variant given an index another
+    /// already has). So `ALL`, and with it the bug zoo's row check
+    /// (`verification/src/zoo.rs`), cannot miss a variant.
+    pub const fn position(self) -> usize {
+        match self {
+            Mutant::SkipRmapForObsolete => 0,
+            Mutant::ReloadOutsideLock => 1,
+            Mutant::FreeWithoutGrace => 2,
+            Mutant::FreeBeforeFlush => 3,
+            Mutant::RemoveOnlyRmapCompacts => 4,
+            Mutant::NotifierRewritesInvalidRmap => 5,
+            Mutant::ObsoleteIgnoresInvalid => 6,
+            Mutant::NoSlotsLock => 7,
+            Mutant::ZapFromHead => 8,
+            Mutant::RezapInUseRoots => 9,
+            Mutant::BatchNotAdvancing => 10,
+            Mutant::MoveReusesMetadata => 11,
+            Mutant::InvalidSlotFaultInstallsMmio => 12,
+            Mutant::FaultIntoObsoleteRoot => 13,
+            Mutant::NotifierSkipsObsolete => 14,
+            Mutant::MmioGenFromNewSlots => 15,
+            Mutant::WrapZapAfterPublish => 16,
+            Mutant::MmioCacheIgnoresGen => 17,
+            Mutant::ShrinkerZapsActiveFirst => 18,
+            Mutant::ZapLeavesParked => 19,
+            Mutant::FaultIgnoresNotifierSeq => 20,
+            Mutant::DeferNeverDrains => 21,
+            Mutant::RequestWithoutFence => 22,
+            Mutant::RequestFenceAcqRel => 23,
+            Mutant::WalkBeginWithoutFence => 24,
+            Mutant::RootStoreRelaxed => 25,
+            Mutant::RootLoadRelaxed => 26,
+            Mutant::RequestBitRelaxed => 27,
+            Mutant::TakeRequestsRelaxed => 28,
+            Mutant::WalkSpteLoadRelaxed => 29,
+        }
+    }
+
     /// The weak-memory twins of the litmus models (`models/tests/loom_litmus.rs`):
     /// each removes or weakens one fence or ordering, so only loom can see
     /// them. Natively they are masked on x86 (locked read-modify-writes,
@@ -210,3 +253,16 @@ impl Mutant {
         Mutant::WalkSpteLoadRelaxed,
     ];
 }
+
+// `Mutant::ALL` agrees with `Mutant::position` (an exhaustive match): each
+// entry sits at its position.
+const _: () = {
+    let mut i = 0;
+    while i < Mutant::ALL.len() {
+        assert!(
+            Mutant::ALL[i].position() == i,
+            "Mutant::ALL[i] must be the variant whose position() is i"
+        );
+        i += 1;
+    }
+};

@@ -182,9 +182,18 @@ impl PagePtr {
 /// quarantined, poisoned, for as long as the VM lives ([`Ghost::release`]),
 /// so a dangling pointer left by any bug (a mutant or a plain edit) reads
 /// poison: the bug is reported (I3), not undefined.
+///
+/// A page retired a second time (a bug: a plain edit, or a mutant) is
+/// reported (I3) and not handed over again: a second deferred release would
+/// free it twice. Without the checking code nothing is checked.
 pub(crate) fn free_page(ptr: PagePtr, guard: &Guard<'_>, ghost: &Ghost, poison_now: bool) {
     let page = ptr.get(guard);
-    page.ghost.retired();
+    if !page.ghost.retired() {
+        ghost.violate(crate::invariant::Invariant::I3, || {
+            format!("{} retired twice", page.body().id)
+        });
+        return;
+    }
     ghost.pages().retire();
     if poison_now {
         page.poison();

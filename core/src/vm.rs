@@ -78,6 +78,7 @@ pub(crate) struct VcpuClaim<'a>(pub(crate) &'a Vcpu);
 
 impl Drop for VcpuClaim<'_> {
     fn drop(&mut self) {
+        self.0.ghost.release();
         self.0.unclaim();
     }
 }
@@ -141,6 +142,7 @@ impl Vm {
             return Err(MmuError::VcpuBusy(vcpu.0));
         }
         v.ghost.op();
+        self.ghost.vcpu_claimed(&v.ghost, vcpu.0);
         Ok(VcpuClaim(v))
     }
 

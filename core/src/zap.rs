@@ -15,6 +15,7 @@ use crate::config::ZapCommit;
 use crate::error::MmuError;
 use crate::event::{Actor, What};
 use crate::ids::PageId;
+use crate::ghost::ZapWatch;
 use crate::invariant::Invariant;
 use crate::mmu::MmuLock;
 use crate::mutant::Mutant;
@@ -138,6 +139,7 @@ impl Vm {
         let mut hold = Stopwatch::start();
         stats.holds = 1;
         stats.pages_at_start = lk.pages.len() as u64;
+        let watch = self.ghost.watch_zap(actor, lk.pages.len());
         let bound = zap_step_bound(stats.pages_at_start, self.config.vcpus);
         let mut batch = 0usize;
         // Pages prepared in this hold, counted independently of `batch` (which
@@ -154,7 +156,7 @@ impl Vm {
                     bound,
                 });
             }
-            let next = self.next_to_zap(&lk, rezap_roots, &mut stats.steps);
+            let next = self.next_to_zap(&lk, rezap_roots, &mut stats.steps, &watch);
             let Some(id) = next else { break };
             if batch >= self.config.batch {
                 // Break the lock so vCPUs can fault. Per batch, what this hold
@@ -222,12 +224,18 @@ impl Vm {
     /// build has bug 7's walk from the head, so that the protocol alone pays
     /// nothing for the mutant (core/tests/protocol_build.rs keeps it so).
     #[inline]
-    fn next_to_zap(&self, lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Option<PageId> {
+    fn next_to_zap(
+        &self,
+        lk: &MmuLock<'_>,
+        rezap_roots: bool,
+        steps: &mut u64,
+        watch: &ZapWatch<'_>,
+    ) -> Option<PageId> {
         #[cfg(feature = "ghost")]
         if self.config.mutant_is(Mutant::ZapFromHead) {
-            return mutant_next_from_head(lk, rezap_roots, steps);
+            return mutant_next_from_head(lk, rezap_roots, steps, watch);
         }
-        next_from_tail(lk, rezap_roots, steps)
+        next_from_tail(lk, rezap_roots, steps, watch)
     }
 
     /// `kvm_mmu_prepare_zap_page`: unlink the page's children and parents, mark
@@ -452,9 +460,15 @@ pub(crate) enum ZapNow {
 /// the first obsolete page, skipping invalid ones (in-use roots already
 /// prepared) unless `rezap_roots` (bug 8); `None` at the first page of the
 /// current generation, since everything after it is newer.
-fn next_from_tail(lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Option<PageId> {
+fn next_from_tail(
+    lk: &MmuLock<'_>,
+    rezap_roots: bool,
+    steps: &mut u64,
+    watch: &ZapWatch<'_>,
+) -> Option<PageId> {
     for id in lk.active.values() {
         *steps += 1;
+        watch.examined();
         let meta = &lk.pages[id];
         let current = meta.mmu_valid_gen == lk.mmu_valid_gen;
         if current && !meta.invalid {
@@ -472,9 +486,15 @@ fn next_from_tail(lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Optio
 /// pages of the new generation, and skips them instead of stopping. Checking
 /// builds only.
 #[cfg(feature = "ghost")]
-fn mutant_next_from_head(lk: &MmuLock<'_>, rezap_roots: bool, steps: &mut u64) -> Option<PageId> {
+fn mutant_next_from_head(
+    lk: &MmuLock<'_>,
+    rezap_roots: bool,
+    steps: &mut u64,
+    watch: &ZapWatch<'_>,
+) -> Option<PageId> {
     for id in lk.active.values().rev() {
         *steps += 1;
+        watch.examined();
         let meta = &lk.pages[id];
         let current = meta.mmu_valid_gen == lk.mmu_valid_gen;
         if current || (meta.invalid && !rezap_roots) {

@@ -151,34 +151,21 @@ pub const DRAIN_ROUNDS: usize = 4;
 
 /// Ends an execution of `scenario`: audit, observations, drain. Panics with the
 /// violated invariant's name, the details and the timeline if anything broke.
+/// The violations are reported in detection order
+/// ([`fastzap::detection_order`]): first those recorded while the execution
+/// ran (the ghost's, as it recorded them, then the scenario threads' own
+/// probes), then those only the end audit found, then the drain's (I9).
 pub fn finish(world: &World, scenario: &str, params: &Params) {
     let vm = &world.vm;
     // The story ends here: the audit below takes mmu_lock too, and its lock
     // events are not part of the execution.
     let events = vm.events();
-    let mut found = world.seen.snapshot();
-    let runtime = vm.runtime_violations();
-    if let Err(violations) = fastzap::audit(vm) {
-        // The audit repeats the run-time violations; keep each once.
-        for violation in violations {
-            if !found.contains(&violation) {
-                found.push(violation);
-            }
-        }
-    }
-    for violation in runtime {
-        if !found.contains(&violation) {
-            found.push(violation);
-        }
-    }
-    if found.is_empty() && !vm.drain(DRAIN_ROUNDS) {
-        found.push(Violation::new(
-            Invariant::I3,
-            format!(
-                "retired objects not freed after {DRAIN_ROUNDS} grace periods: {:?}",
-                vm.counts()
-            ),
-        ));
+    let mut during = vm.runtime_violations();
+    during.extend(world.seen.snapshot());
+    let at_end = fastzap::audit(vm).err().unwrap_or_default();
+    let mut found = fastzap::detection_order(&during, &at_end);
+    if found.is_empty() {
+        found = fastzap::checking::check_reclamation_completes(vm, DRAIN_ROUNDS);
     }
     if found.is_empty() {
         return;
@@ -187,8 +174,7 @@ pub fn finish(world: &World, scenario: &str, params: &Params) {
 }
 
 /// Reports a failed execution and panics.
-fn fail(events: &[Event], scenario: &str, params: &Params, mut found: Vec<Violation>) -> ! {
-    found.sort_by_key(|v| v.invariant);
+fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>) -> ! {
     let first = found[0].invariant;
     let name = format!(
         "{scenario}-{}{}",
@@ -213,6 +199,8 @@ fn fail(events: &[Event], scenario: &str, params: &Params, mut found: Vec<Violat
         params.mutant,
         params.reclaim
     );
+    message.push_str(&format!("{}{}\n", fastzap::FIRST_DETECTED, found[0]));
+    message.push_str("in detection order:\n");
     for violation in &found {
         message.push_str(&format!("  - {violation}\n"));
     }

@@ -282,7 +282,7 @@ pub fn conclude(info: &Info, message: Option<&str>, cut_short: bool) -> Verdict 
         (Some(_), None) if pinned => Verdict::Pass,
         (Some(_), Some(_)) if pinned => Verdict::Fail,
         (Some(_), None) => Verdict::Escaped,
-        (Some(_), Some(m)) if info.expected.iter().any(|e| m.contains(e.as_str())) => {
+        (Some(_), Some(_)) if first_detected_is_expected(reported.as_deref(), &info.expected) => {
             Verdict::Caught
         }
         (Some(_), Some(_)) => Verdict::WrongInvariant,
@@ -298,12 +298,22 @@ pub fn test_name(fallback: &str) -> String {
     }
 }
 
-/// The first invariant name `message` contains, else the checker's own report
-/// (`loom causality`, `deadlock`...), else its first line.
+/// What `message` reports first: the invariant on its
+/// [`FIRST_DETECTED`](fastzap::FIRST_DETECTED) line (the harness lists an
+/// execution's violations in detection order and names the first there:
+/// the first the ghost recorded during the execution, else the end audit's
+/// first); without that line, the invariant name that appears first in the
+/// text (a report of one violation: a litmus model's panic, a native
+/// child's `CAUGHT` line); else the checker's own report (`loom causality`,
+/// `deadlock`...); else its first line.
 pub fn reported_in(message: &str) -> Option<String> {
+    let first_detected = message
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(fastzap::FIRST_DETECTED));
+    let text = first_detected.unwrap_or(message);
     let first = Invariant::ALL
         .iter()
-        .filter_map(|i| message.find(i.name()).map(|at| (at, i.name())))
+        .filter_map(|i| text.find(i.name()).map(|at| (at, i.name())))
         .min();
     if let Some((_, name)) = first {
         return Some(name.to_string());
@@ -325,6 +335,20 @@ pub fn reported_in(message: &str) -> Option<String> {
         .lines()
         .next()
         .map(|l| l.chars().take(120).collect())
+}
+
+/// Whether the first report, `reported` ([`reported_in`]), is one of
+/// `expected` (each an invariant's name or a checker's own report, such as
+/// loom's "Causality violation"): a mutant is caught only when the first
+/// violation detected is the one it must break, not when that invariant is
+/// named anywhere in the failure.
+pub fn first_detected_is_expected(reported: Option<&str>, expected: &[String]) -> bool {
+    let Some(reported) = reported else {
+        return false;
+    };
+    expected
+        .iter()
+        .any(|e| reported_in(e).as_deref() == Some(reported))
 }
 
 /// `name` with everything but letters, digits, `-` and `_` replaced by `_`.
@@ -533,6 +557,35 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_detected_is_reported_not_the_lowest_numbered() {
+        let report = "I1 rmap integrity violated in s4 (shuttle lane)\n\
+                      first detected: I6 progress: zap #0 by zapper prepared sp#3 twice\n\
+                      in detection order:\n  - I6 progress: ...\n  - I1 rmap integrity: ...\n";
+        assert_eq!(reported_in(report).as_deref(), Some("I6 progress"));
+        let expected = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let reported = reported_in(report);
+        assert!(first_detected_is_expected(
+            reported.as_deref(),
+            &expected(&["I6 progress"])
+        ));
+        // Named in the text, but not detected first: a wrong invariant.
+        assert!(!first_detected_is_expected(
+            reported.as_deref(),
+            &expected(&["I1 rmap integrity"])
+        ));
+        // Loom's own report counts where a row lists it.
+        let race = reported_in("Causality violation: Concurrent write");
+        assert!(first_detected_is_expected(
+            race.as_deref(),
+            &expected(&["I3 page lifetime", "Causality violation"])
+        ));
+        assert!(!first_detected_is_expected(
+            None,
+            &expected(&["I6 progress"])
+        ));
+    }
 
     #[test]
     fn the_first_invariant_named_is_reported() {

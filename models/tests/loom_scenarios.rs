@@ -109,9 +109,11 @@ fn expect_failure(scenario: Scenario, params: Params, expected: &[&str]) -> Stri
         params.mutant,
         tally.executions()
     );
+    let expected: Vec<String> = expected.iter().map(|e| e.to_string()).collect();
+    let first = fastzap_models::results::reported_in(&message);
     assert!(
-        expected.iter().any(|e| message.contains(e)),
-        "{}: expected one of {expected:?}, got: {message}",
+        fastzap_models::results::first_detected_is_expected(first.as_deref(), &expected),
+        "{}: expected one of {expected:?} detected first, got {first:?}: {message}",
         scenario.name
     );
     message
@@ -348,12 +350,18 @@ fn s8_generation_wrap() {
     explore(scenarios::S8, CROSSBEAM, 156_000);
 }
 
+/// Under loom the audit points are off, so only the end audit sees the
+/// revived root, and it finds two violations at once: a vCPU with no request
+/// pending on an obsolete root (I4) and a reused invalid root (I5). Found
+/// together, the first detected is the first in the audit's check order, I4.
+/// Shuttle's twin (the zoo's row) sees I5 first, at an audit point during
+/// the execution.
 #[test]
 fn s8_mutant_obsolete_ignores_invalid() {
     expect_failure(
         scenarios::S8,
         CROSSBEAM.with_mutant(Mutant::ObsoleteIgnoresInvalid),
-        &["I5 obsolete never reused"],
+        &["I4 no stale translation"],
     );
 }
 

@@ -264,9 +264,10 @@ fn twin_with(
         );
     };
     println!("{key} caught after {} executions", tally.executions());
-    assert!(
-        report.contains(expected),
-        "{key}: expected {expected:?}, the failing execution reported: {report}"
+    assert_eq!(
+        results::reported_in(&report).as_deref(),
+        Some(expected),
+        "{key}: expected {expected:?} detected first, the failing execution reported: {report}"
     );
 }
 

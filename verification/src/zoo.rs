@@ -5,13 +5,19 @@
 //! invariant it must be caught by, and the cheapest checker that catches it
 //! under the settings where the correct protocol passes. Every `Mutant` is in
 //! exactly one row: a variant appended to `Mutant::ALL` without a row here is
-//! a compile error (the `const` assertion below) naming this table.
+//! a compile error (the `const` assertion below) naming this table, and no
+//! variant can be left out of `Mutant::ALL` (`Mutant::position`, an
+//! exhaustive `match` checked against it at compile time, and the structure
+//! test `mutant_all_names_every_variant`).
 //!
-//! A row is caught only when its checker reports the expected invariant (a
-//! loom causality violation counts for the rows that say so: loom's report
+//! A row is caught only when the first violation its checker detected is the
+//! expected invariant (`fastzap_models::results::reported_in`: the first the
+//! ghost recorded during the failing execution, else the end audit's first;
+//! a loom causality violation counts for the rows that say so: loom's report
 //! that the free raced the reader's access is the use-after-free itself);
-//! any other failure is a wrong invariant, and no failure an escape. Both fail
-//! the run.
+//! the expected invariant named anywhere else in the failure is not enough.
+//! Any other failure is a wrong invariant, and no failure an escape. Both
+//! fail the run.
 
 use fastzap::Invariant;
 use fastzap::checking::Mutant;

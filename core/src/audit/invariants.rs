@@ -1,5 +1,7 @@
-//! The invariant checks, one function per invariant of `SPEC.md`. Each takes
-//! the held `mmu_lock` and a pinned guard, and returns what it finds.
+//! The invariant checks of I1 to I5, one function per invariant of
+//! `SPEC.md` (I6 is in `progress.rs`, I7 in `mmio.rs`, I8 in `bounds.rs`, I9 to
+//! I11 in `structures.rs`). Each takes the held `mmu_lock` and a pinned guard, and
+//! returns what it finds.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,14 +15,13 @@ use crate::page::PagePtr;
 use crate::rmap::Rmap;
 use crate::rmap::SptePtr;
 use crate::spte::Spte;
-use crate::stats::zap_step_bound;
 use crate::sync::{Guard, Ordering};
 use crate::vcpu::VcpuMode;
 use crate::vm::Vm;
 
 /// Addresses of the pages in the page table: an rmap entry or spte pointing
 /// anywhere else points at retired memory, and is reported without touching it.
-fn live_pages(lk: &MmuLock<'_>) -> HashSet<usize> {
+pub(super) fn live_pages(lk: &MmuLock<'_>) -> HashSet<usize> {
     lk.pages.values().map(|m| m.ptr.addr()).collect()
 }
 
@@ -534,127 +535,6 @@ pub(crate) fn check_i5_obsolete_never_reused(
                 meta.born_epoch.get(),
                 lk.gen_epoch.get()
             )));
-        }
-    }
-    out
-}
-
-/// I6 progress: every zap stayed within its bound (proportional to the pages
-/// that existed when it began) and never prepared more than a batch per lock
-/// hold; and, once nothing is in flight, no obsolete page is left on the active
-/// list except in-use roots, and the previous generation's pages when a
-/// deferring invalidation left them (whose bound is I8's).
-pub(crate) fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let v = |detail: String| Violation::new(Invariant::I6, detail);
-    for (n, zap) in vm.ghost.zaps().iter().enumerate() {
-        let bound = zap_step_bound(zap.pages_at_start, vm.config.vcpus);
-        if zap.steps > bound {
-            out.push(v(format!(
-                "zap #{n} took {} steps, bound {bound}",
-                zap.steps
-            )));
-        }
-        if zap.holds > 1 && zap.max_batch > vm.config.batch as u64 {
-            out.push(v(format!(
-                "zap #{n} prepared {} pages in one hold, batch {}",
-                zap.max_batch, vm.config.batch
-            )));
-        }
-    }
-    if vm.slots_lock.try_lock().is_some() {
-        let previous = lk.mmu_valid_gen.wrapping_sub(1) & vm.gen_mask();
-        for id in lk.active.values() {
-            let Some(meta) = lk.pages.get(id) else {
-                out.push(Violation::new(
-                    Invariant::I3,
-                    format!("the active list names {id}, which is no longer a page"),
-                ));
-                continue;
-            };
-            let left = lk.obsolete_left && meta.mmu_valid_gen == previous;
-            if meta.mmu_valid_gen != lk.mmu_valid_gen && !meta.invalid && !left {
-                out.push(v(format!(
-                    "{id} of generation {} survived the zap",
-                    meta.mmu_valid_gen
-                )));
-            }
-        }
-    }
-    out
-}
-
-/// I7 MMIO generation: an MMIO spte in a page of the current generation that
-/// the protocol would trust (its masked generation equals the current one) was
-/// built from the current memslots; and a vCPU's MMIO cache entry, if current,
-/// names a gfn that no slot maps.
-pub(crate) fn check_i7_mmio_generation(
-    vm: &Vm,
-    lk: &MmuLock<'_>,
-    guard: &Guard<'_>,
-) -> Vec<Violation> {
-    let mut out = mmio_sptes_trusted_rightly(vm, lk, guard);
-    let v = |detail: String| Violation::new(Invariant::I7, detail);
-    let slots = vm.memslots.load_full();
-    for (index, vcpu) in vm.vcpus.iter().enumerate() {
-        // The cache holds gfn + 1; 0 is empty.
-        if let Some(gfn) = vcpu.mmio_gfn.load(Ordering::Relaxed).checked_sub(1)
-            && vcpu.mmio_gen.load(Ordering::Relaxed) == slots.generation
-            && slots.search(gfn).is_some()
-        {
-            out.push(v(format!(
-                "vcpu{index}: MMIO cache for gfn {gfn} but a slot maps it"
-            )));
-        }
-    }
-    out
-}
-
-/// The spte half of I7, which also holds while other operations run (the audit
-/// points use it): an MMIO spte of a current page that the protocol would trust
-/// (its masked generation is the current one) was built from the current
-/// memslots, and names a gfn that no slot maps, INVALID slots included.
-pub(crate) fn mmio_sptes_trusted_rightly(
-    vm: &Vm,
-    lk: &MmuLock<'_>,
-    guard: &Guard<'_>,
-) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let v = |detail: String| Violation::new(Invariant::I7, detail);
-    let slots = vm.memslots.load_full();
-    let mask = 1u64
-        .checked_shl(vm.config.mmio_gen_bits)
-        .map_or(u64::MAX, |bit| bit.wrapping_sub(1));
-    for meta in lk.pages.values() {
-        if lk.is_obsolete(meta) {
-            continue;
-        }
-        let page = meta.ptr.get(guard);
-        let body = page.body();
-        for index in 0..page.sptes.len() {
-            let Spte::Mmio {
-                generation,
-                ghost_generation,
-            } = Spte::decode(page.sptes[index].load(Ordering::Acquire))
-            else {
-                continue;
-            };
-            if generation != slots.generation & mask {
-                continue;
-            }
-            if ghost_generation != slots.generation & 0xffff_ffff {
-                out.push(v(format!(
-                    "{}[{index}]: MMIO spte from slots gen {ghost_generation} matches gen {}",
-                    body.id, slots.generation
-                )));
-            }
-            let gfn = vm.spte_gfn(&body, index);
-            if let Some(slot) = slots.search(gfn) {
-                out.push(v(format!(
-                    "{}[{index}]: trusted MMIO spte for gfn {gfn}, which slot {} maps",
-                    body.id, slot.id.0
-                )));
-            }
         }
     }
     out

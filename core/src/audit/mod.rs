@@ -16,6 +16,9 @@
 
 mod bounds;
 mod invariants;
+mod mmio;
+mod progress;
+mod structures;
 // Native only: the tests drive real threads and the native facade.
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests;
@@ -31,14 +34,21 @@ use invariants::*;
 pub(crate) use invariants::{
     check_i1_slot_unmapped, check_i4_notifier_reach, check_i4_range_unmapped,
 };
+use mmio::{check_i7_mmio_generation, mmio_sptes_trusted_rightly};
+use progress::check_i6_progress;
+pub(crate) use structures::check_i9_drained;
+use structures::{check_i9_reclamation_counts, check_i10_memslot_indexes, check_i11_vcpu_claims};
 
-/// Runs every check on a quiescent VM. `Ok` means every invariant
-/// (`Invariant::ALL`) holds and no violation was recorded at run time.
+/// Runs every check on a quiescent VM. `Ok` means every invariant holds and
+/// no violation was recorded at run time. The violations come in detection
+/// order ([`detection_order`](crate::invariant::detection_order)): those the
+/// ghost recorded while the VM ran, as it recorded them, then those the
+/// checks below find now, in check order; each once.
 pub fn audit(vm: &Vm) -> Result<(), Vec<Violation>> {
     let guard = vm.reclaimer.pin();
     let lk = vm.lock_mmu(Actor::Zapper);
-    let mut found = vm.ghost.violations();
-    found.extend(check_i1_rmap_integrity(vm, &lk, &guard));
+    let during = vm.ghost.violations();
+    let mut found = check_i1_rmap_integrity(vm, &lk, &guard);
     found.extend(check_i2_descriptors(vm, &lk, &guard, true));
     found.extend(check_i3_page_lifetime(vm, &lk, &guard, true));
     found.extend(check_i4_no_stale_translation(vm, &lk, &guard));
@@ -46,6 +56,10 @@ pub fn audit(vm: &Vm) -> Result<(), Vec<Violation>> {
     found.extend(check_i6_progress(vm, &lk));
     found.extend(check_i7_mmio_generation(vm, &lk, &guard));
     found.extend(check_i8_retention(vm, &lk));
+    found.extend(check_i9_reclamation_counts(vm));
+    found.extend(check_i10_memslot_indexes(&vm.memslots.load_full()));
+    found.extend(check_i11_vcpu_claims(vm));
+    let found = crate::invariant::detection_order(&during, &found);
     if found.is_empty() { Ok(()) } else { Err(found) }
 }
 
@@ -55,7 +69,6 @@ pub fn audit(vm: &Vm) -> Result<(), Vec<Violation>> {
 pub(crate) fn in_flight(vm: &Vm, lk: &MmuLock<'_>, guard: &Guard<'_>, at: &str) -> Vec<Violation> {
     let mut found = check_i3_page_lifetime(vm, lk, guard, false);
     found.extend(check_i5_obsolete_never_reused(vm, lk, guard));
-    found.extend(check_i6_progress(vm, lk));
     found.extend(mmio_sptes_trusted_rightly(vm, lk, guard));
     if !vm.ghost.unmapper_running() {
         found.extend(check_i2_descriptors(vm, lk, guard, false));

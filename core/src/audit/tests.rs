@@ -201,3 +201,217 @@ fn a_hole_in_a_normal_chain_is_an_i2_report() {
         "{found:#?}"
     );
 }
+
+/// The descriptor of gfn 0's rmap head in `vm` (both vCPUs fault gfn 0 in
+/// their own address space: two sptes, one descriptor), and its slot.
+fn descriptor_at_gfn0(vm: &Vm) -> crate::memslot::Memslot {
+    for v in [V0, V1] {
+        assert!(matches!(
+            vm.page_fault(v, Gfn(0), false),
+            Ok(Fault::Mapped { .. })
+        ));
+    }
+    assert_eq!(vm.counts().descs.allocated, 1);
+    vm.memslots
+        .load_full()
+        .iter()
+        .next()
+        .expect("slot 0")
+        .clone()
+}
+
+/// A descriptor retired twice used to be released twice (a double free in
+/// the quarantine's drop, SIGSEGV): now the second retirement is reported,
+/// and not handed to the reclaimer again.
+#[test]
+fn a_descriptor_retired_twice_is_an_i2_report_not_a_crash() {
+    let vm = vm();
+    let slot = descriptor_at_gfn0(&vm);
+    let index = slot.rmap_index(0);
+    {
+        let guard = vm.reclaimer.pin();
+        assert!(slot.rmap.retire_linked_for_test(&guard, index));
+        assert!(slot.rmap.retire_linked_for_test(&guard, index));
+    }
+    vm.reclaimer.drain(4);
+    let c = vm.counts().descs;
+    assert_eq!((c.retired, c.freed), (1, 1), "retired and freed once");
+    let found = audit(&vm).expect_err("the second retirement is reported");
+    assert_eq!(
+        found[0],
+        Violation::new(Invariant::I2, "descriptor d0 retired twice".into()),
+        "reported first, as it happened: {found:#?}"
+    );
+    drop(slot);
+    drop(vm);
+}
+
+/// The same for a page: `free_page` twice on one page.
+#[test]
+fn a_page_retired_twice_is_an_i3_report_not_a_crash() {
+    let vm = vm();
+    assert!(matches!(
+        vm.page_fault(V0, Gfn(0), false),
+        Ok(Fault::Mapped { .. })
+    ));
+    let (leaf, id) = {
+        let lk = vm.lock_mmu(Actor::Zapper);
+        let (id, meta) = lk
+            .pages
+            .iter()
+            .find(|(_, m)| m.role.level == 1)
+            .expect("a last-level page");
+        (meta.ptr, *id)
+    };
+    {
+        let guard = vm.reclaimer.pin();
+        free_page(leaf, &guard, &vm.ghost, false);
+        free_page(leaf, &guard, &vm.ghost, false);
+    }
+    vm.reclaimer.drain(4);
+    let c = vm.counts().pages;
+    assert_eq!((c.retired, c.freed), (1, 1), "retired and freed once");
+    let found = audit(&vm).expect_err("the second retirement is reported");
+    assert_eq!(
+        found[0],
+        Violation::new(Invariant::I3, format!("{id} retired twice")),
+        "{found:#?}"
+    );
+    drop(vm);
+}
+
+/// I9's counts: a free with no retirement, and (with the small EBR, which
+/// counts its queue) a retirement with no deferred free, each name I9.
+#[test]
+fn unbalanced_reclamation_counts_are_an_i9_violation() {
+    let mut config = Config::model();
+    config.reclaim = crate::ReclaimBackend::small(4);
+    let vm = Vm::new(config.clone()).expect("valid");
+    assert_eq!(audit(&vm), Ok(()));
+    vm.ghost.descs().free();
+    let found = audit(&vm).expect_err("a free with no retirement");
+    assert!(
+        found.contains(&Violation::new(
+            Invariant::I9,
+            "descriptors: 1 freed but only 0 retired".into()
+        )),
+        "{found:#?}"
+    );
+    let vm = Vm::new(config).expect("valid");
+    vm.ghost.pages().alloc();
+    vm.ghost.pages().retire();
+    let found = audit(&vm).expect_err("a retirement with no deferred free");
+    assert!(
+        found.iter().any(|v| v.invariant == Invariant::I9
+            && v.detail.contains("but only 0 deferred frees queued")),
+        "{found:#?}"
+    );
+}
+
+/// I9's completion: an object retired and never freed is I9 after a drain
+/// (it used to be reported as I3, page lifetime, like a use after free).
+#[test]
+fn a_retired_object_never_freed_is_an_i9_violation() {
+    let vm = vm();
+    assert_eq!(super::check_i9_drained(&vm, 2), vec![]);
+    vm.ghost.pages().alloc();
+    vm.ghost.pages().retire();
+    assert_eq!(
+        super::check_i9_drained(&vm, 2),
+        vec![Violation::new(
+            Invariant::I9,
+            "pages: 1 retired but not freed after 2 grace periods (1 retired, 0 freed)".into()
+        )]
+    );
+}
+
+/// I10: one memslot index changed without the others, published.
+#[test]
+fn memslot_indexes_that_disagree_are_an_i10_violation() {
+    for (what, expected) in [
+        (0u8, "0 by id"),
+        (1, "the host index's copy differs"),
+        (2, "overlapping pairs"),
+    ] {
+        let vm = vm();
+        assert_eq!(audit(&vm), Ok(()));
+        let mut corrupt = (*vm.memslots.load_full()).clone();
+        corrupt.corrupt_index_for_test(crate::SlotId(0), what);
+        vm.memslots.store(crate::sync::Arc::new(corrupt));
+        let found = audit(&vm).expect_err("the indexes disagree");
+        assert!(
+            found
+                .iter()
+                .any(|v| v.invariant == Invariant::I10 && v.detail.contains(expected)),
+            "{what}: {found:#?}"
+        );
+    }
+}
+
+/// I11: the claim flag released while its claim still holds the vCPU (a
+/// plain edit of `VcpuClaim`'s drop, say), and a second claim taken: the
+/// ghost reports two holders as the second claim is taken, and the audit
+/// an inconsistent claim.
+#[test]
+fn a_vcpu_claimed_twice_is_an_i11_violation() {
+    let vm = vm();
+    let first = vm.claim_vcpu(V0).expect("free");
+    assert!(matches!(
+        vm.translate(V0, Gfn(0)),
+        Err(crate::MmuError::VcpuBusy(0))
+    ));
+    vm.vcpus[0].unclaim();
+    let found = audit(&vm).expect_err("a claim with its flag clear");
+    assert!(
+        found.contains(&Violation::new(
+            Invariant::I11,
+            "vcpu0: 1 claims hold it, its claim flag is false".into()
+        )),
+        "{found:#?}"
+    );
+    let second = vm.claim_vcpu(V0).expect("the flag is clear");
+    assert!(
+        vm.ghost.violations().contains(&Violation::new(
+            Invariant::I11,
+            "vcpu0 claimed while 1 other claims hold it".into()
+        )),
+        "{:#?}",
+        vm.ghost.violations()
+    );
+    drop(second);
+    drop(first);
+}
+
+/// I6 is judged from what the ghost watched, not from the zap loop's own
+/// counts: a zap record claiming a million steps changes nothing, and the
+/// ghost's count of a correct zap's steps is the loop's.
+#[test]
+fn i6_counts_what_the_ghost_saw_not_the_loops_counter() {
+    let vm = vm();
+    for v in [V0, V1] {
+        vm.page_fault(v, Gfn(0), false).expect("maps");
+    }
+    let (watched, _) = vm.ghost.zaps_watched();
+    let stats = vm.invalidate_zap_all_pages().expect("zaps");
+    let (now, steps) = vm.ghost.zaps_watched();
+    assert_eq!(now, watched + 1, "the zap was watched");
+    assert!(stats.steps > 2);
+    assert_eq!(
+        steps, stats.steps,
+        "the ghost counts the loop's steps itself"
+    );
+    vm.ghost.record_zap(crate::ZapStats {
+        steps: 1_000_000,
+        max_batch: 1_000,
+        holds: 2,
+        ..stats
+    });
+    for v in [V0, V1] {
+        vm.handle_requests(v).expect("reloads");
+    }
+    assert_eq!(
+        audit(&vm),
+        Ok(()),
+        "the loop's counters are not I6's evidence"
+    );
+}

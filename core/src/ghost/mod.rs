@@ -32,6 +32,12 @@ mod objects;
 #[cfg(feature = "ghost")]
 mod on;
 #[cfg(feature = "ghost")]
+mod progress;
+#[cfg(feature = "ghost")]
+mod quarantine;
+#[cfg(feature = "ghost")]
+mod times;
+#[cfg(feature = "ghost")]
 pub(crate) use on::*;
 #[cfg(feature = "ghost")]
 pub use on::{Counts, LifeCounts};

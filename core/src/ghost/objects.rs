@@ -49,9 +49,12 @@ impl PageGhost {
         self.install[index].get()
     }
 
-    /// The page was handed to the reclaimer.
-    pub(crate) fn retired(&self) {
-        self.life.set(PageLife::Retired as u64);
+    /// The page was handed to the reclaimer. Returns whether it was live:
+    /// a page retired a second time is not (`free_page` reports it, I3,
+    /// and does not hand it over again).
+    pub(crate) fn retired(&self) -> bool {
+        self.life
+            .compare_set(PageLife::Live as u64, PageLife::Retired as u64)
     }
 
     /// The page was poisoned.
@@ -102,9 +105,11 @@ impl DescGhost {
         self.id
     }
 
-    /// The descriptor was unlinked and handed to the reclaimer.
-    pub(crate) fn retire(&self) {
-        self.life.set(1);
+    /// The descriptor was unlinked and handed to the reclaimer. Returns
+    /// whether it was live: one retired a second time is not
+    /// (`DescPtr::retire` reports it, I2, and does not hand it over again).
+    pub(crate) fn retire(&self) -> bool {
+        self.life.compare_set(0, 1)
     }
 
     /// The descriptor was poisoned.
@@ -123,25 +128,48 @@ impl DescGhost {
     }
 }
 
-/// A vCPU's ghost half: how many operations ran on it.
+/// A vCPU's ghost half: how many operations ran on it, and how many claims
+/// hold it now (I11: at most one).
 #[derive(Debug, Default)]
-pub(crate) struct VcpuGhost(GhostU64);
+pub(crate) struct VcpuGhost {
+    ops: GhostU64,
+    holders: GhostU64,
+}
 
 impl VcpuGhost {
     /// No operation yet.
     pub(crate) const fn new() -> VcpuGhost {
-        VcpuGhost(GhostU64::new(0))
+        VcpuGhost {
+            ops: GhostU64::new(0),
+            holders: GhostU64::new(0),
+        }
     }
 
     /// One more operation.
     #[inline]
     pub(crate) fn op(&self) {
-        self.0.increment();
+        self.ops.increment();
     }
 
     /// Operations so far.
     pub(crate) fn ops(&self) -> u64 {
-        self.0.get()
+        self.ops.get()
+    }
+
+    /// A claim now holds the vCPU; returns how many do.
+    pub(crate) fn hold(&self) -> u64 {
+        self.holders.increment()
+    }
+
+    /// A claim was released.
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.holders.decrement();
+    }
+
+    /// How many claims hold the vCPU.
+    pub(crate) fn holders(&self) -> u64 {
+        self.holders.get()
     }
 }
 

@@ -125,6 +125,12 @@ impl Ghost {
     #[inline(always)]
     pub(crate) fn record_zap(&self, _stats: ZapStats) {}
     #[inline(always)]
+    pub(crate) fn watch_zap(&self, _actor: Actor, _pages: usize) -> ZapWatch<'_> {
+        ZapWatch(std::marker::PhantomData)
+    }
+    #[inline(always)]
+    pub(crate) fn vcpu_claimed(&self, _vcpu: &VcpuGhost, _index: usize) {}
+    #[inline(always)]
     pub(crate) fn unmapper_begin(&self) {}
     #[inline(always)]
     pub(crate) fn unmapper_end(&self) {}
@@ -145,8 +151,11 @@ impl PageGhost {
     pub(crate) fn installed(&self, _index: usize) -> u64 {
         0
     }
+    /// Without the checking code every retirement is taken as the first.
     #[inline(always)]
-    pub(crate) fn retired(&self) {}
+    pub(crate) fn retired(&self) -> bool {
+        true
+    }
     #[inline(always)]
     pub(crate) fn freed(&self) {}
 }
@@ -173,8 +182,11 @@ impl DescGhost {
     pub(crate) fn id(&self) -> u64 {
         0
     }
+    /// Without the checking code every retirement is taken as the first.
     #[inline(always)]
-    pub(crate) fn retire(&self) {}
+    pub(crate) fn retire(&self) -> bool {
+        true
+    }
     #[inline(always)]
     pub(crate) fn freed(&self) {}
     #[inline(always)]
@@ -198,6 +210,18 @@ impl VcpuGhost {
     }
     #[inline(always)]
     pub(crate) fn op(&self) {}
+    #[inline(always)]
+    pub(crate) fn release(&self) {}
+}
+
+/// No zap watch (the lifetime matches the checking build's, which borrows
+/// the ghost).
+#[derive(Debug)]
+pub(crate) struct ZapWatch<'g>(std::marker::PhantomData<&'g ()>);
+
+impl ZapWatch<'_> {
+    #[inline(always)]
+    pub(crate) fn examined(&self) {}
 }
 
 /// No generation epoch.

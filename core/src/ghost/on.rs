@@ -1,6 +1,5 @@
 //! The ghost state, compiled in (feature `ghost`).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::ptr::NonNull;
 
@@ -14,6 +13,10 @@ use crate::sync::ghost::{GhostArc, GhostCounter, GhostLog, GhostMutex, GhostU64,
 pub use crate::sync::ghost::LifeCounts;
 
 pub(crate) use super::objects::*;
+use super::progress::ZapSeen;
+pub(crate) use super::progress::ZapWatch;
+use super::quarantine::{Kept, Quarantine};
+use super::times::{KillMap, NotifierLedger};
 
 /// How many violations a VM keeps (a broken protocol repeats itself).
 const MAX_VIOLATIONS: usize = 256;
@@ -45,6 +48,15 @@ struct State {
     /// The mmu-notifier invalidations, by host address, for I4 at the source.
     notifiers: GhostMutex<NotifierLedger>,
     zaps: GhostMutex<Vec<ZapStats>>,
+    /// I6 from the ghost's own observations: the zaps being watched (one
+    /// record per actor), how many are open, how many were watched, and the
+    /// closed ones that broke I6 (`progress.rs`).
+    zap_watch: GhostMutex<Vec<ZapSeen>>,
+    watching: GhostU64,
+    zaps_watched: GhostCounter,
+    zaps_broken: GhostMutex<Vec<ZapSeen>>,
+    /// The steps the ghost counted for the last zap it stopped watching.
+    last_zap_steps: GhostU64,
     /// Lockless unmappers in flight (the audit points skip rmap checks then).
     lockless_unmappers: GhostU64,
     /// The pages and descriptors released lately, poisoned and kept: a bug
@@ -93,12 +105,13 @@ impl Ghost {
             latest_cut: GhostU64::new(0),
             notifiers: GhostMutex::new(NotifierLedger::default()),
             zaps: GhostMutex::new(Vec::new()),
+            zap_watch: GhostMutex::new(Vec::new()),
+            watching: GhostU64::new(0),
+            zaps_watched: GhostCounter::default(),
+            zaps_broken: GhostMutex::new(Vec::new()),
+            last_zap_steps: GhostU64::new(0),
             lockless_unmappers: GhostU64::new(0),
-            quarantine: GhostMutex::new(Quarantine {
-                kept: VecDeque::new(),
-                bytes: 0,
-                bounded: config.mutant.is_none(),
-            }),
+            quarantine: GhostMutex::new(Quarantine::new(config.mutant.is_none())),
             desc_ids: GhostCounter::default(),
             batch: config.batch,
             vcpus: config.vcpus,
@@ -107,16 +120,21 @@ impl Ghost {
 
     // ----- the event log -----------------------------------------------------
 
-    /// Records that `actor` did `what` (built only if the log is on).
+    /// Records that `actor` did `what` (built only if the log is on, or a
+    /// zap is being watched: the watch counts its actor's events).
     #[inline]
     pub(crate) fn event(&self, actor: Actor, what: impl FnOnce() -> What) {
-        if self.0.events.enabled() {
+        let log = self.0.events.enabled();
+        if !log && self.0.watching.get() == 0 {
+            return;
+        }
+        let what = what();
+        if self.0.watching.get() != 0 {
+            self.zap_event(actor, &what);
+        }
+        if log {
             let seq = self.0.event_seq.next();
-            self.0.events.push_with(|| Event {
-                seq,
-                actor,
-                what: what(),
-            });
+            self.0.events.push_always(Event { seq, actor, what });
         }
     }
 
@@ -214,7 +232,8 @@ impl Ghost {
     /// How long: under a mutant, until the ghost state is dropped (with the
     /// VM, its rmaps and its deferred frees); a mutant's dangling pointers
     /// can outlive any window (bug 1's rmap entries). Otherwise the
-    /// quarantine is a FIFO of [`QUARANTINE_BYTES`], as AddressSanitizer's
+    /// quarantine is a FIFO of
+    /// [`QUARANTINE_BYTES`](super::quarantine::QUARANTINE_BYTES), as AddressSanitizer's
     /// is: an object is given back once that much memory was freed after
     /// it, and a use after free later than that is not guaranteed to be
     /// seen. Unbounded, verify's 10^7-operation stress grew past 1.8 GiB.
@@ -239,7 +258,12 @@ impl Ghost {
             bytes,
             drop: drop_box::<T>,
         };
-        let evicted = self.0.quarantine.with(|q| q.push(kept));
+        let Ok(evicted) = self.0.quarantine.with(|q| q.push(kept)) else {
+            // Already kept: released twice. The retirement checks
+            // (`PageGhost::retire`, `DescGhost::retire`) report the second
+            // retirement; here its memory is not given back twice.
+            return;
+        };
         for old in evicted {
             // SAFETY: it entered the quarantine after its grace period, and
             // QUARANTINE_BYTES were freed since: in a correct protocol nothing
@@ -436,6 +460,108 @@ impl Ghost {
         self.0.zaps.with(|z| z.clone())
     }
 
+    /// `zap_obsolete_pages` of `actor` begins, inside its first `mmu_lock`
+    /// hold, with `pages` pages in the VM: the ghost watches it until the
+    /// returned watch is dropped (`progress.rs`).
+    pub(crate) fn watch_zap(&self, actor: Actor, pages: usize) -> ZapWatch<'_> {
+        let number = self.0.zaps_watched.next();
+        self.0
+            .zap_watch
+            .with(|w| match w.iter_mut().find(|z| z.actor == actor) {
+                Some(open) => open.nest(pages as u64),
+                None => w.push(ZapSeen::new(number, actor, pages as u64)),
+            });
+        self.0.watching.increment();
+        ZapWatch { ghost: self, actor }
+    }
+
+    /// The watched zap of `actor` examined a page.
+    pub(super) fn zap_examined(&self, actor: Actor) {
+        self.zap_update(actor, ZapSeen::examined);
+    }
+
+    /// An event of `actor` while a zap is watched.
+    fn zap_event(&self, actor: Actor, what: &What) {
+        if matches!(what, What::Lock | What::PrepareZap { .. }) {
+            self.zap_update(actor, |z| z.observe(what));
+        }
+    }
+
+    /// Applies `f` to `actor`'s watched zap, then records the I6 breaches it
+    /// now shows for the first time.
+    fn zap_update(&self, actor: Actor, f: impl FnOnce(&mut ZapSeen)) {
+        let (batch, vcpus) = (self.0.batch, self.0.vcpus);
+        let breaches = self.0.zap_watch.with(|w| {
+            let Some(z) = w.iter_mut().find(|z| z.actor == actor) else {
+                return Vec::new();
+            };
+            f(z);
+            z.new_breaches(batch, vcpus)
+        });
+        for breach in breaches {
+            self.record(breach);
+        }
+    }
+
+    /// The watch of `actor`'s zap ends.
+    pub(super) fn zap_closed(&self, actor: Actor) {
+        let (batch, vcpus) = (self.0.batch, self.0.vcpus);
+        let closed = self.0.zap_watch.with(|w| {
+            let at = w.iter().position(|z| z.actor == actor)?;
+            w[at].unnest().then(|| w.swap_remove(at))
+        });
+        self.0.watching.decrement();
+        if let Some(z) = &closed {
+            self.0.last_zap_steps.set(z.steps());
+        }
+        if let Some(z) = closed
+            && !z.breaches(batch, vcpus).is_empty()
+        {
+            self.0.zaps_broken.with(|b| {
+                if b.len() < MAX_VIOLATIONS {
+                    b.push(z);
+                }
+            });
+        }
+    }
+
+    /// I6 as the ghost observed it: the breaches of every watched zap, open
+    /// or closed (the audit's `check_i6_progress` reports them).
+    pub(crate) fn zap_breaches(&self) -> Vec<Violation> {
+        let (batch, vcpus) = (self.0.batch, self.0.vcpus);
+        let mut out: Vec<Violation> = self
+            .0
+            .zaps_broken
+            .with(|b| b.iter().flat_map(|z| z.breaches(batch, vcpus)).collect());
+        self.0.zap_watch.with(|w| {
+            out.extend(w.iter().flat_map(|z| z.breaches(batch, vcpus)));
+        });
+        out
+    }
+
+    /// How many zaps the ghost watched, and the steps it counted for the
+    /// last one it stopped watching.
+    #[cfg(all(test, not(any(loom, shuttle))))]
+    pub(crate) fn zaps_watched(&self) -> (u64, u64) {
+        (self.0.zaps_watched.get(), self.0.last_zap_steps.get())
+    }
+
+    // ----- I11: the vCPU claim ------------------------------------------------
+
+    /// vCPU `index` was claimed: counts the claim's holder, and records I11
+    /// if another holds it too (two threads on one vCPU).
+    pub(crate) fn vcpu_claimed(&self, vcpu: &VcpuGhost, index: usize) {
+        let holders = vcpu.hold();
+        if holders > 1 {
+            self.violate(Invariant::I11, || {
+                format!(
+                    "vcpu{index} claimed while {} other claims hold it",
+                    holders - 1
+                )
+            });
+        }
+    }
+
     // ----- the seed's lockless unmapper ----------------------------------------
 
     /// A lockless unmapper began.
@@ -445,200 +571,11 @@ impl Ghost {
 
     /// A lockless unmapper ended.
     pub(crate) fn unmapper_end(&self) {
-        let left = self.0.lockless_unmappers.get().saturating_sub(1);
-        self.0.lockless_unmappers.set(left);
+        self.0.lockless_unmappers.decrement();
     }
 
     /// Whether a lockless unmapper is running (rmaps may be mid-change).
     pub(crate) fn unmapper_running(&self) -> bool {
         self.0.lockless_unmappers.get() != 0
-    }
-}
-
-/// How much freed memory a VM's quarantine holds (without a mutant) before
-/// it gives the oldest object back ([`Ghost::release`]).
-pub(crate) const QUARANTINE_BYTES: usize = 64 << 20;
-
-/// Released objects, kept poisoned, oldest first ([`Ghost::release`]).
-struct Quarantine {
-    kept: VecDeque<Kept>,
-    bytes: usize,
-    /// Whether the oldest objects are given back past [`QUARANTINE_BYTES`].
-    bounded: bool,
-}
-
-impl Quarantine {
-    /// Keeps `kept`; returns the objects that leave to make room.
-    fn push(&mut self, kept: Kept) -> Vec<Kept> {
-        self.bytes = self.bytes.saturating_add(kept.bytes);
-        self.kept.push_back(kept);
-        let mut evicted = Vec::new();
-        while self.bounded && self.bytes > QUARANTINE_BYTES && self.kept.len() > 1 {
-            let Some(old) = self.kept.pop_front() else {
-                break;
-            };
-            self.bytes = self.bytes.saturating_sub(old.bytes);
-            evicted.push(old);
-        }
-        evicted
-    }
-}
-
-/// One quarantined object and the function that gives its memory back.
-struct Kept {
-    object: NonNull<()>,
-    bytes: usize,
-    drop: unsafe fn(*mut ()),
-}
-
-// SAFETY: `release` takes only `T: Send` objects; the pointer is theirs.
-unsafe impl Send for Kept {}
-
-impl Kept {
-    /// Gives the memory back.
-    ///
-    /// # Safety
-    /// Nothing reaches the object any more, and this is its one release.
-    unsafe fn give_back(self) {
-        // SAFETY: the caller's contract; `drop` is `drop_box::<T>` for the
-        // `T` the object was allocated as.
-        unsafe { (self.drop)(self.object.as_ptr()) };
-    }
-}
-
-impl Drop for Quarantine {
-    fn drop(&mut self) {
-        for kept in self.kept.drain(..) {
-            // SAFETY: the ghost state is being dropped: the VM, its rmaps
-            // and its deferred frees (which hold clones of it) are gone, so
-            // nothing can reach the object; it came from a `Box` and leaves
-            // the quarantine once.
-            unsafe { kept.give_back() };
-        }
-    }
-}
-
-impl std::fmt::Debug for Quarantine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Quarantine({} objects, {} bytes)",
-            self.kept.len(),
-            self.bytes
-        )
-    }
-}
-
-/// The mmu-notifier invalidations the ghost has seen, by host address: those
-/// in flight with their begin times, and per host address the (begun, ended)
-/// times of the latest that ended.
-#[derive(Debug, Default)]
-struct NotifierLedger {
-    in_flight: Vec<(Range<u64>, u64)>,
-    done: KillMap,
-}
-
-/// For runs of gfns, the (cut, returned) times of the latest invalidation
-/// that covered them. Non-overlapping intervals keyed by their first gfn.
-#[derive(Debug, Default)]
-struct KillMap {
-    runs: BTreeMap<u64, (u64, (u64, u64))>,
-}
-
-impl KillMap {
-    /// Records `times` for every gfn of `range`, replacing older records there.
-    fn insert(&mut self, range: Range<u64>, times: (u64, u64)) {
-        if range.is_empty() {
-            return;
-        }
-        let overlapping: Vec<u64> = self
-            .runs
-            .range(..range.end)
-            .rev()
-            .take_while(|(_, (end, _))| *end > range.start)
-            .map(|(start, _)| *start)
-            .collect();
-        for start in overlapping {
-            let (end, old) = self.runs.remove(&start).expect("listed above");
-            if start < range.start {
-                self.runs.insert(start, (range.start, old));
-            }
-            if end > range.end {
-                self.runs.insert(range.end, (end, old));
-            }
-        }
-        self.runs.insert(range.start, (range.end, times));
-    }
-
-    /// The times recorded for `gfn`, if any.
-    fn get(&self, gfn: u64) -> Option<(u64, u64)> {
-        let (_, (end, times)) = self.runs.range(..=gfn).next_back()?;
-        (gfn < *end).then_some(*times)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Kept, KillMap, QUARANTINE_BYTES, Quarantine};
-
-    fn kept(bytes: usize) -> Kept {
-        unsafe fn drop_box(object: *mut ()) {
-            // SAFETY: made from `Box::leak` of a `u64` below, given back once.
-            drop(unsafe { Box::from_raw(object.cast::<u64>()) });
-        }
-        Kept {
-            object: std::ptr::NonNull::from(Box::leak(Box::new(7u64))).cast(),
-            bytes,
-            drop: drop_box,
-        }
-    }
-
-    #[test]
-    fn the_quarantine_gives_back_the_oldest_past_its_bound_unless_a_mutant_runs() {
-        let half = QUARANTINE_BYTES / 2 + 1;
-        let mut q = Quarantine {
-            kept: Default::default(),
-            bytes: 0,
-            bounded: true,
-        };
-        assert!(q.push(kept(half)).is_empty());
-        let evicted = q.push(kept(half));
-        assert_eq!(evicted.len(), 1, "the oldest leaves, the newest stays");
-        assert_eq!((q.kept.len(), q.bytes), (1, half));
-        for old in evicted {
-            // SAFETY: nothing else holds it.
-            unsafe { old.give_back() };
-        }
-        let mut unbounded = Quarantine {
-            kept: Default::default(),
-            bytes: 0,
-            bounded: false,
-        };
-        for _ in 0..3 {
-            assert!(unbounded.push(kept(half)).is_empty());
-        }
-        assert_eq!(unbounded.kept.len(), 3);
-    }
-
-    #[test]
-    fn kill_map_keeps_the_latest_times_per_gfn() {
-        let mut k = KillMap::default();
-        k.insert(0..10, (1, 2));
-        k.insert(4..6, (3, 4));
-        k.insert(9..12, (5, 6));
-        assert_eq!(k.get(0), Some((1, 2)));
-        assert_eq!(k.get(3), Some((1, 2)));
-        assert_eq!(k.get(4), Some((3, 4)));
-        assert_eq!(k.get(5), Some((3, 4)));
-        assert_eq!(k.get(6), Some((1, 2)));
-        assert_eq!(k.get(8), Some((1, 2)));
-        assert_eq!(k.get(9), Some((5, 6)));
-        assert_eq!(k.get(11), Some((5, 6)));
-        assert_eq!(k.get(12), None);
-        k.insert(0..20, (7, 8));
-        assert!((0..20).all(|g| k.get(g) == Some((7, 8))));
-        assert_eq!(k.runs.len(), 1);
-        k.insert(3..3, (9, 9));
-        assert_eq!(k.get(3), Some((7, 8)));
     }
 }

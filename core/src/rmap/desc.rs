@@ -139,10 +139,18 @@ impl DescPtr {
     /// it is poisoned at once, as the kernel frees a `pte_list_desc` at once;
     /// its memory still goes only through the epoch, and in a checking build
     /// is quarantined ([`Ghost::release`]).
+    ///
+    /// A descriptor retired a second time (a bug) is reported (I2) and not
+    /// handed over again: a second deferred release would free it twice.
     pub(super) fn retire(self, guard: &Guard<'_>, ghost: &Ghost, poison_now: bool) {
-        ghost.descs().retire();
         let desc = self.get(guard);
-        desc.ghost.retire();
+        if !desc.ghost.retire() {
+            ghost.violate(Invariant::I2, || {
+                format!("descriptor d{} retired twice", desc.ghost.id())
+            });
+            return;
+        }
+        ghost.descs().retire();
         if poison_now {
             desc.poison();
             ghost.descs().free();

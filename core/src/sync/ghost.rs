@@ -170,6 +170,16 @@ impl GhostU64 {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
     }
 
+    /// Subtracts one (not below 0) and returns the new value.
+    pub fn decrement(&self) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        let old = self
+            .0
+            .fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_sub(1)))
+            .unwrap_or(0);
+        old.saturating_sub(1)
+    }
+
     /// Sets the cell to `new` if it holds `old`; returns whether it did.
     pub fn compare_set(&self, old: u64, new: u64) -> bool {
         use std::sync::atomic::Ordering::SeqCst;

@@ -219,6 +219,7 @@ impl Reclaimer {
 
     /// The number of deferred functions not yet run, where the backend can
     /// tell: the small EBR can; crossbeam-epoch's public API cannot (`None`).
+    /// The audit balances the reclamation counts with it (I9).
     #[doc(hidden)]
     pub fn pending(&self) -> Option<usize> {
         match &self.backend {

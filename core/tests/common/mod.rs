@@ -62,29 +62,9 @@ pub fn assert_audit(vm: &Vm) {
 /// retired was left unfreed.
 #[track_caller]
 pub fn assert_drains(vm: &Vm) {
-    if !vm.drain(64) {
-        fail_as(
-            vm,
-            Invariant::I8,
-            format!("retired objects were never freed: {:?}", vm.counts()),
-        );
-    }
-    let c = vm.counts();
-    for (invariant, kind, life) in [
-        (Invariant::I3, "pages", c.pages),
-        (Invariant::I2, "descriptors", c.descs),
-        (Invariant::I2, "rmaps", c.rmaps),
-    ] {
-        if life.retired != life.freed {
-            fail_as(
-                vm,
-                invariant,
-                format!(
-                    "{kind}: {} retired, {} freed: {c:?}",
-                    life.retired, life.freed
-                ),
-            );
-        }
+    let found = fastzap::checking::check_reclamation_completes(vm, 64);
+    if let Some(first) = found.first() {
+        fail_as(vm, first.invariant, first.detail.clone());
     }
 }
 
