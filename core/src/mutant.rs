@@ -90,7 +90,7 @@ pub enum Mutant {
     /// A fault drops the `mmu_notifier_seq` half of `mmu_notifier_retry`: it
     /// installs a pfn it read before an `invalidate_range` that has since
     /// returned (I4, seen where the pfn was read). Not a numbered kernel bug:
-    /// the bug hunt of issue 10 wrote it, and only linearizability caught it.
+    /// a bug hunt wrote it, and at first only linearizability caught it.
     FaultIgnoresNotifierSeq,
     /// A deferring invalidation ([`DeletionStrategy::SeedV3Deferred`]) bumps
     /// the generation without first zapping what the previous deferred

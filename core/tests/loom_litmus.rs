@@ -1489,7 +1489,7 @@ fn srcu_nest_5_crossbeam_cached_handles_is_masked() {
 // the same way (b may take the flipped index, and SCAN2 waits only for the old
 // one), the kernel would allow it too, which contradicts the header; without
 // herd7 here the verdict is not settled. This test therefore asserts no
-// verdict: it prints the outcomes for the lead (see LITMUS.md) and is ignored.
+// verdict: it prints the outcomes (see LITMUS.md) and is ignored.
 
 const NEST8_MARKS: &[&str] = &[
     "exists clause: r1=1, r2=0",

@@ -301,7 +301,7 @@ fn mutant_branches(text: &str) -> Vec<String> {
 }
 
 /// A mutant that writes its own violation proves nothing: every "caught" is
-/// the mutant confessing (issue 10 found `MmioCacheIgnoresGen` doing it). The
+/// the mutant confessing (`MmioCacheIgnoresGen` once did). The
 /// checkers must see the mutant's effect, so no mutant branch records one.
 #[test]
 fn no_mutant_branch_records_a_violation() {

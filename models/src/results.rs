@@ -282,7 +282,9 @@ pub fn conclude(info: &Info, message: Option<&str>, cut_short: bool) -> Verdict 
         (Some(_), None) if pinned => Verdict::Pass,
         (Some(_), Some(_)) if pinned => Verdict::Fail,
         (Some(_), None) => Verdict::Escaped,
-        (Some(_), Some(_)) if first_detected_is_expected(reported.as_deref(), &info.expected) => {
+        (Some(_), Some(m))
+            if first_detected_is_expected(reported_in(m).as_deref(), &info.expected) =>
+        {
             Verdict::Caught
         }
         (Some(_), Some(_)) => Verdict::WrongInvariant,

@@ -236,7 +236,7 @@ pub fn coverage(v: &Verdict) -> Vec<(Invariant, Vec<String>)> {
             let mut checks = Vec::new();
             if let Some(report) = &v.native {
                 for row in &report.rows {
-                    if row.what.contains("audit") || row.what.contains("I1-I7") {
+                    if row.what.contains("audit") {
                         checks.push(format!("native {}", row.name));
                     }
                 }

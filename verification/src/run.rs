@@ -31,6 +31,7 @@ pub const QUICK_LOOM: &[&str] = &[
     "s9_mmio_generation",
     "s9w_mmio_generation_wrap",
     "s11_fault_vs_invalidate_range",
+    "s11c_fault_vs_change_pte_and_aging",
     "ebr_grace_period_is_respected",
     "ebr_synchronize_waits_for_readers",
     "litmus_l1_request_vs_walk",

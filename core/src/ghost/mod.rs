@@ -1,6 +1,11 @@
 //! # Ghost state: what the checkers observe, and the run-time checks on it
 //!
-//! The protocol writes ghost state and never reads it back to decide anything.
+//! The protocol writes ghost state, and reads back one answer only: whether
+//! what a walker is about to read was freed ([`Ghost::saw_freed`]; always
+//! false in the plain build). A walker of the checking build stops after
+//! recording a use after free, so a poisoned object is never dereferenced;
+//! SPEC.md ("Where the code is") lists the sites, and `core/tests/builds_agree.rs`
+//! checks that both builds give the same results wherever nothing is recorded.
 //! Everything here is checking code, compiled in by the `ghost` feature (on by
 //! default, and in every model, test and `verify` build):
 //!
