@@ -79,7 +79,7 @@ pub fn all() -> Vec<Check> {
         Check {
             name: "stress-can-fail",
             lane: Lane::Zoo,
-            what: "the audited stress with bugs 1, 2, 6, 7, 11 (7 and 11 need a race; checkers.rs has sequential cases for the others), 12 and 16 re-introduced: it must report violations for each",
+            what: "the audited stress with bugs 1, 2, 7, 11 (7 and 11 need a race; checkers.rs has sequential cases for the others), 12 and 16 re-introduced: it must report violations for each",
             run: Box::new(|o| mutants_caught(MutantRun::Stress, &STRESS_MUTANTS, o.seed)),
         },
         Check {
@@ -596,14 +596,17 @@ fn conformance_run(options: &Options) -> CheckOutcome {
     }
 }
 
-/// The mutants the audited native stress must expose. Bugs 2, 6, 7 and 11 need
+/// The mutants the audited native stress must expose. Bugs 2, 7 and 11 need
 /// a race: the stress finds them on real threads. Bug 1 leaves rmap entries into
 /// freed pages; under a mutant the core never gives poisoned memory back, so
-/// the stress reads poison instead of crashing.
-pub const STRESS_MUTANTS: [Mutant; 7] = [
+/// the stress reads poison instead of crashing. Bug 6 (`NoSlotsLock`) is not
+/// here: the stress saw it only through the in-flight audit's survivor check,
+/// which took a free `slots_lock` for "no zap in flight" (the very thing the
+/// bug breaks); with that check confined to the quiescent audit, the stress
+/// does not see it, and its zoo row is S8 under shuttle.
+pub const STRESS_MUTANTS: [Mutant; 6] = [
     Mutant::SkipRmapForObsolete,
     Mutant::ReloadOutsideLock,
-    Mutant::NoSlotsLock,
     Mutant::ZapFromHead,
     Mutant::InvalidSlotFaultInstallsMmio,
     Mutant::FaultIntoObsoleteRoot,
