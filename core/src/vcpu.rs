@@ -214,6 +214,9 @@ impl Vcpu {
 /// and wait). See the module documentation for the other half. The
 /// `fetch_or` releases what the requester wrote before (litmus L3); the fence
 /// is the Dekker half (litmus L1). `config` only selects the litmus mutants.
+/// The one requester: `kvm_reload_remote_mmus` and `kvm_flush_remote_tlbs`
+/// (`Vm::reload_remote_mmus`, `Vm::flush_remote_tlbs`) call it and log the
+/// request.
 pub(crate) fn make_all_cpus_request(vcpus: &[Vcpu], request: Requests, config: &Config) {
     let order = if config.mutant_is(Mutant::RequestBitRelaxed) {
         Ordering::Relaxed

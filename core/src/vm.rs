@@ -185,24 +185,19 @@ impl Vm {
     /// `mmu_lock` held, in the same hold as the generation bump, "otherwise, vcpu
     /// would purge shadow page but miss tlb flush".
     pub(crate) fn reload_remote_mmus(&self, lk: &MmuLock<'_>) {
-        self.make_all_cpus_request(lk.actor, Requests::RELOAD | Requests::TLB_FLUSH, "reload");
+        make_all_cpus_request(
+            &self.vcpus,
+            Requests::RELOAD | Requests::TLB_FLUSH,
+            &self.config,
+        );
+        self.event(lk.actor, || What::Request { what: "reload" });
     }
 
     /// `kvm_flush_remote_tlbs`: also waits for every vCPU inside a lockless
     /// walk, which is what lets `commit_zap_page` free what they may hold.
     pub(crate) fn flush_remote_tlbs(&self, lk: &MmuLock<'_>) {
-        self.make_all_cpus_request(lk.actor, Requests::TLB_FLUSH, "tlb flush");
-    }
-
-    /// [`make_all_cpus_request`], logged.
-    pub(crate) fn make_all_cpus_request(
-        &self,
-        actor: Actor,
-        request: Requests,
-        what: &'static str,
-    ) {
-        make_all_cpus_request(&self.vcpus, request, &self.config);
-        self.event(actor, || What::Request { what });
+        make_all_cpus_request(&self.vcpus, Requests::TLB_FLUSH, &self.config);
+        self.event(lk.actor, || What::Request { what: "tlb flush" });
     }
 
     // ----- queries -----------------------------------------------------------

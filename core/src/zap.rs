@@ -19,13 +19,13 @@ use crate::ids::PageId;
 use crate::invariant::Invariant;
 use crate::mmu::MmuLock;
 use crate::mutant::Mutant;
-use crate::page::{PagePtr, free_page};
+use crate::page::{PageMeta, PagePtr, free_page};
 use crate::rmap::SptePtr;
 use crate::spte::Spte;
 use crate::stats::{ZapStats, zap_step_bound};
 use crate::sync::{Guard, Ordering, yield_now};
 use crate::timing::Stopwatch;
-use crate::vcpu::Requests;
+use crate::vcpu::{Requests, make_all_cpus_request};
 use crate::vm::Vm;
 
 impl Vm {
@@ -119,7 +119,13 @@ impl Vm {
             stats
         });
         if self.config.mutant_is(Mutant::ReloadOutsideLock) {
-            self.make_all_cpus_request(actor, Requests::RELOAD | Requests::TLB_FLUSH, "reload");
+            // `kvm_reload_remote_mmus` after `mmu_lock` is dropped (bug 2).
+            make_all_cpus_request(
+                &self.vcpus,
+                Requests::RELOAD | Requests::TLB_FLUSH,
+                &self.config,
+            );
+            self.event(actor, || What::Request { what: "reload" });
         }
         self.ghost.kill_all(cut);
         stats
@@ -457,9 +463,9 @@ pub(crate) enum ZapNow {
 }
 
 /// `kvm_zap_obsolete_pages`' walk: from the tail of the active list (oldest),
-/// the first obsolete page, skipping invalid ones (in-use roots already
-/// prepared) unless `rezap_roots` (bug 8); `None` at the first page of the
-/// current generation, since everything after it is newer.
+/// the first obsolete page to prepare ([`to_prepare`]); `None` at the first
+/// page that is not obsolete (`is_obsolete_sp`), since everything after it is
+/// newer.
 fn next_from_tail(
     lk: &MmuLock<'_>,
     rezap_roots: bool,
@@ -470,14 +476,12 @@ fn next_from_tail(
         *steps += 1;
         watch.examined();
         let meta = &lk.pages[id];
-        let current = meta.mmu_valid_gen == lk.mmu_valid_gen;
-        if current && !meta.invalid {
+        if !lk.is_obsolete(meta) {
             return None;
         }
-        if (meta.invalid && !rezap_roots) || current {
-            continue;
+        if to_prepare(lk, meta, rezap_roots) {
+            return Some(*id);
         }
-        return Some(*id);
     }
     None
 }
@@ -496,13 +500,25 @@ fn mutant_next_from_head(
         *steps += 1;
         watch.examined();
         let meta = &lk.pages[id];
-        let current = meta.mmu_valid_gen == lk.mmu_valid_gen;
-        if current || (meta.invalid && !rezap_roots) {
-            continue;
+        if lk.is_obsolete(meta) && to_prepare(lk, meta, rezap_roots) {
+            return Some(*id);
         }
-        return Some(*id);
     }
     None
+}
+
+/// Whether the walk prepares `meta`, an obsolete page (`is_obsolete_sp`:
+/// invalid, or of another generation). A valid one, yes. An invalid one is
+/// an in-use root already prepared: skipped, except that bug 8
+/// (`rezap_roots`) prepares again those of an older generation.
+///
+/// The walks call `is_obsolete_sp` as `MmuState::is_obsolete`, not through
+/// `Vm::is_obsolete_sp`, whose bug 5 switch (`ObsoleteIgnoresInvalid`) would
+/// stop the walk from the tail at an invalid root of the current generation,
+/// which the walk skips: the mutant changes what it changed before, not the
+/// zap's walk.
+fn to_prepare(lk: &MmuLock<'_>, meta: &PageMeta, rezap_roots: bool) -> bool {
+    !meta.invalid || (rezap_roots && meta.mmu_valid_gen != lk.mmu_valid_gen)
 }
 
 /// Moves the zap loop's prepared pages onto `zapped_obsolete_pages` for a lock

@@ -9,9 +9,9 @@
 //! VM: it calls these on a [`Vm`] no operation is running on, from the
 //! threads of one loom execution.
 
-use crate::event::Actor;
+use crate::event::{Actor, What};
 use crate::ids::{PageId, VcpuId};
-use crate::vcpu::Requests;
+use crate::vcpu::{self, Requests};
 use crate::vm::Vm;
 use crate::walk::Translation;
 
@@ -21,7 +21,8 @@ use crate::walk::Translation;
 /// `READING_SHADOW_PAGE_TABLES`). `mmu_lock` is not taken: the handshake does
 /// not rely on it.
 pub fn make_all_cpus_request(vm: &Vm, request: Requests) {
-    vm.make_all_cpus_request(Actor::Zapper, request, "litmus");
+    vcpu::make_all_cpus_request(&vm.vcpus, request, &vm.config);
+    vm.event(Actor::Zapper, || What::Request { what: "litmus" });
 }
 
 /// L1, the vCPU: `walk_shadow_page_lockless_begin` (mode, then
