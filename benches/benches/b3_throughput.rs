@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 #[cfg(feature = "ghost")]
-use fastzap::Counts;
+use fastzap::check::Counts;
 use fastzap::checking::sync::{AtomicBool, Ordering};
 use fastzap::{VcpuId, Vm, ZapCommit, ZapStats};
 #[cfg(not(feature = "ghost"))]

@@ -19,7 +19,7 @@ pub mod litmus;
 /// and invalid pages included, maps the pfn that now backs its gfn's host
 /// page. Takes `mmu_lock` (logged as the notifier).
 #[cfg(feature = "ghost")]
-pub fn check_notifier_reach(vm: &crate::Vm) -> Vec<crate::Violation> {
+pub fn check_notifier_reach(vm: &crate::Vm) -> Vec<crate::invariant::Violation> {
     crate::audit::check_i4_notifier_reach(vm)
 }
 
@@ -27,6 +27,9 @@ pub fn check_notifier_reach(vm: &crate::Vm) -> Vec<crate::Violation> {
 /// `rounds` grace periods and reports every kind of object retired and
 /// still not freed. Call it with no guard pinned and nothing else running.
 #[cfg(feature = "ghost")]
-pub fn check_reclamation_completes(vm: &crate::Vm, rounds: usize) -> Vec<crate::Violation> {
+pub fn check_reclamation_completes(
+    vm: &crate::Vm,
+    rounds: usize,
+) -> Vec<crate::invariant::Violation> {
     crate::audit::check_i9_drained(vm, rounds)
 }

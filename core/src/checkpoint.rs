@@ -39,7 +39,7 @@ pub(crate) enum AuditPoint<'a> {
     /// code.
     ShrinkerZapsActive,
     /// `zap_obsolete_pages` has committed and is about to drop `mmu_lock`: the
-    /// obsolete pages it leaves are within [`retain_bound`](crate::retain_bound)
+    /// obsolete pages it leaves are within [`retain_bound`](crate::check::retain_bound)
     /// (I8). Always, with the checking code.
     ZapReturns,
 }

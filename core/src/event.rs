@@ -184,7 +184,7 @@ pub enum What {
     #[cfg_attr(not(feature = "ghost"), allow(dead_code))]
     Violated {
         /// The invariant.
-        invariant: crate::Invariant,
+        invariant: crate::invariant::Invariant,
         /// What it saw.
         detail: String,
     },

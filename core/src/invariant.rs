@@ -36,7 +36,7 @@ pub enum Invariant {
     /// nothing is linked under one, and a wrapped generation revives nothing.
     /// Checked by `check_i5_obsolete_never_reused`.
     I5,
-    /// Progress: a zap takes at most [`zap_step_bound`](crate::zap_step_bound)
+    /// Progress: a zap takes at most [`zap_step_bound`](crate::check::zap_step_bound)
     /// steps and prepares at most a batch per `mmu_lock` hold, and no obsolete
     /// page survives it. Checked by `check_i6_progress`.
     I6,
@@ -48,7 +48,7 @@ pub enum Invariant {
     /// first", because retention "can lead to OOM"): the shrinker frees the
     /// pages parked on `zapped_obsolete_pages` before it zaps an active page;
     /// and once an invalidation returns, the obsolete pages it leaves behind
-    /// are at most [`retain_bound`](crate::retain_bound): the roots vCPUs still
+    /// are at most [`retain_bound`](crate::check::retain_bound): the roots vCPUs still
     /// use, plus at most one batch parked for the shrinker. Checked by
     /// `check_i8_shrinker_order` where the shrinker zaps, and by
     /// `check_i8_retention` after every zap and in the quiescent audit.

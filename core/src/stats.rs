@@ -3,8 +3,9 @@
 //! [`ZapStats`] is the return value of every zap: work counts the protocol
 //! keeps anyway (pages, holds, steps), plus `mmu_lock` hold times when the
 //! `hold-timing` feature is on. The progress invariant (I6) is stated over it:
-//! [`zap_step_bound`] and [`ZapStats::breaks_i6`] are the one definition the
-//! zap loop, the ghost history and the audit share.
+//! [`zap_step_bound`] and `ZapStats::breaks_i6` are the one definition the
+//! zap loop, the ghost history and the audit share (the checking code's
+//! `fastzap::check` makes them public).
 
 /// Work done by one zap, for I6 and the benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,11 +114,12 @@ pub fn zap_step_bound(pages_at_start: u64, vcpus: usize) -> u64 {
     (2 * pages_at_start + 2) * (vcpus as u64 + 4) + 16
 }
 
+#[cfg(feature = "ghost")]
 impl ZapStats {
     /// Whether this zap broke I6: more steps than its bound, or more pages
     /// prepared in one hold than `batch` (a zap that never broke the lock is
     /// the eager one, which may prepare everything in its one hold).
-    pub fn breaks_i6(&self, batch: usize, vcpus: usize) -> bool {
+    pub(crate) fn breaks_i6(&self, batch: usize, vcpus: usize) -> bool {
         self.steps > zap_step_bound(self.pages_at_start, vcpus)
             || (self.holds > 1 && self.max_batch > batch as u64)
     }
@@ -159,6 +161,7 @@ mod tests {
 /// protocol leaves no parked page today; the batch is room for a delete that
 /// leaves its last commit to later reclamation, as the seed allows ("until
 /// page allocator reclaims page").
+#[cfg(feature = "ghost")]
 pub fn retain_bound(batch: usize, vcpus: usize) -> u64 {
     vcpus as u64 + batch as u64
 }

@@ -2,7 +2,7 @@
 //! "A checker that cannot fail is a defect": for every [`Mutant`] that a
 //! sequential scenario can expose, the scenario runs twice, once with the
 //! mutant and once with `mutant: None`. With the mutant the audit
-//! (`fastzap::audit`, which includes the violations recorded at run time by the
+//! (`fastzap::check::audit`, which includes the violations recorded at run time by the
 //! readers and the audit points) must report the expected invariant; without
 //! it the same scenario must pass.
 //!
@@ -13,6 +13,7 @@
 mod common;
 
 use common::*;
+use fastzap::check::*;
 use fastzap::checking::Mutant;
 use fastzap::*;
 
@@ -22,7 +23,7 @@ const V1: VcpuId = VcpuId(1);
 /// What must catch the mutant.
 #[derive(Clone, Copy)]
 enum Expect {
-    /// `fastzap::audit` reports a violation of this invariant.
+    /// `fastzap::check::audit` reports a violation of this invariant.
     Audit(Invariant),
 }
 
@@ -499,8 +500,8 @@ fn check(mutant: Mutant) {
     let buggy = (case.scenario)(Some(mutant));
     match case.expect {
         Expect::Audit(invariant) => {
-            let found =
-                fastzap::audit(&buggy).expect_err(&format!("the audit did not catch {mutant:?}"));
+            let found = fastzap::check::audit(&buggy)
+                .expect_err(&format!("the audit did not catch {mutant:?}"));
             // The audit lists what it found in detection order: the first is
             // what the mutant is caught by, not any violation further down.
             assert_eq!(
@@ -650,7 +651,7 @@ fn wrap_zap_after_publish_window_is_not_audited() {
             None => assert_audit(&vm),
             Some(m) => println!(
                 "{m:?}: audit {:?}",
-                fastzap::audit(&vm).map_err(|v| v.len())
+                fastzap::check::audit(&vm).map_err(|v| v.len())
             ),
         }
     }

@@ -8,6 +8,7 @@
 //! -p fastzap --test crossbeam_backend`. The CI Miri job (`.ci/miri`) runs
 //! the small EBR only, and does not run this file.
 
+use fastzap::check::*;
 use fastzap::checking::sync::{Arc, AtomicBool, Ordering, Reclaimer};
 use fastzap::*;
 

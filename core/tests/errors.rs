@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use fastzap::check::*;
 use fastzap::checking::Mutant;
 use fastzap::*;
 
@@ -552,7 +553,7 @@ fn zap_livelock_with_rezap_in_use_roots() {
     }
     let pages = vm.shadow_pages() as u64;
     assert_eq!(pages, 8);
-    let bound = fastzap::zap_step_bound(pages, vm.config().vcpus);
+    let bound = fastzap::check::zap_step_bound(pages, vm.config().vcpus);
     let err = vm.invalidate_zap_all_pages().unwrap_err();
     let MmuError::ZapLivelock {
         steps,
@@ -569,7 +570,7 @@ fn zap_livelock_with_rezap_in_use_roots() {
     assert_eq!(last.steps, steps);
     // The audit reports the livelock (I6) first, and the pages the abandoned
     // zap left parked (I8), and nothing else.
-    let found = fastzap::audit(&vm).unwrap_err();
+    let found = fastzap::check::audit(&vm).unwrap_err();
     assert_eq!(
         found.first().map(|v| v.invariant),
         Some(Invariant::I6),

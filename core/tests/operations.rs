@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use fastzap::check::*;
 use fastzap::checking::Mutant;
 use fastzap::*;
 
@@ -886,7 +887,7 @@ fn shrink_frees_zapped_obsolete_pages_first() {
     assert_drains(&vm);
     // The only violation left is the recorded livelock (I6), which is the point
     // of the mutant: the shrinker freed what it parked (no I8).
-    let found = fastzap::audit(&vm).unwrap_err();
+    let found = fastzap::check::audit(&vm).unwrap_err();
     assert!(
         found.iter().all(|v| v.invariant == Invariant::I6),
         "{found:?}"
@@ -1249,7 +1250,7 @@ fn notifiers_at_the_top_of_the_address_space_return() {
             vm.change_pte(Hva(top - 1)),
         );
         let mapped = vm.translate(V0, Gfn(0)).unwrap();
-        let audit = fastzap::audit(&vm).map_err(|v| v.len());
+        let audit = fastzap::check::audit(&vm).map_err(|v| v.len());
         let _ = tx.send((result, mapped, audit));
     });
     let (result, mapped, audit) = rx

@@ -13,6 +13,7 @@ mod common;
 use fastzap::checking::sync::{AtomicBool, Ordering};
 
 use common::*;
+use fastzap::check::*;
 use fastzap::checking::Mutant;
 use fastzap::*;
 

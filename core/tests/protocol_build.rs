@@ -1,4 +1,4 @@
-//! The protocol alone (`--no-default-features`) pays nothing for the bug
+//! The protocol alone (fastzap's default features) pays nothing for the bug
 //! zoo: the zap loop of [core/src/zap.rs](../src/zap.rs) walks the active list
 //! with a plain iterator, with no allocation and no dynamic dispatch; bug 7's
 //! walk from the head (`Mutant::ZapFromHead`) exists only in code compiled

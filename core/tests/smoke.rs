@@ -29,7 +29,7 @@ fn smoke() {
         for gfn in 0..14 {
             println!("translate {gfn}: {:?}", vm.translate(v0, Gfn(gfn)).unwrap());
         }
-        fastzap::audit(&vm).unwrap();
+        fastzap::check::audit(&vm).unwrap();
         println!("{:?}", vm.counts());
         vm.invalidate_zap_all_pages().unwrap();
         assert_eq!(
@@ -42,7 +42,7 @@ fn smoke() {
             println!("{:?}", e);
         }
         assert_eq!(vm.translate(v0, Gfn(1)).unwrap(), Translation::Miss);
-        fastzap::audit(&vm).unwrap();
+        fastzap::check::audit(&vm).unwrap();
         vm.page_fault(v0, Gfn(1), true).unwrap();
         vm.page_fault(VcpuId(1), Gfn(9), true)
             .unwrap_or(Fault::Mmio);
@@ -58,7 +58,7 @@ fn smoke() {
         vm.delete_memslot(SlotId(1)).unwrap();
         vm.handle_requests(v0).unwrap();
         vm.handle_requests(VcpuId(1)).unwrap();
-        fastzap::audit(&vm).unwrap();
+        fastzap::check::audit(&vm).unwrap();
         vm.move_memslot(SlotId(0), Gfn(4)).unwrap();
         vm.handle_requests(v0).unwrap();
         for gfn in 0..14 {
@@ -68,7 +68,7 @@ fn smoke() {
         vm.shrink(10).unwrap();
         vm.handle_requests(v0).unwrap();
         vm.handle_requests(VcpuId(1)).unwrap();
-        fastzap::audit(&vm).unwrap();
+        fastzap::check::audit(&vm).unwrap();
         assert!(vm.drain(16));
         println!("{:?}\n{} events", vm.counts(), vm.events().len());
     }

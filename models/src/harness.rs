@@ -12,12 +12,11 @@
 //! with a message that starts with the violated invariant's name, so that a
 //! mutant twin can expect it (`#[should_panic(expected = "I3 page lifetime")]`).
 
+use fastzap::check::{Event, Invariant, Violation};
 use fastzap::checking::Mutant;
 use fastzap::checking::sync::Arc;
 use fastzap::checking::sync::ghost::GhostLog;
-use fastzap::{
-    Config, Event, Gfn, Hva, Invariant, ReclaimBackend, SlotId, SlotSpec, Violation, Vm,
-};
+use fastzap::{Config, Gfn, Hva, ReclaimBackend, SlotId, SlotSpec, Vm};
 
 use crate::tally::Flag;
 use crate::timeline;
@@ -152,7 +151,7 @@ pub const DRAIN_ROUNDS: usize = 4;
 /// Ends an execution of `scenario`: audit, observations, drain. Panics with the
 /// violated invariant's name, the details and the timeline if anything broke.
 /// The violations are reported in detection order
-/// ([`fastzap::detection_order`]): first those recorded while the execution
+/// ([`fastzap::check::detection_order`]): first those recorded while the execution
 /// ran (the ghost's, as it recorded them, then the scenario threads' own
 /// probes), then those only the end audit found, then the drain's (I9).
 pub fn finish(world: &World, scenario: &str, params: &Params) {
@@ -162,8 +161,8 @@ pub fn finish(world: &World, scenario: &str, params: &Params) {
     let events = vm.events();
     let mut during = vm.runtime_violations();
     during.extend(world.seen.snapshot());
-    let at_end = fastzap::audit(vm).err().unwrap_or_default();
-    let mut found = fastzap::detection_order(&during, &at_end);
+    let at_end = fastzap::check::audit(vm).err().unwrap_or_default();
+    let mut found = fastzap::check::detection_order(&during, &at_end);
     if found.is_empty() {
         found = fastzap::checking::check_reclamation_completes(vm, DRAIN_ROUNDS);
     }
@@ -199,7 +198,7 @@ fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>
         params.mutant,
         params.reclaim
     );
-    message.push_str(&format!("{}{}\n", fastzap::FIRST_DETECTED, found[0]));
+    message.push_str(&format!("{}{}\n", fastzap::check::FIRST_DETECTED, found[0]));
     message.push_str("in detection order:\n");
     for violation in &found {
         message.push_str(&format!("  - {violation}\n"));

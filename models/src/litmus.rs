@@ -21,10 +21,11 @@
 //! outcome it reached, so a test can assert that the model explored more than
 //! one execution and reached each allowed outcome.
 
+use fastzap::check::Invariant;
 use fastzap::checking::Mutant;
 use fastzap::checking::litmus;
 use fastzap::checking::sync::{Arc, AtomicBool, Ordering, spawn};
-use fastzap::{Config, Fault, Gfn, Invariant, ReclaimBackend, Requests, Translation, VcpuId, Vm};
+use fastzap::{Config, Fault, Gfn, ReclaimBackend, Requests, Translation, VcpuId, Vm};
 
 use crate::tally::{Flag, Tally};
 

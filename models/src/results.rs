@@ -19,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use fastzap::{Event, Invariant, Violation};
+use fastzap::check::{Event, Invariant, Violation};
 use serde::{Deserialize, Serialize};
 
 use crate::tally::Tally;
@@ -301,7 +301,7 @@ pub fn test_name(fallback: &str) -> String {
 }
 
 /// What `message` reports first: the invariant on its
-/// [`FIRST_DETECTED`](fastzap::FIRST_DETECTED) line (the harness lists an
+/// [`FIRST_DETECTED`](fastzap::check::FIRST_DETECTED) line (the harness lists an
 /// execution's violations in detection order and names the first there:
 /// the first the ghost recorded during the execution, else the end audit's
 /// first); without that line, the invariant name that appears first in the
@@ -311,7 +311,7 @@ pub fn test_name(fallback: &str) -> String {
 pub fn reported_in(message: &str) -> Option<String> {
     let first_detected = message
         .lines()
-        .find_map(|l| l.trim_start().strip_prefix(fastzap::FIRST_DETECTED));
+        .find_map(|l| l.trim_start().strip_prefix(fastzap::check::FIRST_DETECTED));
     let text = first_detected.unwrap_or(message);
     let first = Invariant::ALL
         .iter()
@@ -373,7 +373,7 @@ pub struct TraceEvent {
     pub seq: u64,
     /// The actor (`vcpu0`, `zapper`...).
     pub actor: String,
-    /// The event's kind: the variant of [`fastzap::What`] (`Lock`,
+    /// The event's kind: the variant of [`fastzap::check::What`] (`Lock`,
     /// `GenBump`, `Request`...), or `EmptySection` for a collapsed
     /// lock/unlock pair.
     pub kind: String,

@@ -12,10 +12,9 @@
 //! in the [`Tally`], whose floors the tests assert. A scenario whose race never
 //! happens is a vacuous scenario, and its test fails.
 
+use fastzap::check::{Actor, Event, Invariant, What};
 use fastzap::checking::sync::{Arc, JoinHandle, spawn};
-use fastzap::{
-    Actor, Event, Fault, Gfn, Hva, Invariant, Requests, RetryReason, Translation, VcpuId, What,
-};
+use fastzap::{Fault, Gfn, Hva, Requests, RetryReason, Translation, VcpuId};
 
 use crate::harness::{Params, World, config, finish, slot, world};
 use crate::tally::Tally;

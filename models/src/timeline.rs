@@ -21,7 +21,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fastzap::{Actor, Event, Violation};
+use fastzap::check::{Actor, Event, Violation};
 
 /// The widest a column gets; longer event texts are cut with `~`.
 pub const MAX_COLUMN: usize = 40;
@@ -48,10 +48,10 @@ fn cut(text: &str, width: usize) -> String {
     out
 }
 
-/// The event's kind: the name of its [`fastzap::What`] variant (`Lock`,
+/// The event's kind: the name of its [`fastzap::check::What`] variant (`Lock`,
 /// `GenBump`...), `EmptySection` for a collapsed lock/unlock pair.
 pub fn kind(event: &Event) -> String {
-    if let fastzap::What::Note(note) = &event.what
+    if let fastzap::check::What::Note(note) = &event.what
         && note == EMPTY_SECTION
     {
         return "EmptySection".to_string();
@@ -75,18 +75,18 @@ pub fn collapse_empty_sections(events: &[Event]) -> Vec<Event> {
         if skip[i] {
             continue;
         }
-        if event.what == fastzap::What::Lock
+        if event.what == fastzap::check::What::Lock
             && let Some(j) = events[i + 1..]
                 .iter()
                 .position(|e| e.actor == event.actor)
                 .map(|p| p + i + 1)
-            && events[j].what == fastzap::What::Unlock
+            && events[j].what == fastzap::check::What::Unlock
         {
             skip[j] = true;
             out.push(Event {
                 seq: event.seq,
                 actor: event.actor,
-                what: fastzap::What::Note(EMPTY_SECTION.to_string()),
+                what: fastzap::check::What::Note(EMPTY_SECTION.to_string()),
             });
             continue;
         }
@@ -209,11 +209,11 @@ pub fn render_mermaid(title: &str, events: &[Event], violations: &[Violation]) -
         let text = mermaid_text(&format!("{} {}", event.seq, event.what));
         let _ = writeln!(out, "    Note over {}: {text}", event.actor);
         match event.what {
-            fastzap::What::Lock => {
+            fastzap::check::What::Lock => {
                 let _ = writeln!(out, "    activate {}", event.actor);
                 holding = Some(event.actor);
             }
-            fastzap::What::Unlock if holding == Some(event.actor) => {
+            fastzap::check::What::Unlock if holding == Some(event.actor) => {
                 let _ = writeln!(out, "    deactivate {}", event.actor);
                 holding = None;
             }
@@ -281,7 +281,8 @@ pub fn write_mermaid(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastzap::{Invariant, PageId, What};
+    use fastzap::PageId;
+    use fastzap::check::{Invariant, What};
 
     fn story() -> Vec<Event> {
         let e = |seq, actor, what| Event { seq, actor, what };

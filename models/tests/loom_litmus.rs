@@ -9,7 +9,7 @@
 //! Run: `cargo loom -- litmus_ --nocapture`.
 #![cfg(loom)]
 
-use fastzap::Invariant;
+use fastzap::check::Invariant;
 use fastzap::checking::Mutant;
 use fastzap_models::litmus::{self, L1_MARKS, L2_MARKS, L2B_MARKS, L3_MARKS};
 use fastzap_models::results::{self, Info};

@@ -140,7 +140,7 @@ pub fn scenario_reporting(mutant: Option<Mutant>, report: &mut dyn FnMut(&str)) 
             report(&format!("{name}: {e}"));
             result.problems.push(format!("{name}: {e}"));
         }
-        if let Err(violations) = fastzap::audit(&vm) {
+        if let Err(violations) = fastzap::check::audit(&vm) {
             for v in violations.into_iter().take(4) {
                 report(&format!("after {name}: {v}"));
                 result.problems.push(format!("after {name}: {v}"));
@@ -295,7 +295,7 @@ pub fn move_case(mutant: Option<Mutant>) -> ScenarioResult {
         if let Err(e) = run(&vm) {
             result.problems.push(format!("{name}: {e}"));
         }
-        if let Err(violations) = fastzap::audit(&vm) {
+        if let Err(violations) = fastzap::check::audit(&vm) {
             for v in violations.into_iter().take(4) {
                 result.problems.push(format!("after {name}: {v}"));
             }

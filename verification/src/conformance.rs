@@ -41,7 +41,7 @@
 //!    requests and its root (none, valid of the current generation, or not
 //!    valid) agree with the reference, and every pfn the reference holds for a
 //!    leaf is the one `hva_to_pfn` gives for the leaf's host page;
-//! 3. [`fastzap::audit()`] passes (every invariant, and any violation recorded at
+//! 3. [`fastzap::check::audit()`] passes (every invariant, and any violation recorded at
 //!    run time);
 //! 4. a call that returned an error changed nothing ([`Snapshot`]: memslots,
 //!    counts, `mmu_valid_gen`, shadow pages, pending requests, the event log,
@@ -125,7 +125,7 @@ pub fn apply(vm: &mut Vm, op: &Op) -> Outcome {
 pub struct Snapshot {
     slots_generation: u64,
     slots: Vec<(u16, u64, u64, u64, bool)>,
-    counts: fastzap::Counts,
+    counts: fastzap::check::Counts,
     mmu_valid_gen: u64,
     shadow_pages: usize,
     requests: Vec<u64>,
@@ -580,7 +580,7 @@ impl Sut {
                 }
             }
         }
-        if let Err(violations) = fastzap::audit(vm) {
+        if let Err(violations) = fastzap::check::audit(vm) {
             return Err(format!("audit failed: {violations:#?}"));
         }
         Ok(())

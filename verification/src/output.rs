@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fastzap::Invariant;
+use fastzap::check::Invariant;
 use fastzap_models::results::Counterexample;
 
 use crate::run::{Verdict, ZooOutcome};

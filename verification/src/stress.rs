@@ -40,10 +40,11 @@ mod settle;
 use races::{Notifier, NotifierRaces};
 use settle::finish;
 
+use fastzap::check::{Counts, Invariant};
 use fastzap::checking::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
 use fastzap::{
-    Config, Counts, DeletionStrategy, Fault, Gfn, Hva, Invariant, MmuError, ReclaimBackend,
-    RetryReason, SlotId, SlotSpec, Translation, VcpuId, Vm,
+    Config, DeletionStrategy, Fault, Gfn, Hva, MmuError, ReclaimBackend, RetryReason, SlotId,
+    SlotSpec, Translation, VcpuId, Vm,
 };
 
 /// What to run.

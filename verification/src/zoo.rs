@@ -19,7 +19,7 @@
 //! Any other failure is a wrong invariant, and no failure an escape. Both
 //! fail the run.
 
-use fastzap::Invariant;
+use fastzap::check::Invariant;
 use fastzap::checking::Mutant;
 
 use crate::checks::MutantRun;

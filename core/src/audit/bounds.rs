@@ -29,7 +29,7 @@ pub(crate) fn check_i8_shrinker_order(lk: &MmuLock<'_>) -> Vec<Violation> {
 }
 
 /// I8, retention after an invalidation: the obsolete pages left in the VM are
-/// at most [`retain_bound`](crate::retain_bound): at most one obsolete root in
+/// at most [`retain_bound`](crate::check::retain_bound): at most one obsolete root in
 /// use per vCPU, and at most one batch of unused obsolete pages (parked, or not
 /// yet zapped). After a deferring invalidation
 /// ([`DeletionStrategy::SeedV3Deferred`](crate::DeletionStrategy)) the unused

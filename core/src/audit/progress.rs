@@ -20,7 +20,7 @@ use crate::vm::Vm;
 /// runs invalidations without it, and its twins must be caught by what it
 /// breaks, I5).
 ///
-/// [`zap_step_bound`]: crate::zap_step_bound
+/// [`zap_step_bound`]: crate::check::zap_step_bound
 pub(crate) fn check_i6_progress(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Violation> {
     let mut out = vm.ghost.zap_breaches();
     let v = |detail: String| Violation::new(Invariant::I6, detail);

@@ -4,10 +4,11 @@
 //! that the checkers name the invariant it breaks. These run under Miri
 //! too (`.ci/miri`): there, a read of really freed memory would be UB.
 
+use super::audit;
 use crate::event::Actor;
 use crate::invariant::{Invariant, Violation};
 use crate::page::free_page;
-use crate::{Config, Fault, Gfn, Hva, SlotId, SlotSpec, Translation, VcpuId, Vm, audit};
+use crate::{Config, Fault, Gfn, Hva, SlotId, SlotSpec, Translation, VcpuId, Vm};
 
 const V0: VcpuId = VcpuId(0);
 const V1: VcpuId = VcpuId(1);

@@ -2,6 +2,7 @@
 //! Helpers shared by the native-lane test files (`mod common;`).
 #![allow(dead_code)]
 
+use fastzap::check::*;
 use fastzap::*;
 
 /// Bytes per guest page.
@@ -52,7 +53,7 @@ pub fn enter_all(vm: &Vm) {
 /// Asserts the full audit passes, printing every violation if not.
 #[track_caller]
 pub fn assert_audit(vm: &Vm) {
-    if let Err(found) = fastzap::audit(vm) {
+    if let Err(found) = fastzap::check::audit(vm) {
         let text: Vec<String> = found.iter().map(ToString::to_string).collect();
         panic!("audit failed:\n{}", text.join("\n"));
     }
@@ -78,7 +79,7 @@ pub fn count_events(vm: &Vm, pred: impl Fn(&What) -> bool) -> usize {
 /// otherwise the outcome itself is reported under `invariant`.
 #[track_caller]
 pub fn fail_as(vm: &Vm, invariant: Invariant, what: String) -> ! {
-    match fastzap::audit(vm) {
+    match fastzap::check::audit(vm) {
         Err(found) => {
             let text: Vec<String> = found.iter().map(ToString::to_string).collect();
             panic!("{what}; the audit found:\n{}", text.join("\n"))

@@ -6,8 +6,9 @@
 //! `clear_flush_young` (and, wide, `test_young`), while the vCPU write-faults
 //! the page (and, wide, then touches it).
 
+use fastzap::check::Invariant;
 use fastzap::checking::sync::{Arc, spawn};
-use fastzap::{Fault, Gfn, Hva, Invariant, RetryReason};
+use fastzap::{Fault, Gfn, Hva, RetryReason};
 
 use super::{Scenario, V0};
 use crate::harness::{Params, config, finish, slot, world};

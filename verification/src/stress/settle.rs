@@ -14,7 +14,7 @@ pub(super) fn finish(vm: &Vm, report: &mut StressReport) {
                 .push(format!("final handle_requests: {e}"));
         }
     }
-    if let Err(violations) = fastzap::audit(vm) {
+    if let Err(violations) = fastzap::check::audit(vm) {
         report
             .violations
             .extend(violations.iter().take(32).map(|v| format!("audit: {v}")));
