@@ -1,13 +1,13 @@
 //! # The invariants I1 to I11 and what breaking one looks like
 //!
 //! A leaf: the protocol, the ghost checks and the audit all name invariants, and
-//! none of them owns the names. `SPEC.md`'s invariant table states each one; its
-//! rustdoc below links to the code that keeps it and the checks that test it.
+//! none of them owns the names. `SPEC.md` has a subsection per invariant that
+//! states it and lists the code that keeps it, its checks and its tests.
 
 /// The invariants of `SPEC.md`. Each is checked by one function of the audit
-/// (under `core/src/audit/`), named after it; `SPEC.md`'s invariant
-/// table says what keeps each one, and its test index which tests fail without
-/// it (a test checks that every name there still exists).
+/// (under `core/src/audit/`), named after it; `SPEC.md`'s subsection for
+/// each says what keeps it and which tests fail without it (a test checks
+/// that every name there still exists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Invariant {
     /// Rmap integrity: every present leaf spte of a live page is on exactly one

@@ -78,8 +78,9 @@ impl MmuState {
 
     /// `is_obsolete_sp`: invalid, or created in another generation. Treating an
     /// invalid page as obsolete is what keeps a wrapped generation from reviving
-    /// an invalid root that a vCPU still holds (bug 5; the protocol's own call
-    /// is `Vm::is_obsolete_sp`, where that bug can be switched back on).
+    /// an invalid root that a vCPU still holds (bug 5). The zap walks and the
+    /// notifiers call this; the root checks call `Vm::is_obsolete_sp`, where
+    /// that bug can be switched back on.
     pub(crate) fn is_obsolete(&self, meta: &PageMeta) -> bool {
         meta.invalid || meta.mmu_valid_gen != self.mmu_valid_gen
     }
