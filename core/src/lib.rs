@@ -75,8 +75,10 @@ mod audit;
 #[cfg(feature = "ghost")]
 mod observe;
 
+pub use addr::GfnRange;
 pub use addr::{Gfn, Hva, PAGE_SIZE, Pfn};
 pub use config::{Config, DeletionStrategy, ZapCommit};
+pub use error::ConfigError;
 pub use error::MmuError;
 pub use fault::{Fault, RetryReason};
 pub use ids::{PageId, SlotId, VcpuId};
