@@ -4,7 +4,7 @@
 //! configuration (2 sptes per page, 2 levels, 4 gfns) so that loom and shuttle
 //! can afford to explore it.
 
-use crate::error::MmuError;
+use crate::error::{ConfigError, MmuError};
 #[cfg(feature = "ghost")]
 use crate::mutant::Mutant;
 use crate::sync::ReclaimBackend;
@@ -175,34 +175,77 @@ impl Config {
     }
 
     /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::InvalidConfig`] with the first rule broken, in this order
+    /// (the order of [`ConfigError`]'s variants): `vcpus`
+    /// ([`ConfigError::Vcpus`]), `spte_count`, `levels`, the size of the gfn
+    /// space (`spte_count ^ levels`), `address_spaces`, `gen_bits`,
+    /// `mmio_gen_bits`, `batch`, `desc_capacity`, then the small EBR's
+    /// participant slots ([`ConfigError::ReclaimSlots`]).
+    ///
+    /// ```
+    /// use fastzap::{Config, ConfigError, MmuError, ReclaimBackend};
+    ///
+    /// let mut config = Config::model();
+    /// assert_eq!(config.validate(), Ok(()));
+    /// config.levels = 9;
+    /// config.reclaim = ReclaimBackend::small(0);
+    /// assert_eq!(
+    ///     config.validate(),
+    ///     Err(MmuError::InvalidConfig(ConfigError::Levels { levels: 9 }))
+    /// );
+    /// ```
     pub fn validate(&self) -> Result<(), MmuError> {
-        let bad = |why| Err(MmuError::InvalidConfig(why));
-        if self.vcpus == 0 || self.vcpus > 64 {
-            return bad("vcpus must be 1 to 64");
+        self.check().map_err(MmuError::InvalidConfig)
+    }
+
+    /// The rules of [`Config::validate`], in its order.
+    fn check(&self) -> Result<(), ConfigError> {
+        let Config {
+            vcpus,
+            spte_count,
+            levels,
+            address_spaces,
+            gen_bits,
+            mmio_gen_bits,
+            batch,
+            desc_capacity,
+            reclaim,
+            ..
+        } = *self;
+        if !(1..=64).contains(&vcpus) {
+            return Err(ConfigError::Vcpus { vcpus });
         }
-        if self.spte_count < 2 || !self.spte_count.is_power_of_two() || self.spte_count > 4096 {
-            return bad("spte_count must be a power of two from 2 to 4096");
+        if !(2..=4096).contains(&spte_count) || !spte_count.is_power_of_two() {
+            return Err(ConfigError::SpteCount { spte_count });
         }
-        if self.levels == 0 || self.levels > 8 {
-            return bad("levels must be 1 to 8");
+        if !(1..=8).contains(&levels) {
+            return Err(ConfigError::Levels { levels });
         }
-        if u64::from(self.index_bits()) * u64::from(self.levels) > 40 {
-            return bad("spte_count ^ levels must not exceed 2^40 gfns");
+        if u64::from(self.index_bits()) * u64::from(levels) > 40 {
+            return Err(ConfigError::GfnSpace { spte_count, levels });
         }
-        if self.address_spaces == 0 || self.address_spaces > 2 {
-            return bad("address_spaces must be 1 or 2");
+        if !(1..=2).contains(&address_spaces) {
+            return Err(ConfigError::AddressSpaces { address_spaces });
         }
-        if self.gen_bits == 0 || self.gen_bits > 63 {
-            return bad("gen_bits must be 1 to 63");
+        if !(1..=63).contains(&gen_bits) {
+            return Err(ConfigError::GenBits { gen_bits });
         }
-        if self.mmio_gen_bits == 0 || self.mmio_gen_bits > 20 {
-            return bad("mmio_gen_bits must be 1 to 20");
+        if !(1..=20).contains(&mmio_gen_bits) {
+            return Err(ConfigError::MmioGenBits { mmio_gen_bits });
         }
-        if self.batch == 0 {
-            return bad("batch must be at least 1");
+        if batch == 0 {
+            return Err(ConfigError::Batch { batch });
         }
-        if self.desc_capacity < 2 || self.desc_capacity > 16 {
-            return bad("desc_capacity must be 2 to 16");
+        if !(2..=16).contains(&desc_capacity) {
+            return Err(ConfigError::DescCapacity { desc_capacity });
+        }
+        if let ReclaimBackend::Small { slots, .. } = reclaim
+            && !(1..=ConfigError::MAX_RECLAIM_SLOTS).contains(&slots)
+        {
+            return Err(ConfigError::ReclaimSlots { slots });
         }
         Ok(())
     }

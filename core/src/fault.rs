@@ -70,6 +70,12 @@ enum Target {
 
 impl Vm {
     /// A page fault on `gfn`, a write if `write`.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order: [`MmuError::GfnOutOfRange`], then
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`] (another thread
+    /// holds the vCPU).
     pub fn page_fault(&self, vcpu: VcpuId, gfn: Gfn, write: bool) -> Result<Fault, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let claim = self.claim(vcpu)?;

@@ -7,14 +7,29 @@
 
 use std::collections::HashMap;
 
+use crate::addr::Hva;
+use crate::error::MmuError;
 use crate::sync::ghost::GhostMutex;
+
+/// `hva` as a number, if it is inside the host's address space (below
+/// [`Hva::LIMIT`]); else [`MmuError::HvaOutOfRange`].
+pub(crate) fn check_hva(hva: Hva) -> Result<u64, MmuError> {
+    if hva >= Hva::LIMIT {
+        return Err(MmuError::HvaOutOfRange {
+            hva,
+            limit: Hva::LIMIT,
+        });
+    }
+    Ok(hva.0)
+}
 
 /// The host page tables: the pfn of every host page that was ever remapped.
 /// A page never remapped is backed by the pfn equal to its page number (below
-/// 2^36, since slots live below 2^48). Each remap hands out a fresh pfn from
-/// 2^36 up, so a pfn is never reused and always fits the 52 bits a spte holds
-/// (a version packed above bit 36 overflowed them after 65536 remaps of one
-/// page, and the spte then truncated the new pfn back to the old one).
+/// 2^36, since host addresses are below [`Hva::LIMIT`], 2^48). Each remap
+/// hands out a fresh pfn from 2^36 up, so a pfn is never reused and always
+/// fits the 52 bits a spte holds (a version packed above bit 36 overflowed
+/// them after 65536 remaps of one page, and the spte then truncated the new
+/// pfn back to the old one).
 #[derive(Debug, Default)]
 pub struct HostMm {
     pages: GhostMutex<HostPages>,
@@ -26,11 +41,16 @@ struct HostPages {
     fresh: u64,
 }
 
-const FIRST_FRESH_PFN: u64 = 1 << 36;
+/// Past every page number below [`Hva::LIMIT`].
+const FIRST_FRESH_PFN: u64 = Hva::LIMIT.0 >> 12;
 
 impl HostMm {
-    /// `hva_to_pfn`: the pfn currently backing `hva`.
+    /// `hva_to_pfn`: the pfn currently backing `hva`, which must be below
+    /// [`Hva::LIMIT`] (every slot's pages are; [`check_hva`] checks a
+    /// caller's). Above it the page number would not fit below the fresh pfns
+    /// and would alias another page's pfn.
     pub fn hva_to_pfn(&self, hva: u64) -> u64 {
+        debug_assert!(hva < Hva::LIMIT.0, "hva {hva:#x} outside the host");
         let page = hva >> 12;
         self.pages.with(|p| {
             p.remapped

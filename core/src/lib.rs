@@ -135,8 +135,10 @@ mod observe;
 #[cfg(feature = "ghost")]
 pub mod check;
 
+pub use addr::GfnRange;
 pub use addr::{Gfn, Hva, PAGE_SIZE, Pfn};
 pub use config::{Config, DeletionStrategy, ZapCommit};
+pub use error::ConfigError;
 pub use error::MmuError;
 pub use fault::{Fault, RetryReason};
 pub use ids::{PageId, SlotId, VcpuId};

@@ -9,7 +9,7 @@
 //! the 3.11 DELETE's first half followed by a publish at the new base, with new
 //! rmap and `lpage_info` arrays.
 
-use crate::addr::{Gfn, PAGE_SIZE};
+use crate::addr::{Gfn, Hva, PAGE_SIZE};
 use crate::checkpoint::AuditPoint;
 use crate::config::DeletionStrategy;
 use crate::error::MmuError;
@@ -27,15 +27,54 @@ use crate::zap::ZapNow;
 impl Vm {
     /// KVM_SET_USER_MEMORY_REGION, create. MMIO sptes for the new gfns stop being
     /// trusted because the memslots generation changes.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, the first broken rule's error returned:
+    ///
+    /// 1. [`MmuError::EmptySlot`]: `npages` is 0;
+    /// 2. [`MmuError::GfnOutOfRange`]: the gfns pass the last one the shadow
+    ///    page table maps (reporting the slot's last gfn);
+    /// 3. [`MmuError::BadHostRange`]: `userspace_addr` is not page aligned, or
+    ///    the host range overflows or ends above [`Hva::LIMIT`] (ending
+    ///    exactly at it is fine);
+    /// 4. [`MmuError::SlotExists`]: the id is in use;
+    /// 5. [`MmuError::TooManySlots`]: the VM has
+    ///    [`Memslots::MAX_SLOTS`] slots;
+    /// 6. [`MmuError::SlotOverlap`]: the gfns overlap a slot (the first by
+    ///    base gfn);
+    ///
+    /// and last, after the checks, [`MmuError::ZapLivelock`] if the
+    /// invalidation that a wrap of the memslots generation runs before the
+    /// publish breaks its progress bound (the slot is then not created).
+    ///
+    /// ```
+    /// use fastzap::{Config, Gfn, Hva, MmuError, SlotId, SlotSpec, Vm, PAGE_SIZE};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// // One page ending exactly at the top of the host's address space.
+    /// let top = SlotSpec {
+    ///     id: SlotId(0),
+    ///     base_gfn: Gfn(0),
+    ///     npages: 1,
+    ///     userspace_addr: Hva::LIMIT.checked_sub(PAGE_SIZE).unwrap(),
+    /// };
+    /// vm.create_memslot(top)?;
+    /// // No pages and an unaligned host address: the page count is checked first.
+    /// let bad = SlotSpec { id: SlotId(1), npages: 0, userspace_addr: Hva(1), ..top };
+    /// assert_eq!(vm.create_memslot(bad), Err(MmuError::EmptySlot));
+    /// # Ok::<(), MmuError>(())
+    /// ```
     pub fn create_memslot(&self, spec: SlotSpec) -> Result<(), MmuError> {
         let (base_gfn, hva) = (spec.base_gfn.0, spec.userspace_addr.0);
         self.validate_range(base_gfn, spec.npages)?;
+        // The range [hva, end) may end exactly at the limit: `end` is exclusive.
         if !hva.is_multiple_of(PAGE_SIZE)
             || spec
                 .npages
                 .checked_mul(PAGE_SIZE)
                 .and_then(|len| hva.checked_add(len))
-                .is_none_or(|end| end >= 1 << 48)
+                .is_none_or(|end| end > Hva::LIMIT.0)
         {
             return Err(MmuError::BadHostRange);
         }
@@ -70,11 +109,18 @@ impl Vm {
     }
 
     /// KVM_SET_USER_MEMORY_REGION, delete, with the configured strategy.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::UnknownSlot`] if no slot has `id`, before anything
+    /// changes; then, once the delete has begun, [`MmuError::ZapLivelock`] if
+    /// its invalidation breaks its progress bound.
     pub fn delete_memslot(&self, id: SlotId) -> Result<(), MmuError> {
         self.delete_memslot_with(id, self.config.deletion)
     }
 
-    /// Delete with an explicit strategy.
+    /// Delete with an explicit strategy. Errors as
+    /// [`delete_memslot`](Vm::delete_memslot).
     pub fn delete_memslot_with(
         &self,
         id: SlotId,
@@ -109,6 +155,19 @@ impl Vm {
 
     /// KVM_SET_USER_MEMORY_REGION, move: the 3.11 procedure, with new rmap and
     /// lpage_info arrays for the new base (bug 10 kept the old ones).
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, the first broken rule's error returned:
+    ///
+    /// 1. [`MmuError::UnknownSlot`]: no slot has `id`;
+    /// 2. [`MmuError::GfnOutOfRange`]: at `new_base_gfn` the slot would pass
+    ///    the last gfn the shadow page table maps;
+    /// 3. [`MmuError::SlotOverlap`]: at `new_base_gfn` it would overlap
+    ///    another slot (the first by base gfn);
+    ///
+    /// then, once the move has begun, [`MmuError::ZapLivelock`] if its
+    /// invalidation breaks its progress bound.
     pub fn move_memslot(&self, id: SlotId, new_base_gfn: Gfn) -> Result<(), MmuError> {
         let new_base_gfn = new_base_gfn.0;
         let _slots = self.slots_lock.lock();

@@ -12,6 +12,7 @@ use crate::addr::{Hva, PAGE_SIZE};
 use crate::checkpoint::AuditPoint;
 use crate::error::MmuError;
 use crate::event::{Actor, What};
+use crate::host::check_hva;
 use crate::memslot::Memslot;
 use crate::mmu::MmuLock;
 use crate::mutant::Mutant;
@@ -26,6 +27,12 @@ impl Vm {
     /// maps a host page in `[start, end)`, on every rmap, the remove-only ones and
     /// those of invalid or obsolete pages included; flush; then the host remaps
     /// the range. Returns the number of sptes unmapped.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::BadHvaRange`] if the range is empty or reversed (`start >=
+    /// end`), then [`MmuError::HvaOutOfRange`] if it ends above
+    /// [`Hva::LIMIT`] (reporting its first address at or above the limit).
     pub fn invalidate_range(&self, start: Hva, end: Hva) -> Result<usize, MmuError> {
         let (start, end) = (start.0, end.0);
         let cut = self.notifier_begin(start, end)?;
@@ -65,12 +72,24 @@ impl Vm {
 
     /// `kvm_mmu_notifier_clear_flush_young`: clear the accessed bits of the
     /// sptes mapping `[start, end)`, flush if any was set; returns whether any was.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::BadHvaRange`] if the range is empty or reversed (`start >=
+    /// end`), then [`MmuError::HvaOutOfRange`] if it ends above
+    /// [`Hva::LIMIT`] (reporting its first address at or above the limit).
     pub fn clear_flush_young(&self, start: Hva, end: Hva) -> Result<bool, MmuError> {
         self.age_range(start.0, end.0, true)
     }
 
     /// `kvm_mmu_notifier_test_young`: whether any spte mapping `[start, end)` has
     /// its accessed bit set.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::BadHvaRange`] if the range is empty or reversed (`start >=
+    /// end`), then [`MmuError::HvaOutOfRange`] if it ends above
+    /// [`Hva::LIMIT`] (reporting its first address at or above the limit).
     pub fn test_young(&self, start: Hva, end: Hva) -> Result<bool, MmuError> {
         self.age_range(start.0, end.0, false)
     }
@@ -78,11 +97,14 @@ impl Vm {
     /// `kvm_mmu_notifier_change_pte`: the host replaced the page at `hva` (KSM,
     /// copy-on-write). Sptes on a normal rmap are pointed at the new pfn,
     /// read-only; sptes on a remove-only rmap are unmapped.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::HvaOutOfRange`] if `hva` is at or above [`Hva::LIMIT`].
     pub fn change_pte(&self, hva: Hva) -> Result<usize, MmuError> {
-        let page = hva.page().0;
-        // The last page of the address space has no end: refuse it rather than
-        // overflow.
-        let end = page.checked_add(PAGE_SIZE).ok_or(MmuError::BadHvaRange)?;
+        // Below the limit, the page has an end that does not overflow.
+        let page = Hva(check_hva(hva)?).page().0;
+        let end = page + PAGE_SIZE;
         let cut = self.notifier_begin(page, end)?;
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Notifier);
@@ -227,9 +249,17 @@ impl Vm {
         lk.pages.get(&id).is_none_or(|meta| lk.is_obsolete(meta))
     }
 
+    /// Checks a notifier's range, in the order its callers document, and
+    /// stamps the ghost time it began.
     fn notifier_begin(&self, start: u64, end: u64) -> Result<u64, MmuError> {
         if start >= end {
             return Err(MmuError::BadHvaRange);
+        }
+        if end > Hva::LIMIT.0 {
+            return Err(MmuError::HvaOutOfRange {
+                hva: Hva(start).max(Hva::LIMIT),
+                limit: Hva::LIMIT,
+            });
         }
         Ok(self.ghost.tick())
     }

@@ -29,6 +29,10 @@ impl Vm {
     /// Handles pending requests, as `vcpu_enter_guest` does before entry: a
     /// reload drops the root through `mmu_free_roots` and loads a fresh one of the
     /// current generation. A vCPU with no root also loads one.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`].
     pub fn handle_requests(&self, vcpu: VcpuId) -> Result<Handled, MmuError> {
         let claim = self.claim(vcpu)?;
         Ok(self.handle_requests_claimed(claim.0, vcpu))

@@ -22,14 +22,15 @@
 
 use crate::addr::{Gfn, Hva, Pfn};
 use crate::config::Config;
-use crate::error::MmuError;
+use crate::error::{ConfigError, MmuError};
 use crate::event::{Actor, What};
 use crate::ghost::Ghost;
-use crate::host::HostMm;
+use crate::host::{HostMm, check_hva};
 use crate::ids::{PageId, VcpuId};
 use crate::memslot::{Memslots, MemslotsRef};
 use crate::mmu::{MmuLock, MmuState};
 use crate::page::free_page_now;
+use crate::sync::reclaim::BackendError;
 use crate::sync::{Arc, AtomicU64, GenRoot, Mutex, Ordering, Reclaimer};
 use crate::vcpu::{Requests, Vcpu, make_all_cpus_request};
 
@@ -97,10 +98,21 @@ pub struct RootInfo {
 
 impl Vm {
     /// Creates a VM with no memslots. Every vCPU starts with a reload request.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::InvalidConfig`]: first the rules of [`Config::validate`],
+    /// in its order, then whether this build can run the reclaim backend
+    /// ([`ConfigError::ReclaimUnavailable`]: crossbeam-epoch under shuttle).
     pub fn new(config: Config) -> Result<Vm, MmuError> {
         config.validate()?;
-        let reclaimer = Reclaimer::new(config.reclaim).map_err(|_| {
-            MmuError::InvalidConfig("crossbeam-epoch is not available in this lane")
+        let reclaimer = Reclaimer::new(config.reclaim).map_err(|e| {
+            MmuError::InvalidConfig(match e {
+                BackendError::Unavailable => ConfigError::ReclaimUnavailable {
+                    backend: config.reclaim,
+                },
+                BackendError::NoSlots => ConfigError::ReclaimSlots { slots: 0 },
+            })
         })?;
         Ok(Vm {
             slots_lock: Mutex::new(()),
@@ -139,7 +151,7 @@ impl Vm {
     pub(crate) fn claim(&self, vcpu: VcpuId) -> Result<VcpuClaim<'_>, MmuError> {
         let v = self.vcpu(vcpu)?;
         if !v.try_claim() {
-            return Err(MmuError::VcpuBusy(vcpu.0));
+            return Err(MmuError::VcpuBusy(vcpu));
         }
         v.ghost.op();
         self.ghost.vcpu_claimed(&v.ghost, vcpu.0);
@@ -147,7 +159,7 @@ impl Vm {
     }
 
     fn vcpu(&self, vcpu: VcpuId) -> Result<&Vcpu, MmuError> {
-        self.vcpus.get(vcpu.0).ok_or(MmuError::UnknownVcpu(vcpu.0))
+        self.vcpus.get(vcpu.0).ok_or(MmuError::UnknownVcpu(vcpu))
     }
 
     pub(crate) fn check_gfn(&self, gfn: Gfn) -> Result<u64, MmuError> {
@@ -244,8 +256,26 @@ impl Vm {
 
     /// The host side: which pfn backs `hva` now (`hva_to_pfn`). An
     /// mmu-notifier invalidation or `change_pte` gives the page a new one.
-    pub fn hva_to_pfn(&self, hva: Hva) -> Pfn {
-        Pfn(self.host.hva_to_pfn(hva.0))
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::HvaOutOfRange`] if `hva` is at or above [`Hva::LIMIT`]:
+    /// the host maps nothing there.
+    ///
+    /// ```
+    /// use fastzap::{Config, Hva, MmuError, Pfn, Vm};
+    ///
+    /// let vm = Vm::new(Config::model())?;
+    /// assert_eq!(vm.hva_to_pfn(Hva(0x5000))?, Pfn(5));
+    /// assert_eq!(
+    ///     vm.hva_to_pfn(Hva::LIMIT),
+    ///     Err(MmuError::HvaOutOfRange { hva: Hva::LIMIT, limit: Hva::LIMIT })
+    /// );
+    /// # Ok::<(), MmuError>(())
+    /// ```
+    pub fn hva_to_pfn(&self, hva: Hva) -> Result<Pfn, MmuError> {
+        let hva = check_hva(hva)?;
+        Ok(Pfn(self.host.hva_to_pfn(hva)))
     }
 
     /// One attempt to advance the epoch and free what is ready, without

@@ -100,6 +100,12 @@ impl Vm {
     /// The lockless read path: what the guest would see at `gfn` now. It never
     /// takes `mmu_lock`. Claims the vCPU for the call; [`Vm::claim_vcpu`]
     /// claims it once for many.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order: [`MmuError::GfnOutOfRange`], then
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`] (another thread
+    /// holds the vCPU).
     pub fn translate(&self, vcpu: VcpuId, gfn: Gfn) -> Result<Translation, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let claim = self.claim(vcpu)?;
@@ -109,6 +115,13 @@ impl Vm {
     /// Translates a run of gfns the way a vCPU runs: one entry (mode, fence,
     /// requests check), one epoch pin and one root check for the whole run, then
     /// one walk per gfn. Results are appended to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order: [`MmuError::GfnOutOfRange`] (for the first gfn
+    /// out of range, in the order given), then
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`] (another thread
+    /// holds the vCPU).
     pub fn translate_run(
         &self,
         vcpu: VcpuId,
@@ -129,6 +142,10 @@ impl Vm {
     /// [`Vm::translate`] does (mode, fence, requests check, epoch pin, root
     /// check, walk) except the claim. Meanwhile every other operation on this
     /// vCPU is refused with [`MmuError::VcpuBusy`].
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`].
     pub fn claim_vcpu(&self, vcpu: VcpuId) -> Result<ClaimedVcpu<'_>, MmuError> {
         let claim = self.claim(vcpu)?;
         Ok(ClaimedVcpu {
@@ -180,10 +197,7 @@ impl Vm {
         gfn: Gfn,
     ) -> Result<Translation, MmuError> {
         let gfn = self.check_gfn(gfn)?;
-        let v = self
-            .vcpus
-            .get(vcpu.0)
-            .ok_or(MmuError::UnknownVcpu(vcpu.0))?;
+        let v = self.vcpus.get(vcpu.0).ok_or(MmuError::UnknownVcpu(vcpu))?;
         let Some(root) = PagePtr::from_addr(v.root.load(Ordering::Relaxed)) else {
             return Ok(Translation::Miss);
         };

@@ -32,10 +32,13 @@ fn a_claimed_vcpu_refuses_every_other_operation_until_dropped() {
     let ops_before = vm.vcpu_operations();
     let claimed = vm.claim_vcpu(V0).unwrap();
     assert_eq!(claimed.id(), V0);
-    assert_eq!(vm.translate(V0, Gfn(1)), Err(MmuError::VcpuBusy(0)));
-    assert_eq!(vm.page_fault(V0, Gfn(5), false), Err(MmuError::VcpuBusy(0)));
-    assert_eq!(vm.handle_requests(V0), Err(MmuError::VcpuBusy(0)));
-    assert!(matches!(vm.claim_vcpu(V0), Err(MmuError::VcpuBusy(0))));
+    assert_eq!(vm.translate(V0, Gfn(1)), Err(MmuError::VcpuBusy(V0)));
+    assert_eq!(
+        vm.page_fault(V0, Gfn(5), false),
+        Err(MmuError::VcpuBusy(V0))
+    );
+    assert_eq!(vm.handle_requests(V0), Err(MmuError::VcpuBusy(V0)));
+    assert!(matches!(vm.claim_vcpu(V0), Err(MmuError::VcpuBusy(V0))));
     assert_eq!(
         vm.vcpu_operations() - ops_before,
         1,

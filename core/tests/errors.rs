@@ -2,8 +2,17 @@
 //! One test per [`MmuError`] variant: each asserts the exact error and that
 //! nothing observable changed (memslots, counters, generation, pages, event
 //! log, pending requests, zap history, recorded violations). None may panic.
+//! `errors/config.rs` covers `InvalidConfig`, rule by rule; `errors/host.rs`
+//! the host address errors; `errors/order.rs` the documented order in which
+//! each operation checks its rules.
 
 mod common;
+#[path = "errors/config.rs"]
+mod config;
+#[path = "errors/host.rs"]
+mod host;
+#[path = "errors/order.rs"]
+mod order;
 
 use common::*;
 use fastzap::check::*;
@@ -110,139 +119,12 @@ fn refused_on<T: std::fmt::Debug>(
     assert_audit(vm);
 }
 
-// ----- InvalidConfig ----------------------------------------------------------------
-
-#[test]
-fn invalid_config_each_rule() {
-    type Edit = fn(&mut Config);
-    let cases: &[(&str, Edit, &str)] = &[
-        ("vcpus 0", |c| c.vcpus = 0, "vcpus must be 1 to 64"),
-        ("vcpus 65", |c| c.vcpus = 65, "vcpus must be 1 to 64"),
-        (
-            "spte_count 1",
-            |c| c.spte_count = 1,
-            "spte_count must be a power of two from 2 to 4096",
-        ),
-        (
-            "spte_count 3",
-            |c| c.spte_count = 3,
-            "spte_count must be a power of two from 2 to 4096",
-        ),
-        (
-            "spte_count 8192",
-            |c| c.spte_count = 8192,
-            "spte_count must be a power of two from 2 to 4096",
-        ),
-        ("levels 0", |c| c.levels = 0, "levels must be 1 to 8"),
-        ("levels 9", |c| c.levels = 9, "levels must be 1 to 8"),
-        (
-            "2^48 gfns",
-            |c| {
-                c.spte_count = 4096;
-                c.levels = 4;
-            },
-            "spte_count ^ levels must not exceed 2^40 gfns",
-        ),
-        (
-            "2^48 gfns, 8 levels",
-            |c| {
-                c.spte_count = 64; // 6 bits * 8 levels = 48 bits
-                c.levels = 8;
-            },
-            "spte_count ^ levels must not exceed 2^40 gfns",
-        ),
-        (
-            "address_spaces 0",
-            |c| c.address_spaces = 0,
-            "address_spaces must be 1 or 2",
-        ),
-        (
-            "address_spaces 3",
-            |c| c.address_spaces = 3,
-            "address_spaces must be 1 or 2",
-        ),
-        ("gen_bits 0", |c| c.gen_bits = 0, "gen_bits must be 1 to 63"),
-        (
-            "gen_bits 64",
-            |c| c.gen_bits = 64,
-            "gen_bits must be 1 to 63",
-        ),
-        (
-            "mmio_gen_bits 0",
-            |c| c.mmio_gen_bits = 0,
-            "mmio_gen_bits must be 1 to 20",
-        ),
-        (
-            "mmio_gen_bits 21",
-            |c| c.mmio_gen_bits = 21,
-            "mmio_gen_bits must be 1 to 20",
-        ),
-        ("batch 0", |c| c.batch = 0, "batch must be at least 1"),
-        (
-            "desc_capacity 1",
-            |c| c.desc_capacity = 1,
-            "desc_capacity must be 2 to 16",
-        ),
-        (
-            "desc_capacity 17",
-            |c| c.desc_capacity = 17,
-            "desc_capacity must be 2 to 16",
-        ),
-    ];
-    for base in [Config::model(), Config::native()] {
-        for (name, edit, why) in cases {
-            let mut cfg = base.clone();
-            edit(&mut cfg);
-            assert_eq!(cfg.validate(), Err(MmuError::InvalidConfig(why)), "{name}");
-            assert_eq!(
-                Vm::new(cfg).err(),
-                Some(MmuError::InvalidConfig(why)),
-                "{name}"
-            );
-        }
-    }
-}
-
-#[test]
-fn valid_config_boundaries_are_accepted() {
-    type Edit = fn(&mut Config);
-    let cases: &[(&str, Edit)] = &[
-        ("vcpus 1", |c| c.vcpus = 1),
-        ("vcpus 64", |c| c.vcpus = 64),
-        ("levels 1", |c| c.levels = 1),
-        ("2^40 gfns", |c| {
-            c.spte_count = 32;
-            c.levels = 8;
-        }),
-        ("spte_count 4096", |c| {
-            c.spte_count = 4096;
-            c.levels = 1;
-        }),
-        ("address_spaces 1", |c| c.address_spaces = 1),
-        ("gen_bits 1", |c| c.gen_bits = 1),
-        ("gen_bits 63", |c| c.gen_bits = 63),
-        ("mmio_gen_bits 1", |c| c.mmio_gen_bits = 1),
-        ("mmio_gen_bits 20", |c| c.mmio_gen_bits = 20),
-        ("batch 1", |c| c.batch = 1),
-        ("desc_capacity 2", |c| c.desc_capacity = 2),
-        ("desc_capacity 16", |c| c.desc_capacity = 16),
-    ];
-    for (name, edit) in cases {
-        let mut cfg = Config::model();
-        edit(&mut cfg);
-        assert_eq!(cfg.validate(), Ok(()), "{name}");
-        let vm = Vm::new(cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
-        enter_all(&vm);
-        assert_audit(&vm);
-    }
-}
-
 // ----- UnknownVcpu -----------------------------------------------------------------
 
 #[test]
 fn unknown_vcpu_on_every_vcpu_operation() {
     let bad = VcpuId(2); // model(): vCPUs 0 and 1
-    let e = MmuError::UnknownVcpu(2);
+    let e = MmuError::UnknownVcpu(bad);
     refused(e, |vm| vm.handle_requests(bad));
     refused(e, |vm| vm.page_fault(bad, Gfn(0), true));
     refused(e, |vm| vm.page_fault(bad, Gfn(7), false));
@@ -251,7 +133,7 @@ fn unknown_vcpu_on_every_vcpu_operation() {
         vm.translate_run(bad, &[Gfn(0), Gfn(1)], &mut Vec::new())
     });
     refused(e, |vm| vm.pending_requests(bad));
-    refused(MmuError::UnknownVcpu(usize::MAX), |vm| {
+    refused(MmuError::UnknownVcpu(VcpuId(usize::MAX)), |vm| {
         vm.handle_requests(VcpuId(usize::MAX))
     });
     // translate_unsynchronized takes &mut Vm.
@@ -306,7 +188,7 @@ fn vcpu_busy_when_another_thread_runs_on_the_vcpu() {
                 };
                 match r {
                     Ok(()) => ok += 1,
-                    Err(MmuError::VcpuBusy(0)) => busy += 1,
+                    Err(MmuError::VcpuBusy(V0)) => busy += 1,
                     Err(e) => panic!("worker: unexpected {e:?}"),
                 }
             }
@@ -319,7 +201,7 @@ fn vcpu_busy_when_another_thread_runs_on_the_vcpu() {
         match vm.translate(V0, Gfn(1)) {
             Ok(_) => ok += 1,
             Err(e) => {
-                assert_eq!(e, MmuError::VcpuBusy(0));
+                assert_eq!(e, MmuError::VcpuBusy(V0));
                 busy += 1;
             }
         }
@@ -472,6 +354,8 @@ fn too_many_slots_on_create() {
         vm.create_memslot(slot(last, 2 * max as u64, 1))
     });
     refused_on(&vm, e, |vm| vm.create_memslot(slot(last, 1, 1)));
+    // The count is checked before an overlap (gfn 0 is slot 0's).
+    refused_on(&vm, e, |vm| vm.create_memslot(slot(last, 0, 1)));
     // An existing id or an overlap are still reported as such.
     refused_on(&vm, MmuError::SlotExists(SlotId(3)), |vm| {
         vm.create_memslot(slot(3, 2 * max as u64, 1))
@@ -487,51 +371,6 @@ fn too_many_slots_on_create() {
         Gfn(15)
     );
     assert_audit(&vm);
-}
-
-// ----- BadHostRange, BadHvaRange -------------------------------------------------
-
-#[test]
-fn bad_host_range_on_create() {
-    let e = MmuError::BadHostRange;
-    let mut unaligned = slot(3, 2, 1);
-    unaligned.userspace_addr = Hva(unaligned.userspace_addr.0 + 1);
-    refused(e, |vm| vm.create_memslot(unaligned));
-    unaligned.userspace_addr = Hva(unaligned.userspace_addr.0 + PAGE / 2);
-    refused(e, |vm| vm.create_memslot(unaligned));
-    // The range would end at or beyond 2^48.
-    let mut high = slot(3, 2, 2);
-    high.userspace_addr = Hva((1 << 48) - PAGE);
-    refused(e, |vm| vm.create_memslot(high));
-    high.userspace_addr = Hva(1 << 48);
-    refused(e, |vm| vm.create_memslot(high));
-    // The range overflows u64.
-    high.userspace_addr = Hva(!(PAGE - 1));
-    refused(e, |vm| vm.create_memslot(high));
-    // Just below the limit is accepted.
-    let vm = busy_vm();
-    high.userspace_addr = Hva((1 << 48) - 3 * PAGE);
-    vm.create_memslot(high).unwrap();
-    assert_audit(&vm);
-}
-
-#[test]
-fn bad_hva_range_on_every_notifier() {
-    let e = MmuError::BadHvaRange;
-    let a = 0x100_0000;
-    for (start, end) in [(a, a), (a + PAGE, a), (u64::MAX, 0), (0, 0)] {
-        let (start, end) = (Hva(start), Hva(end));
-        refused(e, |vm| vm.invalidate_range(start, end));
-        refused(e, |vm| vm.clear_flush_young(start, end));
-        refused(e, |vm| vm.test_young(start, end));
-    }
-}
-
-#[test]
-fn change_pte_on_the_last_page_is_refused_not_a_panic() {
-    // The last host page of the address space has no end address.
-    refused(MmuError::BadHvaRange, |vm| vm.change_pte(Hva(u64::MAX)));
-    refused(MmuError::BadHvaRange, |vm| vm.change_pte(Hva(!(PAGE - 1))));
 }
 
 // ----- ZapLivelock --------------------------------------------------------------------
@@ -603,9 +442,9 @@ fn zap_livelock_with_rezap_in_use_roots() {
 #[test]
 fn every_error_displays() {
     let all = [
-        MmuError::InvalidConfig("x"),
-        MmuError::UnknownVcpu(1),
-        MmuError::VcpuBusy(1),
+        MmuError::InvalidConfig(ConfigError::Batch { batch: 0 }),
+        MmuError::UnknownVcpu(V1),
+        MmuError::VcpuBusy(V1),
         MmuError::GfnOutOfRange {
             gfn: Gfn(9),
             limit: Gfn(8),
@@ -621,10 +460,57 @@ fn every_error_displays() {
             limit: 4,
         },
         MmuError::EmptySlot,
+        MmuError::HvaOutOfRange {
+            hva: Hva::LIMIT,
+            limit: Hva::LIMIT,
+        },
         MmuError::BadHostRange,
         MmuError::BadHvaRange,
         MmuError::ZapLivelock { steps: 5, bound: 4 },
     ];
     let texts: std::collections::HashSet<String> = all.iter().map(ToString::to_string).collect();
     assert_eq!(texts.len(), all.len(), "every variant has its own message");
+}
+
+/// The messages name the values, as they did when the errors carried plain
+/// numbers.
+#[test]
+fn messages_name_the_values() {
+    assert_eq!(MmuError::UnknownVcpu(VcpuId(2)).to_string(), "no vCPU 2");
+    assert_eq!(
+        MmuError::VcpuBusy(V0).to_string(),
+        "vCPU 0 is in use by another thread"
+    );
+    assert_eq!(
+        MmuError::GfnOutOfRange {
+            gfn: Gfn(9),
+            limit: Gfn(8)
+        }
+        .to_string(),
+        "gfn 0x9 is out of range (limit 0x8)"
+    );
+    assert_eq!(
+        MmuError::HvaOutOfRange {
+            hva: Hva(1 << 48),
+            limit: Hva::LIMIT
+        }
+        .to_string(),
+        "hva 0x1000000000000 is outside the host's address space (limit 0x1000000000000)"
+    );
+    assert_eq!(
+        MmuError::SlotOverlap {
+            slot: SlotId(3),
+            other: SlotId(4)
+        }
+        .to_string(),
+        "memslot 3 would overlap memslot 4"
+    );
+    assert_eq!(
+        MmuError::TooManySlots {
+            slot: SlotId(3),
+            limit: 4
+        }
+        .to_string(),
+        "memslot 3: a VM has at most 4 memslots"
+    );
 }

@@ -1233,21 +1233,24 @@ fn page_fault_retries_on_an_invalid_slot() {
 #[test]
 fn notifiers_at_the_top_of_the_address_space_return() {
     // A range ending at u64::MAX once made the host remap loop forever (its page
-    // cursor wrapped to 0). Run it on a thread with a deadline so that a
-    // regression fails instead of hanging the suite.
+    // cursor wrapped to 0). Such a range is now refused (`HvaOutOfRange`, see
+    // errors.rs); one ending exactly at the top of the host's address space
+    // is valid. Run it on a thread with a deadline so that a regression fails
+    // instead of hanging the suite.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let vm = vm(Config::model());
         vm.create_memslot(slot(0, 0, 4)).unwrap();
         enter_all(&vm);
         vm.page_fault(V0, Gfn(0), false).unwrap();
-        let top = !(PAGE - 1);
+        let top = Hva::LIMIT.checked_sub(PAGE).unwrap();
         let result = (
-            vm.invalidate_range(Hva(top), Hva(u64::MAX)),
-            vm.invalidate_range(Hva(top - PAGE), Hva(u64::MAX)),
-            vm.clear_flush_young(Hva(top), Hva(u64::MAX)),
-            vm.test_young(Hva(0), Hva(u64::MAX)),
-            vm.change_pte(Hva(top - 1)),
+            vm.invalidate_range(top, Hva::LIMIT),
+            vm.invalidate_range(Hva(top.0 - PAGE), Hva::LIMIT),
+            vm.clear_flush_young(top, Hva::LIMIT),
+            vm.test_young(Hva(0), Hva::LIMIT),
+            vm.change_pte(Hva(Hva::LIMIT.0 - 1)),
+            vm.invalidate_range(top, Hva(u64::MAX)).is_err(),
         );
         let mapped = vm.translate(V0, Gfn(0)).unwrap();
         let audit = fastzap::check::audit(&vm).map_err(|v| v.len());
@@ -1256,7 +1259,7 @@ fn notifiers_at_the_top_of_the_address_space_return() {
     let (result, mapped, audit) = rx
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("a notifier at the top of the address space did not return");
-    assert_eq!(result, (Ok(0), Ok(0), Ok(false), Ok(false), Ok(0)));
+    assert_eq!(result, (Ok(0), Ok(0), Ok(false), Ok(false), Ok(0), true));
     assert!(matches!(mapped, Translation::Mapped { .. }), "{mapped:?}");
     assert_eq!(audit, Ok(()));
 }

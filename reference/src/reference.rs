@@ -134,7 +134,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use fastzap::{
-    Config, DeletionStrategy, Fault, Gfn, Handled, MmuError, Requests, RetryReason, SlotId,
+    Config, DeletionStrategy, Fault, Gfn, Handled, Hva, MmuError, Requests, RetryReason, SlotId,
     SlotSpec, Translation, VcpuId, ZapStats,
 };
 
@@ -634,7 +634,7 @@ impl Reference {
 
     fn check_vcpu(&self, vcpu: VcpuId) -> Result<(), MmuError> {
         if vcpu.0 >= self.vcpus.len() {
-            return Err(MmuError::UnknownVcpu(vcpu.0));
+            return Err(MmuError::UnknownVcpu(vcpu));
         }
         Ok(())
     }
@@ -693,15 +693,16 @@ impl Reference {
 
     /// The error `create_memslot(spec)` must return, if any. The order is
     /// core's: size and gfn range, then the host range (page aligned, no
-    /// overflow, below 2^48), then a duplicate id, then an overlap with the
-    /// first slot in base order.
+    /// overflow, ending at or below 2^48), then a duplicate id, then an
+    /// overlap with the first slot in base order.
     pub fn create_memslot(&self, spec: &SlotSpec) -> Result<(), MmuError> {
         self.validate_range(spec.base_gfn.0, spec.npages)?;
         let end = spec
             .npages
             .checked_mul(PAGE_SIZE)
             .and_then(|len| spec.userspace_addr.0.checked_add(len));
-        if !spec.userspace_addr.0.is_multiple_of(PAGE_SIZE) || end.is_none_or(|e| e >= 1 << 48) {
+        if !spec.userspace_addr.0.is_multiple_of(PAGE_SIZE) || end.is_none_or(|e| e > Hva::LIMIT.0)
+        {
             return Err(MmuError::BadHostRange);
         }
         if self.slots.iter().any(|s| s.id == spec.id) {
@@ -715,6 +716,22 @@ impl Reference {
             return Err(MmuError::SlotOverlap {
                 slot: spec.id,
                 other: other.id,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error a notifier given `[start, end)` must return, if any: an
+    /// empty or reversed range, then one that ends above 2^48 (reporting its
+    /// first address at or above it).
+    fn check_hva_range(start: u64, end: u64) -> Result<(), MmuError> {
+        if start >= end {
+            return Err(MmuError::BadHvaRange);
+        }
+        if end > Hva::LIMIT.0 {
+            return Err(MmuError::HvaOutOfRange {
+                hva: Hva(start.max(Hva::LIMIT.0)),
+                limit: Hva::LIMIT,
             });
         }
         Ok(())
@@ -1649,8 +1666,8 @@ impl Reference {
                 }
             }
             (Op::InvalidateRange { start, end }, Outcome::Count(r)) => {
-                if start >= end {
-                    return expect_err(r, MmuError::BadHvaRange);
+                if let Err(e) = Self::check_hva_range(*start, *end) {
+                    return expect_err(r, e);
                 }
                 let unmapped = expect_ok(r)?;
                 let gfns = self.gfns_in_hva(*start, *end);
@@ -1679,12 +1696,14 @@ impl Reference {
             }
             (Op::ChangePte { hva }, Outcome::Count(r)) => {
                 let page = hva / PAGE_SIZE;
-                if page
-                    .checked_add(1)
-                    .and_then(|p| p.checked_mul(PAGE_SIZE))
-                    .is_none()
-                {
-                    return expect_err(r, MmuError::BadHvaRange);
+                if *hva >= Hva::LIMIT.0 {
+                    return expect_err(
+                        r,
+                        MmuError::HvaOutOfRange {
+                            hva: Hva(*hva),
+                            limit: Hva::LIMIT,
+                        },
+                    );
                 }
                 let changed = expect_ok(r)?;
                 let gfns = self.gfns_in_hva(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
@@ -1713,8 +1732,8 @@ impl Reference {
                 Ok(())
             }
             (Op::ClearFlushYoung { start, end }, Outcome::Young(r)) => {
-                if start >= end {
-                    return expect_err(r, MmuError::BadHvaRange);
+                if let Err(e) = Self::check_hva_range(*start, *end) {
+                    return expect_err(r, e);
                 }
                 let young = expect_ok(r)?;
                 self.young(*start, *end, young)?;
@@ -1731,8 +1750,8 @@ impl Reference {
                 Ok(())
             }
             (Op::TestYoung { start, end }, Outcome::Young(r)) => {
-                if start >= end {
-                    return expect_err(r, MmuError::BadHvaRange);
+                if let Err(e) = Self::check_hva_range(*start, *end) {
+                    return expect_err(r, e);
                 }
                 let young = expect_ok(r)?;
                 self.young(*start, *end, young)

@@ -97,8 +97,8 @@ use std::ops::RangeInclusive;
 
 use fastzap::checking::Mutant;
 use fastzap::{
-    Config, DeletionStrategy, Fault, Gfn, MmuError, ReclaimBackend, SlotId, SlotSpec, Translation,
-    VcpuId, Vm,
+    Config, DeletionStrategy, Fault, Gfn, MmuError, Pfn, ReclaimBackend, SlotId, SlotSpec,
+    Translation, VcpuId, Vm,
 };
 use fastzap_reference::reference::{Op, Outcome, Reference, Root};
 use proptest::test_runner::{
@@ -267,7 +267,8 @@ pub enum Invalid {
     GfnOutOfRange,
     /// An unaligned or too high host range for a slot: `BadHostRange`.
     BadHostRange,
-    /// An empty or reversed notifier range: `BadHvaRange`.
+    /// An empty or reversed notifier range (`BadHvaRange`), or a notifier
+    /// address outside the host's address space (`HvaOutOfRange`).
     BadHvaRange,
     /// Any other error (the reference allows none).
     Other,
@@ -304,7 +305,7 @@ impl Invalid {
             (_, MmuError::UnknownVcpu(_)) => Invalid::UnknownVcpu,
             (_, MmuError::GfnOutOfRange { .. }) => Invalid::GfnOutOfRange,
             (_, MmuError::BadHostRange) => Invalid::BadHostRange,
-            (_, MmuError::BadHvaRange) => Invalid::BadHvaRange,
+            (_, MmuError::BadHvaRange | MmuError::HvaOutOfRange { .. }) => Invalid::BadHvaRange,
             _ => Invalid::Other,
         }
     }
@@ -571,11 +572,11 @@ impl Sut {
                         "the reference holds a leaf for gfn {gfn} (space {space}), which no slot maps"
                     ));
                 };
-                if vm.hva_to_pfn(hva).0 != pfn {
+                let now = vm.hva_to_pfn(hva);
+                if now != Ok(Pfn(pfn)) {
                     return Err(format!(
                         "gfn {gfn} (space {space}): the reference's leaf maps pfn {pfn:#x}, but \
-                         hva_to_pfn({hva}) = {}",
-                        vm.hva_to_pfn(hva)
+                         hva_to_pfn({hva}) = {now:?}"
                     ));
                 }
             }

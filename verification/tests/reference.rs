@@ -213,7 +213,7 @@ fn memslot_errors_match_the_implementation() {
         Op::CreateSlot(spec(0, 3, 2, 0)),
         Op::CreateSlot(spec(0, u64::MAX, 2, 0)),
         Op::CreateSlot(spec(0, 0, 1, 0x1234)),
-        Op::CreateSlot(spec(0, 0, 1, (1 << 48) - 4096)),
+        Op::CreateSlot(spec(0, 0, 2, (1 << 48) - 4096)),
         Op::CreateSlot(spec(0, 0, 1, u64::MAX - 4095)),
         Op::CreateSlot(spec(0, 0, 2, 0)),
         Op::CreateSlot(spec(0, 2, 1, 0)),
@@ -269,6 +269,72 @@ fn memslot_errors_match_the_implementation() {
         MmuError::EmptySlot,
         "size is checked before the host range"
     );
+}
+
+/// The top of the host's address space, in the reference as in the
+/// implementation: a one-page slot that ends exactly at 2^48 is accepted and
+/// its page can be notified, and a notifier range or hva past 2^48 is
+/// refused with `HvaOutOfRange`, after an empty range's `BadHvaRange`.
+#[test]
+fn the_top_of_the_host_address_space_matches_the_implementation() {
+    let config = Config::model();
+    let mut vm = Vm::new(config.clone()).expect("vm");
+    let mut r = Reference::new(&config);
+    let top = Hva::LIMIT.0;
+    let last = top - 4096;
+    let calls = [
+        (Op::CreateSlot(spec(0, 0, 1, last)), None),
+        (Op::ChangePte { hva: last + 5 }, None),
+        (
+            Op::InvalidateRange {
+                start: last,
+                end: top,
+            },
+            None,
+        ),
+        (Op::TestYoung { start: 0, end: top }, None),
+        (
+            Op::InvalidateRange {
+                start: last,
+                end: top + 1,
+            },
+            Some(MmuError::HvaOutOfRange {
+                hva: Hva::LIMIT,
+                limit: Hva::LIMIT,
+            }),
+        ),
+        (
+            Op::ClearFlushYoung {
+                start: top + 4096,
+                end: u64::MAX,
+            },
+            Some(MmuError::HvaOutOfRange {
+                hva: Hva(top + 4096),
+                limit: Hva::LIMIT,
+            }),
+        ),
+        (
+            Op::TestYoung {
+                start: u64::MAX,
+                end: top + 1,
+            },
+            Some(MmuError::BadHvaRange),
+        ),
+        (
+            Op::ChangePte { hva: top },
+            Some(MmuError::HvaOutOfRange {
+                hva: Hva::LIMIT,
+                limit: Hva::LIMIT,
+            }),
+        ),
+    ];
+    for (op, want) in &calls {
+        let got = fastzap_verification::conformance::apply(&mut vm, op);
+        assert_eq!(got.error(), *want, "{op:?} -> {got:?}");
+        r.step(op, &got)
+            .unwrap_or_else(|why| panic!("{op:?} -> {got:?}: {why}"));
+    }
+    assert_eq!(vm.slot_count(), 1);
 }
 
 /// Conformance can fail: bug 16 (the MMIO cache trusted across memslots

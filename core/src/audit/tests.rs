@@ -359,7 +359,7 @@ fn a_vcpu_claimed_twice_is_an_i11_violation() {
     let first = vm.claim_vcpu(V0).expect("free");
     assert!(matches!(
         vm.translate(V0, Gfn(0)),
-        Err(crate::MmuError::VcpuBusy(0))
+        Err(crate::MmuError::VcpuBusy(VcpuId(0)))
     ));
     vm.vcpus[0].unclaim();
     let found = audit(&vm).expect_err("a claim with its flag clear");

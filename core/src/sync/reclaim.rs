@@ -32,8 +32,22 @@ pub enum ReclaimBackend {
 }
 
 impl ReclaimBackend {
-    /// The small EBR with `slots` participant slots (at least 1): at most that
-    /// many guards pinned at once, and more wait.
+    /// The small EBR with `slots` participant slots: at most that many guards
+    /// pinned at once, and more wait. With no slot no guard could ever pin:
+    /// `small(0)` is refused by [`Reclaimer::new`] ([`BackendError::NoSlots`])
+    /// and by `Config::validate` and `Vm::new` (`ConfigError::ReclaimSlots`),
+    /// never rounded up.
+    ///
+    /// ```
+    /// use fastzap::{Config, ConfigError, MmuError, ReclaimBackend, Vm};
+    ///
+    /// let mut config = Config::model();
+    /// config.reclaim = ReclaimBackend::small(0);
+    /// assert_eq!(
+    ///     Vm::new(config).unwrap_err(),
+    ///     MmuError::InvalidConfig(ConfigError::ReclaimSlots { slots: 0 })
+    /// );
+    /// ```
     pub const fn small(slots: usize) -> ReclaimBackend {
         ReclaimBackend::Small {
             slots,
@@ -115,18 +129,27 @@ impl std::fmt::Debug for Guard<'_> {
     }
 }
 
-/// The error returned when a backend is not available in this lane.
+/// Why [`Reclaimer::new`] refused a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendUnavailable;
+pub enum BackendError {
+    /// The backend is not available in this lane (crossbeam-epoch under
+    /// shuttle).
+    Unavailable,
+    /// The small EBR with no participant slot: no guard could ever pin.
+    NoSlots,
+}
 
 impl Reclaimer {
-    /// A reclaimer with `backend`. Under shuttle, `Crossbeam` is refused.
-    pub fn new(backend: ReclaimBackend) -> Result<Self, BackendUnavailable> {
+    /// A reclaimer with `backend`. Under shuttle, `Crossbeam` is refused
+    /// ([`BackendError::Unavailable`]); the small EBR with no slot is refused
+    /// everywhere ([`BackendError::NoSlots`]).
+    pub fn new(backend: ReclaimBackend) -> Result<Self, BackendError> {
         let backend = match backend {
             #[cfg(not(shuttle))]
             ReclaimBackend::Crossbeam => Backend::Crossbeam(CrossbeamBackend::new()),
             #[cfg(shuttle)]
-            ReclaimBackend::Crossbeam => return Err(BackendUnavailable),
+            ReclaimBackend::Crossbeam => return Err(BackendError::Unavailable),
+            ReclaimBackend::Small { slots: 0, .. } => return Err(BackendError::NoSlots),
             ReclaimBackend::Small { slots, mutant } => Backend::Small(Ebr::new(slots, mutant)),
         };
         Ok(Reclaimer { backend })

@@ -53,7 +53,7 @@ pub fn s11c_fault_vs_change_pte_and_aging(params: &Params, tally: &Tally) {
     vm.create_memslot(slot(0, 0, 2)).expect("slot");
     vm.handle_requests(V0).expect("handle");
     let hva = crate::harness::slot_hva(0);
-    let old_pfn = vm.hva_to_pfn(Hva(hva));
+    let old_pfn = vm.hva_to_pfn(Hva(hva)).expect("a slot's hva");
     let mapped = vm.page_fault(V0, Gfn(0), false).expect("fault");
     assert_eq!(mapped, Fault::Mapped { pfn: old_pfn }, "setup");
     // Ghost flags: clear_flush_young began, ended.

@@ -252,7 +252,7 @@ impl Model {
                 (0..GFNS).prop_map(|b| (b, u64::MAX)),
             ];
             arms.push((1, create(fresh.clone(), past.boxed(), self.host())));
-            // A host range that is unaligned or reaches 2^48 (`BadHostRange`).
+            // A host range that is unaligned or ends past 2^48 (`BadHostRange`).
             let bad_host = prop_oneof![Just(0x1234u64), Just((1 << 48) - PAGE_SIZE)].boxed();
             let two = (0..GFNS - 1).prop_map(|b| (b, 2)).boxed();
             arms.push((1, create(fresh.clone(), two, bad_host)));
