@@ -28,7 +28,7 @@
 //! // fault then maps gfn 42 to the host page behind its slot.
 //! vm.handle_requests(vcpu)?;
 //! let Fault::Mapped { pfn } = vm.page_fault(vcpu, Gfn(42), true)? else { unreachable!() };
-//! assert_eq!(pfn, vm.hva_to_pfn(base + 42 * PAGE_SIZE));
+//! assert_eq!(pfn, vm.hva_to_pfn(base + 42 * PAGE_SIZE)?);
 //! assert!(matches!(vm.translate(vcpu, Gfn(42))?, Translation::Mapped { .. }));
 //!
 //! // The fast invalidation: bump `mmu_valid_gen`, ask every vCPU to reload,

@@ -57,7 +57,7 @@ fn main() -> Result<(), fastzap::MmuError> {
     let vcpu = VcpuId(0);
     vm.handle_requests(vcpu)?;
     let Fault::Mapped { pfn } = vm.page_fault(vcpu, Gfn(5), true)? else { panic!("no mapping") };
-    assert_eq!(pfn, vm.hva_to_pfn(base + 5 * PAGE_SIZE));
+    assert_eq!(pfn, vm.hva_to_pfn(base + 5 * PAGE_SIZE)?);
     vm.invalidate_zap_all_pages()?;
     assert_eq!(vm.translate(vcpu, Gfn(5))?, Translation::RequestPending);
     vm.handle_requests(vcpu)?;
