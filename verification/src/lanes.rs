@@ -87,6 +87,19 @@ impl LaneRun {
     }
 }
 
+/// Reads a child's stream to its end on a thread of its own (so that the
+/// other stream never blocks on a full pipe), returning the whole text.
+fn collect_lines(stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    })
+}
+
 /// Parses one libtest line (`test name ... ok`).
 pub fn parse_test_line(line: &str) -> Option<TestLine> {
     let rest = line.strip_prefix("test ")?;
@@ -144,16 +157,7 @@ pub fn run_lane(
     let mut child = command.spawn()?;
     // stderr (cargo's build output, failing tests' messages) on a thread,
     // stdout (libtest's lines) here.
-    let stderr = child.stderr.take().map(|e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(e).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text
-        })
-    });
+    let stderr = child.stderr.take().map(collect_lines);
     let mut log = String::new();
     let mut tests = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -254,16 +258,7 @@ pub fn run_miri(dir: &Path, on_line: &mut dyn FnMut(&str)) -> std::io::Result<Mi
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let stderr = child.stderr.take().map(|e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(e).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text
-        })
-    });
+    let stderr = child.stderr.take().map(collect_lines);
     let mut log = String::new();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {

@@ -300,6 +300,21 @@ pub fn main(root: &Path, request: &Request) -> u8 {
     }
 }
 
+/// Reads a committed results file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a results file (pretty JSON, a final newline), creating its directory.
+pub(crate) fn write_json<T: serde::Serialize>(value: &T, path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// `N CPUs, <model name>` of this machine, from `/proc/cpuinfo`.
 pub fn this_machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
