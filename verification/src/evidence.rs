@@ -10,8 +10,8 @@
 use fastzap_models::results::Verdict as ModelVerdict;
 
 use crate::lanes::{MiriStatus, ModelLane};
-use crate::report::Options;
-use crate::run::{QUICK_LOOM, Verdict};
+use crate::report::{Options, Verdict};
+use crate::run::QUICK_LOOM;
 
 /// Shuttle executions per scheduler of a full run (the tests' default when
 /// `FASTZAP_SHUTTLE_ITERS` is unset).

@@ -7,29 +7,32 @@
 //!   ([`fastzap_reference::reference`]), step by step, with the audit after
 //!   every step;
 //! - [`stress`]: the native multi-thread stress;
-//! - [`report`] and [`checks`]: the native checks, each one row of the
-//!   report;
+//! - [`checks`]: the native checks, each one row of the report; the
+//!   scripted cases they run ([`scripted`]), and a mutant's run in a child
+//!   process ([`child`]);
 //! - [`run`]: the whole verdict of `fastzap verify`: the native checks, the
 //!   loom and shuttle lanes driven through cargo ([`lanes`]), the bug zoo
-//!   ([`zoo`]); [`output`] writes its report directory with counterexamples
-//!   drawn as SVG ([`svg`]); [`replay`] re-runs a shuttle schedule;
-//!   [`progress`] shows it running;
+//!   ([`zoo`]); [`report`] holds the plan and the verdict and writes the
+//!   report directory, with counterexamples drawn as SVG ([`svg`]);
+//!   [`evidence`] says what a PASS rests on; [`replay`] re-runs a shuttle
+//!   schedule; [`progress`] shows it running;
 //! - [`publish`]: `fastzap publish`, the generated blocks of the documents
 //!   and the committed results files they are written from.
 
 #![warn(missing_docs)]
 
 pub mod checks;
+pub mod child;
 pub mod conformance;
 pub mod evidence;
 pub mod lanes;
 pub mod memory;
-pub mod output;
 pub mod progress;
 pub mod publish;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod scripted;
 pub mod stress;
 pub mod svg;
 pub mod zoo;

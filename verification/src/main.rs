@@ -1,21 +1,20 @@
 //! `fastzap`: the verification runner. `fastzap verify --help` says it all;
 //! the flow is in `fastzap_verification::run`, the report in
-//! `fastzap_verification::output`.
+//! `fastzap_verification::report`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fastzap_verification::checks;
+use fastzap_verification::child;
 use fastzap_verification::evidence::{self, Selection};
 use fastzap_verification::lanes::SKIP_MIRI_VAR;
-use fastzap_verification::output;
 use fastzap_verification::progress::Progress;
 use fastzap_verification::publish;
 use fastzap_verification::replay;
-use fastzap_verification::report::Options;
-use fastzap_verification::run::{Plan, verify};
+use fastzap_verification::report::{self, Options, Plan};
+use fastzap_verification::run::verify;
 
 #[derive(Debug, Parser)]
 #[command(name = "fastzap", version, about = "fastzap's verification runner")]
@@ -172,8 +171,8 @@ fn options(args: &VerifyArgs) -> Options {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(checks::CHILD_COMMAND) {
-        return ExitCode::from(checks::child_main(&args[1..]));
+    if args.first().map(String::as_str) == Some(child::CHILD_COMMAND) {
+        return ExitCode::from(child::child_main(&args[1..]));
     }
     match Cli::parse().command {
         Command::Verify(args) => verify_main(args),
@@ -320,7 +319,7 @@ fn verify_main(args: VerifyArgs) -> ExitCode {
         }
     }
     if !verdict.zoo.is_empty() {
-        println!("\n{}", output::zoo_table(&verdict.zoo));
+        println!("\n{}", report::zoo_table(&verdict.zoo));
         if let Some((median, max)) = verdict.detection_times() {
             println!("median time to detect {median:.2} s, largest {max:.2} s");
         }
@@ -336,7 +335,7 @@ fn verify_main(args: VerifyArgs) -> ExitCode {
     for e in &verdict.lane_errors {
         println!("ERROR: {e}");
     }
-    let written = match output::write_report(&verdict, &plan.out) {
+    let written = match report::write_report(&verdict, &plan.out) {
         Ok(w) => {
             eprintln!("report: {}", plan.out.join("report.html").display());
             w

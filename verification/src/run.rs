@@ -5,18 +5,18 @@
 //! zoo ([`crate::zoo`]), whose loom and shuttle rows read the model results of
 //! the lane runs and whose native rows run in child processes, and Miri
 //! (`.ci/miri`, [`lanes::run_miri`]). It returns a [`Verdict`], which
-//! [`crate::output`] writes as the report directory; [`crate::evidence`]
+//! [`crate::report`] writes as the report directory; [`crate::evidence`]
 //! holds what a PASS needs besides nothing failing.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fastzap_models::results::{ModelResult, Verdict as ModelVerdict, reported_in};
 
-use crate::checks::{self, MutantRun};
-use crate::lanes::{self, LaneRun, MiriRun, ModelLane};
+use crate::checks;
+use crate::child::{self, MutantRun};
+use crate::lanes::{self, LaneRun, ModelLane};
 use crate::progress::Progress;
-use crate::report::{Options, Report, run_checks};
+use crate::report::{Plan, Verdict, ZooOutcome, run_checks};
 use crate::zoo::{self, Checker, ZooRow};
 
 /// The cheap loom models `--quick` runs besides the zoo's loom rows (every
@@ -42,131 +42,6 @@ pub const QUICK_LOOM: &[&str] = &[
 /// the full run uses the tests' own 2,500). The zoo's twins keep their own
 /// settings in both.
 pub const QUICK_SHUTTLE_ITERS: usize = 250;
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The native checks.
-    pub native: bool,
-    /// The loom lane.
-    pub loom: bool,
-    /// The shuttle lane.
-    pub shuttle: bool,
-    /// The bug zoo.
-    pub zoo: bool,
-    /// Miri on the unsafe boundary (`.ci/miri`).
-    pub miri: bool,
-    /// Every knob that makes the run smaller than the full one
-    /// ([`crate::evidence::knobs`]); empty for a full run.
-    pub knobs: Vec<String>,
-    /// Whether loom models cut short by a bound are allowed (listed, not
-    /// failed).
-    pub allow_bounded: bool,
-    /// Only this scenario (`S4`), in the model lanes and the zoo.
-    pub scenario: Option<String>,
-    /// Only this mutant's zoo row.
-    pub mutant: Option<String>,
-    /// The native checks' options (quick or full).
-    pub options: Options,
-    /// The report directory.
-    pub out: PathBuf,
-}
-
-/// One zoo row as run.
-#[derive(Debug, Clone)]
-pub struct ZooOutcome {
-    /// The row.
-    pub row: ZooRow,
-    /// The invariant (or checker report) named by the failing run.
-    pub reported: Option<String>,
-    /// Executions (model lanes), cases or operations (native) until detection.
-    pub amount: Option<u64>,
-    /// What `amount` counts.
-    pub unit: &'static str,
-    /// Time to detect.
-    pub seconds: Option<f64>,
-    /// The checker's settings.
-    pub settings: String,
-    /// `caught`, `ESCAPED`, `WRONG INVARIANT`, `NOT RUN`.
-    pub verdict: &'static str,
-    /// The counterexample file, if any.
-    pub counterexample: Option<PathBuf>,
-    /// One line of detail.
-    pub detail: String,
-}
-
-impl ZooOutcome {
-    /// Whether the row was caught naming the expected invariant.
-    pub fn caught(&self) -> bool {
-        self.verdict == "caught"
-    }
-}
-
-/// Everything one run found.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    /// The plan.
-    pub plan: Plan,
-    /// The native checks.
-    pub native: Option<Report>,
-    /// The model lane runs.
-    pub lanes: Vec<LaneRun>,
-    /// Problems running a lane (cargo could not start...).
-    pub lane_errors: Vec<String>,
-    /// The Miri lane, if it ran.
-    pub miri: Option<MiriRun>,
-    /// The zoo.
-    pub zoo: Vec<ZooOutcome>,
-    /// Wall time.
-    pub total: Duration,
-}
-
-impl Verdict {
-    /// The model results of every lane run, failed ones first.
-    pub fn model_results(&self) -> Vec<&ModelResult> {
-        let mut all: Vec<&ModelResult> = self.lanes.iter().flat_map(|l| &l.results).collect();
-        all.sort_by_key(|r| (r.verdict.is_good(), r.lane.clone(), r.model.clone()));
-        all
-    }
-
-    /// Whether everything passed: native checks, every lane test and model
-    /// result, every zoo row caught with its invariant, Miri, and no gap in
-    /// the evidence ([`Verdict::gaps`]: nothing run, under a floor,
-    /// bounded...).
-    pub fn passed(&self) -> bool {
-        let native = self.native.as_ref().is_none_or(Report::passed);
-        let lanes = self.lanes.iter().all(|l| {
-            l.success
-                && l.failed().is_empty()
-                && l.results
-                    .iter()
-                    .all(|r| r.verdict.is_good() || r.verdict == ModelVerdict::Bounded)
-        });
-        let zoo = self.zoo.iter().all(ZooOutcome::caught);
-        native
-            && lanes
-            && zoo
-            && self.lane_errors.is_empty()
-            && self.miri_passed()
-            && self.gaps().is_empty()
-    }
-
-    /// The median and the largest time to detect over the zoo rows that ran.
-    pub fn detection_times(&self) -> Option<(f64, f64)> {
-        let mut times: Vec<f64> = self.zoo.iter().filter_map(|z| z.seconds).collect();
-        if times.is_empty() {
-            return None;
-        }
-        times.sort_by(f64::total_cmp);
-        let n = times.len();
-        let median = if n % 2 == 1 {
-            times[n / 2]
-        } else {
-            (times[n / 2 - 1] + times[n / 2]) / 2.0
-        };
-        Some((median, times[n - 1]))
-    }
-}
 
 fn lane_filters(plan: &Plan, lane: ModelLane, rows: &[ZooRow]) -> Option<(Vec<String>, bool)> {
     let zoo_tests: Vec<String> = rows
@@ -383,7 +258,7 @@ fn run_row(row: &ZooRow, lanes_run: &[LaneRun], seed: u64) -> ZooOutcome {
                 }
             };
             let t = Instant::now();
-            let child = checks::run_child(kind, mutant, seed);
+            let child = child::run_child(kind, mutant, seed);
             outcome.seconds = Some(t.elapsed().as_secs_f64());
             outcome.unit = match kind {
                 MutantRun::Scenario | MutantRun::Move => "steps",

@@ -34,105 +34,22 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod budget;
+mod config;
 mod races;
 mod settle;
 
+use budget::{Budget, Rng, Stop, Tally};
+pub use config::StressConfig;
 use races::{Notifier, NotifierRaces};
 use settle::finish;
 
 use fastzap::check::{Counts, Invariant};
-use fastzap::checking::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn, yield_now};
+use fastzap::checking::sync::{Arc, AtomicBool, AtomicU64, Ordering, spawn};
 use fastzap::{
-    Config, DeletionStrategy, Fault, Gfn, Hva, MmuError, ReclaimBackend, RetryReason, SlotId,
-    SlotSpec, Translation, VcpuId, Vm,
+    DeletionStrategy, Fault, Gfn, Hva, MmuError, RetryReason, SlotId, SlotSpec, Translation,
+    VcpuId, Vm,
 };
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct StressConfig {
-    /// The operation budget, over all threads.
-    pub ops: u64,
-    /// Stop early when this much wall-clock time has passed.
-    pub wall: Duration,
-    /// The random seed.
-    pub seed: u64,
-    /// The VM's configuration: one thread per vCPU, plus the churn thread.
-    pub vm: Config,
-    /// The gfns the slots and the vCPUs use, from 0 (at most the table's
-    /// size): a kernel-sized table is used sparsely, as a guest uses it.
-    pub span: u64,
-    /// Whether the churn thread runs `invalidate_range` (otherwise it runs
-    /// `change_pte` in its place).
-    pub invalidate_range: bool,
-}
-
-impl StressConfig {
-    /// `ops` operations within `wall` on a mid-sized table: 16 sptes per page,
-    /// 3 levels (4096 gfns), 2 address spaces, a 3-bit generation so that it
-    /// wraps, audit points as the build has them (on in debug).
-    pub fn new(ops: u64, wall: Duration, seed: u64) -> StressConfig {
-        let mut vm = Config::native();
-        vm.vcpus = 2;
-        vm.spte_count = 16;
-        vm.levels = 3;
-        vm.gen_bits = 3;
-        vm.mmio_gen_bits = 3;
-        vm.batch = 8;
-        StressConfig {
-            ops,
-            wall,
-            seed,
-            vm,
-            span: 4096,
-            invalidate_range: true,
-        }
-    }
-
-    /// This configuration with `change_pte` in place of `invalidate_range`:
-    /// the only notifier left that takes host pages away from a fault.
-    pub fn without_invalidate_range(mut self) -> StressConfig {
-        self.invalidate_range = false;
-        self
-    }
-
-    /// Kernel-sized tables (`Config::native()`: 512 sptes per page, 3 levels,
-    /// a 63-bit generation, batch 10), used over the first 16384 gfns.
-    pub fn kernel_sized(ops: u64, wall: Duration, seed: u64) -> StressConfig {
-        let mut vm = Config::native();
-        vm.vcpus = 2;
-        StressConfig {
-            vm,
-            span: 16384,
-            ..StressConfig::new(ops, wall, seed)
-        }
-    }
-
-    /// This configuration with the audit points on, release builds included:
-    /// the locked audit runs at every commit, fault and memslot update, while
-    /// the other threads run. About 30 times slower.
-    pub fn audited(mut self) -> StressConfig {
-        self.vm.audit_points = true;
-        self
-    }
-
-    /// The long run: [`StressConfig::new`] with 4 vCPU threads (5 threads in
-    /// all) on a larger table (16,384 gfns), for 10^7 operations.
-    pub fn long(ops: u64, wall: Duration, seed: u64) -> StressConfig {
-        let mut config = StressConfig::new(ops, wall, seed);
-        config.vm.vcpus = 4;
-        config.vm.levels = 4;
-        config.span = 16384;
-        config
-    }
-
-    /// [`StressConfig::new`] with the facade's small epoch-based reclamation
-    /// (16 participant slots) in place of crossbeam-epoch.
-    pub fn small_ebr(ops: u64, wall: Duration, seed: u64) -> StressConfig {
-        let mut config = StressConfig::new(ops, wall, seed);
-        config.vm.reclaim = ReclaimBackend::small(16);
-        config
-    }
-}
 
 /// What a stress run did.
 #[derive(Debug, Clone, Default)]
@@ -179,124 +96,6 @@ impl StressReport {
     /// Whether the run passed.
     pub fn passed(&self) -> bool {
         self.violations.is_empty() && self.settled
-    }
-}
-
-/// xorshift64*: deterministic per thread, no dependency.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// Per-thread tallies, merged at the end.
-#[derive(Debug, Default)]
-struct Tally {
-    kinds: BTreeMap<String, u64>,
-    problems: Vec<String>,
-}
-
-impl Tally {
-    fn count(&mut self, kind: &str) {
-        *self.kinds.entry(kind.to_string()).or_default() += 1;
-    }
-
-    fn problem(&mut self, what: String) {
-        if self.problems.len() < 32 {
-            self.problems.push(what);
-        }
-    }
-}
-
-/// The shared stop: the wall-clock bound, seen by every thread.
-struct Stop {
-    wall: Duration,
-    started: Instant,
-    stop: AtomicBool,
-    timed_out: AtomicBool,
-    violated: AtomicBool,
-    /// Operations the churn thread has done so far.
-    churn_progress: AtomicU64,
-    churn_ops: u64,
-    /// Which notifier calls overlapped which faults.
-    races: NotifierRaces,
-}
-
-/// One thread's share of the operation budget. vCPU operations are far
-/// cheaper than the churn thread's, so each thread has its own share; a shared
-/// counter would let the vCPUs spend it all before the churn thread ran.
-struct Budget {
-    ops: u64,
-    taken: u64,
-    stop: Arc<Stop>,
-    /// A vCPU thread keeps pace with the churn thread: it does not run more
-    /// than its share in proportion to what the churn thread has done, so the
-    /// two kinds of operations overlap for the whole run.
-    paced: bool,
-    churn: bool,
-}
-
-impl Budget {
-    /// Claims one operation, or says stop.
-    fn take(&mut self) -> bool {
-        let stop = &self.stop;
-        if self.taken >= self.ops || stop.stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        if self.taken.is_multiple_of(64) && stop.started.elapsed() >= stop.wall {
-            stop.timed_out.store(true, Ordering::Relaxed);
-            stop.stop.store(true, Ordering::Relaxed);
-            return false;
-        }
-        if self.paced {
-            loop {
-                let done = stop.churn_progress.load(Ordering::Relaxed);
-                if done >= stop.churn_ops || stop.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let ahead = u128::from(self.taken) * u128::from(stop.churn_ops)
-                    > u128::from(done + 1) * u128::from(self.ops);
-                if !ahead {
-                    break;
-                }
-                if stop.started.elapsed() >= stop.wall {
-                    stop.timed_out.store(true, Ordering::Relaxed);
-                    stop.stop.store(true, Ordering::Relaxed);
-                    return false;
-                }
-                yield_now();
-            }
-        }
-        if self.churn {
-            stop.churn_progress.store(self.taken, Ordering::Relaxed);
-        }
-        self.taken += 1;
-        true
-    }
-}
-
-impl Drop for Budget {
-    fn drop(&mut self) {
-        if self.churn {
-            // Done (or stopped): release the vCPU threads.
-            self.stop.churn_progress.store(u64::MAX, Ordering::Relaxed);
-        }
     }
 }
 

@@ -22,7 +22,7 @@
 use fastzap::check::Invariant;
 use fastzap::checking::Mutant;
 
-use crate::checks::MutantRun;
+use crate::child::MutantRun;
 
 /// What a zoo row breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,7 +31,7 @@ use proptest::sample::select;
 use proptest::strategy::{BoxedStrategy, Union};
 use proptest_state_machine::{ReferenceStateMachine, Sequential};
 
-use super::{Setup, Step};
+use super::ops::{Setup, Step};
 
 /// Gfns of every generated configuration (4 sptes x 2 levels, or 2 x 4).
 pub const GFNS: u64 = 16;

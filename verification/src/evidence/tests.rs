@@ -8,8 +8,7 @@ use fastzap_models::results::{ModelResult, Verdict as ModelVerdict};
 
 use super::*;
 use crate::lanes::{LaneRun, TestLine};
-use crate::report::{CheckOutcome, Lane, Report, Row};
-use crate::run::Plan;
+use crate::report::{CheckOutcome, Lane, Plan, Report, Row};
 
 fn plan() -> Plan {
     Plan {

@@ -1,7 +1,7 @@
 //! The bug zoo's block of README.md, from `verification/results/zoo.json`.
 //!
 //! [`ZooResults::import`] copies the zoo rows of a `verify` report
-//! (`report.json`, written by [`crate::output::json`]) with the run's mode,
+//! (`report.json`, written by [`crate::report::json`]) with the run's mode,
 //! command, date and machine; [`ZooResults::blocks`] renders README's table
 //! and its summary line (row count, median and largest time to detect) from
 //! those rows; [`check_summary`] re-derives the summary from the rendered

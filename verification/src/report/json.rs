@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Written, coverage, environment, verdict_words};
-use crate::run::Verdict;
+use super::summary::verdict_words;
+use super::{Verdict, Written, coverage, environment};
 
 /// `report.json`.
 pub fn json(v: &Verdict, cxs: &[Written]) -> Value {
