@@ -142,8 +142,9 @@ fn references(text: &str) -> BTreeSet<String> {
 /// Module -> the modules it references.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// For one edge of a [`Graph`], where it is: a file and a line.
-type Sites = BTreeMap<(String, String), (PathBuf, usize)>;
+/// For one edge of a [`Graph`], where it is: every file that names it, with
+/// the line of its first mention there.
+type Sites = BTreeMap<(String, String), Vec<(PathBuf, usize)>>;
 
 /// The module graph of the crate whose sources are in `src`, every module
 /// but the crate roots, and the first place each edge is named.
@@ -165,7 +166,8 @@ fn graph_of(src: &Path) -> (Graph, Sites) {
                 entry.insert(name.clone());
                 sites
                     .entry((module.clone(), name))
-                    .or_insert_with(|| (file.clone(), line));
+                    .or_default()
+                    .push((file.clone(), line));
             }
         }
     }
@@ -259,11 +261,16 @@ fn cycles(label: &str, graph: &Graph, sites: &Sites) -> Vec<String> {
         }
         for (from, tos) in &inside {
             for to in tos {
-                let (file, line) = &sites[&(from.clone(), to.clone())];
-                let file = file.strip_prefix(workspace()).unwrap_or(file);
+                let places: Vec<String> = sites[&(from.clone(), to.clone())]
+                    .iter()
+                    .map(|(file, line)| {
+                        let file = file.strip_prefix(workspace()).unwrap_or(file);
+                        format!("{}:{line}", file.display())
+                    })
+                    .collect();
                 text.push_str(&format!(
-                    "\n    {from} -> {to}: {}:{line} names crate::{to}",
-                    file.display()
+                    "\n    {from} -> {to}: {} names crate::{to}",
+                    places.join(", ")
                 ));
             }
         }
@@ -414,12 +421,15 @@ fn the_shape_check_reports_a_planted_cycle_and_long_file() {
         "a.rs",
         "//! Uses crate::c in a comment only.\nuse crate::b::B;\n",
     );
-    write("b.rs", "mod inner;\npub struct B;\n");
+    write(
+        "b.rs",
+        "mod inner;\npub struct B;\nconst _: () = crate::c::K;\n",
+    );
     write(
         "b/inner.rs",
         "use super::B;\nfn f() {\n    let _ = crate::c::C;\n}\n",
     );
-    write("c.rs", "pub struct C;\n");
+    write("c.rs", "pub struct C;\npub const K: () = ();\n");
     assert!(
         problems(&dir, "planted/src").is_empty(),
         "{:?}",
@@ -442,8 +452,13 @@ fn the_shape_check_reports_a_planted_cycle_and_long_file() {
     for edge in ["a -> b: ", "b -> c: ", "c -> a: "] {
         assert!(cycle.contains(edge), "{cycle}");
     }
+    // Every file of `b` that names `c`, each at its first mention.
     assert!(
-        cycle.contains("structure-planted/src/b/inner.rs:3 names crate::c"),
+        cycle.contains("structure-planted/src/b/inner.rs:3, "),
+        "{cycle}"
+    );
+    assert!(
+        cycle.contains("structure-planted/src/b.rs:3 names crate::c"),
         "{cycle}"
     );
     assert!(
