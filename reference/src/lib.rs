@@ -17,8 +17,33 @@
 //! `fastzap-models`, whose shuttle lane records histories and checks them for
 //! linearizability. This crate depends on `fastzap` alone, so that the model
 //! lanes can reach the specification without depending on the `verify` runner.
+//!
+//! The two public modules are the crate's face: each re-exports its items
+//! from private modules of one idea each, and its documentation lists them.
+//! A module's `crate::` references name only modules below it, in the
+//! order they are declared here (the model's first, then the checker's),
+//! so that the files read bottom up with no cycle.
 
 #![warn(missing_docs)]
 
-pub mod linearizability;
+// The sequential reference model, bottom up.
+mod host;
+mod op;
+mod overlap;
+mod state;
+mod zap;
+mod requests;
+mod tail;
+mod memslot;
+mod fault;
+mod walk;
+mod notifier;
+mod step;
 pub mod reference;
+
+// The linearizability checker, bottom up.
+mod call;
+mod history;
+mod verdict;
+mod search;
+pub mod linearizability;
