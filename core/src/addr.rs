@@ -13,6 +13,17 @@
 use std::iter::FusedIterator;
 
 /// Bytes per guest and host page.
+///
+/// ```
+/// use fastzap::{Hva, PAGE_SIZE};
+///
+/// assert_eq!(PAGE_SIZE, 1 << 12);
+/// // A slot maps gfn `n` at its host base plus `n` pages.
+/// let base = Hva(0x7f00_0000_0000);
+/// let hva = base + 3 * PAGE_SIZE;
+/// assert_eq!(hva, Hva(0x7f00_0000_3000));
+/// assert_eq!((hva - base) / PAGE_SIZE, 3);
+/// ```
 pub const PAGE_SIZE: u64 = 4096;
 
 /// A guest frame number (`gfn_t`): a guest physical address divided by
@@ -51,12 +62,35 @@ pub struct Gfn(pub u64);
 
 /// A host virtual address (`hva`), in bytes: where the VMM mapped guest memory.
 /// Its arithmetic never panics: see "Overflow" on [`Gfn`].
+///
+/// ```
+/// use fastzap::{Hva, PAGE_SIZE};
+///
+/// let base = Hva(0x7f00_0000_0000);
+/// let hva = base + 5 * PAGE_SIZE + 0x10;
+/// assert_eq!(hva.page(), base + 5 * PAGE_SIZE);
+/// assert_eq!(hva.offset_from(base), Some(5 * PAGE_SIZE + 0x10));
+/// assert_eq!(hva.to_string(), "0x7f0000005010");
+/// assert_eq!(format!("{hva:x}"), "7f0000005010");
+/// ```
 #[doc(alias = "hva_t")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Hva(pub u64);
 
 /// A host page frame number (`kvm_pfn_t`): what a leaf spte maps. Its
 /// arithmetic never panics: see "Overflow" on [`Gfn`].
+///
+/// ```
+/// use fastzap::{Config, Hva, PAGE_SIZE, Pfn, Vm};
+///
+/// let vm = Vm::new(Config::native())?;
+/// let pfn = vm.hva_to_pfn(Hva(0x7f00_0000_0000))?;
+/// let next = vm.hva_to_pfn(Hva(0x7f00_0000_0000) + PAGE_SIZE)?;
+/// assert_ne!(pfn, next);
+/// assert_eq!(Pfn(0x80) + 1, Pfn(0x81));
+/// assert_eq!(format!("{:#x}", Pfn(0x80)), "0x80");
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[doc(alias = "kvm_pfn_t")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Pfn(pub u64);

@@ -10,6 +10,20 @@ use crate::mutant::Mutant;
 use crate::sync::ReclaimBackend;
 
 /// How a memslot DELETE (and the old half of a MOVE) is carried out.
+///
+/// ```
+/// use fastzap::{Config, DeletionStrategy, Gfn, Hva, SlotId, SlotSpec, Vm};
+///
+/// let mut config = Config::native();
+/// assert_eq!(config.deletion, DeletionStrategy::Merged311);
+/// config.deletion = DeletionStrategy::SeedV3;
+/// let vm = Vm::new(config)?;
+/// let spec = SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 8, userspace_addr: Hva(0x10_0000) };
+/// vm.create_memslot(spec)?;
+/// vm.delete_memslot(SlotId(0))?;
+/// assert_eq!(vm.slot_count(), 0);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeletionStrategy {
     /// Linux 3.11 as merged: publish a copy with the slot INVALID, wait for
@@ -33,6 +47,24 @@ pub enum DeletionStrategy {
 }
 
 /// When `zap_obsolete_pages` commits (flushes and retires) what it prepared.
+///
+/// ```
+/// use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm, ZapCommit};
+///
+/// assert_eq!(Config::native().commit, ZapCommit::PerBatch);
+/// for commit in [ZapCommit::PerBatch, ZapCommit::AtEnd] {
+///     let mut config = Config::native();
+///     (config.commit, config.batch) = (commit, 1);
+///     let vm = Vm::new(config)?;
+///     vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: Hva(0x10_0000) })?;
+///     vm.handle_requests(VcpuId(0))?;
+///     vm.page_fault(VcpuId(0), Gfn(0), true)?; // a root and two pages below it
+///     let stats = vm.invalidate_zap_all_pages()?;
+///     // Both shapes zap all three and retire the two the vCPU is not using.
+///     assert_eq!((stats.zapped, stats.committed), (3, 2));
+/// }
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ZapCommit {
     /// Before every lock break, so that no `mmu_lock` hold grows with the
@@ -52,6 +84,19 @@ pub enum ZapCommit {
 ///
 /// Start from [`Config::native`] or [`Config::model`] and set fields; the
 /// struct is `#[non_exhaustive]`, so new knobs do not break callers.
+///
+/// ```
+/// use fastzap::{Config, DeletionStrategy, Vm};
+///
+/// let mut config = Config::native();
+/// config.vcpus = 4;
+/// config.batch = 64;
+/// config.deletion = DeletionStrategy::SeedV3;
+/// let vm = Vm::new(config)?;
+/// assert_eq!(vm.config().vcpus, 4);
+/// assert_eq!(vm.config().batch, 64);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -103,6 +148,15 @@ impl Default for Config {
 
 impl Config {
     /// Kernel-sized tables: 512 sptes per page, 3 levels, a 64-bit generation.
+    ///
+    /// ```
+    /// use fastzap::Config;
+    ///
+    /// let config = Config::native();
+    /// assert_eq!((config.spte_count, config.levels), (512, 3));
+    /// assert_eq!(config.max_gfn(), 1 << 27);
+    /// assert_eq!(config.validate(), Ok(()));
+    /// ```
     pub fn native() -> Self {
         Config {
             vcpus: 2,
@@ -127,6 +181,15 @@ impl Config {
 
     /// The tiny configuration of the models: 2 sptes per page, 2 levels (4 gfns),
     /// 2 sptes per descriptor, a 2-bit generation, and the event log on.
+    ///
+    /// ```
+    /// use fastzap::Config;
+    ///
+    /// let config = Config::model();
+    /// assert_eq!((config.spte_count, config.levels, config.gen_bits), (2, 2, 2));
+    /// assert_eq!(config.max_gfn(), 4);
+    /// assert_eq!(config.validate(), Ok(()));
+    /// ```
     pub fn model() -> Self {
         Config {
             vcpus: 2,
@@ -150,6 +213,17 @@ impl Config {
     }
 
     /// The number of gfns the shadow page table can map.
+    ///
+    /// ```
+    /// use fastzap::{Config, Gfn, MmuError, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::model())?;
+    /// assert_eq!(vm.config().max_gfn(), 2 * 2);
+    /// vm.handle_requests(VcpuId(0))?;
+    /// let beyond = Gfn(vm.config().max_gfn());
+    /// assert!(matches!(vm.page_fault(VcpuId(0), beyond, true), Err(MmuError::GfnOutOfRange { .. })));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn max_gfn(&self) -> u64 {
         (self.spte_count as u64).saturating_pow(u32::from(self.levels))
     }

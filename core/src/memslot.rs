@@ -15,10 +15,27 @@ use crate::rmap::Rmap;
 use crate::sync::Arc;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
+mod hva_index;
+use hva_index::HvaIndex;
+
 /// `KVM_MEMSLOT_INVALID`: the slot is being deleted or moved. Faults on it retry.
 pub(crate) const SLOT_INVALID: u32 = 1 << 16;
 
 /// What a caller asks for when creating a slot (`struct kvm_userspace_memory_region`).
+///
+/// ```
+/// use fastzap::{Config, Gfn, Hva, MmuError, SlotId, SlotSpec, Vm};
+///
+/// let vm = Vm::new(Config::native())?;
+/// let spec = SlotSpec { id: SlotId(0), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) };
+/// vm.create_memslot(spec)?;
+/// assert_eq!(vm.slot_count(), 1);
+/// // The host range must be page aligned: a bad spec changes nothing.
+/// let unaligned = SlotSpec { id: SlotId(1), base_gfn: Gfn(0), userspace_addr: Hva(0x10), ..spec };
+/// assert_eq!(vm.create_memslot(unaligned), Err(MmuError::BadHostRange));
+/// assert_eq!(vm.slot_count(), 1);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotSpec {
     /// The slot's id.
@@ -76,6 +93,19 @@ impl LpageInfo {
 }
 
 /// `struct kvm_memory_slot`.
+///
+/// ```
+/// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, Vm};
+///
+/// let vm = Vm::new(Config::native())?;
+/// let base = Hva(0x7f00_0000_0000);
+/// vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: base })?;
+/// let slots = vm.memslots();
+/// let slot = slots.lookup(Gfn(0x105)).expect("gfn 0x105 is in slot 3");
+/// assert_eq!((slot.id(), slot.base_gfn(), slot.npages()), (SlotId(3), Gfn(0x100), 16));
+/// assert_eq!(slot.hva_of(Gfn(0x105)), Some(base + 5 * PAGE_SIZE));
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[doc(alias = "kvm_memory_slot")]
 #[derive(Debug, Clone)]
 pub struct Memslot {
@@ -97,37 +127,114 @@ pub struct Memslot {
 
 impl Memslot {
     /// `slot->id`.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// assert_eq!(slots.lookup(Gfn(0x100)).map(|slot| slot.id()), Some(SlotId(3)));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn id(&self) -> SlotId {
         self.id
     }
 
     /// `slot->base_gfn`: the first gfn.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// let slot = slots.by_id(SlotId(3)).unwrap();
+    /// assert_eq!(slot.base_gfn(), Gfn(0x100));
+    /// vm.move_memslot(SlotId(3), Gfn(0x200))?;
+    /// assert_eq!(vm.memslots().by_id(SlotId(3)).unwrap().base_gfn(), Gfn(0x200));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn base_gfn(&self) -> Gfn {
         Gfn(self.base_gfn)
     }
 
     /// `slot->npages`.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// let slot = slots.by_id(SlotId(3)).unwrap();
+    /// assert_eq!(slot.npages(), 16);
+    /// assert!(slot.contains_gfn(slot.base_gfn() + (slot.npages() - 1)));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn npages(&self) -> u64 {
         self.npages
     }
 
     /// `slot->userspace_addr`: the host address of the first page.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// let slot = slots.by_id(SlotId(3)).unwrap();
+    /// assert_eq!(slot.userspace_addr(), Hva(0x7f00_0000_0000));
+    /// assert_eq!(slot.hva_of(slot.base_gfn()), Some(slot.userspace_addr()));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn userspace_addr(&self) -> Hva {
         Hva(self.userspace_addr)
     }
 
     /// Whether the slot is flagged INVALID (`KVM_MEMSLOT_INVALID`: being
     /// deleted or moved; faults on it retry).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// // Published slots are valid; a DELETE or MOVE flags the slot INVALID
+    /// // only in the copy it publishes while the zap runs.
+    /// let slots = vm.memslots();
+    /// assert!(slots.iter().all(|slot| !slot.is_invalid()));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn is_invalid(&self) -> bool {
         self.flags & SLOT_INVALID != 0
     }
 
     /// Whether `gfn` falls in the slot.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// let slot = slots.by_id(SlotId(3)).unwrap();
+    /// assert!(slot.contains_gfn(Gfn(0x100)) && slot.contains_gfn(Gfn(0x10f)));
+    /// assert!(!slot.contains_gfn(Gfn(0x110)) && !slot.contains_gfn(Gfn(0xff)));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn contains_gfn(&self, gfn: Gfn) -> bool {
         self.contains(gfn.0)
     }
 
     /// `__gfn_to_hva_memslot`, if `gfn` falls in the slot.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// # use fastzap::PAGE_SIZE;
+    /// let slots = vm.memslots();
+    /// let slot = slots.by_id(SlotId(3)).unwrap();
+    /// assert_eq!(slot.hva_of(Gfn(0x102)), Some(Hva(0x7f00_0000_0000) + 2 * PAGE_SIZE));
+    /// assert_eq!(slot.hva_of(Gfn(0x110)), None);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn hva_of(&self, gfn: Gfn) -> Option<Hva> {
         self.contains(gfn.0).then(|| Hva(self.gfn_to_hva(gfn.0)))
     }
@@ -190,6 +297,22 @@ pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
 /// 32,764 slots as with 32. The kernel updates an inactive copy in place and
 /// swaps; here each generation is a persistent map that shares all but one
 /// path with the one before, so readers keep theirs without a grace period.
+///
+/// ```
+/// use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+///
+/// let vm = Vm::new(Config::native())?;
+/// for (i, base) in [0x0u64, 0x100].into_iter().enumerate() {
+///     let id = SlotId(i as u16);
+///     let userspace_addr = Hva(0x7f00_0000_0000 + base * 0x1000);
+///     vm.create_memslot(SlotSpec { id, base_gfn: Gfn(base), npages: 16, userspace_addr })?;
+/// }
+/// let slots = vm.memslots();
+/// assert_eq!(slots.len(), 2);
+/// assert_eq!(slots.lookup(Gfn(0x105)).map(|s| s.id()), Some(SlotId(1)));
+/// assert!(slots.lookup(Gfn(0x50)).is_none());
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[doc(alias = "kvm_memslots")]
 #[derive(Debug)]
 pub struct Memslots {
@@ -242,32 +365,95 @@ impl Memslots {
     pub const MAX_SLOTS: usize = 32_764;
 
     /// `slots->generation`: every publication adds one.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let before = vm.memslots().generation();
+    /// vm.delete_memslot(SlotId(3))?;
+    /// assert!(vm.memslots().generation() > before);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
     /// The slots, by base gfn (INVALID ones included).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(1), base_gfn: Gfn(0), npages: 4, userspace_addr: Hva(0x10_0000) })?;
+    /// let slots = vm.memslots();
+    /// let bases: Vec<Gfn> = slots.iter().map(|slot| slot.base_gfn()).collect();
+    /// assert_eq!(bases, [Gfn(0), Gfn(0x100)]);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Memslot> {
         self.slots.values()
     }
 
     /// The number of slots (INVALID ones included).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// assert_eq!(vm.memslots().len(), 1);
+    /// assert_eq!(vm.memslots().len(), vm.slot_count());
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Whether there are no slots.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// assert!(!vm.memslots().is_empty());
+    /// vm.delete_memslot(SlotId(3))?;
+    /// assert!(vm.memslots().is_empty());
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// The slot containing `gfn`, INVALID ones included.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// assert_eq!(slots.lookup(Gfn(0x10f)).map(|slot| slot.id()), Some(SlotId(3)));
+    /// assert!(slots.lookup(Gfn(0x110)).is_none()); // a fault there is MMIO
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn lookup(&self, gfn: Gfn) -> Option<&Memslot> {
         self.search(gfn.0)
     }
 
     /// Whether an update of these memslots has begun
     /// (`KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS`).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// // A snapshot taken before an update is marked when the update begins.
+    /// let old = vm.memslots();
+    /// assert!(!old.update_in_progress());
+    /// vm.delete_memslot(SlotId(3))?;
+    /// assert!(old.update_in_progress());
+    /// assert!(!vm.memslots().update_in_progress());
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn update_in_progress(&self) -> bool {
         self.in_flux.load(Ordering::Acquire)
     }
@@ -285,6 +471,16 @@ impl Memslots {
     }
 
     /// The slot with `id`. O(log n).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # vm.create_memslot(SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) })?;
+    /// let slots = vm.memslots();
+    /// assert_eq!(slots.by_id(SlotId(3)).map(|slot| slot.base_gfn()), Some(Gfn(0x100)));
+    /// assert!(slots.by_id(SlotId(4)).is_none());
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn by_id(&self, id: SlotId) -> Option<&Memslot> {
         self.slots.get(self.ids.get(&id)?)
     }
@@ -411,96 +607,22 @@ impl Memslots {
     }
 }
 
-/// The slots by host range. KVM lets slots share host pages, so this is an
-/// interval query over ranges that may overlap: the slots starting inside the
-/// range, found by key, and those starting before it that reach into it. For
-/// the latter it walks back from the range's start, and stops after the first
-/// slot if no two slots overlap (then only the nearest can reach in), else once
-/// a slot starts more than the longest slot's length before it.
-#[derive(Debug, Clone)]
-struct HvaIndex {
-    /// `(hva start, id)` to the slot: a copy of the one in `Memslots::slots`
-    /// (the same rmap and `lpage_info`, the same flags), so that a host-range
-    /// query reads its slots without a second lookup.
-    by_start: Map<(u64, SlotId), Memslot>,
-    /// How many slots have each host length (for the longest one).
-    lengths: Map<u64, u64>,
-    /// How many pairs of slots share host pages.
-    overlaps: u64,
-}
-
-impl Default for HvaIndex {
-    fn default() -> Self {
-        HvaIndex {
-            by_start: Map::new(),
-            lengths: Map::new(),
-            overlaps: 0,
-        }
-    }
-}
-
-impl HvaIndex {
-    /// The slots whose host range intersects `[start, end)`,
-    /// in one walk back from `end`: first the slots starting inside the range,
-    /// then those starting before it that reach into it. One range of the map,
-    /// so one descent from each end of it.
-    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Memslot> + '_ {
-        let end = end.max(start);
-        let longest = self.lengths.get_max().map_or(0, |&(len, _)| len);
-        let disjoint = self.overlaps == 0;
-        let mut before = 0usize;
-        self.by_start
-            .range(..(end, SlotId(0)))
-            .rev()
-            .take_while(move |((lo, _), _)| {
-                if *lo >= start {
-                    return true;
-                }
-                before += 1;
-                lo.saturating_add(longest) > start && (!disjoint || before == 1)
-            })
-            .map(|(_, slot)| slot)
-            .filter(move |slot| {
-                let (lo, hi) = slot.hva_range();
-                lo >= start || hi > start
-            })
-    }
-
-    fn insert(&mut self, slot: &Memslot) {
-        let (lo, hi) = slot.hva_range();
-        self.overlaps += self.overlapping(lo, hi).count() as u64;
-        self.by_start.insert((lo, slot.id), slot.clone());
-        let count = self.lengths.get(&(hi - lo)).copied().unwrap_or(0);
-        self.lengths.insert(hi - lo, count + 1);
-    }
-
-    /// Sets `flags` on `slot`'s copy.
-    fn set_flags(&mut self, slot: &Memslot, flags: u32) {
-        if let Some(copy) = self.by_start.get_mut(&(slot.userspace_addr, slot.id)) {
-            copy.flags |= flags;
-        }
-    }
-
-    fn remove(&mut self, slot: &Memslot) {
-        let (lo, hi) = slot.hva_range();
-        if self.by_start.remove(&(lo, slot.id)).is_none() {
-            return;
-        }
-        self.overlaps -= self.overlapping(lo, hi).count() as u64;
-        match self.lengths.get(&(hi - lo)).copied() {
-            Some(1) | None => {
-                self.lengths.remove(&(hi - lo));
-            }
-            Some(count) => {
-                self.lengths.insert(hi - lo, count - 1);
-            }
-        }
-    }
-}
-
 /// A caller's view of one generation of the memslots: it stays valid (and
 /// unchanged) however many updates are published after it was taken, as an
 /// SRCU reader's `kvm_memslots()` does.
+///
+/// ```
+/// use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+///
+/// let vm = Vm::new(Config::native())?;
+/// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 8, userspace_addr: Hva(0x10_0000) })?;
+/// let snapshot = vm.memslots();
+/// vm.delete_memslot(SlotId(0))?;
+/// // The snapshot still sees the slot; the VM does not.
+/// assert!(snapshot.by_id(SlotId(0)).is_some());
+/// assert!(vm.memslots().by_id(SlotId(0)).is_none());
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct MemslotsRef(pub(crate) Arc<Memslots>);
 
@@ -512,45 +634,4 @@ impl std::ops::Deref for MemslotsRef {
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use crate::ghost::Ghost;
-
-    fn slot(id: u16, base_gfn: u64, npages: u64, hva: u64) -> Memslot {
-        let ghost = Ghost::new(&Config::native());
-        Memslot {
-            id: SlotId(id),
-            base_gfn,
-            npages,
-            userspace_addr: hva,
-            flags: 0,
-            rmap: Arc::new(Rmap::new(npages as usize, 4, false, ghost)),
-            lpage_info: Arc::new(LpageInfo::new(base_gfn, npages, 9)),
-        }
-    }
-
-    /// The host index holds a copy of each slot: an INVALID flag set on the
-    /// slot shows in a host-range query too, the generation before keeps its
-    /// unflagged slot, and a removed slot leaves both indexes.
-    #[test]
-    fn host_index_copy_follows_the_flags() {
-        let mut a = Memslots::default();
-        a.insert(slot(0, 0, 4, 0x10_000));
-        a.insert(slot(1, 4, 4, 0x10_000 + 4 * PAGE_SIZE));
-        let b = a.next(|m| m.set_flags(SlotId(1), SLOT_INVALID));
-        let hva = 0x10_000 + 5 * PAGE_SIZE;
-        let hits = b.in_hva_range(hva, hva + PAGE_SIZE);
-        assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].id, SlotId(1));
-        assert!(hits[0].is_invalid());
-        assert!(b.search(5).is_some_and(Memslot::is_invalid));
-        assert!(!a.in_hva_range(hva, hva + PAGE_SIZE)[0].is_invalid());
-        let c = b.next(|m| {
-            m.remove(SlotId(1));
-        });
-        assert!(c.in_hva_range(hva, hva + PAGE_SIZE).is_empty());
-        assert!(c.search(5).is_none());
-        assert_eq!(c.in_hva_range(0x10_000, hva + PAGE_SIZE).len(), 1);
-    }
-}
+mod tests;

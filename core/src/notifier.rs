@@ -33,6 +33,22 @@ impl Vm {
     /// [`MmuError::BadHvaRange`] if the range is empty or reversed (`start >=
     /// end`), then [`MmuError::HvaOutOfRange`] if it ends above
     /// [`Hva::LIMIT`] (reporting its first address at or above the limit).
+    ///
+    /// ```
+    /// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// let base = Hva(0x7f00_0000_0000);
+    /// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// vm.handle_requests(VcpuId(0))?;
+    /// vm.page_fault(VcpuId(0), Gfn(2), true)?;
+    /// vm.translate(VcpuId(0), Gfn(2))?; // the guest touches it: accessed
+    /// let old = vm.hva_to_pfn(base + 2 * PAGE_SIZE)?;
+    /// assert_eq!(vm.invalidate_range(base, base + 16 * PAGE_SIZE)?, 1);
+    /// assert_ne!(vm.hva_to_pfn(base + 2 * PAGE_SIZE)?, old); // the host remapped it
+    /// assert_eq!(vm.invalidate_range(base + PAGE_SIZE, base), Err(fastzap::MmuError::BadHvaRange));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn invalidate_range(&self, start: Hva, end: Hva) -> Result<usize, MmuError> {
         let (start, end) = (start.0, end.0);
         let cut = self.notifier_begin(start, end)?;
@@ -78,6 +94,22 @@ impl Vm {
     /// [`MmuError::BadHvaRange`] if the range is empty or reversed (`start >=
     /// end`), then [`MmuError::HvaOutOfRange`] if it ends above
     /// [`Hva::LIMIT`] (reporting its first address at or above the limit).
+    ///
+    /// ```
+    /// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// let base = Hva(0x7f00_0000_0000);
+    /// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// vm.handle_requests(VcpuId(0))?;
+    /// vm.page_fault(VcpuId(0), Gfn(2), true)?;
+    /// vm.translate(VcpuId(0), Gfn(2))?; // the guest touches it: accessed
+    /// let range = (base + 2 * PAGE_SIZE, base + 3 * PAGE_SIZE);
+    /// assert!(vm.clear_flush_young(range.0, range.1)?); // the access set the bit
+    /// assert!(!vm.clear_flush_young(range.0, range.1)?);
+    /// assert!(!vm.test_young(range.0, range.1)?);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn clear_flush_young(&self, start: Hva, end: Hva) -> Result<bool, MmuError> {
         self.age_range(start.0, end.0, true)
     }
@@ -90,6 +122,23 @@ impl Vm {
     /// [`MmuError::BadHvaRange`] if the range is empty or reversed (`start >=
     /// end`), then [`MmuError::HvaOutOfRange`] if it ends above
     /// [`Hva::LIMIT`] (reporting its first address at or above the limit).
+    ///
+    /// ```
+    /// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// let base = Hva(0x7f00_0000_0000);
+    /// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// vm.handle_requests(VcpuId(0))?;
+    /// vm.page_fault(VcpuId(0), Gfn(2), true)?;
+    /// vm.translate(VcpuId(0), Gfn(2))?; // the guest touches it: accessed
+    /// let (start, end) = (base, base + 16 * PAGE_SIZE);
+    /// assert!(vm.test_young(start, end)?);
+    /// assert!(vm.test_young(start, end)?); // testing clears nothing
+    /// vm.clear_flush_young(start, end)?;
+    /// assert!(!vm.test_young(start, end)?);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn test_young(&self, start: Hva, end: Hva) -> Result<bool, MmuError> {
         self.age_range(start.0, end.0, false)
     }
@@ -101,6 +150,24 @@ impl Vm {
     /// # Errors
     ///
     /// [`MmuError::HvaOutOfRange`] if `hva` is at or above [`Hva::LIMIT`].
+    ///
+    /// ```
+    /// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// let base = Hva(0x7f00_0000_0000);
+    /// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// vm.handle_requests(VcpuId(0))?;
+    /// vm.page_fault(VcpuId(0), Gfn(2), true)?;
+    /// vm.translate(VcpuId(0), Gfn(2))?; // the guest touches it: accessed
+    /// let hva = base + 2 * PAGE_SIZE;
+    /// let old = vm.hva_to_pfn(hva)?;
+    /// assert_eq!(vm.change_pte(hva + 0x10)?, 1); // one spte now maps the new page
+    /// let new = vm.hva_to_pfn(hva)?;
+    /// assert_ne!(new, old);
+    /// assert!(matches!(vm.change_pte(Hva::LIMIT), Err(fastzap::MmuError::HvaOutOfRange { .. })));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn change_pte(&self, hva: Hva) -> Result<usize, MmuError> {
         // Below the limit, the page has an end that does not overflow.
         let page = Hva(check_hva(hva)?).page().0;

@@ -8,6 +8,22 @@
 //! `fastzap::check` makes them public).
 
 /// Work done by one zap, for I6 and the benchmarks.
+///
+/// ```
+/// use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+///
+/// let mut config = Config::native();
+/// config.batch = 1;
+/// let vm = Vm::new(config)?;
+/// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: Hva(0x10_0000) })?;
+/// vm.handle_requests(VcpuId(0))?;
+/// vm.page_fault(VcpuId(0), Gfn(0), true)?; // a root and two pages below it
+/// let stats = vm.invalidate_zap_all_pages()?;
+/// assert_eq!((stats.pages_at_start, stats.zapped, stats.max_batch), (3, 3, 1));
+/// assert_eq!(stats.committed, 2); // the root waits for its vCPU to reload
+/// assert!(stats.holds >= 3);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ZapStats {
     /// Pages in the VM when the zap began.
@@ -47,6 +63,18 @@ pub struct ZapStats {
 /// counts holds of `2^i` to `2^(i+1) - 1` nanoseconds (bucket 0 also counts
 /// 0 ns, the last one everything longer). Fixed size and `Copy`, so a zap
 /// records every hold without allocating under the lock.
+///
+/// ```
+/// use fastzap::HoldHistogram;
+///
+/// let mut holds = HoldHistogram::default();
+/// for ns in [100, 150, 3_000] {
+///     holds.push(ns);
+/// }
+/// assert_eq!(holds.count(), 3);
+/// assert_eq!(holds.at_least(2_048), 1);
+/// assert_eq!(holds.quantile_upper_ns(0.5), Some(255)); // the median, 150, is in 128..=255
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HoldHistogram {
     buckets: [u32; 32],
@@ -54,6 +82,16 @@ pub struct HoldHistogram {
 
 impl HoldHistogram {
     /// Counts one hold of `ns` nanoseconds.
+    ///
+    /// ```
+    /// use fastzap::HoldHistogram;
+    ///
+    /// let mut holds = HoldHistogram::default();
+    /// holds.push(0);
+    /// holds.push(1_000_000);
+    /// assert_eq!(holds.count(), 2);
+    /// assert_eq!(holds.at_least(1 << 19), 1);
+    /// ```
     #[inline]
     pub fn push(&mut self, ns: u64) {
         let bucket = (u64::BITS - 1).saturating_sub(ns.max(1).leading_zeros()) as usize;
@@ -62,12 +100,31 @@ impl HoldHistogram {
     }
 
     /// Holds counted.
+    ///
+    /// ```
+    /// use fastzap::HoldHistogram;
+    ///
+    /// let mut holds = HoldHistogram::default();
+    /// assert_eq!(holds.count(), 0);
+    /// (0..5).for_each(|i| holds.push(i * 1_000));
+    /// assert_eq!(holds.count(), 5);
+    /// ```
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|&n| u64::from(n)).sum()
     }
 
     /// Holds of at least `ns` nanoseconds, counted by bucket: every hold in a
     /// bucket whose lower bound is at least `ns`.
+    ///
+    /// ```
+    /// use fastzap::HoldHistogram;
+    ///
+    /// let mut holds = HoldHistogram::default();
+    /// [10, 1_000, 100_000].into_iter().for_each(|ns| holds.push(ns));
+    /// assert_eq!(holds.at_least(1), 3);
+    /// assert_eq!(holds.at_least(1 << 16), 1); // 100_000 is in 65_536..=131_071
+    /// assert_eq!(holds.at_least(1 << 20), 0);
+    /// ```
     pub fn at_least(&self, ns: u64) -> u64 {
         self.buckets
             .iter()
@@ -80,6 +137,17 @@ impl HoldHistogram {
     /// An upper bound of the `q`-quantile (0 < `q` <= 1): the upper end of the
     /// bucket in which it falls, so within 2x above the true value. `None`
     /// when nothing was counted or `q` is out of range.
+    ///
+    /// ```
+    /// use fastzap::HoldHistogram;
+    ///
+    /// let mut holds = HoldHistogram::default();
+    /// [100, 100, 100, 5_000].into_iter().for_each(|ns| holds.push(ns));
+    /// assert_eq!(holds.quantile_upper_ns(0.5), Some(127)); // 100 is in 64..=127
+    /// assert_eq!(holds.quantile_upper_ns(1.0), Some(8_191)); // 5_000 is in 4_096..=8_191
+    /// assert_eq!(holds.quantile_upper_ns(0.0), None);
+    /// assert_eq!(HoldHistogram::default().quantile_upper_ns(0.5), None);
+    /// ```
     pub fn quantile_upper_ns(&self, q: f64) -> Option<u64> {
         let total = self.count();
         if total == 0 || !(q > 0.0 && q <= 1.0) {
@@ -97,6 +165,17 @@ impl HoldHistogram {
     }
 
     /// Adds `other`'s counts to these.
+    ///
+    /// ```
+    /// use fastzap::HoldHistogram;
+    ///
+    /// let (mut a, mut b) = (HoldHistogram::default(), HoldHistogram::default());
+    /// a.push(100);
+    /// b.push(5_000);
+    /// a.merge(&b);
+    /// assert_eq!(a.count(), 2);
+    /// assert_eq!(a.at_least(4_096), 1);
+    /// ```
     pub fn merge(&mut self, other: &HoldHistogram) {
         for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
             *a = a.saturating_add(b);

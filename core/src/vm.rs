@@ -38,6 +38,29 @@ use crate::vcpu::{Requests, Vcpu, make_all_cpus_request};
 ///
 /// `Vm` is `Send + Sync`: share it between the threads that run its vCPUs,
 /// the host's notifiers and the memslot updates (in an `Arc`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::thread;
+/// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, VcpuId, Vm};
+///
+/// let vm = Arc::new(Vm::new(Config::native())?);
+/// let base = Hva(0x7f00_0000_0000);
+/// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 64, userspace_addr: base })?;
+/// let runner = Arc::clone(&vm);
+/// let vcpu = thread::spawn(move || -> Result<(), fastzap::MmuError> {
+///     for gfn in 0..64 {
+///         runner.handle_requests(VcpuId(0))?;
+///         runner.page_fault(VcpuId(0), Gfn(gfn), true)?; // may ask to retry: fine
+///     }
+///     Ok(())
+/// });
+/// vm.invalidate_range(base, base + 64 * PAGE_SIZE)?;
+/// vm.invalidate_zap_all_pages()?;
+/// vcpu.join().expect("the vCPU thread")?;
+/// assert_eq!(vm.slot_count(), 1);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 pub struct Vm {
     pub(crate) config: Config,
     /// `kvm->slots_lock`: serializes memslot updates and invalidate-all.
@@ -85,6 +108,17 @@ impl Drop for VcpuClaim<'_> {
 }
 
 /// Where a vCPU's root is, as `Vm::root` reports it.
+///
+/// ```
+/// use fastzap::{Config, VcpuId, Vm};
+///
+/// let vm = Vm::new(Config::native())?;
+/// vm.handle_requests(VcpuId(0))?;
+/// let root = vm.root(VcpuId(0))?.expect("loaded");
+/// assert!(root.valid);
+/// assert_eq!(root.generation, vm.mmu_valid_gen());
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RootInfo {
     /// The root page.
@@ -104,6 +138,17 @@ impl Vm {
     /// [`MmuError::InvalidConfig`]: first the rules of [`Config::validate`],
     /// in its order, then whether this build can run the reclaim backend
     /// ([`ConfigError::ReclaimUnavailable`]: crossbeam-epoch under shuttle).
+    ///
+    /// ```
+    /// use fastzap::{Config, ConfigError, MmuError, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// assert_eq!(vm.slot_count(), 0);
+    /// let mut bad = Config::native();
+    /// bad.vcpus = 0;
+    /// assert_eq!(Vm::new(bad).err(), Some(MmuError::InvalidConfig(ConfigError::Vcpus { vcpus: 0 })));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn new(config: Config) -> Result<Vm, MmuError> {
         config.validate()?;
         let reclaimer = Reclaimer::new(config.reclaim).map_err(|e| {
@@ -129,6 +174,15 @@ impl Vm {
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// use fastzap::{Config, Vm};
+    ///
+    /// let vm = Vm::new(Config::model())?;
+    /// assert_eq!(vm.config().max_gfn(), Config::model().max_gfn());
+    /// assert_eq!(vm.config().vcpus, 2);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -215,32 +269,110 @@ impl Vm {
     // ----- queries -----------------------------------------------------------
 
     /// The current `mmu_valid_gen`.
+    ///
+    /// ```
+    /// use fastzap::{Config, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// let before = vm.mmu_valid_gen();
+    /// vm.invalidate_zap_all_pages()?;
+    /// assert_eq!(vm.mmu_valid_gen(), before + 1);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn mmu_valid_gen(&self) -> u64 {
         self.mmu_valid_gen.load(Ordering::Acquire)
     }
 
     /// The current memslots: a snapshot that later updates do not change.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let spec = SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) };
+    /// # vm.create_memslot(spec)?;
+    /// let slots = vm.memslots();
+    /// assert_eq!(slots.len(), 1);
+    /// assert_eq!(slots.by_id(SlotId(3)).map(|slot| slot.npages()), Some(16));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn memslots(&self) -> MemslotsRef {
         MemslotsRef(self.memslots.load_full())
     }
 
     /// The number of memslots now published (INVALID ones included).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let spec = SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) };
+    /// # vm.create_memslot(spec)?;
+    /// assert_eq!(vm.slot_count(), 1);
+    /// vm.delete_memslot(SlotId(3))?;
+    /// assert_eq!(vm.slot_count(), 0);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn slot_count(&self) -> usize {
         self.memslots.load().len()
     }
 
     /// The number of shadow pages not yet retired.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let spec = SlotSpec { id: SlotId(3), base_gfn: Gfn(0x100), npages: 16, userspace_addr: Hva(0x7f00_0000_0000) };
+    /// # vm.create_memslot(spec)?;
+    /// # use fastzap::VcpuId;
+    /// assert_eq!(vm.shadow_pages(), 0);
+    /// vm.handle_requests(VcpuId(0))?; // the root
+    /// vm.page_fault(VcpuId(0), Gfn(0x100), true)?; // and the pages below it
+    /// assert!(vm.shadow_pages() > 1);
+    /// // The zap frees all but the root the vCPU still uses, until it reloads.
+    /// vm.invalidate_zap_all_pages()?;
+    /// assert_eq!(vm.shadow_pages(), 1);
+    /// vm.handle_requests(VcpuId(0))?;
+    /// assert_eq!(vm.shadow_pages(), 1); // the new root
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn shadow_pages(&self) -> usize {
         self.mmu.lock().pages.len()
     }
 
     /// The requests pending on `vcpu`.
+    ///
+    /// ```
+    /// use fastzap::{Config, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// assert!(vm.pending_requests(VcpuId(0))?.reload()); // every vCPU starts so
+    /// vm.handle_requests(VcpuId(0))?;
+    /// assert!(vm.pending_requests(VcpuId(0))?.is_empty());
+    /// vm.invalidate_zap_all_pages()?;
+    /// assert!(vm.pending_requests(VcpuId(0))?.reload());
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn pending_requests(&self, vcpu: VcpuId) -> Result<Requests, MmuError> {
         Ok(self.vcpu(vcpu)?.requests())
     }
 
     /// The root `vcpu` uses now, or `None` if it has none (it will load one
     /// when it handles its requests). Takes `mmu_lock`.
+    ///
+    /// ```
+    /// use fastzap::{Config, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// assert_eq!(vm.root(VcpuId(0))?, None);
+    /// vm.handle_requests(VcpuId(0))?;
+    /// let first = vm.root(VcpuId(0))?.expect("loaded");
+    /// vm.invalidate_zap_all_pages()?;
+    /// assert!(!vm.root(VcpuId(0))?.expect("kept until the reload").valid);
+    /// vm.handle_requests(VcpuId(0))?;
+    /// let second = vm.root(VcpuId(0))?.expect("reloaded");
+    /// assert_ne!(second.page, first.page);
+    /// assert!(second.valid && second.generation == vm.mmu_valid_gen());
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn root(&self, vcpu: VcpuId) -> Result<Option<RootInfo>, MmuError> {
         self.vcpu(vcpu)?;
         let lk = self.lock_mmu(Actor::Vcpu(vcpu.0));
@@ -281,6 +413,18 @@ impl Vm {
     /// One attempt to advance the epoch and free what is ready, without
     /// waiting for readers. Models call it so that reclamation can happen
     /// while a reader is still running.
+    ///
+    /// ```
+    /// use fastzap::{Config, VcpuId, Vm};
+    ///
+    /// let vm = Vm::new(Config::native())?;
+    /// vm.handle_requests(VcpuId(0))?;
+    /// vm.invalidate_zap_all_pages()?;
+    /// vm.handle_requests(VcpuId(0))?; // drops the obsolete root: retired, not yet freed
+    /// vm.flush_reclaim();
+    /// assert_eq!(vm.shadow_pages(), 1); // the new root
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn flush_reclaim(&self) {
         self.reclaimer.flush();
     }
