@@ -46,7 +46,20 @@ pub struct ZapStats {
 /// A histogram of `mmu_lock` hold lengths in power-of-two buckets: bucket `i`
 /// counts holds of `2^i` to `2^(i+1) - 1` nanoseconds (bucket 0 also counts
 /// 0 ns, the last one everything longer). Fixed size and `Copy`, so a zap
-/// records every hold without allocating under the lock.
+/// records every hold without allocating under the lock. It is the type of
+/// [`ZapStats::batch_holds`], filled with the `hold-timing` feature.
+///
+/// ```
+/// use fastzap::HoldHistogram;
+///
+/// let mut holds = HoldHistogram::default();
+/// for ns in [900, 1_000, 1_100, 70_000] {
+///     holds.push(ns);
+/// }
+/// assert_eq!(holds.count(), 4);
+/// assert_eq!(holds.at_least(65_536), 1); // the 70 us hold's bucket starts at 2^16 ns
+/// assert_eq!(holds.quantile_upper_ns(0.5), Some(1_023)); // within 2x of the median
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HoldHistogram {
     buckets: [u32; 32],
