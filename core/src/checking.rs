@@ -6,8 +6,11 @@
 //! model threads run in the middle of an execution. The models, the
 //! verification crate and the litmus tests use it; a VMM should not.
 
-#[path = "sync/mod.rs"]
-pub mod sync;
+/// The sync facade (the crate root's `sync`, core/src/sync/) under the path
+/// the models name: `fastzap::checking::sync::{Arc, spawn, ebr::Ebr, ...}`.
+pub mod sync {
+    pub use crate::sync::*;
+}
 
 pub use crate::mutant::Mutant;
 

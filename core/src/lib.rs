@@ -100,11 +100,12 @@ mod mutant;
 mod stats;
 mod timing;
 
-// The sync facade lives in the hidden `checking` module; the crate names it
-// `crate::sync`.
+// The sync facade (core/src/sync/): the only code that names the lanes'
+// primitives. Its reclaimer is public as `reclaim`; the whole facade is
+// reachable, hidden, as `checking::sync` for the models.
+mod sync;
 #[doc(hidden)]
 pub mod checking;
-use checking::sync;
 
 // The structures.
 mod ghost;
@@ -146,6 +147,7 @@ pub use memslot::{Memslot, Memslots, MemslotsRef, SlotSpec};
 pub use request::Handled;
 pub use stats::{HoldHistogram, ZapStats};
 pub use sync::ReclaimBackend;
+pub use sync::reclaim;
 pub use vcpu::Requests;
 pub use vm::{RootInfo, Vm};
 pub use walk::{ClaimedVcpu, Translation};

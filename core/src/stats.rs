@@ -62,7 +62,8 @@ pub struct ZapStats {
 /// A histogram of `mmu_lock` hold lengths in power-of-two buckets: bucket `i`
 /// counts holds of `2^i` to `2^(i+1) - 1` nanoseconds (bucket 0 also counts
 /// 0 ns, the last one everything longer). Fixed size and `Copy`, so a zap
-/// records every hold without allocating under the lock.
+/// records every hold without allocating under the lock. It is the type of
+/// [`ZapStats::batch_holds`], filled with the `hold-timing` feature.
 ///
 /// ```
 /// use fastzap::HoldHistogram;

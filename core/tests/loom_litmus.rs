@@ -47,7 +47,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool as GhostFlag, AtomicUsize as Counter, Ordering::Relaxed};
 use std::time::Instant;
 
-use fastzap::ReclaimBackend;
 use fastzap::checking::sync::ebr::EbrMutant;
 use fastzap::checking::sync::{
     Arc, AtomicU64, AtomicUsize, Ordering, Reclaimer, UnsafeCell, spawn,
@@ -348,11 +347,35 @@ unsafe fn release(addr: usize) {
     drop(unsafe { Box::from_raw(addr as *mut Object) });
 }
 
-fn reclaimer(backend: ReclaimBackend) -> Arc<Reclaimer> {
-    Arc::new(Reclaimer::new(backend).expect("backend available in the loom lane"))
+/// A backend of `fastzap::ReclaimBackend`, or the small EBR with one of its
+/// deliberate bugs (which only the hidden `Reclaimer::small_mutant` builds).
+#[derive(Clone, Copy)]
+enum Backend {
+    Crossbeam,
+    Small(usize),
+    SmallMutant(usize, EbrMutant),
 }
 
-const CROSSBEAM: ReclaimBackend = ReclaimBackend::Crossbeam;
+impl Backend {
+    const fn small(slots: usize) -> Backend {
+        Backend::Small(slots)
+    }
+
+    const fn small_mutant(slots: usize, mutant: EbrMutant) -> Backend {
+        Backend::SmallMutant(slots, mutant)
+    }
+}
+
+fn reclaimer(backend: Backend) -> Arc<Reclaimer> {
+    let reclaimer = match backend {
+        Backend::Crossbeam => Reclaimer::new(fastzap::ReclaimBackend::Crossbeam),
+        Backend::Small(slots) => Reclaimer::new(fastzap::ReclaimBackend::small(slots)),
+        Backend::SmallMutant(slots, mutant) => Reclaimer::small_mutant(slots, mutant),
+    };
+    Arc::new(reclaimer.expect("backend available in the loom lane"))
+}
+
+const CROSSBEAM: Backend = Backend::Crossbeam;
 
 // ---------------------------------------------------------------------------
 // RCU+sync+free (Documentation/litmus-tests/rcu/RCU+sync+free.litmus)
@@ -374,7 +397,7 @@ const FREE_MARKS: &[&str] = &[
     "Sometimes: r0=x read while synchronize was running (the grace period waited)",
 ];
 
-fn rcu_sync_free(backend: ReclaimBackend, tally: &'static Tally) {
+fn rcu_sync_free(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let (x, z) = (object(), object());
@@ -429,24 +452,21 @@ fn rcu_sync_free_crossbeam() {
 #[test]
 fn rcu_sync_free_small_ebr() {
     explore("RCU+sync+free, small EBR", 3, 40, FREE_MARKS, |t| {
-        rcu_sync_free(ReclaimBackend::small(2), t)
+        rcu_sync_free(Backend::small(2), t)
     });
 }
 
 #[test]
 fn rcu_sync_free_mutant_free_after_one_epoch_is_caught() {
     expect_caught("RCU+sync+free, EBR FreeAfterOneEpoch", 3, |t| {
-        rcu_sync_free(
-            ReclaimBackend::small_mutant(2, EbrMutant::FreeAfterOneEpoch),
-            t,
-        )
+        rcu_sync_free(Backend::small_mutant(2, EbrMutant::FreeAfterOneEpoch), t)
     });
 }
 
 #[test]
 fn rcu_sync_free_mutant_no_fence_in_pin_is_caught() {
     expect_caught("RCU+sync+free, EBR NoFenceInPin", 3, |t| {
-        rcu_sync_free(ReclaimBackend::small_mutant(2, EbrMutant::NoFenceInPin), t)
+        rcu_sync_free(Backend::small_mutant(2, EbrMutant::NoFenceInPin), t)
     });
 }
 
@@ -469,7 +489,7 @@ const CALL_MARKS: &[&str] = &[
     "Sometimes: old object freed before the reclaimer was dropped",
 ];
 
-fn call_srcu_free(backend: ReclaimBackend, tally: &'static Tally) {
+fn call_srcu_free(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let (x, z) = (object(), object());
@@ -542,24 +562,21 @@ fn call_srcu_free_small_ebr() {
         3,
         45,
         CALL_MARKS,
-        |t| call_srcu_free(ReclaimBackend::small(2), t),
+        |t| call_srcu_free(Backend::small(2), t),
     );
 }
 
 #[test]
 fn call_srcu_free_mutant_free_after_one_epoch_is_caught() {
     expect_caught("call_srcu free, EBR FreeAfterOneEpoch", 3, |t| {
-        call_srcu_free(
-            ReclaimBackend::small_mutant(2, EbrMutant::FreeAfterOneEpoch),
-            t,
-        )
+        call_srcu_free(Backend::small_mutant(2, EbrMutant::FreeAfterOneEpoch), t)
     });
 }
 
 #[test]
 fn call_srcu_free_mutant_no_fence_in_pin_is_caught() {
     expect_caught("call_srcu free, EBR NoFenceInPin", 3, |t| {
-        call_srcu_free(ReclaimBackend::small_mutant(2, EbrMutant::NoFenceInPin), t)
+        call_srcu_free(Backend::small_mutant(2, EbrMutant::NoFenceInPin), t)
     });
 }
 
@@ -581,7 +598,7 @@ const READ_MARKS: &[&str] = &[
     "Sometimes: r0=1, r1=1",
 ];
 
-fn rcu_sync_read(backend: ReclaimBackend, tally: &'static Tally) {
+fn rcu_sync_read(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let x = Arc::new(AtomicU64::new(0));
@@ -622,7 +639,7 @@ fn rcu_sync_read_crossbeam() {
 #[test]
 fn rcu_sync_read_small_ebr() {
     explore("RCU+sync+read, small EBR", 3, 50, READ_MARKS, |t| {
-        rcu_sync_read(ReclaimBackend::small(2), t)
+        rcu_sync_read(Backend::small(2), t)
     });
 }
 
@@ -649,7 +666,7 @@ const NEST1_MARKS: &[&str] = &[
 /// preemption bound the layout decides which outcomes are reachable cheaply
 /// (crossbeam's synchronize finishes without a yield when no reader is pinned,
 /// so the "r1=1" outcomes need the updater to run first).
-fn srcu_nest_1(backend: ReclaimBackend, updater_on_main: bool, tally: &'static Tally) {
+fn srcu_nest_1(backend: Backend, updater_on_main: bool, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let x = Arc::new(AtomicU64::new(0));
@@ -705,7 +722,7 @@ fn srcu_nest_1_crossbeam() {
 #[test]
 fn srcu_nest_1_small_ebr() {
     explore("C-srcu-nest-1, small EBR", 4, 540, NEST1_MARKS, |t| {
-        srcu_nest_1(ReclaimBackend::small(2), false, t)
+        srcu_nest_1(Backend::small(2), false, t)
     });
 }
 
@@ -732,7 +749,7 @@ const NEST_MARKS: &[&str] = &[
     "Sometimes: r0=x re-read after the inner drop while synchronize was running",
 ];
 
-fn srcu_nested(backend: ReclaimBackend, tally: &'static Tally) {
+fn srcu_nested(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let (x, z) = (object(), object());
@@ -807,7 +824,7 @@ fn srcu_nested_small_ebr() {
         3,
         520,
         NEST_MARKS,
-        |t| srcu_nested(ReclaimBackend::small(3), t),
+        |t| srcu_nested(Backend::small(3), t),
     );
 }
 
@@ -840,7 +857,7 @@ const NEST5_MARKS: &[&str] = &[
     "Sometimes: r1=1, r2=1",
 ];
 
-fn srcu_nest_5(backend: ReclaimBackend, tally: &'static Tally) {
+fn srcu_nest_5(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let x = Arc::new(AtomicU64::new(0));
@@ -909,7 +926,7 @@ fn srcu_nest_5_handoff_small_ebr() {
         3,
         720,
         NEST5_MARKS,
-        |t| srcu_nest_5(ReclaimBackend::small(3), t),
+        |t| srcu_nest_5(Backend::small(3), t),
     );
 }
 
@@ -917,7 +934,7 @@ fn srcu_nest_5_handoff_small_ebr() {
 /// dropped. The Sometimes outcome of the litmus test is here a read of a freed
 /// object, which loom must report: the facade does not extend protection to an
 /// object loaded in a section that has ended, even if another guard is held.
-fn srcu_handoff_object(backend: ReclaimBackend, tally: &'static Tally) {
+fn srcu_handoff_object(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let (x, z) = (object(), object());
@@ -946,7 +963,7 @@ fn srcu_handoff_object(backend: ReclaimBackend, tally: &'static Tally) {
 #[test]
 fn srcu_handoff_object_is_a_use_after_free_small_ebr() {
     expect_caught("C-srcu-nest-5 with an object, small EBR", 3, |t| {
-        srcu_handoff_object(ReclaimBackend::small(3), t)
+        srcu_handoff_object(Backend::small(3), t)
     });
 }
 
@@ -955,7 +972,7 @@ fn srcu_handoff_object_is_a_use_after_free_small_ebr() {
 /// section alone spans the load and the read.
 ///   P0: a = pin; b = pin; drop(a); r0 = rcu_dereference(*y); r1 = *r0; drop(b)
 ///   exists (0:r0=x /\ 0:r1=0)        Never
-fn srcu_overlap_protected(backend: ReclaimBackend, tally: &'static Tally) {
+fn srcu_overlap_protected(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let (x, z) = (object(), object());
@@ -1008,7 +1025,7 @@ fn srcu_overlap_protected_small_ebr() {
         3,
         420,
         FREE_MARKS,
-        |t| srcu_overlap_protected(ReclaimBackend::small(3), t),
+        |t| srcu_overlap_protected(Backend::small(3), t),
     );
 }
 
@@ -1034,7 +1051,7 @@ const SB_MARKS: &[&str] = &[
     "Sometimes: r0=1, r1=1",
 ];
 
-fn sb_grace_period(backend: ReclaimBackend, grace_period: bool, tally: &'static Tally) {
+fn sb_grace_period(backend: Backend, grace_period: bool, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let x = Arc::new(AtomicU64::new(0));
@@ -1078,7 +1095,7 @@ fn sb_grace_period_crossbeam() {
 #[test]
 fn sb_grace_period_small_ebr() {
     explore("SB + grace period, small EBR", 3, 45, SB_MARKS, |t| {
-        sb_grace_period(ReclaimBackend::small(2), true, t)
+        sb_grace_period(Backend::small(2), true, t)
     });
 }
 
@@ -1097,11 +1114,7 @@ fn sb_without_grace_period_is_sometimes() {
 #[test]
 fn sb_grace_period_mutant_no_fence_in_pin_is_caught() {
     expect_caught("SB + grace period, EBR NoFenceInPin", 3, |t| {
-        sb_grace_period(
-            ReclaimBackend::small_mutant(2, EbrMutant::NoFenceInPin),
-            true,
-            t,
-        )
+        sb_grace_period(Backend::small_mutant(2, EbrMutant::NoFenceInPin), true, t)
     });
 }
 
@@ -1124,7 +1137,7 @@ const TWO_READER_MARKS: &[&str] = &[
     "Sometimes: both readers held the old object when synchronize began",
 ];
 
-fn two_readers(backend: ReclaimBackend, tally: &'static Tally) {
+fn two_readers(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let (x, z) = (object(), object());
@@ -1195,7 +1208,7 @@ fn two_readers_vs_synchronize_small_ebr() {
         3,
         10_000,
         TWO_READER_MARKS,
-        |t| two_readers(ReclaimBackend::small(3), t),
+        |t| two_readers(Backend::small(3), t),
     );
 }
 
@@ -1223,7 +1236,7 @@ fn two_readers_vs_synchronize_crossbeam() {
 // that stops catching a mutant (or starts) is noticed. "Not caught" is not a
 // weakness of the facade: the mutant's race does not fit in that shape.
 
-type Shape = fn(ReclaimBackend, &'static Tally);
+type Shape = fn(Backend, &'static Tally);
 
 fn shapes() -> [(&'static str, usize, usize, Shape); 7] {
     [
@@ -1247,8 +1260,7 @@ fn mutant_matrix(mutant: EbrMutant) -> Vec<(&'static str, bool)> {
             let tally = Tally::leak();
             let started = Instant::now();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                builder(bound)
-                    .check(move || shape(ReclaimBackend::small_mutant(slots, mutant), tally))
+                builder(bound).check(move || shape(Backend::small_mutant(slots, mutant), tally))
             }));
             let seconds = started.elapsed().as_secs_f64();
             let caught = match outcome {
@@ -1498,7 +1510,7 @@ const NEST8_MARKS: &[&str] = &[
     "r1=0, r2=1",
 ];
 
-fn srcu_nest_8(backend: ReclaimBackend, tally: &'static Tally) {
+fn srcu_nest_8(backend: Backend, tally: &'static Tally) {
     tally.begin();
     let rec = reclaimer(backend);
     let x = Arc::new(AtomicU64::new(0));
@@ -1538,7 +1550,7 @@ fn srcu_nest_8(backend: ReclaimBackend, tally: &'static Tally) {
 fn srcu_nest_8_small_ebr_observed() {
     let tally = Tally::leak();
     let started = Instant::now();
-    builder(4).check(move || srcu_nest_8(ReclaimBackend::small(3), tally));
+    builder(4).check(move || srcu_nest_8(Backend::small(3), tally));
     println!(
         "litmus C-srcu-nest-8, small EBR: {} executions in {:.2?} (preemption bound 4)",
         tally.executions(),

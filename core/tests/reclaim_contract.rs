@@ -1,17 +1,27 @@
 #![cfg(not(any(loom, shuttle)))]
-//! The reclamation facade's `barrier` contract (`srcu_barrier`), on every
-//! backend: one call, and every function deferred before it has run, with
-//! nothing pending afterwards (core/src/sync/reclaim.rs, `Reclaimer::barrier`).
-//! `drain(rounds)` calls `barrier` several times, which would hide a barrier
-//! that runs its garbage one round late; these tests call it once.
+//! The reclaimer's contract (core/src/sync/reclaim.rs), on every backend:
 //!
-//! The check can fail: a small-EBR barrier one round late (collect, then wait
-//! for the grace period, so that what it waited for is run only by the next
-//! call), built here from the EBR's own public steps, fails it.
+//! - `synchronize` (`synchronize_srcu_expedited`): every guard pinned when the
+//!   call began has been dropped when it returns. The check can fail: a
+//!   `synchronize` that returns at once fails it.
+//! - `barrier` (`srcu_barrier`): one call, and every function deferred before
+//!   it has run, with nothing pending afterwards. `drain(rounds)` calls
+//!   `barrier` several times, which would hide a barrier that runs its garbage
+//!   one round late; these tests call it once. The check can fail: a
+//!   small-EBR barrier one round late (collect, then wait for the grace
+//!   period, so that what it waited for is run only by the next call), built
+//!   here from the EBR's own public steps, fails it.
 
-use fastzap::ReclaimBackend;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
 use fastzap::checking::sync::ebr::{Ebr, EbrMutant};
-use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, Reclaimer};
+use fastzap::checking::sync::{Arc, AtomicBool, AtomicUsize, Ordering};
+use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+
+fn slots(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("at least one slot")
+}
 
 /// What the contract needs from a backend.
 trait Barrier: Sync {
@@ -175,7 +185,7 @@ fn one_barrier_runs_what_an_exited_thread_deferred() {
 #[test]
 fn the_small_ebr_barrier_keeps_the_contract() {
     for mutant in [EbrMutant::None, EbrMutant::FreeAfterOneEpoch] {
-        let ebr = Ebr::new(4, mutant);
+        let ebr = Ebr::new(slots(4), mutant);
         barrier_contract(&ebr, 4, 7, false).unwrap_or_else(|e| panic!("{mutant:?}: {e}"));
     }
 }
@@ -185,7 +195,7 @@ fn the_small_ebr_barrier_keeps_the_contract() {
 /// (so `drain(2)` would have hidden it).
 #[test]
 fn a_barrier_one_round_late_fails_the_contract() {
-    let late = OneRoundLate(Ebr::new(4, EbrMutant::None));
+    let late = OneRoundLate(Ebr::new(slots(4), EbrMutant::None));
     let error = barrier_contract(&late, 1, 5, false).expect_err("the late barrier passed");
     assert!(
         error.contains("0 of 5 deferred functions ran"),
@@ -201,7 +211,7 @@ fn a_barrier_one_round_late_fails_the_contract() {
 /// the late one collects at `e` and only then moves it.
 #[test]
 fn one_barrier_collects_after_the_epoch_reaches_the_stamp_plus_two() {
-    let ebr = Ebr::new(2, EbrMutant::None);
+    let ebr = Ebr::new(slots(2), EbrMutant::None);
     let ran = Arc::new(AtomicUsize::new(0));
     let stamp = ebr.epoch();
     ebr.defer_from_one_guard(counted(3, &ran));
@@ -213,7 +223,7 @@ fn one_barrier_collects_after_the_epoch_reaches_the_stamp_plus_two() {
     );
     assert_eq!((ran.load(Ordering::Relaxed), ebr.pending()), (3, 0));
 
-    let late = Ebr::new(2, EbrMutant::None);
+    let late = Ebr::new(slots(2), EbrMutant::None);
     let stamp = late.epoch();
     late.defer_from_one_guard(counted(3, &ran));
     late.collect();
@@ -264,4 +274,90 @@ fn a_live_threads_deferred_functions_small_ebr_runs_them_crossbeam_does_not() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// synchronize
+// ---------------------------------------------------------------------------
+
+/// How long the reader stays pinned after `synchronize` began (or would have).
+const READER_HOLDS: Duration = Duration::from_millis(50);
+
+/// The grace-period contract, once: a reader on another thread pins, and only
+/// then does `synchronize` begin; the reader sleeps, raises `dropping`, and
+/// drops its guard. `synchronize` must not return before the reader's guard
+/// is dropped, so `dropping` is raised when it returns.
+fn synchronize_contract(
+    reclaimer: &Reclaimer,
+    synchronize: impl Fn(&Reclaimer),
+) -> Result<(), String> {
+    let dropping = AtomicBool::new(false);
+    let pinned = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let guard = reclaimer.pin();
+            pinned.wait();
+            std::thread::sleep(READER_HOLDS);
+            dropping.store(true, Ordering::Release);
+            drop(guard);
+        });
+        pinned.wait();
+        synchronize(reclaimer);
+        let dropped = dropping.load(Ordering::Acquire);
+        reader.join().expect("reader");
+        if dropped {
+            Ok(())
+        } else {
+            Err("synchronize returned while a guard pinned before it was still pinned".into())
+        }
+    })
+}
+
+#[test]
+fn synchronize_waits_for_a_guard_pinned_before_it_on_every_backend() {
+    for (name, reclaimer) in backends() {
+        // Three times: with garbage queued too, which crossbeam's
+        // synchronize waits behind and the small EBR's does not.
+        for round in 0..3 {
+            reclaimer.pin().defer(|| {});
+            synchronize_contract(&reclaimer, Reclaimer::synchronize)
+                .unwrap_or_else(|e| panic!("{name}, round {round}: {e}"));
+        }
+    }
+}
+
+/// `barrier` is a grace period too.
+#[test]
+fn barrier_waits_for_a_guard_pinned_before_it_on_every_backend() {
+    for (name, reclaimer) in backends() {
+        synchronize_contract(&reclaimer, Reclaimer::barrier)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// The check fails on a `synchronize` that returns at once, on every backend.
+#[test]
+fn a_synchronize_that_does_not_wait_fails_the_contract() {
+    for (name, reclaimer) in backends() {
+        let error = synchronize_contract(&reclaimer, |_| {}).expect_err(&format!(
+            "{name}: the check passed a synchronize that does not wait"
+        ));
+        assert!(error.contains("still pinned"), "{name}: {error}");
+    }
+}
+
+/// A deferred function may still be pending when `synchronize` returns: the
+/// contract promises nothing about them. The small EBR runs none: pinned
+/// down here, so that a change shows up in `Reclaimer::synchronize`'s
+/// documentation too.
+#[test]
+fn the_small_ebr_synchronize_runs_no_deferred_function() {
+    let reclaimer = Reclaimer::new(ReclaimBackend::small(2)).expect("ebr");
+    let ran = Arc::new(AtomicUsize::new(0));
+    reclaimer.defer_from_one_guard(counted(3, &ran));
+    reclaimer.synchronize();
+    assert_eq!(ran.load(Ordering::Relaxed), 0);
+    assert_eq!(reclaimer.pending(), Some(3));
+    reclaimer.barrier();
+    assert_eq!(ran.load(Ordering::Relaxed), 3);
 }

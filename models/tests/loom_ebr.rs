@@ -21,6 +21,8 @@ use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, UnsafeCell, spawn};
 use fastzap_models::loom_run::{self, Info};
 use fastzap_models::tally::{Flag, Tally};
 
+/// One slot per thread.
+const TWO_SLOTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(2).unwrap();
 const LIVE: u64 = 7;
 const POISON: u64 = 0xdead;
 
@@ -68,7 +70,7 @@ unsafe fn release(addr: usize) {
 /// Mark 0: the old object was poisoned before the reader finished.
 fn model(mutant: EbrMutant, tally: &'static Tally) {
     tally.execution();
-    let ebr = Arc::new(Ebr::new(2, mutant));
+    let ebr = Arc::new(Ebr::new(TWO_SLOTS, mutant));
     let first = object();
     let shared = Arc::new(AtomicUsize::new(first));
     let reader_done = Arc::new(Flag::default());
@@ -131,7 +133,7 @@ fn model(mutant: EbrMutant, tally: &'static Tally) {
 /// wait for it); mark 1: it held the new one.
 fn sync_model(mutant: EbrMutant, tally: &'static Tally) {
     tally.execution();
-    let ebr = Arc::new(Ebr::new(2, mutant));
+    let ebr = Arc::new(Ebr::new(TWO_SLOTS, mutant));
     let first = object();
     let second = object();
     let shared = Arc::new(AtomicUsize::new(first));

@@ -41,6 +41,7 @@
 //! [`Ebr::barrier`] (`srcu_barrier`) also runs everything deferred before it.
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 
 use super::{AtomicUsize, Mutex, Ordering, fence, yield_now};
 
@@ -136,12 +137,14 @@ fn first_slot(_slots: usize) -> usize {
 
 impl Ebr {
     /// A reclaimer with `slots` participant slots: at most that many guards can be
-    /// pinned at once (more wait). Models use one slot per thread to stay small.
-    pub fn new(slots: usize, mutant: EbrMutant) -> Self {
-        let slots = slots.max(1);
+    /// pinned at once (more wait in [`Ebr::pin`]). Models use one slot per thread
+    /// to stay small.
+    pub fn new(slots: NonZeroUsize, mutant: EbrMutant) -> Self {
         Ebr {
             global_epoch: AtomicUsize::new(0),
-            slots: (0..slots).map(|_| Slot(AtomicUsize::new(0))).collect(),
+            slots: (0..slots.get())
+                .map(|_| Slot(AtomicUsize::new(0)))
+                .collect(),
             garbage: Mutex::new(Garbage::default()),
             mutant,
             #[cfg(not(any(loom, shuttle)))]
@@ -149,7 +152,10 @@ impl Ebr {
         }
     }
 
-    /// Pins the calling thread.
+    /// Pins the calling thread: claims a free slot. While every slot is held
+    /// it waits, yielding, until a guard is dropped; it never returns if none
+    /// of the guards holding them is dropped (a thread that holds every slot
+    /// and pins again).
     pub fn pin(&self) -> EbrGuard<'_> {
         let n = self.slots.len();
         let first = first_slot(n);

@@ -49,8 +49,9 @@ pub use reclaim::{Guard, ReclaimBackend, Reclaimer};
 pub use root::{GenRoot, RootRef};
 
 #[cfg(not(any(loom, shuttle)))]
-#[path = "native.rs"]
-mod lane;
+mod native;
+#[cfg(not(any(loom, shuttle)))]
+use native as lane;
 
 #[cfg(loom)]
 mod lane {

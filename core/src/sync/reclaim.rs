@@ -1,45 +1,145 @@
-//! # Deferred reclamation: the epoch in place of SRCU
+//! # Deferred reclamation: epochs in place of SRCU
 //!
-//! A [`Reclaimer`] belongs to one VM. Readers ([`Reclaimer::pin`]) play the part
-//! of `srcu_read_lock(&kvm->srcu)`; [`Guard::defer`] plays `call_srcu` (free an
-//! object once every reader that might hold it is gone); and
-//! [`Reclaimer::synchronize`] plays `synchronize_srcu_expedited` (wait until every
-//! reader that was pinned when it began has unpinned).
+//! The reclaimer fastzap frees its shadow pages, rmap descriptors and memslots
+//! with, public so that a VMM can protect its own lockless structures the same
+//! way. A [`Reclaimer`] is one domain (fastzap has one per VM):
 //!
-//! Two backends share this API: crossbeam-epoch (native and loom lanes) and the
-//! facade's small [`Ebr`] (every lane; the only one under
-//! shuttle, which cannot see inside crossbeam-epoch).
+//! | kernel | here |
+//! |---|---|
+//! | `srcu_read_lock` / `srcu_read_unlock` | [`Reclaimer::pin`] / drop the [`Guard`] |
+//! | `call_srcu` | [`Guard::defer`] |
+//! | `synchronize_srcu_expedited` | [`Reclaimer::synchronize`] |
+//! | `srcu_barrier` | [`Reclaimer::barrier`] |
+//!
+//! # The contract, on every backend
+//!
+//! - A function deferred through a guard runs only once every guard pinned
+//!   when it was deferred has been dropped. Without a [`Reclaimer::barrier`],
+//!   nothing bounds how late it runs.
+//! - [`Reclaimer::synchronize`] returns only once every guard pinned when the
+//!   call began has been dropped. It promises nothing about deferred
+//!   functions: crossbeam-epoch may run some as a side effect, the small EBR
+//!   runs none; callers must not rely on either.
+//! - [`Reclaimer::barrier`] is `synchronize`, and then every function deferred
+//!   before the call has run (for crossbeam-epoch, on this thread or on threads
+//!   since joined: see there).
+//!
+//! `core/tests/reclaim_contract.rs` checks the last two on every backend.
+//!
+//! # Backends
+//!
+//! [`ReclaimBackend::Crossbeam`] is crossbeam-epoch. [`ReclaimBackend::Small`]
+//! is fastzap's own small epoch-based reclamation, written against its sync
+//! facade so that the shuttle checker can see inside it, with a fixed number of
+//! participant slots.
+//!
+//! # Example
+//!
+//! A value that readers load without a lock and a writer replaces: the old
+//! value is freed once no reader can still hold it.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicPtr, Ordering};
+//! use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+//!
+//! let reclaimer = Reclaimer::new(ReclaimBackend::default())?;
+//! let current = AtomicPtr::new(Box::into_raw(Box::new(1u64)));
+//!
+//! // A reader: what it loads stays allocated while its guard is pinned.
+//! {
+//!     let _guard = reclaimer.pin();
+//!     // SAFETY: the pointer is replaced only below, and freed only once
+//!     // every guard pinned before it was unlinked has been dropped.
+//!     let value = unsafe { *current.load(Ordering::Acquire) };
+//!     assert_eq!(value, 1);
+//! }
+//!
+//! // A writer: unlink the old value, then defer its free.
+//! let old = current.swap(Box::into_raw(Box::new(2u64)), Ordering::AcqRel) as usize;
+//! // SAFETY: `old` is unlinked, and freed once, after every guard that
+//! // might have loaded it is gone.
+//! reclaimer.pin().defer(move || drop(unsafe { Box::from_raw(old as *mut u64) }));
+//!
+//! reclaimer.barrier(); // the old value has been freed
+//! // SAFETY: nothing else uses the current value any more.
+//! drop(unsafe { Box::from_raw(current.load(Ordering::Acquire)) });
+//! # Ok::<(), fastzap::reclaim::BackendError>(())
+//! ```
+
+use std::num::NonZeroUsize;
 
 use super::ebr::{Ebr, EbrGuard, EbrMutant};
 #[cfg(not(shuttle))]
 use super::{Arc, AtomicBool, Ordering, yield_now};
 
-/// Which epoch implementation a VM uses.
+#[cfg(not(shuttle))]
+mod crossbeam;
+#[cfg(not(shuttle))]
+use crossbeam::CrossbeamBackend;
+
+/// Which epoch implementation a [`Reclaimer`] (and a VM, through
+/// `Config::reclaim`) uses.
+///
+/// The default is crossbeam-epoch, except under the shuttle checker (which
+/// cannot see inside crossbeam-epoch) and under Miri (which reports UB inside
+/// crossbeam-epoch 0.9's own participant list: SPEC.md, "What the checkers
+/// cannot see"): there it is the small EBR with 8 slots.
+///
+/// ```
+/// use fastzap::reclaim::ReclaimBackend;
+///
+/// if !cfg!(miri) {
+///     assert_eq!(ReclaimBackend::default(), ReclaimBackend::Crossbeam);
+/// }
+/// let ReclaimBackend::Small { slots, .. } = ReclaimBackend::small(4) else { unreachable!() };
+/// assert_eq!(slots, 4);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReclaimBackend {
-    /// crossbeam-epoch. Not available in the shuttle lane.
+    /// crossbeam-epoch: no bound on the guards pinned at once, and nested pins
+    /// on one thread are fine. The same backend in every build that has it;
+    /// the shuttle lane has not (crossbeam-epoch's atomics are invisible to
+    /// shuttle), and there [`Reclaimer::new`] refuses it with
+    /// [`BackendError::Unavailable`] rather than substitute another.
     Crossbeam,
-    /// The facade's small EBR with the given number of participant slots.
+    /// The small EBR with `slots` participant slots: at most that many guards
+    /// pinned at once (see [`ReclaimBackend::small`] for what happens beyond).
     /// Build it with [`ReclaimBackend::small`].
     #[non_exhaustive]
     Small {
         /// Participant slots: at most this many guards pinned at once.
         slots: usize,
-        /// A deliberate bug, for the reclamation's own models.
-        #[doc(hidden)]
-        mutant: EbrMutant,
     },
 }
 
 impl ReclaimBackend {
-    /// The small EBR with `slots` participant slots: at most that many guards
-    /// pinned at once, and more wait. With no slot no guard could ever pin:
-    /// `small(0)` is refused by [`Reclaimer::new`] ([`BackendError::NoSlots`])
-    /// and by `Config::validate` and `Vm::new` (`ConfigError::ReclaimSlots`),
-    /// never rounded up.
+    /// The small EBR with `slots` participant slots.
+    ///
+    /// Each guard holds one slot from [`Reclaimer::pin`] until it is dropped.
+    /// When all `slots` are held, `pin` waits (spinning, with a yield) until
+    /// one of those guards is dropped. So a `pin` never returns if every
+    /// slot is held by guards that are not dropped until it does: in
+    /// particular, a thread that already holds all `slots` guards and pins
+    /// again (with `small(1)`, any nested pin) waits for itself forever.
+    /// `core/tests/reclaim_slots.rs` shows both.
+    ///
+    /// fastzap's own protocol holds at most one guard per thread at any time
+    /// (each operation pins once; `zap_obsolete_pages` drops its guard before
+    /// it pins again across a lock break), and no function it defers pins. A
+    /// VM should still have at least as many slots as threads that may use it
+    /// at once: a vCPU pins after it announces a lockless walk, and a TLB flush
+    /// made by a thread that holds a guard waits for that walk to end.
+    ///
+    /// With no slot no guard could ever pin: `small(0)` is refused by
+    /// [`Reclaimer::new`] ([`BackendError::NoSlots`]) and by `Config::validate`
+    /// and `Vm::new` (`ConfigError::ReclaimSlots`), never rounded up.
     ///
     /// ```
-    /// use fastzap::{Config, ConfigError, MmuError, ReclaimBackend, Vm};
+    /// use fastzap::reclaim::{BackendError, ReclaimBackend, Reclaimer};
+    /// use fastzap::{Config, ConfigError, MmuError, Vm};
+    ///
+    /// assert!(Reclaimer::new(ReclaimBackend::small(2)).is_ok());
+    /// assert_eq!(Reclaimer::new(ReclaimBackend::small(0)).err(), Some(BackendError::NoSlots));
     ///
     /// let mut config = Config::model();
     /// config.reclaim = ReclaimBackend::small(0);
@@ -49,24 +149,12 @@ impl ReclaimBackend {
     /// );
     /// ```
     pub const fn small(slots: usize) -> ReclaimBackend {
-        ReclaimBackend::Small {
-            slots,
-            mutant: EbrMutant::None,
-        }
-    }
-
-    /// The small EBR with a deliberate bug, for its own models.
-    #[doc(hidden)]
-    pub const fn small_mutant(slots: usize, mutant: EbrMutant) -> ReclaimBackend {
-        ReclaimBackend::Small { slots, mutant }
+        ReclaimBackend::Small { slots }
     }
 }
 
 impl Default for ReclaimBackend {
-    /// The small EBR under shuttle (which cannot see inside crossbeam-epoch)
-    /// and under Miri (which reports UB inside crossbeam-epoch 0.9's own
-    /// participant list: SPEC.md, "What the checkers cannot see");
-    /// crossbeam-epoch otherwise.
+    /// crossbeam-epoch; the small EBR with 8 slots under shuttle and Miri.
     fn default() -> Self {
         if cfg!(any(shuttle, miri)) {
             ReclaimBackend::small(8)
@@ -82,21 +170,18 @@ enum Backend {
     Small(Ebr),
 }
 
-/// crossbeam-epoch's collector, and natively the identity its per-thread
-/// handles are found by.
-#[cfg(not(shuttle))]
-struct CrossbeamBackend {
-    collector: crossbeam_epoch::Collector,
-    /// Unique per reclaimer, never reused: the key of the thread-local handles.
-    #[cfg(not(loom))]
-    id: u64,
-    /// Alive as long as the reclaimer: a thread's handle for a dead reclaimer
-    /// is dropped the next time that thread registers another.
-    #[cfg(not(loom))]
-    token: std::sync::Arc<()>,
-}
-
-/// The per-VM reclaimer.
+/// One reclamation domain: readers pin it, writers defer frees through it.
+///
+/// ```
+/// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+///
+/// let reclaimer = Reclaimer::new(ReclaimBackend::small(4))?;
+/// let guard = reclaimer.pin();
+/// guard.defer(|| println!("no guard pinned before this can see it now"));
+/// drop(guard);
+/// reclaimer.barrier();
+/// # Ok::<(), fastzap::reclaim::BackendError>(())
+/// ```
 pub struct Reclaimer {
     backend: Backend,
 }
@@ -111,8 +196,28 @@ impl std::fmt::Debug for Reclaimer {
     }
 }
 
-/// A pinned reader. Whatever it loaded from shared memory stays allocated until
-/// it is dropped.
+/// A pinned reader ([`Reclaimer::pin`]). Whatever it loaded from shared memory
+/// stays allocated until it is dropped.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+///
+/// let reclaimer = Reclaimer::new(ReclaimBackend::small(2))?;
+/// let freed = Arc::new(AtomicBool::new(false));
+/// let reader = reclaimer.pin();
+/// {
+///     let flag = freed.clone();
+///     reclaimer.pin().defer(move || flag.store(true, Ordering::Release));
+/// }
+/// reclaimer.flush();
+/// assert!(!freed.load(Ordering::Acquire), "the reader is still pinned");
+/// drop(reader);
+/// reclaimer.barrier();
+/// assert!(freed.load(Ordering::Acquire));
+/// # Ok::<(), fastzap::reclaim::BackendError>(())
+/// ```
 pub struct Guard<'a> {
     inner: GuardInner<'a>,
 }
@@ -130,32 +235,91 @@ impl std::fmt::Debug for Guard<'_> {
 }
 
 /// Why [`Reclaimer::new`] refused a backend.
+///
+/// ```
+/// use fastzap::reclaim::{BackendError, ReclaimBackend, Reclaimer};
+///
+/// let error = Reclaimer::new(ReclaimBackend::small(0)).unwrap_err();
+/// assert_eq!(error, BackendError::NoSlots);
+/// assert_eq!(error.to_string(), "the small EBR needs at least one participant slot");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendError {
-    /// The backend is not available in this lane (crossbeam-epoch under
-    /// shuttle).
+    /// The backend is not available in this build: crossbeam-epoch under the
+    /// shuttle checker.
     Unavailable,
     /// The small EBR with no participant slot: no guard could ever pin.
     NoSlots,
 }
 
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendError::Unavailable => "this reclamation backend is not available in this build",
+            BackendError::NoSlots => "the small EBR needs at least one participant slot",
+        })
+    }
+}
+
+impl std::error::Error for BackendError {}
+
 impl Reclaimer {
-    /// A reclaimer with `backend`. Under shuttle, `Crossbeam` is refused
-    /// ([`BackendError::Unavailable`]); the small EBR with no slot is refused
-    /// everywhere ([`BackendError::NoSlots`]).
+    /// A reclaimer with `backend`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::NoSlots`] for the small EBR with no slot (everywhere);
+    /// [`BackendError::Unavailable`] for crossbeam-epoch under the shuttle
+    /// checker.
+    ///
+    /// ```
+    /// use fastzap::reclaim::{BackendError, ReclaimBackend, Reclaimer};
+    ///
+    /// assert!(Reclaimer::new(ReclaimBackend::Crossbeam).is_ok());
+    /// assert!(Reclaimer::new(ReclaimBackend::small(1)).is_ok());
+    /// assert_eq!(Reclaimer::new(ReclaimBackend::small(0)).err(), Some(BackendError::NoSlots));
+    /// ```
     pub fn new(backend: ReclaimBackend) -> Result<Self, BackendError> {
+        Reclaimer::with_mutant(backend, EbrMutant::None)
+    }
+
+    /// The small EBR with `slots` slots and a deliberate bug, for the models
+    /// that prove they catch it.
+    #[doc(hidden)]
+    pub fn small_mutant(slots: usize, mutant: EbrMutant) -> Result<Self, BackendError> {
+        Reclaimer::with_mutant(ReclaimBackend::small(slots), mutant)
+    }
+
+    fn with_mutant(backend: ReclaimBackend, mutant: EbrMutant) -> Result<Self, BackendError> {
         let backend = match backend {
             #[cfg(not(shuttle))]
             ReclaimBackend::Crossbeam => Backend::Crossbeam(CrossbeamBackend::new()),
             #[cfg(shuttle)]
             ReclaimBackend::Crossbeam => return Err(BackendError::Unavailable),
-            ReclaimBackend::Small { slots: 0, .. } => return Err(BackendError::NoSlots),
-            ReclaimBackend::Small { slots, mutant } => Backend::Small(Ebr::new(slots, mutant)),
+            ReclaimBackend::Small { slots } => {
+                let slots = NonZeroUsize::new(slots).ok_or(BackendError::NoSlots)?;
+                Backend::Small(Ebr::new(slots, mutant))
+            }
         };
         Ok(Reclaimer { backend })
     }
 
-    /// Pins the calling thread: `srcu_read_lock`.
+    /// Pins the calling thread (`srcu_read_lock`) until the guard is dropped.
+    ///
+    /// crossbeam-epoch never waits here, and pins nest. The small EBR waits
+    /// while all its slots are held by other guards, and returns once one is
+    /// dropped; a thread that holds every slot and pins again waits forever
+    /// ([`ReclaimBackend::small`]).
+    ///
+    /// ```
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// let reclaimer = Reclaimer::new(ReclaimBackend::Crossbeam)?;
+    /// let outer = reclaimer.pin();
+    /// let inner = reclaimer.pin(); // nested: fine with crossbeam-epoch
+    /// drop((inner, outer));
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     #[inline]
     pub fn pin(&self) -> Guard<'_> {
         let inner = match &self.backend {
@@ -166,7 +330,17 @@ impl Reclaimer {
         Guard { inner }
     }
 
-    /// Tries to advance the epoch and frees what is ready.
+    /// Tries to advance the epoch and runs the deferred functions that are
+    /// ready. Promises no progress: [`Reclaimer::barrier`] does.
+    ///
+    /// ```
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// let reclaimer = Reclaimer::new(ReclaimBackend::small(2))?;
+    /// reclaimer.pin().defer(|| {});
+    /// reclaimer.flush();
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     pub fn flush(&self) {
         match &self.backend {
             #[cfg(not(shuttle))]
@@ -177,21 +351,41 @@ impl Reclaimer {
         }
     }
 
-    /// Waits for a grace period: every guard pinned when this call began has been
-    /// dropped when it returns. `synchronize_srcu_expedited`.
+    /// A grace period (`synchronize_srcu_expedited`): every guard pinned when
+    /// this call began has been dropped when it returns.
     ///
-    /// With the small EBR this waits for readers only, never for garbage
-    /// ([`Ebr::synchronize`]). crossbeam-epoch cannot do that: its public API
-    /// (`Collector::register`, `LocalHandle::pin`, `Guard::{defer, flush,
-    /// repin}`) exposes neither the global epoch nor the participants, so the
-    /// only grace period it lets a caller observe is a deferred function being
-    /// run. Deferred functions run from one FIFO queue of bags, at most eight
-    /// bags per collection, so that flag runs only after every bag queued before
-    /// it: with crossbeam this call waits behind the garbage.
+    /// It promises nothing about deferred functions; use
+    /// [`Reclaimer::barrier`] to wait for them. The small EBR waits for
+    /// readers only and runs none. crossbeam-epoch's public API exposes
+    /// neither its global epoch nor its participants, so there this call
+    /// defers a flag and flushes until it has run, which also runs earlier
+    /// deferred functions (and waits behind them) as a side effect.
     ///
-    /// Never call it while holding `mmu_lock` or a [`Guard`]: a reader may be
-    /// pinned and waiting for that lock, and the two would wait for each other
-    /// forever.
+    /// Never call it while holding a [`Guard`] of this reclaimer, or a lock
+    /// that a pinned reader may be waiting for: the two would wait for each
+    /// other forever.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// let reclaimer = Reclaimer::new(ReclaimBackend::small(2))?;
+    /// let dropping = AtomicBool::new(false);
+    /// let pinned = std::sync::Barrier::new(2);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let guard = reclaimer.pin();
+    ///         pinned.wait();
+    ///         std::thread::sleep(std::time::Duration::from_millis(10));
+    ///         dropping.store(true, Ordering::Release);
+    ///         drop(guard);
+    ///     });
+    ///     pinned.wait();
+    ///     reclaimer.synchronize();
+    ///     assert!(dropping.load(Ordering::Acquire), "a reader pinned before it is still pinned");
+    /// });
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     pub fn synchronize(&self) {
         match &self.backend {
             #[cfg(not(shuttle))]
@@ -200,20 +394,37 @@ impl Reclaimer {
         }
     }
 
-    /// `srcu_barrier`: a grace period, and then every function deferred before
-    /// this call has run, and none is pending: one call is enough
-    /// (core/tests/reclaim_contract.rs). For tests that balance the
-    /// allocation counters.
+    /// `srcu_barrier`: a grace period ([`Reclaimer::synchronize`]), and then
+    /// every function deferred before this call has run. One call is enough
+    /// (core/tests/reclaim_contract.rs).
     ///
     /// With crossbeam-epoch, "deferred before this call" covers what this
     /// thread deferred and what threads since joined deferred (joined: the end
     /// of a `thread::scope` waits for the closures, not for the thread-local
-    /// destructors that hand a thread's bag over). A
-    /// thread still running keeps its deferred functions in its own local bag
-    /// (up to 64) until it fills the bag, flushes, or exits, and crossbeam's
-    /// public API gives no way to reach that bag: join (or quiesce and flush
-    /// on) the other threads first. The small EBR's garbage is shared, so its
-    /// barrier covers every thread.
+    /// destructors that hand a thread's bag over). A thread still running
+    /// keeps its deferred functions in its own local bag (up to 64) until it
+    /// fills the bag, flushes, or exits, and crossbeam's public API gives no
+    /// way to reach that bag: join (or quiesce and flush on) the other threads
+    /// first. The small EBR's garbage is shared, so its barrier covers every
+    /// thread. Call it with no guard of this reclaimer pinned.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// for backend in [ReclaimBackend::Crossbeam, ReclaimBackend::small(2)] {
+    ///     let reclaimer = Reclaimer::new(backend)?;
+    ///     let ran = Arc::new(AtomicUsize::new(0));
+    ///     for _ in 0..100 {
+    ///         let ran = ran.clone();
+    ///         reclaimer.pin().defer(move || { ran.fetch_add(1, Ordering::Relaxed); });
+    ///     }
+    ///     reclaimer.barrier();
+    ///     assert_eq!(ran.load(Ordering::Relaxed), 100);
+    /// }
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     pub fn barrier(&self) {
         match &self.backend {
             #[cfg(not(shuttle))]
@@ -252,8 +463,25 @@ impl Reclaimer {
         }
     }
 
-    /// [`Reclaimer::barrier`] `rounds` times, for tests that balance the
-    /// allocation counters at the end.
+    /// [`Reclaimer::barrier`] `rounds` times: for deferred functions that
+    /// defer more (each round runs one more generation of them).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// let reclaimer = Arc::new(Reclaimer::new(ReclaimBackend::small(2))?);
+    /// let ran = Arc::new(AtomicBool::new(false));
+    /// let (r, flag) = (reclaimer.clone(), ran.clone());
+    /// reclaimer.pin().defer(move || {
+    ///     // Runs at the first barrier and defers again, for the second.
+    ///     r.pin().defer(move || flag.store(true, Ordering::Release));
+    /// });
+    /// reclaimer.drain(2);
+    /// assert!(ran.load(Ordering::Acquire));
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     pub fn drain(&self, rounds: usize) {
         for _ in 0..rounds {
             self.barrier();
@@ -261,172 +489,20 @@ impl Reclaimer {
     }
 }
 
-#[cfg(all(not(shuttle), not(loom)))]
-impl CrossbeamBackend {
-    fn new() -> Self {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        CrossbeamBackend {
-            collector: crossbeam_epoch::Collector::new(),
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            token: std::sync::Arc::new(()),
-        }
-    }
-
-    /// Pins through this thread's handle for this collector, registered on first
-    /// use: O(1) however many reclaimers the thread uses (the last one used is
-    /// checked first, in a thread-local without a destructor, then a map by id).
-    ///
-    /// The map is borrowed only to find the handle, never while pinning:
-    /// crossbeam runs deferred functions inside `pin` (every 128th), and a
-    /// deferred function may itself pin, which must not find the map borrowed.
-    #[inline]
-    fn pin(&self) -> crossbeam_epoch::Guard {
-        let (id, handle) = LAST.get();
-        if id == self.id {
-            // SAFETY: `LAST` names a handle only while `HANDLES` holds it: it
-            // is set from the map's entry for `id`, and cleared before the
-            // map is destroyed (`Handles::drop`). The map drops an entry only
-            // once its reclaimer is gone (`Handles::get`'s prune), and ids are
-            // never reused, so an `id` equal to the live `self.id` names an
-            // entry still in the map. Nothing removes it while this pin runs
-            // (a deferred function that pins another reclaimer prunes only
-            // dead ones), and the handle is used only on this thread.
-            return unsafe { &*handle }.pin();
-        }
-        self.pin_slow()
-    }
-
-    /// [`CrossbeamBackend::pin`] when this reclaimer is not the one the thread
-    /// pinned last.
-    #[cold]
-    fn pin_slow(&self) -> crossbeam_epoch::Guard {
-        let handle = HANDLES.try_with(|handles| match handles.try_borrow_mut() {
-            Ok(mut handles) => Some(handles.get(self)),
-            Err(_) => None,
-        });
-        match handle {
-            Ok(Some(handle)) => handle.pin(),
-            // The thread is exiting (its thread-locals are gone), or this is a
-            // reentrant call from inside the lookup: a fresh handle, dropped
-            // with the guard.
-            _ => self.collector.register().pin(),
-        }
-    }
-}
-
-/// This thread's crossbeam handles, one per live reclaimer it has pinned.
-#[cfg(all(not(shuttle), not(loom)))]
-struct Handles {
-    /// Every handle, by reclaimer id.
-    by_id: std::collections::HashMap<u64, HandleEntry, IdHasher>,
-}
-
-#[cfg(all(not(shuttle), not(loom)))]
-struct HandleEntry {
-    handle: std::rc::Rc<crossbeam_epoch::LocalHandle>,
-    alive: std::sync::Weak<()>,
-}
-
-#[cfg(all(not(shuttle), not(loom)))]
-thread_local! {
-    static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::new(Handles {
-        by_id: std::collections::HashMap::default(),
-    });
-    /// The reclaimer this thread pinned last (its id; 0: none) and its handle,
-    /// which `HANDLES` owns. Const-initialised and without a destructor, so
-    /// that reading it is one thread-local load with no lazy-initialisation
-    /// check, and it stays readable while the thread's thread-locals are
-    /// destroyed.
-    static LAST: std::cell::Cell<(u64, *const crossbeam_epoch::LocalHandle)> =
-        const { std::cell::Cell::new((0, std::ptr::null())) };
-}
-
-#[cfg(all(not(shuttle), not(loom)))]
-impl Drop for Handles {
-    fn drop(&mut self) {
-        // The handles go with the map: `LAST` must not name one of them.
-        LAST.set((0, std::ptr::null()));
-    }
-}
-
-#[cfg(all(not(shuttle), not(loom)))]
-impl Handles {
-    /// This thread's handle for `cb`, registered if it has none; it becomes
-    /// the one `LAST` names.
-    fn get(&mut self, cb: &CrossbeamBackend) -> std::rc::Rc<crossbeam_epoch::LocalHandle> {
-        let handle = match self.by_id.get(&cb.id) {
-            Some(entry) => entry.handle.clone(),
-            None => {
-                // Handles of reclaimers dropped since keep their collector's
-                // memory alive: let them go first. `LAST` may name one of
-                // them, but only by the id of a dropped reclaimer, which no
-                // live reclaimer has: it is overwritten below in any case.
-                self.by_id.retain(|_, e| e.alive.strong_count() > 0);
-                let handle = std::rc::Rc::new(cb.collector.register());
-                self.by_id.insert(
-                    cb.id,
-                    HandleEntry {
-                        handle: handle.clone(),
-                        alive: std::sync::Arc::downgrade(&cb.token),
-                    },
-                );
-                handle
-            }
-        };
-        LAST.set((cb.id, std::rc::Rc::as_ptr(&handle)));
-        handle
-    }
-}
-
-/// Reclaimer ids are unique small integers: a multiplicative hash is enough.
-#[cfg(all(not(shuttle), not(loom)))]
-#[derive(Default, Clone, Copy)]
-struct IdHasher;
-
-#[cfg(all(not(shuttle), not(loom)))]
-impl std::hash::BuildHasher for IdHasher {
-    type Hasher = IdHash;
-    fn build_hasher(&self) -> IdHash {
-        IdHash(0)
-    }
-}
-
-#[cfg(all(not(shuttle), not(loom)))]
-struct IdHash(u64);
-
-#[cfg(all(not(shuttle), not(loom)))]
-impl std::hash::Hasher for IdHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-#[cfg(loom)]
-impl CrossbeamBackend {
-    fn new() -> Self {
-        CrossbeamBackend {
-            collector: crossbeam_epoch::Collector::new(),
-        }
-    }
-
-    fn pin(&self) -> crossbeam_epoch::Guard {
-        // Under loom a thread-local cache would outlive the execution;
-        // registering per pin is cheap at model sizes. The guard keeps its
-        // participant alive.
-        self.collector.register().pin()
-    }
-}
-
 impl Guard<'_> {
-    /// Runs `f` after every guard pinned now has been dropped: `call_srcu`.
+    /// Runs `f` once every guard pinned now has been dropped (`call_srcu`),
+    /// on whichever thread flushes or pins then. Without a
+    /// [`Reclaimer::barrier`], nothing bounds how late.
+    ///
+    /// ```
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// let reclaimer = Reclaimer::new(ReclaimBackend::default())?;
+    /// let old = Box::new([0u8; 64]);
+    /// reclaimer.pin().defer(move || drop(old));
+    /// reclaimer.barrier();
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     pub fn defer(&self, f: impl FnOnce() + Send + 'static) {
         match &self.inner {
             #[cfg(not(shuttle))]
@@ -435,7 +511,19 @@ impl Guard<'_> {
         }
     }
 
-    /// Pushes deferred functions towards execution and runs those that are ready.
+    /// Pushes deferred functions towards execution and runs those that are
+    /// ready. This guard stays pinned, so it holds the epoch back: what was
+    /// deferred while it was pinned cannot run yet.
+    ///
+    /// ```
+    /// use fastzap::reclaim::{ReclaimBackend, Reclaimer};
+    ///
+    /// let reclaimer = Reclaimer::new(ReclaimBackend::Crossbeam)?;
+    /// let guard = reclaimer.pin();
+    /// guard.defer(|| {});
+    /// guard.flush();
+    /// # Ok::<(), fastzap::reclaim::BackendError>(())
+    /// ```
     pub fn flush(&self) {
         match &self.inner {
             #[cfg(not(shuttle))]

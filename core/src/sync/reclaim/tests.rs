@@ -1,6 +1,7 @@
 //! The reclaimer's unit tests: the crossbeam handle cache and the small EBR
 //! through the facade.
 
+use super::crossbeam::{HANDLES, LAST};
 use super::*;
 use std::sync::mpsc;
 use std::time::Duration;
