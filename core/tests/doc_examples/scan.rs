@@ -148,6 +148,7 @@ pub fn scan(tree: &Tree) -> Scan {
     // Rule 2: the public names, with the module their `use` path names.
     let mut unresolved = Vec::new();
     let mut names: Vec<(String, String)> = Vec::new();
+    let mut public_modules: Vec<String> = Vec::new();
     for item in krate.files["lib.rs"].iter().filter(|i| i.attrs.cfg_holds) {
         if item.kind == "use" && item.public && hdr_has_glob(&item.header) {
             unresolved.push(format!("a glob re-export at lib.rs:{}", item.line));
@@ -172,20 +173,29 @@ pub fn scan(tree: &Tree) -> Scan {
                     && w != "self"
                     && (!hdr.get(n + 1).is_some_and(|t| is_ident(t, "as")) || renamed_from)
                 {
-                    names.push((w.clone(), module.clone()));
+                    if krate.module_files.contains_key(w) {
+                        // `pub use sync::reclaim`: a module made public by
+                        // re-export; its items count as a public module's.
+                        public_modules.push(w.clone());
+                    } else {
+                        names.push((w.clone(), module.clone()));
+                    }
                 }
             }
         }
         if item.kind == "mod" && item.public && !item.attrs.doc_hidden {
-            for file in krate.module_files.get(&item.name).into_iter().flatten() {
-                for sub in krate.files.get(file).into_iter().flatten() {
-                    if sub.public
-                        && sub.attrs.cfg_holds
-                        && !sub.attrs.doc_hidden
-                        && DEFS.contains(&sub.kind.as_str())
-                    {
-                        names.push((sub.name.clone(), item.name.clone()));
-                    }
+            public_modules.push(item.name.clone());
+        }
+    }
+    for module in &public_modules {
+        for file in krate.module_files.get(module).into_iter().flatten() {
+            for sub in krate.files.get(file).into_iter().flatten() {
+                if sub.public
+                    && sub.attrs.cfg_holds
+                    && !sub.attrs.doc_hidden
+                    && DEFS.contains(&sub.kind.as_str())
+                {
+                    names.push((sub.name.clone(), module.clone()));
                 }
             }
         }
