@@ -17,6 +17,9 @@ pub use crate::mutant::Mutant;
 #[cfg(feature = "ghost")]
 pub mod litmus;
 
+#[cfg(loom)]
+pub mod poison;
+
 /// I4, the notifier half, for a model thread while other operations are in
 /// flight: every present leaf spte of every page in the page table, obsolete
 /// and invalid pages included, maps the pfn that now backs its gfn's host

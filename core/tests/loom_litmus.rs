@@ -13,7 +13,7 @@
 //! | `call_srcu(s, head, free)` | `rec.pin().defer(free)`, then `rec.flush()` |
 //! | `READ_ONCE` / `WRITE_ONCE` | `load` / `store` with `Ordering::Relaxed` |
 //! | `rcu_dereference` / `rcu_assign_pointer` | `load(Acquire)` / `store(Release)` |
-//! | an object and its free | a body in `fastzap::checking::sync::UnsafeCell`; the free writes poison with `with_mut` |
+//! | an object and its free | `fastzap::checking::poison`: a body in the facade's `UnsafeCell`; the free writes poison with `with_mut` |
 //!
 //! Every test states the LKMM verdict of its `exists` clause. A "Never" outcome
 //! is asserted inside the model, so loom fails if any explored execution shows
@@ -47,10 +47,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool as GhostFlag, AtomicUsize as Counter, Ordering::Relaxed};
 use std::time::Instant;
 
+use fastzap::checking::poison::{POISON, object, poison, read, release};
 use fastzap::checking::sync::ebr::EbrMutant;
-use fastzap::checking::sync::{
-    Arc, AtomicU64, AtomicUsize, Ordering, Reclaimer, UnsafeCell, spawn,
-};
+use fastzap::checking::sync::{Arc, AtomicU64, AtomicUsize, Ordering, Reclaimer, spawn};
 
 // ---------------------------------------------------------------------------
 // Counting
@@ -295,57 +294,11 @@ fn expect_caught(
 // ---------------------------------------------------------------------------
 // Observable objects
 // ---------------------------------------------------------------------------
-
-/// `int x = 1` of the litmus tests: a live body.
-const LIVE: u64 = 1;
-/// `WRITE_ONCE(*x, 0)` after the grace period: the free's poison.
-const POISON: u64 = 0;
-
-struct Object {
-    body: UnsafeCell<u64>,
-}
-
-/// Allocates an object; its address stands for the pointer. The memory is
-/// released only after the execution ([`release`]), so a broken grace period
-/// shows up as a poisoned read or a loom causality violation, never as UB.
-fn object() -> usize {
-    Box::into_raw(Box::new(Object {
-        body: UnsafeCell::new(LIVE),
-    })) as usize
-}
-
-/// `READ_ONCE(*r0)` through the cell.
-///
-/// # Safety
-/// `addr` came from [`object`] and has not been released.
-unsafe fn read(addr: usize) -> u64 {
-    // SAFETY: the caller's contract: the allocation is alive.
-    let object = unsafe { &*(addr as *const Object) };
-    object.body.with(|body| {
-        // SAFETY: the body is written only by `poison`; loom checks the order.
-        unsafe { *body }
-    })
-}
-
-/// The free: poison the body through `with_mut`.
-///
-/// # Safety
-/// As for [`read`].
-unsafe fn poison(addr: usize) {
-    // SAFETY: the caller's contract: the allocation is alive.
-    let object = unsafe { &*(addr as *const Object) };
-    object.body.with_mut(|body| {
-        // SAFETY: written once per execution; loom checks it against readers.
-        unsafe { *body = POISON }
-    });
-}
-
-/// # Safety
-/// `addr` came from [`object`], is released once, and nobody uses it after.
-unsafe fn release(addr: usize) {
-    // SAFETY: the caller's contract.
-    drop(unsafe { Box::from_raw(addr as *mut Object) });
-}
+//
+// An object, its read and its free (poison) are `fastzap::checking::poison`'s,
+// shared with the models' reclamation tests: the memory is released only
+// after the execution, so a broken grace period shows up as a poisoned read
+// or a loom causality violation, never as UB.
 
 /// A backend of `fastzap::ReclaimBackend`, or the small EBR with one of its
 /// deliberate bugs (which only the hidden `Reclaimer::small_mutant` builds).

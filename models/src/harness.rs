@@ -18,6 +18,7 @@ use fastzap::checking::sync::Arc;
 use fastzap::checking::sync::ghost::GhostLog;
 use fastzap::{Config, Gfn, Hva, ReclaimBackend, SlotId, SlotSpec, Vm};
 
+use crate::mailbox;
 use crate::tally::Flag;
 use crate::timeline;
 
@@ -190,7 +191,7 @@ fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>
         &found,
     )
     .write(&dir);
-    crate::results::set_last_counterexample(record.as_ref().ok().cloned());
+    mailbox::set_last_counterexample(record.as_ref().ok().cloned());
     let mut message = format!(
         "{} violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n",
         first.name(),
@@ -212,25 +213,6 @@ fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>
     if let Ok(path) = &record {
         message.push_str(&format!("counterexample: {}\n", path.display()));
     }
-    set_last_failure(message.clone());
+    mailbox::set_last_failure(message.clone());
     panic!("{message}");
-}
-
-std::thread_local! {
-    // Per OS thread: loom and shuttle run an execution's threads as coroutines
-    // on the test's own thread, and tests running in parallel must not see
-    // each other's failures.
-    static LAST_FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Records `message` as the last failure of this thread (see [`take_last_failure`]).
-pub fn set_last_failure(message: String) {
-    LAST_FAILURE.with(|slot| *slot.borrow_mut() = Some(message));
-}
-
-/// Takes the message of the last failed execution in this process. Shuttle
-/// replaces a task's panic payload with its own ("Task panicked, and early
-/// return is enabled"), so a mutant twin reads the violated invariant here.
-pub fn take_last_failure() -> Option<String> {
-    LAST_FAILURE.with(|slot| slot.borrow_mut().take())
 }

@@ -27,13 +27,16 @@
 //!
 //! Under `fastzap verify` (`FASTZAP_RESULTS_DIR` set) every model run also
 //! writes a machine-readable result and every failure a counterexample file
-//! ([`results`]).
+//! ([`results`]). A failed execution leaves its report in a per-thread
+//! [`mailbox`]: the harness posts it there and the results take it, so the
+//! results do not depend on the harness.
 //!
 //! A failing shuttle run prints its schedule on one line and the command that
 //! replays it (`FASTZAP_REPLAY=<model> FASTZAP_SCHEDULE=<schedule> cargo shuttle
 //! --test shuttle_scenarios -- replay --exact --nocapture --include-ignored`).
 
 pub mod harness;
+pub mod mailbox;
 pub mod litmus;
 pub mod results;
 pub mod scenarios;

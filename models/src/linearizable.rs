@@ -19,8 +19,9 @@ use fastzap::checking::sync::{Arc, JoinHandle, spawn};
 use fastzap::{DeletionStrategy, Fault, RetryReason, SlotId, VcpuId};
 use fastzap_reference::linearizability::{History, Limits, Witness, check};
 
-use crate::harness::{Params, World, config, finish, set_last_failure, slot, slot_hva, world};
+use crate::harness::{Params, World, config, finish, slot, slot_hva, world};
 use crate::history::{Caller, Recorder};
+use crate::mailbox::set_last_failure;
 
 const V0: VcpuId = VcpuId(0);
 const V1: VcpuId = VcpuId(1);

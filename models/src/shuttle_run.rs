@@ -205,7 +205,7 @@ pub fn report_schedule(key: &str, dir: &std::path::Path) -> Option<String> {
                  --test {} -- replay --exact --nocapture --include-ignored",
                 test_target()
             );
-            if let Some(cx) = crate::results::last_counterexample() {
+            if let Some(cx) = crate::mailbox::last_counterexample() {
                 crate::results::Counterexample::attach_schedule(&cx, &schedule);
                 let file = crate::results::ReplayFile {
                     target: test_target(),

@@ -16,55 +16,14 @@
 //! read the old object, and both mutants must be caught there too.
 #![cfg(loom)]
 
+use fastzap::checking::poison::{LIVE, object, poison, read, release};
 use fastzap::checking::sync::ebr::{Ebr, EbrMutant};
-use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, UnsafeCell, spawn};
+use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, spawn};
 use fastzap_models::loom_run::{self, Info};
 use fastzap_models::tally::{Flag, Tally};
 
 /// One slot per thread.
 const TWO_SLOTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(2).unwrap();
-const LIVE: u64 = 7;
-const POISON: u64 = 0xdead;
-
-struct Object {
-    body: UnsafeCell<u64>,
-}
-
-fn object() -> usize {
-    Box::into_raw(Box::new(Object {
-        body: UnsafeCell::new(LIVE),
-    })) as usize
-}
-
-/// # Safety
-/// `addr` came from [`object`] and has not been released.
-unsafe fn read(addr: usize) -> u64 {
-    // SAFETY: the caller's contract; the memory is released only after the
-    // execution, so only the poison (and loom's causality check) can tell.
-    let object = unsafe { &*(addr as *const Object) };
-    object.body.with(|body| {
-        // SAFETY: the body is written only by `poison`; loom checks the order.
-        unsafe { *body }
-    })
-}
-
-/// # Safety
-/// As for [`read`].
-unsafe fn poison(addr: usize) {
-    // SAFETY: as above.
-    let object = unsafe { &*(addr as *const Object) };
-    object.body.with_mut(|body| {
-        // SAFETY: the retire path runs this once, after the grace period.
-        unsafe { *body = POISON }
-    });
-}
-
-/// # Safety
-/// `addr` came from [`object`], is released once, and nobody uses it after.
-unsafe fn release(addr: usize) {
-    // SAFETY: the caller's contract.
-    drop(unsafe { Box::from_raw(addr as *mut Object) });
-}
 
 /// Reader: pin, load, read. Writer: swap, retire, flush three times.
 /// Mark 0: the old object was poisoned before the reader finished.

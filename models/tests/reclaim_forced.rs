@@ -18,52 +18,10 @@
 #![cfg(loom)]
 
 use fastzap::ReclaimBackend;
-use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, Reclaimer, UnsafeCell, spawn};
+use fastzap::checking::poison::{LIVE, object, poison, read, release};
+use fastzap::checking::sync::{Arc, AtomicUsize, Ordering, Reclaimer, spawn};
 use fastzap_models::loom_run::{self, Info};
 use fastzap_models::tally::Tally;
-
-const LIVE: u64 = 7;
-const POISON: u64 = 0xdead;
-
-struct Object {
-    body: UnsafeCell<u64>,
-}
-
-fn object() -> usize {
-    Box::into_raw(Box::new(Object {
-        body: UnsafeCell::new(LIVE),
-    })) as usize
-}
-
-/// # Safety
-/// `addr` came from [`object`] and has not been released.
-unsafe fn read(addr: usize) -> u64 {
-    // SAFETY: the caller's contract; objects are released only after the
-    // execution, so a use after the grace period shows as the poison.
-    let object = unsafe { &*(addr as *const Object) };
-    object.body.with(|body| {
-        // SAFETY: written only by `poison`; loom checks the order.
-        unsafe { *body }
-    })
-}
-
-/// # Safety
-/// As for [`read`].
-unsafe fn poison(addr: usize) {
-    // SAFETY: as above.
-    let object = unsafe { &*(addr as *const Object) };
-    object.body.with_mut(|body| {
-        // SAFETY: the updater poisons each object once.
-        unsafe { *body = POISON }
-    });
-}
-
-/// # Safety
-/// `addr` came from [`object`], is released once, and nobody uses it after.
-unsafe fn release(addr: usize) {
-    // SAFETY: the caller's contract.
-    drop(unsafe { Box::from_raw(addr as *mut Object) });
-}
 
 /// How the model uses the facade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,8 +20,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use fastzap::checking::Mutant;
 use fastzap::checking::sync::spawn;
 use fastzap::{DeletionStrategy, Gfn, Hva, SlotId, VcpuId};
-use fastzap_models::harness::{self, Params, small, take_last_failure};
+use fastzap_models::harness::{self, Params, small};
 use fastzap_models::linearizable::{self, Checking, Recorded};
+use fastzap_models::mailbox::take_last_failure;
 use fastzap_models::shuttle_run::{self, explore, replay as replay_schedule};
 
 /// The small EBR with one slot per actor and one to spare.
