@@ -9,10 +9,11 @@
 //! [`What`], from [`Vm::events`](crate::Vm::events)) and the allocation
 //! counters ([`Counts`], from [`Vm::counts`](crate::Vm::counts)).
 //!
-//! The crate root is the protocol alone and is the same in both builds; this
-//! module, the observations on [`Vm`](crate::Vm) (`counts`, `events`,
-//! `runtime_violations`, `zap_history`, `drain`) and the checking fields of
-//! [`Config`](crate::Config) (`events`, `audit_points`) are what `ghost` adds.
+//! The crate root is the protocol alone and names the same items in both
+//! builds; this module, the observations on [`Vm`](crate::Vm) (`counts`,
+//! `events`, `runtime_violations`, `zap_history`, `drain`), the checking
+//! fields of [`Config`](crate::Config) (`events`, `audit_points`) and the zap
+//! loop's progress bound (`MmuError::ZapLivelock`) are what `ghost` adds.
 //!
 //! ```
 //! use fastzap::check::{Invariant, audit};

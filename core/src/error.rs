@@ -11,6 +11,25 @@ use crate::ids::{SlotId, VcpuId};
 use crate::sync::ReclaimBackend;
 
 /// Why an operation was refused.
+///
+/// `#[non_exhaustive]`: a match needs a `_` arm, so a variant added later, or
+/// one that exists only with a feature, breaks no caller. The production build
+/// has no `ZapLivelock`: that is the checking build's progress bound (I6),
+/// which the kernel's zap loop does not have. A match on it compiles only with
+/// the `ghost` feature:
+///
+#[cfg_attr(not(feature = "ghost"), doc = "```compile_fail")]
+#[cfg_attr(feature = "ghost", doc = "```")]
+/// use fastzap::{Config, MmuError, Vm};
+///
+/// let vm = Vm::new(Config::model())?;
+/// match vm.invalidate_zap_all_pages() {
+///     Ok(_) => {}
+///     Err(MmuError::ZapLivelock { steps, bound }) => panic!("{steps} > {bound}"),
+///     Err(other) => panic!("{other}"),
+/// }
+/// # Ok::<(), MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MmuError {
@@ -73,7 +92,12 @@ pub enum MmuError {
     BadHostRange,
     /// A notifier was given an empty or reversed hva range.
     BadHvaRange,
-    /// `zap_obsolete_pages` exceeded its progress bound (I6): a livelock.
+    /// With the `ghost` feature only: `zap_obsolete_pages` exceeded its
+    /// progress bound (I6, `fastzap::check::zap_step_bound`), a livelock that
+    /// only a mutant of the checking build can cause. The checking build gives
+    /// up there so that a model reports the livelock instead of spinning; the
+    /// production build, like the kernel, has no such exit.
+    #[cfg(feature = "ghost")]
     ZapLivelock {
         /// Steps taken when it gave up.
         steps: u64,
@@ -123,6 +147,7 @@ impl std::fmt::Display for MmuError {
                  address space",
             ),
             MmuError::BadHvaRange => f.write_str("empty or reversed hva range"),
+            #[cfg(feature = "ghost")]
             MmuError::ZapLivelock { steps, bound } => {
                 write!(
                     f,

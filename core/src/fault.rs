@@ -79,7 +79,17 @@ impl Vm {
     pub fn page_fault(&self, vcpu: VcpuId, gfn: Gfn, write: bool) -> Result<Fault, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let claim = self.claim(vcpu)?;
-        let v = claim.0;
+        Ok(self.page_fault_claimed(claim.0, vcpu, gfn, write))
+    }
+
+    /// [`Vm::page_fault`] on a vCPU the caller has claimed, its gfn checked.
+    pub(crate) fn page_fault_claimed(
+        &self,
+        v: &Vcpu,
+        vcpu: VcpuId,
+        gfn: u64,
+        write: bool,
+    ) -> Fault {
         let actor = Actor::Vcpu(vcpu.0);
         self.event(actor, || What::Fault { gfn });
         let guard = self.reclaimer.pin();
@@ -89,7 +99,7 @@ impl Vm {
         let target = match slots.search(gfn) {
             Some(slot) if slot.is_invalid() => {
                 if !self.config.mutant_is(Mutant::InvalidSlotFaultInstallsMmio) {
-                    return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
+                    return self.retry(actor, gfn, RetryReason::InvalidSlot);
                 }
                 Target::Mmio {
                     generation: slots.generation,
@@ -102,7 +112,7 @@ impl Vm {
                     self.ghost.violate(Invariant::I1, || {
                         format!("slot {} metadata not sized for gfn {gfn}", slot.id.0)
                     });
-                    return Ok(self.retry(actor, gfn, RetryReason::InvalidSlot));
+                    return self.retry(actor, gfn, RetryReason::InvalidSlot);
                 }
                 let hva = slot.gfn_to_hva(gfn);
                 let pfn = self.host.hva_to_pfn(hva);
@@ -118,11 +128,11 @@ impl Vm {
                 self.event(actor, || {
                     What::Note(format!("mmio gfn {gfn} not cached: memslots in flux"))
                 });
-                return Ok(Fault::Mmio);
+                return Fault::Mmio;
             }
             None => {
                 if let Some(fault) = self.handle_mmio_page_fault(v, &guard, &slots, actor, gfn) {
-                    return Ok(fault);
+                    return fault;
                 }
                 Target::Mmio {
                     generation: slots.generation,
@@ -132,18 +142,18 @@ impl Vm {
         drop(slots);
         let mut lk = self.lock_mmu(actor);
         let Some(root_id) = lk.roots[vcpu.0] else {
-            return Ok(self.retry(actor, gfn, RetryReason::NoRoot));
+            return self.retry(actor, gfn, RetryReason::NoRoot);
         };
         let root_meta = &lk.pages[&root_id];
         if self.is_obsolete_sp(&lk, root_meta)
             && !self.config.mutant_is(Mutant::FaultIntoObsoleteRoot)
         {
-            return Ok(self.retry(actor, gfn, RetryReason::ObsoleteRoot));
+            return self.retry(actor, gfn, RetryReason::ObsoleteRoot);
         }
         let seq_moved =
             lk.notifier_seq != mmu_seq && !self.config.mutant_is(Mutant::FaultIgnoresNotifierSeq);
         if lk.notifier_count > 0 || seq_moved {
-            return Ok(self.retry(actor, gfn, RetryReason::NotifierRace));
+            return self.retry(actor, gfn, RetryReason::NotifierRace);
         }
         // __direct_map: walk down, creating and linking missing pages.
         let (mut id, mut ptr) = (root_id, root_meta.ptr);
@@ -199,7 +209,7 @@ impl Vm {
                                 )
                             });
                         }
-                        return Ok(Fault::Mapped { pfn: Pfn(pfn) });
+                        return Fault::Mapped { pfn: Pfn(pfn) };
                     }
                     self.drop_spte(&lk, &guard, sptep, gfn);
                 }
@@ -211,7 +221,7 @@ impl Vm {
                 }
                 self.event(actor, || What::InstallLeaf { gfn, sp: id, pfn });
                 self.audit_point(&lk, &guard, AuditPoint::AfterFault);
-                Ok(Fault::Mapped { pfn: Pfn(pfn) })
+                Fault::Mapped { pfn: Pfn(pfn) }
             }
             Target::Mmio { generation } => {
                 // The ghost half records the generation of the slots the
@@ -235,7 +245,7 @@ impl Vm {
                 v.mmio_gfn.store(gfn + 1, Ordering::Relaxed);
                 v.mmio_gen.store(generation, Ordering::Relaxed);
                 self.event(actor, || What::InstallMmio { gfn, generation });
-                Ok(Fault::Mmio)
+                Fault::Mmio
             }
         }
     }

@@ -72,15 +72,18 @@
 //! | `hold-timing` | off | `mmu_lock` hold times in [`ZapStats`] (one clock read per hold) |
 //!
 //! The default build is the protocol alone, which is what a VMM links and
-//! what the benchmarks measure; the root is the same in every build. The
-//! workspace's models, tests and `verify` enable `ghost` themselves.
+//! what the benchmarks measure; the root names the same items in every build
+//! (with `ghost`, the `#[non_exhaustive]` [`MmuError`] has one variant more,
+//! `ZapLivelock`, the checking build's progress bound). The workspace's
+//! models, tests and `verify` enable `ghost` themselves.
 //!
 //! # Reading order
 //!
 //! The modules follow `mmu.c` and `SPEC.md`: the structures (`spte`, `page`,
 //! `rmap`, `memslot`, `vcpu`, `mmu`, `vm`), then one file per kernel event in
 //! the order of `SPEC.md`'s "Reaction to events" (`walk`, `fault`, `request`,
-//! `zap`, `memslot_update`, `notifier`), then the checking code (`ghost`,
+//! `zap`, `memslot_update`, `notifier`), the vCPU claimed across `KVM_RUN`
+//! (`claimed`), then the checking code (`ghost`,
 //! `checkpoint`, `audit`, `observe`, `check`).
 
 #![warn(missing_docs)]
@@ -126,6 +129,8 @@ mod request;
 mod zap;
 mod memslot_update;
 mod notifier;
+// The vCPU events, on a vCPU claimed once for a `KVM_RUN` loop.
+mod claimed;
 
 // The checking code's hook into the audit, and the audit.
 mod checkpoint;
@@ -138,6 +143,7 @@ pub mod check;
 
 pub use addr::GfnRange;
 pub use addr::{Gfn, Hva, PAGE_SIZE, Pfn};
+pub use claimed::ClaimedVcpu;
 pub use config::{Config, DeletionStrategy, ZapCommit};
 pub use error::ConfigError;
 pub use error::MmuError;
@@ -150,7 +156,7 @@ pub use sync::ReclaimBackend;
 pub use sync::reclaim;
 pub use vcpu::Requests;
 pub use vm::{RootInfo, Vm};
-pub use walk::{ClaimedVcpu, Translation};
+pub use walk::Translation;
 
 /// The README's example, compiled and run as a doctest (in every build: it
 /// uses the protocol alone).

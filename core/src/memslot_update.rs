@@ -44,9 +44,10 @@ impl Vm {
     /// 6. [`MmuError::SlotOverlap`]: the gfns overlap a slot (the first by
     ///    base gfn);
     ///
-    /// and last, after the checks, [`MmuError::ZapLivelock`] if the
-    /// invalidation that a wrap of the memslots generation runs before the
-    /// publish breaks its progress bound (the slot is then not created).
+    /// and last, after the checks, with the `ghost` feature only,
+    /// `MmuError::ZapLivelock` if the invalidation that a wrap of the memslots
+    /// generation runs before the publish breaks its progress bound (the slot
+    /// is then not created; only a mutant of the checking build can do that).
     ///
     /// ```
     /// use fastzap::{Config, Gfn, Hva, MmuError, SlotId, SlotSpec, Vm, PAGE_SIZE};
@@ -113,8 +114,9 @@ impl Vm {
     /// # Errors
     ///
     /// [`MmuError::UnknownSlot`] if no slot has `id`, before anything
-    /// changes; then, once the delete has begun, [`MmuError::ZapLivelock`] if
-    /// its invalidation breaks its progress bound.
+    /// changes; then, once the delete has begun, with the `ghost` feature
+    /// only, `MmuError::ZapLivelock` if its invalidation breaks its progress
+    /// bound (only a mutant of the checking build can do that).
     pub fn delete_memslot(&self, id: SlotId) -> Result<(), MmuError> {
         self.delete_memslot_with(id, self.config.deletion)
     }
@@ -166,8 +168,9 @@ impl Vm {
     /// 3. [`MmuError::SlotOverlap`]: at `new_base_gfn` it would overlap
     ///    another slot (the first by base gfn);
     ///
-    /// then, once the move has begun, [`MmuError::ZapLivelock`] if its
-    /// invalidation breaks its progress bound.
+    /// then, once the move has begun, with the `ghost` feature only,
+    /// `MmuError::ZapLivelock` if its invalidation breaks its progress bound
+    /// (only a mutant of the checking build can do that).
     pub fn move_memslot(&self, id: SlotId, new_base_gfn: Gfn) -> Result<(), MmuError> {
         let new_base_gfn = new_base_gfn.0;
         let _slots = self.slots_lock.lock();

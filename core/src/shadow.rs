@@ -31,8 +31,9 @@ impl Vm {
     /// `is_obsolete_sp`: invalid, or created in another generation (bug 5,
     /// [`Mutant::ObsoleteIgnoresInvalid`], forgets the first half).
     pub(crate) fn is_obsolete_sp(&self, lk: &MmuLock<'_>, meta: &PageMeta) -> bool {
+        // Bug 5: `is_obsolete_sp` as Linux 3.11 wrote it.
         if self.config.mutant_is(Mutant::ObsoleteIgnoresInvalid) {
-            return meta.mmu_valid_gen != lk.mmu_valid_gen;
+            return is_obsolete_gen(lk, meta);
         }
         lk.is_obsolete(meta)
     }
@@ -163,4 +164,12 @@ impl Vm {
         let shift = self.config.index_bits() * u32::from(body.role.level - 1);
         body.gfn + ((index as u64) << shift)
     }
+}
+
+/// `sp->mmu_valid_gen != kvm->arch.mmu_valid_gen`: `is_obsolete_sp` as Linux
+/// 3.11 wrote it, before the 2019 fix made an invalid page obsolete too. Only
+/// the mutants use it alone (bugs 5 and 8); the protocol's `is_obsolete_sp` is
+/// `MmuState::is_obsolete`, which also checks `role.invalid`.
+pub(crate) fn is_obsolete_gen(lk: &MmuLock<'_>, meta: &PageMeta) -> bool {
+    meta.mmu_valid_gen != lk.mmu_valid_gen
 }

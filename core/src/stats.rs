@@ -190,6 +190,7 @@ impl HoldHistogram {
 /// the page it stops at; there is at most one pass per zapped page and one per
 /// lock break. Pages created during the zap are of the new generation, at the
 /// head, and never examined.
+#[cfg(feature = "ghost")]
 pub fn zap_step_bound(pages_at_start: u64, vcpus: usize) -> u64 {
     (2 * pages_at_start + 2) * (vcpus as u64 + 4) + 16
 }

@@ -13,6 +13,7 @@
 //! | `zap.rs` | [`Vm::invalidate_zap_all_pages`], [`Vm::zap_all`], [`Vm::shrink`] | `kvm_mmu_invalidate_zap_all_pages`, `kvm_zap_obsolete_pages`, `kvm_mmu_zap_all`, `mmu_shrink_scan` |
 //! | `memslot_update.rs` | [`Vm::create_memslot`], [`Vm::delete_memslot`], [`Vm::move_memslot`] | `__kvm_set_memory_region` |
 //! | `notifier.rs` | [`Vm::invalidate_range`], [`Vm::clear_flush_young`], [`Vm::test_young`], [`Vm::change_pte`] | `kvm_mmu_notifier_*` |
+//! | `claimed.rs` | [`Vm::claim_vcpu`], and the vCPU operations on the [`ClaimedVcpu`](crate::ClaimedVcpu) it returns | `vcpu->mutex` held across `KVM_RUN` |
 //!
 //! This file holds the structure, its creation, the vCPU claim, the
 //! `kvm_main.c` helpers every event uses (taking `mmu_lock`, the remote
@@ -338,7 +339,11 @@ impl Vm {
         self.mmu.lock().pages.len()
     }
 
-    /// The requests pending on `vcpu`.
+    /// The requests pending on `vcpu`. It does not claim the vCPU.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::UnknownVcpu`].
     ///
     /// ```
     /// use fastzap::{Config, VcpuId, Vm};
@@ -356,7 +361,12 @@ impl Vm {
     }
 
     /// The root `vcpu` uses now, or `None` if it has none (it will load one
-    /// when it handles its requests). Takes `mmu_lock`.
+    /// when it handles its requests). Takes `mmu_lock`; does not claim the
+    /// vCPU.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::UnknownVcpu`].
     ///
     /// ```
     /// use fastzap::{Config, VcpuId, Vm};
@@ -375,15 +385,20 @@ impl Vm {
     /// ```
     pub fn root(&self, vcpu: VcpuId) -> Result<Option<RootInfo>, MmuError> {
         self.vcpu(vcpu)?;
+        Ok(self.root_of(vcpu))
+    }
+
+    /// [`Vm::root`] of a vCPU that exists.
+    pub(crate) fn root_of(&self, vcpu: VcpuId) -> Option<RootInfo> {
         let lk = self.lock_mmu(Actor::Vcpu(vcpu.0));
-        Ok(lk.roots[vcpu.0].and_then(|page| {
+        lk.roots[vcpu.0].and_then(|page| {
             let meta = lk.pages.get(&page)?;
             Some(RootInfo {
                 page,
                 generation: meta.mmu_valid_gen,
                 valid: !lk.is_obsolete(meta),
             })
-        }))
+        })
     }
 
     /// The host side: which pfn backs `hva` now (`hva_to_pfn`). An

@@ -17,11 +17,10 @@ use crate::invariant::Invariant;
 use crate::memslot::Memslots;
 use crate::mutant::Mutant;
 use crate::page::{PagePtr, ShadowPage};
-use crate::request::Handled;
 use crate::spte::{self, Spte};
 use crate::sync::{Guard, Ordering};
 use crate::vcpu::Vcpu;
-use crate::vm::{VcpuClaim, Vm};
+use crate::vm::Vm;
 
 /// What a lockless translation returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,61 +38,6 @@ pub enum Translation {
     Miss,
     /// Requests are pending: the vCPU must handle them before entering the guest.
     RequestPending,
-}
-
-/// A vCPU claimed by [`Vm::claim_vcpu`]: `vcpu->mutex`, held until the
-/// handle is dropped. Its methods take `&mut self`, so one thread at a time
-/// runs on the vCPU, as the claim of each [`Vm`] operation ensures per call.
-pub struct ClaimedVcpu<'a> {
-    vm: &'a Vm,
-    id: VcpuId,
-    claim: VcpuClaim<'a>,
-}
-
-impl std::fmt::Debug for ClaimedVcpu<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ClaimedVcpu").field(&self.id).finish()
-    }
-}
-
-impl ClaimedVcpu<'_> {
-    /// The vCPU.
-    pub fn id(&self) -> VcpuId {
-        self.id
-    }
-
-    /// [`Vm::translate`] on this vCPU: per call the mode, the fence, the
-    /// requests check, an epoch pin, the root check and the walk; no claim.
-    #[inline]
-    pub fn translate(&mut self, gfn: Gfn) -> Result<Translation, MmuError> {
-        let gfn = self.vm.check_gfn(gfn)?;
-        let v = self.claim.0;
-        v.ghost.op();
-        Ok(self.vm.translate_claimed(v, self.id, gfn))
-    }
-
-    /// [`Vm::translate_run`] on this vCPU.
-    pub fn translate_run(
-        &mut self,
-        gfns: &[Gfn],
-        out: &mut Vec<Translation>,
-    ) -> Result<(), MmuError> {
-        for &gfn in gfns {
-            self.vm.check_gfn(gfn)?;
-        }
-        let v = self.claim.0;
-        v.ghost.op();
-        self.vm.translate_run_claimed(v, gfns, out);
-        Ok(())
-    }
-
-    /// [`Vm::handle_requests`] on this vCPU (what a
-    /// [`Translation::RequestPending`] asks for).
-    pub fn handle_requests(&mut self) -> Handled {
-        let v = self.claim.0;
-        v.ghost.op();
-        self.vm.handle_requests_claimed(v, self.id)
-    }
 }
 
 impl Vm {
@@ -136,28 +80,9 @@ impl Vm {
         Ok(())
     }
 
-    /// Claims `vcpu` (`vcpu->mutex`) until the returned handle is dropped, as
-    /// the kernel holds it across `KVM_RUN`: the handle's
-    /// [`translate`](ClaimedVcpu::translate) then does per call everything
-    /// [`Vm::translate`] does (mode, fence, requests check, epoch pin, root
-    /// check, walk) except the claim. Meanwhile every other operation on this
-    /// vCPU is refused with [`MmuError::VcpuBusy`].
-    ///
-    /// # Errors
-    ///
-    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`].
-    pub fn claim_vcpu(&self, vcpu: VcpuId) -> Result<ClaimedVcpu<'_>, MmuError> {
-        let claim = self.claim(vcpu)?;
-        Ok(ClaimedVcpu {
-            vm: self,
-            id: vcpu,
-            claim,
-        })
-    }
-
     /// [`Vm::translate`] on a vCPU the caller has claimed.
     #[inline]
-    fn translate_claimed(&self, v: &Vcpu, vcpu: VcpuId, gfn: u64) -> Translation {
+    pub(crate) fn translate_claimed(&self, v: &Vcpu, vcpu: VcpuId, gfn: u64) -> Translation {
         let start = self.walk_lockless_begin(v);
         let result = self.translate_walk(v, gfn, start);
         v.walk_lockless_end();
@@ -169,7 +94,7 @@ impl Vm {
     }
 
     /// [`Vm::translate_run`] on a vCPU the caller has claimed, its gfns checked.
-    fn translate_run_claimed(&self, v: &Vcpu, gfns: &[Gfn], out: &mut Vec<Translation>) {
+    pub(crate) fn translate_run_claimed(&self, v: &Vcpu, gfns: &[Gfn], out: &mut Vec<Translation>) {
         let start = self.walk_lockless_begin(v);
         if !v.requests().is_empty() {
             out.extend(gfns.iter().map(|_| Translation::RequestPending));

@@ -21,8 +21,11 @@ use crate::mmu::MmuLock;
 use crate::mutant::Mutant;
 use crate::page::{PageMeta, PagePtr, free_page};
 use crate::rmap::SptePtr;
+use crate::shadow::is_obsolete_gen;
 use crate::spte::Spte;
-use crate::stats::{ZapStats, zap_step_bound};
+use crate::stats::ZapStats;
+#[cfg(feature = "ghost")]
+use crate::stats::zap_step_bound;
 use crate::sync::{Guard, Ordering, yield_now};
 use crate::timing::Stopwatch;
 use crate::vcpu::{Requests, make_all_cpus_request};
@@ -33,6 +36,14 @@ impl Vm {
     /// from every vCPU; then `zap_obsolete_pages` in batches with lock breaks,
     /// and commit (flush, then retire through the epoch). Serialized with memslot
     /// updates by `slots_lock`, so at most one obsolete generation exists.
+    ///
+    /// # Errors
+    ///
+    /// None without the `ghost` feature: the zap runs to completion, as the
+    /// kernel's does. With the `ghost` feature only, `MmuError::ZapLivelock`
+    /// if `zap_obsolete_pages` breaks its progress bound (I6), which only a
+    /// mutant of the checking build can make it do; unlike an input error it
+    /// comes after the generation bump and the reload requests, which stand.
     #[doc(alias = "kvm_mmu_invalidate_zap_all_pages")]
     pub fn invalidate_zap_all_pages(&self) -> Result<ZapStats, MmuError> {
         let _slots = (!self.config.mutant_is(Mutant::NoSlotsLock)).then(|| self.slots_lock.lock());
@@ -136,7 +147,10 @@ impl Vm {
     /// prepared), stop at the first page of the current generation, and break the
     /// lock after every `batch` pages. Pages of the new generation are added at
     /// the head, so they never lengthen the walk: progress is bounded by the
-    /// pages that existed when the zap began (I6).
+    /// pages that existed when the zap began (I6). Like the kernel's, the loop
+    /// runs to completion; with the `ghost` feature only, it gives up with
+    /// `MmuError::ZapLivelock` past `zap_step_bound` steps, which only a
+    /// mutant reaches.
     pub(crate) fn zap_obsolete_pages(&self, actor: Actor) -> Result<ZapStats, MmuError> {
         let rezap_roots = self.config.mutant_is(Mutant::RezapInUseRoots);
         let mut guard = self.reclaimer.pin();
@@ -146,6 +160,7 @@ impl Vm {
         stats.holds = 1;
         stats.pages_at_start = lk.pages.len() as u64;
         let watch = self.ghost.watch_zap(actor, lk.pages.len());
+        #[cfg(feature = "ghost")]
         let bound = zap_step_bound(stats.pages_at_start, self.config.vcpus);
         let mut batch = 0usize;
         // Pages prepared in this hold, counted independently of `batch` (which
@@ -154,6 +169,11 @@ impl Vm {
         let mut zap_list = std::mem::take(&mut lk.zapped_obsolete);
         loop {
             stats.steps += 1;
+            // The checking build's progress bound (I6): a livelocked walk
+            // (bugs 7 and 8) gives up here, so that a model reports it instead
+            // of spinning. The kernel's loop has no such exit, and neither
+            // has the production build's.
+            #[cfg(feature = "ghost")]
             if stats.steps > bound {
                 park(&mut lk.zapped_obsolete, &mut zap_list);
                 self.ghost.record_zap(stats);
@@ -388,6 +408,10 @@ impl Vm {
     /// The eager baseline (`kvm_mmu_zap_all` before 2013): prepare every page and
     /// commit, all in one `mmu_lock` hold. Same result as the fast path, with the
     /// lock held for time proportional to the number of pages.
+    ///
+    /// # Errors
+    ///
+    /// None: the `Result` is the shape every zap shares.
     #[doc(alias = "kvm_mmu_zap_all")]
     pub fn zap_all(&self) -> Result<ZapStats, MmuError> {
         let _slots = self.slots_lock.lock();
@@ -423,6 +447,10 @@ impl Vm {
     /// (365c886860c4); if there are none, zap up to `nr` of the oldest pages.
     /// Returns pages freed. Freeing the parked pages first is what keeps a zap's
     /// retention bounded while memory is short (I8).
+    ///
+    /// # Errors
+    ///
+    /// None: the `Result` is the shape every zap shares.
     #[doc(alias = "mmu_shrink_scan")]
     pub fn shrink(&self, nr: usize) -> Result<usize, MmuError> {
         let guard = self.reclaimer.pin();
@@ -463,9 +491,22 @@ pub(crate) enum ZapNow {
 }
 
 /// `kvm_zap_obsolete_pages`' walk: from the tail of the active list (oldest),
-/// the first obsolete page to prepare ([`to_prepare`]); `None` at the first
-/// page that is not obsolete (`is_obsolete_sp`), since everything after it is
-/// newer.
+/// the first obsolete page to prepare; `None` at the first page that is not
+/// obsolete, since everything after it is newer. The two protocol lines are
+/// the kernel's:
+///
+/// ```c
+/// if (!is_obsolete_sp(kvm, sp))
+///         break;
+/// if (sp->role.invalid)
+///         continue;
+/// ```
+///
+/// `is_obsolete_sp` is the protocol's, `MmuState::is_obsolete` (invalid, or
+/// of another generation), not `Vm::is_obsolete_sp`, whose bug 5 switch
+/// (`ObsoleteIgnoresInvalid`) would stop this walk at an invalid root of the
+/// current generation, which it skips: that mutant changes the root checks
+/// and `get_page`, not the zap's walk.
 fn next_from_tail(
     lk: &MmuLock<'_>,
     rezap_roots: bool,
@@ -475,13 +516,14 @@ fn next_from_tail(
     for id in lk.active.values() {
         *steps += 1;
         watch.examined();
-        let meta = &lk.pages[id];
-        if !lk.is_obsolete(meta) {
+        let sp = &lk.pages[id];
+        if !lk.is_obsolete(sp) {
             return None;
         }
-        if to_prepare(lk, meta, rezap_roots) {
-            return Some(*id);
+        if skip_invalid(lk, sp, rezap_roots) {
+            continue;
         }
+        return Some(*id);
     }
     None
 }
@@ -499,26 +541,30 @@ fn mutant_next_from_head(
     for id in lk.active.values().rev() {
         *steps += 1;
         watch.examined();
-        let meta = &lk.pages[id];
-        if lk.is_obsolete(meta) && to_prepare(lk, meta, rezap_roots) {
-            return Some(*id);
+        let sp = &lk.pages[id];
+        // Bug 7: a page that is not obsolete is skipped, not the end.
+        if !lk.is_obsolete(sp) {
+            continue;
         }
+        if skip_invalid(lk, sp, rezap_roots) {
+            continue;
+        }
+        return Some(*id);
     }
     None
 }
 
-/// Whether the walk prepares `meta`, an obsolete page (`is_obsolete_sp`:
-/// invalid, or of another generation). A valid one, yes. An invalid one is
-/// an in-use root already prepared: skipped, except that bug 8
-/// (`rezap_roots`) prepares again those of an older generation.
-///
-/// The walks call `is_obsolete_sp` as `MmuState::is_obsolete`, not through
-/// `Vm::is_obsolete_sp`, whose bug 5 switch (`ObsoleteIgnoresInvalid`) would
-/// stop the walk from the tail at an invalid root of the current generation,
-/// which the walk skips: the mutant changes what it changed before, not the
-/// zap's walk.
-fn to_prepare(lk: &MmuLock<'_>, meta: &PageMeta, rezap_roots: bool) -> bool {
-    !meta.invalid || (rezap_roots && meta.mmu_valid_gen != lk.mmu_valid_gen)
+/// `if (sp->role.invalid) continue;`: an invalid obsolete page is an in-use
+/// root already prepared, which `prepare_zap_page` moved to the head, where it
+/// stays until `mmu_free_roots`. Preparing it again would move it again, and
+/// the walk would never end.
+fn skip_invalid(lk: &MmuLock<'_>, sp: &PageMeta, rezap_roots: bool) -> bool {
+    // Bug 8 (`RezapInUseRoots`): no skip for an invalid root of an older
+    // generation, obsolete as Linux 3.11 judged it; it is prepared again.
+    if rezap_roots && is_obsolete_gen(lk, sp) {
+        return false;
+    }
+    sp.invalid
 }
 
 /// Moves the zap loop's prepared pages onto `zapped_obsolete_pages` for a lock

@@ -123,7 +123,7 @@ pub fn l1_request_vs_walk(mutant: Option<Mutant>, tally: &'static Tally) {
     let requester = {
         let (vm, freed) = (vm.share(), freed.clone());
         spawn(move || {
-            litmus::make_all_cpus_request(&vm, Requests::TLB_FLUSH);
+            litmus::request_all_vcpus(&vm, Requests::TLB_FLUSH);
             let waited = walk_over.is_up();
             // commit_zap_page: the flush returned, free the page.
             freed.store(true, Ordering::Relaxed);
@@ -265,7 +265,7 @@ pub fn l3_in_flux_vs_reload(mutant: Option<Mutant>, tally: &'static Tally) {
         let vm = vm.share();
         spawn(move || {
             litmus::begin_memslots_update(&vm);
-            litmus::make_all_cpus_request(&vm, Requests::RELOAD | Requests::TLB_FLUSH);
+            litmus::request_all_vcpus(&vm, Requests::RELOAD | Requests::TLB_FLUSH);
         })
     };
     let taken = litmus::take_requests(&vm, V0);

@@ -15,12 +15,12 @@ use crate::vcpu::{self, Requests};
 use crate::vm::Vm;
 use crate::walk::Translation;
 
-/// L1 and L3, the requester: `make_all_cpus_request` as
+/// L1 and L3, the requester: the crate's `make_all_cpus_request`, called as
 /// `kvm_reload_remote_mmus` and `kvm_flush_remote_tlbs` call it (set the
 /// request bits, `fence(SeqCst)`, wait for every vCPU in
 /// `READING_SHADOW_PAGE_TABLES`). `mmu_lock` is not taken: the handshake does
 /// not rely on it.
-pub fn make_all_cpus_request(vm: &Vm, request: Requests) {
+pub fn request_all_vcpus(vm: &Vm, request: Requests) {
     vcpu::make_all_cpus_request(&vm.vcpus, request, &vm.config);
     vm.event(Actor::Zapper, || What::Request { what: "litmus" });
 }

@@ -127,7 +127,8 @@ fn move_memslot_checks_in_order() {
 }
 
 /// `translate`, `translate_run` and `page_fault`: the gfn, then the vCPU
-/// (unknown, then busy; a vCPU that does not exist cannot be busy).
+/// (unknown, then busy; a vCPU that does not exist cannot be busy). On a
+/// `ClaimedVcpu` the same operations check the gfn, and nothing else.
 #[test]
 fn vcpu_operations_check_the_gfn_first() {
     let bad = VcpuId(9);
@@ -143,7 +144,7 @@ fn vcpu_operations_check_the_gfn_first() {
     });
     // A busy vCPU: another handle holds it.
     let vm = busy_vm();
-    let held = vm.claim_vcpu(V0).unwrap();
+    let mut held = vm.claim_vcpu(V0).unwrap();
     let before = snapshot(&vm);
     assert_eq!(vm.translate(V0, Gfn(8)), Err(oor(8)));
     assert_eq!(vm.page_fault(V0, Gfn(8), false), Err(oor(8)));
@@ -152,6 +153,12 @@ fn vcpu_operations_check_the_gfn_first() {
     assert!(out.is_empty());
     // With a good gfn the claim is what refuses it.
     assert_eq!(vm.translate(V0, Gfn(1)), Err(MmuError::VcpuBusy(V0)));
+    assert_eq!(vm.page_fault(V0, Gfn(1), true), Err(MmuError::VcpuBusy(V0)));
+    // The holder's own operations: the gfn.
+    assert_eq!(held.translate(Gfn(8)), Err(oor(8)));
+    assert_eq!(held.page_fault(Gfn(8), true), Err(oor(8)));
+    assert_eq!(held.translate_run(&[Gfn(1), Gfn(9)], &mut out), Err(oor(9)));
+    assert!(out.is_empty());
     assert_eq!(snapshot(&vm), before);
     drop(held);
     assert_audit(&vm);
