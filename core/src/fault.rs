@@ -24,6 +24,23 @@ use crate::vcpu::Vcpu;
 use crate::vm::Vm;
 
 /// What a page fault did.
+///
+/// ```
+/// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+/// # let vm = Vm::new(Config::native())?;
+/// # let base = Hva(0x7f00_0000_0000);
+/// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+/// # let vcpu = VcpuId(0);
+/// use fastzap::{Fault, RetryReason};
+///
+/// // A vCPU without a root must handle its requests first.
+/// assert_eq!(vm.page_fault(vcpu, Gfn(3), false)?, Fault::Retry(RetryReason::NoRoot));
+/// vm.handle_requests(vcpu)?;
+/// assert!(matches!(vm.page_fault(vcpu, Gfn(3), false)?, Fault::Mapped { .. }));
+/// // No slot maps gfn 100: MMIO.
+/// assert_eq!(vm.page_fault(vcpu, Gfn(100), false)?, Fault::Mmio);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// A leaf spte now maps the gfn to `pfn`.
@@ -39,6 +56,19 @@ pub enum Fault {
 }
 
 /// Why a fault gave up.
+///
+/// ```
+/// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+/// # let vm = Vm::new(Config::native())?;
+/// # let base = Hva(0x7f00_0000_0000);
+/// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+/// # let vcpu = VcpuId(0);
+/// use fastzap::{Fault, RetryReason};
+///
+/// let Fault::Retry(reason) = vm.page_fault(vcpu, Gfn(1), true)? else { unreachable!() };
+/// assert_eq!(reason, RetryReason::NoRoot);
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryReason {
     /// The vCPU has no root: handle requests first.
@@ -76,6 +106,21 @@ impl Vm {
     /// Checked in this order: [`MmuError::GfnOutOfRange`], then
     /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`] (another thread
     /// holds the vCPU).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::{Fault, MmuError, Translation};
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// let Fault::Mapped { pfn } = vm.page_fault(vcpu, Gfn(5), true)? else { unreachable!() };
+    /// assert_eq!(vm.translate(vcpu, Gfn(5))?, Translation::Mapped { pfn, writable: true });
+    /// assert_eq!(vm.page_fault(VcpuId(99), Gfn(5), true), Err(MmuError::UnknownVcpu(VcpuId(99))));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn page_fault(&self, vcpu: VcpuId, gfn: Gfn, write: bool) -> Result<Fault, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let claim = self.claim(vcpu)?;

@@ -117,12 +117,47 @@ impl Vm {
     /// changes; then, once the delete has begun, with the `ghost` feature
     /// only, `MmuError::ZapLivelock` if its invalidation breaks its progress
     /// bound (only a mutant of the checking build can do that).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::{Fault, MmuError};
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// vm.page_fault(vcpu, Gfn(2), true)?;
+    /// vm.delete_memslot(SlotId(0))?;
+    /// assert_eq!(vm.slot_count(), 0);
+    /// vm.handle_requests(vcpu)?; // the delete asked every vCPU to reload
+    /// assert_eq!(vm.page_fault(vcpu, Gfn(2), true)?, Fault::Mmio);
+    /// assert_eq!(vm.delete_memslot(SlotId(0)), Err(MmuError::UnknownSlot(SlotId(0))));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn delete_memslot(&self, id: SlotId) -> Result<(), MmuError> {
         self.delete_memslot_with(id, self.config.deletion)
     }
 
     /// Delete with an explicit strategy. Errors as
     /// [`delete_memslot`](Vm::delete_memslot).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::{DeletionStrategy, Translation};
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// vm.page_fault(vcpu, Gfn(2), true)?;
+    /// // The seed's v3: zap only the slot's pages, under `mmu_lock`.
+    /// vm.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3)?;
+    /// vm.handle_requests(vcpu)?;
+    /// assert_eq!(vm.translate(vcpu, Gfn(2))?, Translation::Miss);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn delete_memslot_with(
         &self,
         id: SlotId,
@@ -171,6 +206,25 @@ impl Vm {
     /// then, once the move has begun, with the `ghost` feature only,
     /// `MmuError::ZapLivelock` if its invalidation breaks its progress bound
     /// (only a mutant of the checking build can do that).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::{Fault, MmuError};
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// vm.move_memslot(SlotId(0), Gfn(64))?;
+    /// vm.handle_requests(vcpu)?;
+    /// // gfn 64 is now the slot's first page, backed by the same host page as gfn 0 was.
+    /// let Fault::Mapped { pfn } = vm.page_fault(vcpu, Gfn(64), false)? else { unreachable!() };
+    /// assert_eq!(pfn, vm.hva_to_pfn(base)?);
+    /// assert_eq!(vm.page_fault(vcpu, Gfn(0), false)?, Fault::Mmio);
+    /// assert_eq!(vm.move_memslot(SlotId(7), Gfn(0)), Err(MmuError::UnknownSlot(SlotId(7))));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn move_memslot(&self, id: SlotId, new_base_gfn: Gfn) -> Result<(), MmuError> {
         let new_base_gfn = new_base_gfn.0;
         let _slots = self.slots_lock.lock();

@@ -17,6 +17,19 @@ use crate::vcpu::{Requests, Vcpu};
 use crate::vm::Vm;
 
 /// What `handle_requests` did.
+///
+/// ```
+/// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+/// # let vm = Vm::new(Config::native())?;
+/// # let base = Hva(0x7f00_0000_0000);
+/// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+/// # let vcpu = VcpuId(0);
+/// let handled = vm.handle_requests(vcpu)?; // every vCPU starts with a reload
+/// assert!(handled.reloaded && handled.requests.reload());
+/// let again = vm.handle_requests(vcpu)?;
+/// assert!(!again.reloaded && again.requests.is_empty());
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Handled {
     /// The requests that were pending.
@@ -33,6 +46,20 @@ impl Vm {
     /// # Errors
     ///
     /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`].
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::Translation;
+    ///
+    /// assert_eq!(vm.translate(vcpu, Gfn(0))?, Translation::RequestPending);
+    /// assert!(vm.handle_requests(vcpu)?.reloaded);
+    /// assert_eq!(vm.translate(vcpu, Gfn(0))?, Translation::Miss);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn handle_requests(&self, vcpu: VcpuId) -> Result<Handled, MmuError> {
         let claim = self.claim(vcpu)?;
         Ok(self.handle_requests_claimed(claim.0, vcpu))

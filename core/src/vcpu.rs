@@ -21,6 +21,15 @@ use crate::mutant::Mutant;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence, yield_now};
 
 /// `vcpu->requests`: the requests pending on one vCPU.
+///
+/// ```
+/// use fastzap::Requests;
+///
+/// let pending = Requests::RELOAD | Requests::TLB_FLUSH;
+/// assert!(pending.reload() && pending.tlb_flush());
+/// assert!(pending.contains(Requests::TLB_FLUSH));
+/// assert!(Requests::NONE.is_empty());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Requests(u64);
 
@@ -35,26 +44,62 @@ impl Requests {
     pub const TLB_FLUSH: Requests = Requests(1 << 1);
 
     /// Whether no request is pending.
+    ///
+    /// ```
+    /// use fastzap::Requests;
+    ///
+    /// assert!(Requests::NONE.is_empty());
+    /// assert!(!Requests::RELOAD.is_empty());
+    /// ```
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
     /// Whether every request in `other` is pending.
+    ///
+    /// ```
+    /// use fastzap::Requests;
+    ///
+    /// let both = Requests::RELOAD | Requests::TLB_FLUSH;
+    /// assert!(both.contains(Requests::RELOAD));
+    /// assert!(!Requests::RELOAD.contains(both));
+    /// ```
     pub const fn contains(self, other: Requests) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// Whether a reload is pending.
+    ///
+    /// ```
+    /// use fastzap::Requests;
+    ///
+    /// assert!(Requests::RELOAD.reload());
+    /// assert!(!Requests::TLB_FLUSH.reload());
+    /// ```
     pub const fn reload(self) -> bool {
         self.contains(Requests::RELOAD)
     }
 
     /// Whether a TLB flush is pending.
+    ///
+    /// ```
+    /// use fastzap::Requests;
+    ///
+    /// assert!(Requests::TLB_FLUSH.tlb_flush());
+    /// assert!(!Requests::RELOAD.tlb_flush());
+    /// ```
     pub const fn tlb_flush(self) -> bool {
         self.contains(Requests::TLB_FLUSH)
     }
 
     /// The raw request bits.
+    ///
+    /// ```
+    /// use fastzap::Requests;
+    ///
+    /// assert_eq!(Requests::NONE.bits(), 0);
+    /// assert_eq!((Requests::RELOAD | Requests::TLB_FLUSH).bits().count_ones(), 2);
+    /// ```
     pub const fn bits(self) -> u64 {
         self.0
     }

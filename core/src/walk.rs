@@ -23,6 +23,22 @@ use crate::vcpu::Vcpu;
 use crate::vm::Vm;
 
 /// What a lockless translation returned.
+///
+/// ```
+/// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+/// # let vm = Vm::new(Config::native())?;
+/// # let base = Hva(0x7f00_0000_0000);
+/// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+/// # let vcpu = VcpuId(0);
+/// use fastzap::Translation;
+///
+/// assert_eq!(vm.translate(vcpu, Gfn(4))?, Translation::RequestPending);
+/// vm.handle_requests(vcpu)?;
+/// assert_eq!(vm.translate(vcpu, Gfn(4))?, Translation::Miss);
+/// vm.page_fault(vcpu, Gfn(4), false)?;
+/// assert!(matches!(vm.translate(vcpu, Gfn(4))?, Translation::Mapped { writable: false, .. }));
+/// # Ok::<(), fastzap::MmuError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Translation {
     /// The gfn maps `pfn`.
@@ -50,6 +66,21 @@ impl Vm {
     /// Checked in this order: [`MmuError::GfnOutOfRange`], then
     /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`] (another thread
     /// holds the vCPU).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::{MmuError, Translation};
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// let fastzap::Fault::Mapped { pfn } = vm.page_fault(vcpu, Gfn(9), true)? else { unreachable!() };
+    /// assert_eq!(vm.translate(vcpu, Gfn(9))?, Translation::Mapped { pfn, writable: true });
+    /// assert!(matches!(vm.translate(vcpu, Gfn(u64::MAX)), Err(MmuError::GfnOutOfRange { .. })));
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn translate(&self, vcpu: VcpuId, gfn: Gfn) -> Result<Translation, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let claim = self.claim(vcpu)?;
@@ -66,6 +97,23 @@ impl Vm {
     /// out of range, in the order given), then
     /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`] (another thread
     /// holds the vCPU).
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::Translation;
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// vm.page_fault(vcpu, Gfn(1), false)?;
+    /// let mut out = Vec::new();
+    /// vm.translate_run(vcpu, &[Gfn(1), Gfn(2)], &mut out)?;
+    /// assert!(matches!(out[0], Translation::Mapped { .. }));
+    /// assert_eq!(out[1], Translation::Miss);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     pub fn translate_run(
         &self,
         vcpu: VcpuId,

@@ -44,6 +44,24 @@ impl Vm {
     /// if `zap_obsolete_pages` breaks its progress bound (I6), which only a
     /// mutant of the checking build can make it do; unlike an input error it
     /// comes after the generation bump and the reload requests, which stand.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::Translation;
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// vm.page_fault(vcpu, Gfn(3), true)?;
+    /// let gen_before = vm.mmu_valid_gen();
+    /// let stats = vm.invalidate_zap_all_pages()?;
+    /// assert_ne!(vm.mmu_valid_gen(), gen_before);
+    /// assert!(stats.zapped >= 1);
+    /// assert_eq!(vm.translate(vcpu, Gfn(3))?, Translation::RequestPending);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     #[doc(alias = "kvm_mmu_invalidate_zap_all_pages")]
     pub fn invalidate_zap_all_pages(&self) -> Result<ZapStats, MmuError> {
         let _slots = (!self.config.mutant_is(Mutant::NoSlotsLock)).then(|| self.slots_lock.lock());
@@ -412,6 +430,21 @@ impl Vm {
     /// # Errors
     ///
     /// None: the `Result` is the shape every zap shares.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// vm.handle_requests(vcpu)?;
+    /// vm.page_fault(vcpu, Gfn(3), true)?;
+    /// let gen_before = vm.mmu_valid_gen();
+    /// let stats = vm.zap_all()?;
+    /// assert_eq!(stats.holds, 1); // one `mmu_lock` hold for everything
+    /// assert_eq!(vm.mmu_valid_gen(), gen_before); // no generation bump
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     #[doc(alias = "kvm_mmu_zap_all")]
     pub fn zap_all(&self) -> Result<ZapStats, MmuError> {
         let _slots = self.slots_lock.lock();
@@ -451,6 +484,26 @@ impl Vm {
     /// # Errors
     ///
     /// None: the `Result` is the shape every zap shares.
+    ///
+    /// ```
+    /// # use fastzap::{Config, Gfn, Hva, SlotId, SlotSpec, VcpuId, Vm};
+    /// # let vm = Vm::new(Config::native())?;
+    /// # let base = Hva(0x7f00_0000_0000);
+    /// # vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 16, userspace_addr: base })?;
+    /// # let vcpu = VcpuId(0);
+    /// use fastzap::DeletionStrategy;
+    ///
+    /// vm.handle_requests(vcpu)?;
+    /// vm.page_fault(vcpu, Gfn(3), true)?;
+    /// // A delete that leaves the obsolete pages for the shrinker.
+    /// vm.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3Deferred)?;
+    /// vm.handle_requests(vcpu)?;
+    /// let pages = vm.shadow_pages();
+    /// let freed = vm.shrink(1)?; // the parked pages go first
+    /// assert!(freed >= 1);
+    /// assert_eq!(vm.shadow_pages(), pages - freed);
+    /// # Ok::<(), fastzap::MmuError>(())
+    /// ```
     #[doc(alias = "mmu_shrink_scan")]
     pub fn shrink(&self, nr: usize) -> Result<usize, MmuError> {
         let guard = self.reclaimer.pin();
