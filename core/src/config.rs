@@ -44,6 +44,55 @@ pub enum DeletionStrategy {
     /// before it bumps the generation, so at most one obsolete generation is
     /// ever retained (I8).
     SeedV3Deferred,
+    // ----- the 2019 slot-only zap and its descendants (core/src/memslot_zap.rs)
+    /// 4e103134b862 (Linux 5.1) as merged, reverted by d012a06ab1d2 (5.3):
+    /// the 3.11 INVALID copy and wait, then, under `mmu_lock`, the slot's
+    /// rmaps zapped by `slot_handle_all_level(.., kvm_zap_rmapp, false)`,
+    /// whose lock breaks do not flush, then every valid page hashed by one of
+    /// the slot's gfns prepared, with a flush-or-zap at each lock break and at
+    /// the end. Nothing else is zapped and no generation is bumped.
+    SlotOnly2019,
+    /// The June 2020 proposal on the kvm list: as
+    /// [`DeletionStrategy::SlotOnly2019`], with the rmap zap flushing at
+    /// every lock break and at its end (`lock_flush_tlb = true`).
+    SlotOnlyFlushing2020,
+    /// Today's delete with `KVM_X86_QUIRK_SLOT_ZAP_ALL` off (aa8d1f48d353,
+    /// 6.12), shadow MMU: the slot's leaves (`kvm_unmap_gfn_range`), then the
+    /// valid pages hashed by the slot's gfns that shadow guest page tables
+    /// (fcd1ec9cb59c, `kvm_mmu_zap_memslot_pages_and_flush`), then a flush.
+    SlotOnlyQuirkOff,
+}
+
+impl DeletionStrategy {
+    /// Every strategy, in declaration order.
+    pub const ALL: [DeletionStrategy; 6] = [
+        DeletionStrategy::Merged311,
+        DeletionStrategy::SeedV3,
+        DeletionStrategy::SeedV3Deferred,
+        DeletionStrategy::SlotOnly2019,
+        DeletionStrategy::SlotOnlyFlushing2020,
+        DeletionStrategy::SlotOnlyQuirkOff,
+    ];
+
+    /// Whether the strategy zaps only what belongs to the slot (no generation
+    /// bump, no reload request from every vCPU): other slots' translations
+    /// may stay mapped.
+    ///
+    /// ```
+    /// use fastzap::DeletionStrategy;
+    ///
+    /// let slot_only: Vec<_> = DeletionStrategy::ALL.into_iter().filter(|s| s.is_slot_only()).collect();
+    /// assert_eq!(slot_only.len(), 3);
+    /// assert!(!DeletionStrategy::Merged311.is_slot_only());
+    /// ```
+    pub fn is_slot_only(self) -> bool {
+        matches!(
+            self,
+            DeletionStrategy::SlotOnly2019
+                | DeletionStrategy::SlotOnlyFlushing2020
+                | DeletionStrategy::SlotOnlyQuirkOff
+        )
+    }
 }
 
 /// When `zap_obsolete_pages` commits (flushes and retires) what it prepared.

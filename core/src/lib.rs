@@ -128,6 +128,7 @@ mod fault;
 mod request;
 mod zap;
 mod memslot_update;
+mod memslot_zap;
 mod notifier;
 // The vCPU events, on a vCPU claimed once for a `KVM_RUN` loop.
 mod claimed;

@@ -182,6 +182,20 @@ impl Vm {
             }
             DeletionStrategy::SeedV3 => self.delete_seed_v3(slot.clone(), ZapNow::Yes)?,
             DeletionStrategy::SeedV3Deferred => self.delete_seed_v3(slot.clone(), ZapNow::Defer)?,
+            // 4e103134b862 and its descendants: the 3.11 shape, with
+            // `kvm_arch_flush_shadow_memslot` zapping only the slot's own
+            // (core/src/memslot_zap.rs) instead of everything.
+            DeletionStrategy::SlotOnly2019
+            | DeletionStrategy::SlotOnlyFlushing2020
+            | DeletionStrategy::SlotOnlyQuirkOff => {
+                let cut = self.retire_slot_only(&slot, strategy)?;
+                let next = self.memslots.load_full().next(|m| {
+                    m.remove(id);
+                });
+                self.install_memslots(next, Actor::Memslot)?;
+                self.synchronize(Actor::Memslot);
+                cut
+            }
         };
         self.ghost.kill_runs(
             std::iter::once(slot.base_gfn..slot.base_gfn + slot.npages),
@@ -334,6 +348,25 @@ impl Vm {
         let cut = self.ghost.tick();
         self.synchronize(Actor::Memslot);
         self.invalidate_all_locked(Actor::Memslot, |_| {}, || {})?;
+        Ok(cut)
+    }
+
+    /// `__kvm_set_memory_region`'s DELETE with a slot-only
+    /// `kvm_arch_flush_shadow_memslot`: publish a copy with the slot INVALID,
+    /// wait for readers, zap the slot's own. Returns the ghost cut time.
+    fn retire_slot_only(
+        &self,
+        slot: &Memslot,
+        strategy: DeletionStrategy,
+    ) -> Result<u64, MmuError> {
+        let invalid = self
+            .memslots
+            .load_full()
+            .next(|m| m.set_flags(slot.id, SLOT_INVALID));
+        self.install_memslots(invalid, Actor::Memslot)?;
+        let cut = self.ghost.tick();
+        self.synchronize(Actor::Memslot);
+        self.zap_memslot(slot, strategy);
         Ok(cut)
     }
 

@@ -32,6 +32,7 @@ mod op;
 mod overlap;
 mod state;
 mod zap;
+mod slot_zap;
 mod requests;
 mod tail;
 mod memslot;

@@ -8,7 +8,9 @@
 //! MOVE makes one fast invalidation (`zap.rs`), and so does a publish whose
 //! generation wraps the MMIO generation to 0 (the fix for bug 15). The seed
 //! v3 DELETE unpublishes its slot before it bumps: in a concurrent history
-//! the slot is a zombie until the bump is placed.
+//! the slot is a zombie until the bump is placed. The slot-only DELETEs
+//! (`slot_zap.rs`) bump nothing: between their two publishes they zap what
+//! belongs to the slot.
 
 use fastzap::{DeletionStrategy, Gfn, Hva, MmuError, SlotId, SlotSpec};
 
@@ -70,6 +72,21 @@ impl Reference {
                 } else {
                     self.invalidate_all_deferred(gone);
                 }
+            }
+            // 4e103134b862 and its descendants: the INVALID copy, the zap of
+            // what belongs to the slot (`slot_zap.rs`), the final slots.
+            slot_only @ (DeletionStrategy::SlotOnly2019
+            | DeletionStrategy::SlotOnlyFlushing2020
+            | DeletionStrategy::SlotOnlyQuirkOff) => {
+                let gone = *self
+                    .slots
+                    .iter()
+                    .find(|s| s.id == id)
+                    .expect("checked above");
+                self.publish();
+                self.zap_slot_only(gone, slot_only);
+                self.slots.retain(|s| s.id != id);
+                self.publish();
             }
         }
         Ok(())

@@ -257,9 +257,24 @@ fn churn_thread(
                 };
                 ("create", vm.create_memslot(spec))
             }
-            20..24 => ("delete/merged311", {
+            20..22 => ("delete/merged311", {
                 vm.delete_memslot_with(id, DeletionStrategy::Merged311)
             }),
+            22..24 => {
+                // The slot-only DELETEs (core/src/memslot_zap.rs).
+                let (name, strategy) = match rng.below(3) {
+                    0 => ("delete/slot-only-2019", DeletionStrategy::SlotOnly2019),
+                    1 => (
+                        "delete/slot-only-2020",
+                        DeletionStrategy::SlotOnlyFlushing2020,
+                    ),
+                    _ => (
+                        "delete/slot-only-quirk-off",
+                        DeletionStrategy::SlotOnlyQuirkOff,
+                    ),
+                };
+                (name, vm.delete_memslot_with(id, strategy))
+            }
             24..26 => ("delete/seedv3", {
                 vm.delete_memslot_with(id, DeletionStrategy::SeedV3)
             }),

@@ -226,6 +226,9 @@ impl Model {
                 Just(Some(DeletionStrategy::Merged311)),
                 Just(Some(DeletionStrategy::SeedV3)),
                 Just(Some(DeletionStrategy::SeedV3Deferred)),
+                Just(Some(DeletionStrategy::SlotOnly2019)),
+                Just(Some(DeletionStrategy::SlotOnlyFlushing2020)),
+                Just(Some(DeletionStrategy::SlotOnlyQuirkOff)),
             ];
             (ids, strategy)
                 .prop_map(|(id, strategy)| Step::Call(Op::DeleteSlot { id, strategy }))
@@ -400,7 +403,10 @@ pub fn setup_strategy(mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
         prop_oneof![
             Just(DeletionStrategy::Merged311),
             Just(DeletionStrategy::SeedV3),
-            Just(DeletionStrategy::SeedV3Deferred)
+            Just(DeletionStrategy::SeedV3Deferred),
+            Just(DeletionStrategy::SlotOnly2019),
+            Just(DeletionStrategy::SlotOnlyFlushing2020),
+            Just(DeletionStrategy::SlotOnlyQuirkOff),
         ],
         prop_oneof![3 => Just((4usize, 2u8)), 1 => Just((2, 4))],
         2usize..=3,
