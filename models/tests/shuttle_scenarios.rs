@@ -143,6 +143,10 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         scenarios::S10,
         WIDE.with_mutant(Mutant::InvalidSlotFaultInstallsMmio),
     ),
+    // The slot-only DELETEs (models/src/scenarios/slot2019.rs).
+    ("s2019", scenarios::S2019, WIDE),
+    ("s2019f", scenarios::S2019F, WIDE),
+    ("s2019q", scenarios::S2019Q, WIDE),
 ];
 
 fn lookup(key: &str) -> (Scenario, Params) {
@@ -530,4 +534,23 @@ fn s3s_mutant_remove_only_rmap_compacts() {
 #[test]
 fn s3_mutant_notifier_rewrites_invalid_rmap() {
     twin("s3-NotifierRewritesInvalidRmap", "I1 rmap integrity");
+}
+
+/// The 2019 slot-only DELETE (4e103134b862) against a vCPU faulting and
+/// translating around the deleted slot (models/src/scenarios/slot2019.rs).
+#[test]
+fn s2019_slot_only_delete_vs_vcpu() {
+    run("s2019");
+}
+
+/// The same with the June 2020 proposal's flushing rmap pass.
+#[test]
+fn s2019f_flushing_delete_vs_vcpu() {
+    run("s2019f");
+}
+
+/// The same with today's quirk-off DELETE.
+#[test]
+fn s2019q_quirk_off_delete_vs_vcpu() {
+    run("s2019q");
 }
