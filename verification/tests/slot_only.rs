@@ -134,3 +134,27 @@ fn deleting_the_slot_of_gfn_0_zaps_the_2019_roots() {
         assert_eq!(vm.translate(V0, Gfn(0)).unwrap(), Translation::Miss);
     }
 }
+
+/// The native stress draws every slot-only DELETE, and passes its audit.
+#[test]
+fn the_native_stress_runs_every_slot_only_delete() {
+    use fastzap_verification::stress::{StressConfig, run as stress};
+    let report = stress(&StressConfig::new(
+        20_000,
+        std::time::Duration::from_secs(120),
+        11,
+    ));
+    assert!(report.passed(), "stress failed: {:#?}", report.violations);
+    for kind in [
+        "delete/slot-only-2019",
+        "delete/slot-only-2020",
+        "delete/slot-only-quirk-off",
+    ] {
+        let done = report.ops_by_kind.get(kind).copied().unwrap_or(0);
+        assert!(
+            done > 0,
+            "the stress never ran {kind}: {:?}",
+            report.ops_by_kind
+        );
+    }
+}
