@@ -25,6 +25,20 @@ use crate::rmap::SptePtr;
 use crate::sync::{Guard, yield_now};
 use crate::vm::Vm;
 
+/// When the rmap pass flushes what it zapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RmapFlush {
+    /// 4e103134b862's `slot_handle_level_range` with `lock_flush_tlb`
+    /// false: never; the flush owed is returned.
+    Carried,
+    /// The same with `lock_flush_tlb` true (the June 2020 proposal): before
+    /// each lock break and at the end.
+    AtBreaksAndEnd,
+    /// Today's `__walk_slot_rmaps` with `flush_on_yield`: before each lock
+    /// break; the flush owed at the end is returned.
+    AtBreaks,
+}
+
 /// `need_resched() || spin_needbreak(&kvm->mmu_lock)`: due once a hold has
 /// visited `batch` gfns.
 struct Resched {
@@ -46,9 +60,11 @@ impl Vm {
     /// is still published, so `rmap_remove` finds its rmap).
     pub(crate) fn zap_memslot(&self, slot: &Memslot, strategy: DeletionStrategy) {
         match strategy {
-            DeletionStrategy::SlotOnly2019 => self.invalidate_zap_pages_in_memslot(slot, false),
+            DeletionStrategy::SlotOnly2019 => {
+                self.invalidate_zap_pages_in_memslot(slot, RmapFlush::Carried);
+            }
             DeletionStrategy::SlotOnlyFlushing2020 => {
-                self.invalidate_zap_pages_in_memslot(slot, true);
+                self.invalidate_zap_pages_in_memslot(slot, RmapFlush::AtBreaksAndEnd);
             }
             DeletionStrategy::SlotOnlyQuirkOff => self.kvm_mmu_zap_memslot(slot),
             DeletionStrategy::Merged311
@@ -60,7 +76,7 @@ impl Vm {
     /// `kvm_mmu_invalidate_zap_pages_in_memslot` as 4e103134b862 merged it
     /// (`lock_flush_tlb` false), or with the rmap zap flushing at its lock
     /// breaks and at its end (`lock_flush_tlb` true, the June 2020 proposal).
-    fn invalidate_zap_pages_in_memslot(&self, slot: &Memslot, lock_flush_tlb: bool) {
+    fn invalidate_zap_pages_in_memslot(&self, slot: &Memslot, lock_flush_tlb: RmapFlush) {
         let actor = Actor::Memslot;
         let guard = self.reclaimer.pin();
         // spin_lock(&kvm->mmu_lock);
@@ -111,7 +127,7 @@ impl Vm {
         // `kvm_handle_gfn_range(.., kvm_zap_rmap)` flushes at its lock breaks
         // (`flush_on_yield` true) and returns what is left to flush.
         let (relocked, mut flush) =
-            self.slot_handle_all_level_zap(lk, &guard, slot, true, &mut resched);
+            self.slot_handle_all_level_zap(lk, &guard, slot, RmapFlush::AtBreaks, &mut resched);
         lk = relocked;
         // kvm_mmu_zap_memslot_pages_and_flush(kvm, slot, flush):
         let mut invalid_list = Vec::new();
@@ -145,8 +161,7 @@ impl Vm {
     /// `slot_handle_all_level(kvm, slot, kvm_zap_rmapp, lock_flush_tlb)`:
     /// `slot_handle_level_range` over the slot's rmap, each present head
     /// zapped (`kvm_zap_rmapp`: `drop_spte` of every entry), a lock break when
-    /// due, flushing first only if `lock_flush_tlb`; at the end a flush if
-    /// `lock_flush_tlb`. Returns the lock (taken again at each break) and
+    /// due, flushing first and at the end as `lock_flush_tlb` says. Returns the lock (taken again at each break) and
     /// whether a flush is still owed. fastzap maps only at the last level,
     /// so the slot has one rmap level.
     fn slot_handle_all_level_zap<'a>(
@@ -154,7 +169,7 @@ impl Vm {
         mut lk: MmuLock<'a>,
         guard: &Guard<'_>,
         slot: &Memslot,
-        lock_flush_tlb: bool,
+        lock_flush_tlb: RmapFlush,
         resched: &mut Resched,
     ) -> (MmuLock<'a>, bool) {
         let mut flush = false;
@@ -163,7 +178,7 @@ impl Vm {
             flush |= self.kvm_zap_rmapp(&lk, guard, slot, gfn);
             // if (need_resched() || spin_needbreak(&kvm->mmu_lock)) {
             if resched.due() {
-                if flush && lock_flush_tlb {
+                if flush && lock_flush_tlb != RmapFlush::Carried {
                     self.flush_remote_tlbs(&lk);
                     flush = false;
                 }
@@ -173,7 +188,7 @@ impl Vm {
                 lk = self.cond_resched_lock(lk, resched);
             }
         }
-        if flush && lock_flush_tlb {
+        if flush && lock_flush_tlb == RmapFlush::AtBreaksAndEnd {
             self.flush_remote_tlbs(&lk);
             flush = false;
         }
@@ -287,33 +302,32 @@ mod tests {
     }
 
     /// `slot_handle_all_level` with `lock_flush_tlb` false breaks the lock
-    /// between zapped leaves and asks no vCPU to flush; with true it does.
+    /// between zapped leaves and asks no vCPU to flush, and returns the
+    /// flush owed; with true, or as today's rmap walk, it flushes at the
+    /// breaks (with one gfn per hold, a break follows the last gfn too).
     #[test]
     fn the_2019_rmap_pass_breaks_the_lock_without_a_flush() {
-        for (lock_flush_tlb, flushed) in [(false, false), (true, true)] {
+        use super::RmapFlush;
+        for (how, flushed) in [
+            (RmapFlush::Carried, false),
+            (RmapFlush::AtBreaksAndEnd, true),
+            (RmapFlush::AtBreaks, true),
+        ] {
             let mut vm = mapped(1);
             let slot = vm.memslots().by_id(SlotId(0)).cloned().unwrap();
             let guard = vm.reclaimer.pin();
             let lk = vm.lock_mmu(Actor::Memslot);
             let mut resched = vm.resched();
-            let (lk, owed) =
-                vm.slot_handle_all_level_zap(lk, &guard, &slot, lock_flush_tlb, &mut resched);
+            let (lk, owed) = vm.slot_handle_all_level_zap(lk, &guard, &slot, how, &mut resched);
             drop(lk);
             drop(guard);
-            assert_eq!(
-                owed, !lock_flush_tlb,
-                "a flush is owed only without lock flushes"
-            );
+            assert_eq!(owed, how == RmapFlush::Carried, "{how:?}");
             let requests = vm.pending_requests(VcpuId(1)).unwrap();
-            assert_eq!(requests.contains(Requests::TLB_FLUSH), flushed);
+            assert_eq!(requests.contains(Requests::TLB_FLUSH), flushed, "{how:?}");
             // Both leaves are gone from the page table.
             for gfn in [0, 1] {
                 let t = vm.translate_unsynchronized(VcpuId(0), Gfn(gfn)).unwrap();
-                assert_eq!(
-                    t,
-                    Translation::Miss,
-                    "gfn {gfn}, lock_flush_tlb {lock_flush_tlb}"
-                );
+                assert_eq!(t, Translation::Miss, "gfn {gfn}, {how:?}");
             }
         }
     }
