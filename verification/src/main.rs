@@ -35,8 +35,8 @@ enum Command {
     /// names). With --mutant: 1 when the mutant is caught (its
     /// counterexample is shown), 3 when it escapes.
     Verify(VerifyArgs),
-    /// Rewrites the generated blocks of README.md, BENCHMARKS.md and
-    /// core/tests/LITMUS.md from the committed results files (`--check`:
+    /// Rewrites the generated blocks of README.md, BENCHMARKS.md,
+    /// core/tests/LITMUS.md and SPEC.md from the committed results files (`--check`:
     /// compare only; exit 1 when out of step). `--zoo` and `--litmus` first
     /// copy a new run into verification/results/.
     Publish(PublishArgs),

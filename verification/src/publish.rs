@@ -1,6 +1,6 @@
 //! # `fastzap publish`: the published numbers, written from committed results
 //!
-//! Every number that README.md, BENCHMARKS.md and core/tests/LITMUS.md
+//! Every number that README.md, BENCHMARKS.md, core/tests/LITMUS.md and SPEC.md
 //! publish sits between two markers,
 //!
 //! ```text
@@ -20,7 +20,10 @@
 //!   verdicts computed from the same files;
 //! - the litmus tests ([`litmus`]): `verification/results/litmus.json`, the
 //!   lines `core/tests/loom_litmus.rs` writes when `FASTZAP_LITMUS_RESULTS`
-//!   names a file (`fastzap publish --litmus FILE` copies them there).
+//!   names a file (`fastzap publish --litmus FILE` copies them there);
+//! - SPEC.md's verdicts on the 2019 slot-only zap ([`slot2019`](mod@slot2019)):
+//!   `verification/results/slot2019/`, the loom and shuttle results of its
+//!   models.
 //!
 //! `fastzap publish` rewrites every block from those files; `--check` only
 //! compares, and `verification/tests/published.rs` runs that comparison in
@@ -31,6 +34,7 @@ pub mod bench;
 pub mod goal_list;
 pub mod goals;
 pub mod litmus;
+pub mod slot2019;
 pub mod table;
 pub mod zoo;
 
@@ -99,7 +103,12 @@ pub fn block_names(doc: &str) -> Vec<String> {
 }
 
 /// The documents that carry generated blocks.
-pub const DOCS: &[&str] = &["README.md", "BENCHMARKS.md", "core/tests/LITMUS.md"];
+pub const DOCS: &[&str] = &[
+    "README.md",
+    "BENCHMARKS.md",
+    "core/tests/LITMUS.md",
+    "SPEC.md",
+];
 
 /// Where the committed results files are.
 pub const ZOO_RESULTS: &str = "verification/results/zoo.json";
@@ -115,6 +124,7 @@ pub fn render_all(root: &Path) -> Result<Vec<Block>, String> {
     blocks.push(goals::block(&root.join("benches/results"))?);
     let litmus = litmus::LitmusResults::read(&root.join(LITMUS_RESULTS))?;
     blocks.extend(litmus.blocks());
+    blocks.push(slot2019::block(&root.join(slot2019::RESULTS))?);
     Ok(blocks)
 }
 
