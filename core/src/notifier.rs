@@ -68,7 +68,7 @@ impl Vm {
                 unmapped += usize::from(self.unmap_one(&lk, &guard, slot, *gfn, sptep));
             }
         }
-        if unmapped > 0 {
+        if unmapped > 0 && !self.config.mutant_is(Mutant::InvalidateRangeWithoutFlush) {
             self.flush_remote_tlbs(&lk);
         }
         self.audit_point(&lk, &guard, AuditPoint::InvalidateRangeReturns(&targets));
@@ -205,7 +205,7 @@ impl Vm {
                 }
             }
         }
-        if changed > 0 {
+        if changed > 0 && !self.config.mutant_is(Mutant::ChangePteWithoutFlush) {
             self.flush_remote_tlbs(&lk);
         }
         drop(lk);

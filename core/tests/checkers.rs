@@ -11,6 +11,8 @@
 //! checks that every mutant is in exactly one of the two lists.
 
 mod common;
+#[path = "checkers/tlb.rs"]
+mod tlb;
 
 use common::*;
 use fastzap::check::*;
@@ -88,6 +90,31 @@ const CASES: &[Case] = &[
         mutant: Mutant::DeferNeverDrains,
         scenario: defer_never_drains,
         expect: Expect::Audit(Invariant::I8),
+    },
+    Case {
+        mutant: Mutant::InvalidateRangeWithoutFlush,
+        scenario: tlb::invalidate_range_without_flush,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::ChangePteWithoutFlush,
+        scenario: tlb::change_pte_without_flush,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::CommitWithoutFlush,
+        scenario: tlb::commit_without_flush,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::ZapRootWithoutReload,
+        scenario: tlb::zap_root_without_reload,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::BumpWithoutReload,
+        scenario: tlb::bump_without_reload,
+        expect: Expect::Audit(Invariant::I4),
     },
 ];
 

@@ -15,7 +15,7 @@
 //! The scenarios live by family, one file each under `scenarios/`: faults
 //! and reloads (`fault.rs`), lockless readers and reclamation (`reclaim.rs`),
 //! memslot deletes (`memslot.rs`), the MMIO generation (`mmio.rs`) and the
-//! MMU notifiers (`notifier.rs`, and `s11c.rs`). This module holds what they
+//! MMU notifiers (`notifier.rs`, and `s11c.rs`), and the vCPU's TLB (`tlb.rs`). This module holds what they
 //! share, the [`Scenario`] record and the lists ([`ALL`], [`FINDINGS`]), and
 //! re-exports every scenario.
 
@@ -32,6 +32,7 @@ mod mmio;
 mod notifier;
 mod reclaim;
 mod s11c;
+mod tlb;
 
 pub use fault::{
     S1, S5, S6, S8, s1_fault_vs_invalidate_all, s5_obsolete_root_freed_by_free_roots,
@@ -50,6 +51,7 @@ pub use reclaim::{
     S2, S2B, S7, s2_translate_vs_reclaim, s2b_translate_vs_per_batch_commit, s7_shrinker_vs_zap,
 };
 pub use s11c::{S11C, s11c_fault_vs_change_pte_and_aging};
+pub use tlb::{S12, s12_tlb_vs_invalidate_range};
 
 /// A scenario: its name, what it checks, its coverage marks, and its body.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +70,7 @@ pub struct Scenario {
 
 /// Every scenario, in order.
 pub const ALL: &[Scenario] = &[
-    S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11, S11C,
+    S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11, S11C, S12,
 ];
 
 /// Scenarios that fail on the correct protocol: findings, reported.

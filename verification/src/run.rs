@@ -32,6 +32,7 @@ pub const QUICK_LOOM: &[&str] = &[
     "s9w_mmio_generation_wrap",
     "s11_fault_vs_invalidate_range",
     "s11c_fault_vs_change_pte_and_aging",
+    "s12_tlb_vs_invalidate_range",
     "ebr_grace_period_is_respected",
     "ebr_synchronize_waits_for_readers",
     "litmus_l1_request_vs_walk",
@@ -261,13 +262,14 @@ fn run_row(row: &ZooRow, lanes_run: &[LaneRun], seed: u64) -> ZooOutcome {
             let child = child::run_child(kind, mutant, seed);
             outcome.seconds = Some(t.elapsed().as_secs_f64());
             outcome.unit = match kind {
-                MutantRun::Scenario | MutantRun::Move => "steps",
+                MutantRun::Scenario | MutantRun::Move | MutantRun::Tlb => "steps",
                 MutantRun::Conformance => "cases",
                 MutantRun::Stress => "ops",
             };
             outcome.settings = match kind {
                 MutantRun::Scenario => "the scripted scenario, audit after every step".to_string(),
                 MutantRun::Move => "bug 10's sequential case, audit after every step".to_string(),
+                MutantRun::Tlb => "the flush-site twins' cases, audit after every step".to_string(),
                 MutantRun::Conformance => format!("500 proptest cases, seed {seed:#x}"),
                 MutantRun::Stress => {
                     format!("audited stress, 200,000 ops within 20 s, seed {seed:#x}")
