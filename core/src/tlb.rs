@@ -112,6 +112,24 @@ impl Tlb {
         }
     }
 
+    /// The filled entries, as (gfn, hit) (for the audit).
+    #[cfg(feature = "ghost")]
+    pub(crate) fn entries(&self) -> Vec<(u64, TlbHit)> {
+        (0..TLB_ENTRIES)
+            .filter_map(|slot| {
+                let key = self.keys[slot].load(Ordering::Relaxed);
+                let value = self.values[slot].load(Ordering::Relaxed);
+                (key != 0).then(|| {
+                    let hit = TlbHit {
+                        pfn: value >> 1,
+                        writable: value & 1 != 0,
+                    };
+                    (key - 1, hit)
+                })
+            })
+            .collect()
+    }
+
     /// How many entries are filled.
     pub(crate) fn len(&self) -> usize {
         self.keys

@@ -131,3 +131,32 @@ fn twin_zap_root_without_reload() {
 fn twin_bump_without_reload() {
     check(Mutant::BumpWithoutReload);
 }
+
+/// The audit's half of I4 through the TLB: with the flush dropped, the entry
+/// is stale as soon as the invalidation returns, before any translate hits it;
+/// with the flush, the pending request exempts it until it is handled.
+#[test]
+fn the_audit_sees_a_stale_entry_before_any_hit() {
+    for mutant in [None, Some(Mutant::InvalidateRangeWithoutFlush)] {
+        let vm = vm(cfg(mutant));
+        let spec = slot(0, 0, 4);
+        vm.create_memslot(spec).unwrap();
+        enter_all(&vm);
+        fill(&vm, 1);
+        let at = hva(&spec, 1);
+        vm.invalidate_range(at, at + PAGE_SIZE).unwrap();
+        let found = fastzap::check::audit(&vm);
+        match mutant {
+            None => assert!(found.is_ok(), "{found:?}"),
+            Some(_) => {
+                let found = found.expect_err("the stale entry");
+                assert_eq!(found[0].invariant, Invariant::I4);
+                assert!(
+                    found[0].to_string().contains("TLB maps gfn 1"),
+                    "{}",
+                    found[0]
+                );
+            }
+        }
+    }
+}
