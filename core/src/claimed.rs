@@ -96,7 +96,8 @@ impl ClaimedVcpu<'_> {
     }
 
     /// [`Vm::translate`] on this vCPU: per call the mode, the fence, the
-    /// requests check, an epoch pin, the root check and the walk; no claim.
+    /// requests check, the TLB, an epoch pin, the root check and the walk; no
+    /// claim.
     ///
     /// # Errors
     ///

@@ -193,11 +193,18 @@ pub enum Mutant {
     ///
     /// [`DeletionStrategy::SeedV3Deferred`]: crate::DeletionStrategy::SeedV3Deferred
     BumpWithoutReload,
+    /// Flush-site twin, the late flush: `invalidate_range_start` flushes remote
+    /// TLBs only after it drops `mmu_lock` (a835429cda91: the TDP MMU yielded
+    /// `mmu_lock` with a flush still due). In between, a second invalidation
+    /// of the same page takes the lock, finds no spte left to unmap, so
+    /// flushes nothing, and returns; the host takes the page back while a
+    /// vCPU's TLB still maps it (I4 through a TLB hit). Only a race shows it.
+    InvalidateRangeFlushAfterUnlock,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 35] = [
+    pub const ALL: [Mutant; 36] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -233,6 +240,7 @@ impl Mutant {
         Mutant::CommitWithoutFlush,
         Mutant::ZapRootWithoutReload,
         Mutant::BumpWithoutReload,
+        Mutant::InvalidateRangeFlushAfterUnlock,
     ];
 
     /// The mutant's index in [`Mutant::ALL`]. The `match` names every
@@ -280,6 +288,7 @@ impl Mutant {
             Mutant::CommitWithoutFlush => 32,
             Mutant::ZapRootWithoutReload => 33,
             Mutant::BumpWithoutReload => 34,
+            Mutant::InvalidateRangeFlushAfterUnlock => 35,
         }
     }
 

@@ -3,8 +3,9 @@
 //! [`Vm::translate`] is what the hardware does when the guest touches a gfn:
 //! walk the vCPU's root without `mmu_lock`. The vCPU announces the walk in
 //! `vcpu->mode` (`walk_shadow_page_lockless_begin`, the vCPU half of the
-//! handshake in `vcpu.rs`), checks its requests, consults its MMIO cache, pins
-//! an epoch, loads its root, checks the root's generation and walks.
+//! handshake in `vcpu.rs`), checks its requests, consults its TLB (`tlb.rs`)
+//! and its MMIO cache, pins an epoch, loads its root, checks the root's
+//! generation and walks; a walk that maps a gfn writable fills the TLB.
 //! [`Vm::translate_run`] does the entry once for a run of gfns, as a running
 //! vCPU does.
 

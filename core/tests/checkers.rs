@@ -121,6 +121,13 @@ const CASES: &[Case] = &[
 /// Mutants no sequential scenario can expose, and the interleaving each needs.
 const RACE_ONLY: &[(Mutant, &str)] = &[
     (
+        Mutant::InvalidateRangeFlushAfterUnlock,
+        "a second invalidate_range of the same page between the first one's unlock and its late \
+         flush: it finds no spte, flushes nothing and returns while the vCPU's TLB still maps the \
+         page. Sequentially the late flush comes before the operation returns. S12's wide twin \
+         catches it under shuttle (I4)",
+    ),
+    (
         Mutant::ShrinkerZapsActiveFirst,
         "the shrinker inside a zap's lock break, while the zap's prepared pages are parked on \
          zapped_obsolete_pages; sequentially nothing is parked between operations (the zap takes \

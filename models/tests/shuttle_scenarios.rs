@@ -105,6 +105,11 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         WIDE.with_mutant(Mutant::InvalidateRangeWithoutFlush),
     ),
     (
+        "s12-InvalidateRangeFlushAfterUnlock",
+        scenarios::S12,
+        WIDE.with_mutant(Mutant::InvalidateRangeFlushAfterUnlock),
+    ),
+    (
         "s7-BatchNotAdvancing",
         scenarios::S7,
         WIDE.with_mutant(Mutant::BatchNotAdvancing),
@@ -394,6 +399,16 @@ fn s12_tlb_vs_invalidate_range() {
 #[test]
 fn s12_mutant_invalidate_range_without_flush() {
     twin("s12-InvalidateRangeWithoutFlush", "I4 no stale translation");
+}
+
+/// The late flush: a second invalidation returns between the first one's
+/// unlock and its flush.
+#[test]
+fn s12_mutant_invalidate_range_flush_after_unlock() {
+    twin(
+        "s12-InvalidateRangeFlushAfterUnlock",
+        "I4 no stale translation",
+    );
 }
 
 #[test]

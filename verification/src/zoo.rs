@@ -333,6 +333,12 @@ pub const ZOO: &[ZooRow] = &[
         Native(MutantRun::Scenario),
     ),
     protocol(
+        Mutant::InvalidateRangeFlushAfterUnlock,
+        "flush twin, late (a835429cda91)",
+        I4,
+        Shuttle("s12_mutant_invalidate_range_flush_after_unlock"),
+    ),
+    protocol(
         Mutant::BumpWithoutReload,
         "flush twin (generation bump)",
         I5,

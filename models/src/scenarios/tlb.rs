@@ -20,7 +20,7 @@ pub const S12: Scenario = Scenario {
     marks: &[
         "the second translate found the invalidation's flush pending",
         "the second translate was answered by the TLB before the invalidation",
-        "the TLB entry was evicted before the second translate",
+        "a later translate walked again: its TLB entry was evicted",
     ],
     run: s12_tlb_vs_invalidate_range,
 };
@@ -32,9 +32,12 @@ pub const S12: Scenario = Scenario {
 /// vCPU to leave the walk and leaves `TLB_FLUSH` pending. A translate that
 /// begins after the invalidation returned must see that request before its
 /// TLB: a TLB hit then is a stale translation (the ghost reports it with the
-/// entry's fill time). Before it invalidates, the notifier thread asks the
-/// hardware to evict the vCPU's entry (refused while the vCPU is busy: the
-/// schedule decides). Wide: the vCPU touches the page a third time.
+/// entry's fill time). The hardware evicts the vCPU's entry before a later
+/// touch if the schedule has let the notifier begin by then (a ghost flag the
+/// notifier raises first). Wide: the vCPU touches the page a third time, and a
+/// second notifier invalidates the same page (it finds no spte to unmap when
+/// it runs after the first: it must not return while the first one's flush
+/// is still due).
 pub fn s12_tlb_vs_invalidate_range(params: &Params, tally: &Tally) {
     tally.execution();
     let w = world(config(params, 1, 1));
@@ -55,6 +58,11 @@ pub fn s12_tlb_vs_invalidate_range(params: &Params, tally: &Tally) {
                 }
             };
             for touch in 0..touches {
+                // The hardware may drop the entry at any time: here, when the
+                // schedule has let the notifier begin before this touch.
+                if touch > 0 && w.flags[3].is_up() {
+                    unbusy(&|| w.vm.tlb_evict(V0, Gfn(0)).map(drop));
+                }
                 let filled = std::cell::Cell::new(false);
                 let t = std::cell::Cell::new(Translation::Miss);
                 unbusy(&|| {
@@ -73,9 +81,8 @@ pub fn s12_tlb_vs_invalidate_range(params: &Params, tally: &Tally) {
                         }
                         unbusy(&|| w.vm.handle_requests(V0).map(drop));
                     }
-                    Translation::Mapped { .. } if touch == 1 => {
-                        w.flags[if filled { 1 } else { 2 }].raise();
-                    }
+                    Translation::Mapped { .. } if touch == 1 && filled => w.flags[1].raise(),
+                    Translation::Mapped { .. } if touch >= 1 && !filled => w.flags[2].raise(),
                     _ => {}
                 }
             }
@@ -84,16 +91,25 @@ pub fn s12_tlb_vs_invalidate_range(params: &Params, tally: &Tally) {
     let notifier = {
         let w = w.clone();
         spawn(move || {
-            // The hardware may drop the entry at any time: here when the
-            // schedule runs this first. VcpuBusy while the vCPU runs an
-            // operation: then nothing is evicted.
-            let _ = w.vm.tlb_evict(V0, Gfn(0));
+            w.flags[3].raise();
             w.vm.invalidate_range(Hva(hva), Hva(hva + 4096))
                 .expect("invalidate_range");
         })
     };
+    // Wide: a second invalidation of the same page, which finds the spte
+    // gone when it runs after the first one's unmap.
+    let second = params.wide.then(|| {
+        let w = w.clone();
+        spawn(move || {
+            w.vm.invalidate_range(Hva(hva), Hva(hva + 4096))
+                .expect("invalidate_range");
+        })
+    });
     vcpu.join().expect("vcpu");
     notifier.join().expect("notifier");
+    if let Some(second) = second {
+        second.join().expect("second notifier");
+    }
     for mark in 0..3 {
         if w.flags[mark].is_up() {
             tally.mark(mark);
