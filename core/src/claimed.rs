@@ -96,7 +96,8 @@ impl ClaimedVcpu<'_> {
     }
 
     /// [`Vm::translate`] on this vCPU: per call the mode, the fence, the
-    /// requests check, an epoch pin, the root check and the walk; no claim.
+    /// requests check, the TLB, an epoch pin, the root check and the walk; no
+    /// claim.
     ///
     /// # Errors
     ///
@@ -215,6 +216,18 @@ impl ClaimedVcpu<'_> {
         let v = self.claim.0;
         v.ghost.op();
         self.vm.handle_requests_claimed(v, self.id)
+    }
+
+    /// [`Vm::tlb_evict`] on this vCPU: the hardware drops the TLB entry of
+    /// `gfn`, if it holds one. Returns whether it did.
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::GfnOutOfRange`].
+    #[doc(hidden)]
+    pub fn tlb_evict(&mut self, gfn: Gfn) -> Result<bool, MmuError> {
+        let gfn = self.vm.check_gfn(gfn)?;
+        Ok(self.claim.0.tlb.evict(gfn))
     }
 
     /// [`Vm::pending_requests`] of this vCPU. It cannot fail.

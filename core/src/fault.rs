@@ -137,6 +137,9 @@ impl Vm {
     ) -> Fault {
         let actor = Actor::Vcpu(vcpu.0);
         self.event(actor, || What::Fault { gfn });
+        // A page fault drops the faulting address's TLB entry (as x86 does): a
+        // write to a read-only entry re-walks after the fault makes it writable.
+        v.tlb.evict(gfn);
         let guard = self.reclaimer.pin();
         let mmu_seq = self.notifier_seq.load(Ordering::Acquire);
         let snapshot = self.ghost.now();

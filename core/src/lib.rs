@@ -119,6 +119,7 @@ mod page;
 mod rmap;
 mod shadow;
 mod spte;
+mod tlb;
 mod vcpu;
 mod vm;
 

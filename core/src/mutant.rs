@@ -158,11 +158,53 @@ pub enum Mutant {
     /// this pair in the VM: the two vCPUs share no claim and the walk takes
     /// no lock.
     WalkSpteLoadRelaxed,
+    // ----- The flush-site twins: a flush dropped, seen through the vCPU's TLB.
+    /// Flush-site twin: `kvm_mmu_notifier_invalidate_range_start` unmaps the
+    /// range's sptes and returns without `kvm_flush_remote_tlbs`. The host
+    /// then remaps the pages, while a vCPU's TLB still translates to the old
+    /// pfn: I4 through a TLB hit. The class of the TDP MMU's missing or late
+    /// flushes (a835429cda91, 048f49809c52, bb95dfb9e2df).
+    InvalidateRangeWithoutFlush,
+    /// Flush-site twin: `kvm_mmu_notifier_change_pte` rewrites the sptes to
+    /// the new pfn and returns without `kvm_flush_remote_tlbs`; a vCPU's TLB
+    /// still translates to the old one (I4 through a TLB hit).
+    ChangePteWithoutFlush,
+    /// Flush-site twin: `kvm_mmu_commit_zap_page` frees the zapped pages
+    /// after a grace period but without `kvm_flush_remote_tlbs`. The pages
+    /// stay safe from walkers (the grace period waits for them); the TLB does
+    /// not. A shrinker zaps the leaf page of a gfn a vCPU has cached; a later
+    /// `invalidate_range` of that gfn finds no spte, so it has nothing to
+    /// flush, and the vCPU's TLB translates to the pfn the host took back
+    /// (I4 through a TLB hit). The shape of bb95dfb9e2df: a zap that leaves
+    /// the flush to someone who no longer knows it is due.
+    CommitWithoutFlush,
+    /// Flush-site twin: `kvm_mmu_prepare_zap_page`, zapping a current root a
+    /// vCPU still holds (`kvm_mmu_zap_all`, the shrinker), does not request
+    /// the reload (which carries the TLB flush). With one level the root
+    /// holds the leaves, nothing is committed, so nothing else flushes: I4
+    /// through a TLB hit after the zap returns.
+    ZapRootWithoutReload,
+    /// Flush-site twin: the generation bump of the fast invalidation does not
+    /// request `RELOAD | TLB_FLUSH` at all (bug 2, [`Mutant::ReloadOutsideLock`],
+    /// only sends it late). A zap that commits pages still flushes; a deferred
+    /// one ([`DeletionStrategy::SeedV3Deferred`], the seed's v3 delete) does
+    /// not, and the deleted slot's translations stay in the vCPU's TLB (I4
+    /// through a TLB hit).
+    ///
+    /// [`DeletionStrategy::SeedV3Deferred`]: crate::DeletionStrategy::SeedV3Deferred
+    BumpWithoutReload,
+    /// Flush-site twin, the late flush: `invalidate_range_start` flushes remote
+    /// TLBs only after it drops `mmu_lock` (a835429cda91: the TDP MMU yielded
+    /// `mmu_lock` with a flush still due). In between, a second invalidation
+    /// of the same page takes the lock, finds no spte left to unmap, so
+    /// flushes nothing, and returns; the host takes the page back while a
+    /// vCPU's TLB still maps it (I4 through a TLB hit). Only a race shows it.
+    InvalidateRangeFlushAfterUnlock,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 30] = [
+    pub const ALL: [Mutant; 36] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -193,6 +235,12 @@ impl Mutant {
         Mutant::RequestBitRelaxed,
         Mutant::TakeRequestsRelaxed,
         Mutant::WalkSpteLoadRelaxed,
+        Mutant::InvalidateRangeWithoutFlush,
+        Mutant::ChangePteWithoutFlush,
+        Mutant::CommitWithoutFlush,
+        Mutant::ZapRootWithoutReload,
+        Mutant::BumpWithoutReload,
+        Mutant::InvalidateRangeFlushAfterUnlock,
     ];
 
     /// The mutant's index in [`Mutant::ALL`]. The `match` names every
@@ -235,6 +283,12 @@ impl Mutant {
             Mutant::RequestBitRelaxed => 27,
             Mutant::TakeRequestsRelaxed => 28,
             Mutant::WalkSpteLoadRelaxed => 29,
+            Mutant::InvalidateRangeWithoutFlush => 30,
+            Mutant::ChangePteWithoutFlush => 31,
+            Mutant::CommitWithoutFlush => 32,
+            Mutant::ZapRootWithoutReload => 33,
+            Mutant::BumpWithoutReload => 34,
+            Mutant::InvalidateRangeFlushAfterUnlock => 35,
         }
     }
 

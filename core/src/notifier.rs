@@ -68,11 +68,24 @@ impl Vm {
                 unmapped += usize::from(self.unmap_one(&lk, &guard, slot, *gfn, sptep));
             }
         }
-        if unmapped > 0 {
+        let late = self
+            .config
+            .mutant_is(Mutant::InvalidateRangeFlushAfterUnlock);
+        if unmapped > 0 && !late && !self.config.mutant_is(Mutant::InvalidateRangeWithoutFlush) {
             self.flush_remote_tlbs(&lk);
         }
         self.audit_point(&lk, &guard, AuditPoint::InvalidateRangeReturns(&targets));
         drop(lk);
+        if unmapped > 0 && late {
+            // The flush after `mmu_lock` is dropped (a835429cda91's shape),
+            // with the window open to other threads.
+            yield_now();
+            crate::vcpu::make_all_cpus_request(
+                &self.vcpus,
+                crate::vcpu::Requests::TLB_FLUSH,
+                &self.config,
+            );
+        }
         // The host remaps the pages KVM can see: those backing a slot. (Pages
         // outside every slot have no spte to go stale, and remapping them one by
         // one would make a huge range cost memory proportional to its size.)
@@ -205,7 +218,7 @@ impl Vm {
                 }
             }
         }
-        if changed > 0 {
+        if changed > 0 && !self.config.mutant_is(Mutant::ChangePteWithoutFlush) {
             self.flush_remote_tlbs(&lk);
         }
         drop(lk);

@@ -79,6 +79,12 @@ impl Vm {
                 break;
             }
             handled.requests |= requests;
+            // A flush or a reload empties the TLB (`kvm_vcpu_flush_tlb_all`;
+            // a new root is a new address space). A vCPU loading its first
+            // root has nothing cached from an older one either way.
+            if requests.tlb_flush() || requests.reload() || needs_root {
+                v.tlb.flush();
+            }
             if requests.reload() || needs_root {
                 let guard = self.reclaimer.pin();
                 let mut lk = self.lock_mmu(actor);

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::ghost::VcpuGhost;
 use crate::mutant::Mutant;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence, yield_now};
+use crate::tlb::Tlb;
 
 /// `vcpu->requests`: the requests pending on one vCPU.
 ///
@@ -168,6 +169,8 @@ pub(crate) struct Vcpu {
     /// on one vCPU would break the handshake above (one ends the walk the
     /// other is inside), so a second one is refused with `VcpuBusy`.
     claimed: AtomicBool,
+    /// The vCPU's TLB: read and written only under the claim.
+    pub(crate) tlb: Tlb,
     /// The ghost half: operations run on this vCPU.
     pub(crate) ghost: VcpuGhost,
 }
@@ -181,6 +184,7 @@ impl Vcpu {
             mmio_gfn: AtomicU64::new(0),
             mmio_gen: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
+            tlb: Tlb::new(),
             ghost: VcpuGhost::new(),
         }
     }

@@ -3,8 +3,9 @@
 //! [`Vm::translate`] is what the hardware does when the guest touches a gfn:
 //! walk the vCPU's root without `mmu_lock`. The vCPU announces the walk in
 //! `vcpu->mode` (`walk_shadow_page_lockless_begin`, the vCPU half of the
-//! handshake in `vcpu.rs`), checks its requests, consults its MMIO cache, pins
-//! an epoch, loads its root, checks the root's generation and walks.
+//! handshake in `vcpu.rs`), checks its requests, consults its TLB (`tlb.rs`)
+//! and its MMIO cache, pins an epoch, loads its root, checks the root's
+//! generation and walks; a walk that maps a gfn writable fills the TLB.
 //! [`Vm::translate_run`] does the entry once for a run of gfns, as a running
 //! vCPU does.
 
@@ -144,19 +145,53 @@ impl Vm {
     /// [`Vm::translate_run`] on a vCPU the caller has claimed, its gfns checked.
     pub(crate) fn translate_run_claimed(&self, v: &Vcpu, gfns: &[Gfn], out: &mut Vec<Translation>) {
         let start = self.walk_lockless_begin(v);
+        // Requests, then the TLB, then the walk: see `translate_walk`.
         if !v.requests().is_empty() {
             out.extend(gfns.iter().map(|_| Translation::RequestPending));
         } else {
             let guard = self.reclaimer.pin();
-            match self.current_root(v, &guard) {
-                Ok(root) => out.extend(gfns.iter().map(|&gfn| {
-                    self.mmio_cache_hit(v, gfn.0)
-                        .unwrap_or_else(|| self.walk(v, root, gfn.0, start, |ptr| ptr.get(&guard)))
-                })),
-                Err(miss) => out.extend(gfns.iter().map(|_| miss)),
-            }
+            let root = self.current_root(v, &guard);
+            out.extend(gfns.iter().map(|&gfn| {
+                if let Some(hit) = self.tlb_hit(v, gfn.0, start) {
+                    return hit;
+                }
+                match root {
+                    Ok(root) => self
+                        .mmio_cache_hit(v, gfn.0)
+                        .unwrap_or_else(|| self.walk(v, root, gfn.0, start, |ptr| ptr.get(&guard))),
+                    Err(miss) => miss,
+                }
+            }));
         }
         v.walk_lockless_end();
+    }
+
+    /// The hardware drops `vcpu`'s TLB entry of `gfn`, if it holds one: what
+    /// a TLB may do at any time (capacity, a context switch). For the stress
+    /// and the models, which let a thread or the schedule decide when; no
+    /// correct protocol relies on an entry staying. Returns whether an entry
+    /// was dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Vm::translate`]: [`MmuError::GfnOutOfRange`], then
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`].
+    #[doc(hidden)]
+    pub fn tlb_evict(&self, vcpu: VcpuId, gfn: Gfn) -> Result<bool, MmuError> {
+        let gfn = self.check_gfn(gfn)?;
+        let claim = self.claim(vcpu)?;
+        Ok(claim.0.tlb.evict(gfn))
+    }
+
+    /// How many TLB entries `vcpu` holds (for tests).
+    ///
+    /// # Errors
+    ///
+    /// [`MmuError::UnknownVcpu`], then [`MmuError::VcpuBusy`].
+    #[doc(hidden)]
+    pub fn tlb_entries(&self, vcpu: VcpuId) -> Result<usize, MmuError> {
+        let claim = self.claim(vcpu)?;
+        Ok(claim.0.tlb.len())
     }
 
     /// The same walk with no synchronization at all: no mode, no fence, no
@@ -196,8 +231,19 @@ impl Vm {
 
     #[inline]
     fn translate_walk(&self, v: &Vcpu, gfn: u64, start: u64) -> Translation {
+        // Requests first, then the TLB, then the walk, as the hardware runs: a
+        // vCPU with requests pending is outside guest mode and handles them
+        // (a flush or reload empties its TLB) before it runs again. This order
+        // is what makes the TLB safe: `kvm_flush_remote_tlbs` sets TLB_FLUSH
+        // and returns only after every vCPU has left guest mode (the handshake
+        // in `vcpu.rs`), so a translate that begins after an invalidation
+        // returned sees the invalidation's request before it can hit an entry
+        // the invalidation made stale.
         if !v.requests().is_empty() {
             return Translation::RequestPending;
+        }
+        if let Some(hit) = self.tlb_hit(v, gfn, start) {
+            return hit;
         }
         if let Some(hit) = self.mmio_cache_hit(v, gfn) {
             return hit;
@@ -207,6 +253,17 @@ impl Vm {
             Ok(root) => self.walk(v, root, gfn, start, |ptr| ptr.get(&guard)),
             Err(miss) => miss,
         }
+    }
+
+    /// The vCPU's TLB, consulted after its requests ([`Tlb`](crate::tlb::Tlb)).
+    #[inline]
+    fn tlb_hit(&self, v: &Vcpu, gfn: u64, start: u64) -> Option<Translation> {
+        v.tlb
+            .lookup(&self.ghost, gfn, start)
+            .map(|hit| Translation::Mapped {
+                pfn: Pfn(hit.pfn),
+                writable: hit.writable,
+            })
     }
 
     /// The vCPU's MMIO cache (`vcpu_match_mmio_gpa`): trusted only while the
@@ -328,6 +385,8 @@ impl Vm {
                         start,
                         body.id,
                     );
+                    v.tlb
+                        .fill(&self.ghost, gfn, pfn, writable, page.ghost.installed(index));
                     return Translation::Mapped {
                         pfn: Pfn(pfn),
                         writable,

@@ -112,7 +112,9 @@ impl Vm {
             let cut = self.ghost.tick();
             self.event(actor, || What::GenBump { from, to });
             under_lock(&lk);
-            if !self.config.mutant_is(Mutant::ReloadOutsideLock) {
+            if !self.config.mutant_is(Mutant::ReloadOutsideLock)
+                && !self.config.mutant_is(Mutant::BumpWithoutReload)
+            {
                 self.reload_remote_mmus(&lk);
             }
             if zap == ZapNow::Defer {
@@ -360,7 +362,10 @@ impl Vm {
             lk.next_active_key += 1;
             lk.active.insert(key, id);
             lk.pages.get_mut(&id).expect("page present").active_key = Some(key);
-            if was_valid && page_gen == current_gen {
+            if was_valid
+                && page_gen == current_gen
+                && !self.config.mutant_is(Mutant::ZapRootWithoutReload)
+            {
                 self.reload_remote_mmus(lk);
             }
             0
@@ -388,7 +393,7 @@ impl Vm {
         }
         let free_before_flush = self.config.mutant_is(Mutant::FreeBeforeFlush);
         let poison_now = free_before_flush || self.config.mutant_is(Mutant::FreeWithoutGrace);
-        if !free_before_flush {
+        if !free_before_flush && !self.config.mutant_is(Mutant::CommitWithoutFlush) {
             self.flush_remote_tlbs(lk);
         }
         let mut retired = Vec::with_capacity(invalid_list.len());

@@ -11,6 +11,8 @@
 //! checks that every mutant is in exactly one of the two lists.
 
 mod common;
+#[path = "checkers/tlb.rs"]
+mod tlb;
 
 use common::*;
 use fastzap::check::*;
@@ -89,10 +91,42 @@ const CASES: &[Case] = &[
         scenario: defer_never_drains,
         expect: Expect::Audit(Invariant::I8),
     },
+    Case {
+        mutant: Mutant::InvalidateRangeWithoutFlush,
+        scenario: tlb::invalidate_range_without_flush,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::ChangePteWithoutFlush,
+        scenario: tlb::change_pte_without_flush,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::CommitWithoutFlush,
+        scenario: tlb::commit_without_flush,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::ZapRootWithoutReload,
+        scenario: tlb::zap_root_without_reload,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::BumpWithoutReload,
+        scenario: tlb::bump_without_reload,
+        expect: Expect::Audit(Invariant::I4),
+    },
 ];
 
 /// Mutants no sequential scenario can expose, and the interleaving each needs.
 const RACE_ONLY: &[(Mutant, &str)] = &[
+    (
+        Mutant::InvalidateRangeFlushAfterUnlock,
+        "a second invalidate_range of the same page between the first one's unlock and its late \
+         flush: it finds no spte, flushes nothing and returns while the vCPU's TLB still maps the \
+         page. Sequentially the late flush comes before the operation returns. S12's wide twin \
+         catches it under shuttle (I4)",
+    ),
     (
         Mutant::ShrinkerZapsActiveFirst,
         "the shrinker inside a zap's lock break, while the zap's prepared pages are parked on \

@@ -15,8 +15,8 @@
 //! The scenarios live by family, one file each under `scenarios/`: faults
 //! and reloads (`fault.rs`), lockless readers and reclamation (`reclaim.rs`),
 //! memslot deletes (`memslot.rs`), the MMIO generation (`mmio.rs`) and the
-//! MMU notifiers (`notifier.rs`, and `s11c.rs`), and the slot-only DELETEs
-//! of 2019 and after (`slot2019.rs`). This module holds what they
+//! MMU notifiers (`notifier.rs`, and `s11c.rs`), the vCPU's TLB (`tlb.rs`), and the
+//! slot-only DELETEs of 2019 and after (`slot2019.rs`). This module holds what they
 //! share, the [`Scenario`] record and the lists ([`ALL`], [`FINDINGS`]), and
 //! re-exports every scenario.
 
@@ -34,6 +34,7 @@ mod notifier;
 mod reclaim;
 mod s11c;
 mod slot2019;
+mod tlb;
 
 pub use fault::{
     S1, S5, S6, S8, s1_fault_vs_invalidate_all, s5_obsolete_root_freed_by_free_roots,
@@ -56,6 +57,7 @@ pub use slot2019::{
     S2019, S2019F, S2019Q, s2019_slot_only_delete_vs_vcpu, s2019f_flushing_delete_vs_vcpu,
     s2019q_quirk_off_delete_vs_vcpu,
 };
+pub use tlb::{S12, s12_tlb_vs_invalidate_range};
 
 /// A scenario: its name, what it checks, its coverage marks, and its body.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +76,7 @@ pub struct Scenario {
 
 /// Every scenario, in order.
 pub const ALL: &[Scenario] = &[
-    S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11, S11C, S2019, S2019F, S2019Q,
+    S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11, S11C, S12, S2019, S2019F, S2019Q,
 ];
 
 /// Scenarios that fail on the correct protocol: findings, reported.

@@ -98,6 +98,17 @@ const MODELS: &[(&str, Scenario, Params)] = &[
         scenarios::S11C,
         WIDE.with_mutant(Mutant::FaultIgnoresNotifierSeq),
     ),
+    ("s12", scenarios::S12, WIDE),
+    (
+        "s12-InvalidateRangeWithoutFlush",
+        scenarios::S12,
+        WIDE.with_mutant(Mutant::InvalidateRangeWithoutFlush),
+    ),
+    (
+        "s12-InvalidateRangeFlushAfterUnlock",
+        scenarios::S12,
+        WIDE.with_mutant(Mutant::InvalidateRangeFlushAfterUnlock),
+    ),
     (
         "s7-BatchNotAdvancing",
         scenarios::S7,
@@ -381,6 +392,27 @@ fn s11c_fault_vs_change_pte_and_aging() {
 #[test]
 fn s11c_mutant_fault_ignores_notifier_seq() {
     twin("s11c-FaultIgnoresNotifierSeq", "I4 no stale translation");
+}
+
+/// S12: a vCPU translating through its TLB while invalidate_range runs.
+#[test]
+fn s12_tlb_vs_invalidate_range() {
+    run("s12");
+}
+
+#[test]
+fn s12_mutant_invalidate_range_without_flush() {
+    twin("s12-InvalidateRangeWithoutFlush", "I4 no stale translation");
+}
+
+/// The late flush: a second invalidation returns between the first one's
+/// unlock and its flush.
+#[test]
+fn s12_mutant_invalidate_range_flush_after_unlock() {
+    twin(
+        "s12-InvalidateRangeFlushAfterUnlock",
+        "I4 no stale translation",
+    );
 }
 
 #[test]

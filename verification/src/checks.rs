@@ -128,7 +128,7 @@ fn mutants_caught(kind: MutantRun, mutants: &[Mutant], seed: u64) -> CheckOutcom
                     Some(n) => format!(
                         "ran {n} {}",
                         match kind {
-                            MutantRun::Scenario | MutantRun::Move => "steps",
+                            MutantRun::Scenario | MutantRun::Move | MutantRun::Tlb => "steps",
                             MutantRun::Conformance => "cases",
                             MutantRun::Stress => "ops",
                         }

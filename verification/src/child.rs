@@ -32,6 +32,9 @@ pub enum MutantRun {
     Conformance,
     /// The audited native stress, 200,000 operations within 20 s.
     Stress,
+    /// [`tlb_cases`](crate::tlb_cases::tlb_cases): the flush-site twins'
+    /// sequential cases, audit after every step.
+    Tlb,
 }
 
 impl MutantRun {
@@ -42,6 +45,7 @@ impl MutantRun {
             MutantRun::Move => "move",
             MutantRun::Conformance => "conformance",
             MutantRun::Stress => "stress",
+            MutantRun::Tlb => "tlb",
         }
     }
 }
@@ -68,6 +72,10 @@ pub fn child_main(args: &[String]) -> u8 {
     match kind.as_str() {
         "scenario" => {
             let r = scenario_reporting(Some(mutant), &mut |p| say(&format!("CAUGHT {p}")));
+            say(&format!("DONE {}", r.steps));
+        }
+        "tlb" => {
+            let r = crate::tlb_cases::tlb_cases(Some(mutant), &mut |p| say(&format!("CAUGHT {p}")));
             say(&format!("DONE {}", r.steps));
         }
         "move" => {

@@ -8,7 +8,7 @@
 //!   every step;
 //! - [`stress`]: the native multi-thread stress;
 //! - [`checks`]: the native checks, each one row of the report; the
-//!   scripted cases they run ([`scripted`]), and a mutant's run in a child
+//!   scripted cases they run ([`scripted`], [`tlb_cases`]), and a mutant's run in a child
 //!   process ([`child`]);
 //! - [`run`]: the whole verdict of `fastzap verify`: the native checks, the
 //!   loom and shuttle lanes driven through cargo ([`lanes`]), the bug zoo
@@ -35,4 +35,5 @@ pub mod run;
 pub mod scripted;
 pub mod stress;
 pub mod svg;
+pub mod tlb_cases;
 pub mod zoo;

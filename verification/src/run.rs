@@ -32,6 +32,7 @@ pub const QUICK_LOOM: &[&str] = &[
     "s9w_mmio_generation_wrap",
     "s11_fault_vs_invalidate_range",
     "s11c_fault_vs_change_pte_and_aging",
+    "s12_tlb_vs_invalidate_range",
     "s2019_slot_only_delete_vs_vcpu",
     "s2019f_flushing_delete_vs_vcpu",
     "s2019q_quirk_off_delete_vs_vcpu",
@@ -264,13 +265,14 @@ fn run_row(row: &ZooRow, lanes_run: &[LaneRun], seed: u64) -> ZooOutcome {
             let child = child::run_child(kind, mutant, seed);
             outcome.seconds = Some(t.elapsed().as_secs_f64());
             outcome.unit = match kind {
-                MutantRun::Scenario | MutantRun::Move => "steps",
+                MutantRun::Scenario | MutantRun::Move | MutantRun::Tlb => "steps",
                 MutantRun::Conformance => "cases",
                 MutantRun::Stress => "ops",
             };
             outcome.settings = match kind {
                 MutantRun::Scenario => "the scripted scenario, audit after every step".to_string(),
                 MutantRun::Move => "bug 10's sequential case, audit after every step".to_string(),
+                MutantRun::Tlb => "the flush-site twins' cases, audit after every step".to_string(),
                 MutantRun::Conformance => format!("500 proptest cases, seed {seed:#x}"),
                 MutantRun::Stress => {
                     format!("audited stress, 200,000 ops within 20 s, seed {seed:#x}")

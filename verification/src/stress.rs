@@ -5,7 +5,8 @@
 //! - two vCPU threads (vCPUs 0 and 1, so both address spaces) loop as
 //!   `vcpu_enter_guest` does. Each translates a random gfn. On
 //!   `RequestPending` it handles the requests, on `Miss` it faults, and on
-//!   `Retry` it handles the requests. Now and then it translates a run of gfns;
+//!   `Retry` it handles the requests. Now and then it translates a run of gfns,
+//!   or has the hardware evict its TLB entry of a gfn;
 //! - one churn thread creates, deletes (both strategies) and moves slots, and
 //!   runs `invalidate_zap_all_pages`, `zap_all`, every mmu-notifier and the
 //!   shrinker.
@@ -132,6 +133,15 @@ fn vcpu_thread(vm: &Vm, mut budget: Budget, vcpu: VcpuId, seed: u64, span: u64) 
         } else {
             hot[rng.below(hot.len() as u64) as usize]
         };
+        if rng.below(64) == 0 {
+            // The hardware drops a TLB entry when it likes: no correct
+            // protocol relies on an entry staying.
+            match vm.tlb_evict(vcpu, Gfn(gfn)) {
+                Ok(_) => tally.count("tlb_evict"),
+                Err(e) => tally.problem(format!("tlb_evict({vcpu:?}, {gfn}): {e}")),
+            }
+            continue;
+        }
         if rng.below(32) == 0 {
             let gfns: Vec<Gfn> = (0..8).map(|i| Gfn((gfn + i) % max_gfn)).collect();
             run.clear();

@@ -307,6 +307,43 @@ pub const ZOO: &[ZooRow] = &[
         I7,
         Loom("litmus_l3_mutant_take_requests_relaxed"),
     ),
+    // The flush-site twins, seen through the vCPU's TLB.
+    protocol(
+        Mutant::InvalidateRangeWithoutFlush,
+        "flush twin (a835429cda91 class)",
+        I4,
+        Native(MutantRun::Tlb),
+    ),
+    protocol(
+        Mutant::ChangePteWithoutFlush,
+        "flush twin (change_pte)",
+        I4,
+        Native(MutantRun::Tlb),
+    ),
+    protocol(
+        Mutant::CommitWithoutFlush,
+        "flush twin (bb95dfb9e2df class)",
+        I4,
+        Native(MutantRun::Tlb),
+    ),
+    protocol(
+        Mutant::ZapRootWithoutReload,
+        "flush twin (zapped root)",
+        I5,
+        Native(MutantRun::Scenario),
+    ),
+    protocol(
+        Mutant::InvalidateRangeFlushAfterUnlock,
+        "flush twin, late (a835429cda91)",
+        I4,
+        Shuttle("s12_mutant_invalidate_range_flush_after_unlock"),
+    ),
+    protocol(
+        Mutant::BumpWithoutReload,
+        "flush twin (generation bump)",
+        I5,
+        Native(MutantRun::Scenario),
+    ),
     race_counts(row(
         Subject::Ebr("FreeAfterOneEpoch"),
         "EBR: free after one epoch, not two",

@@ -348,6 +348,31 @@ pub(crate) fn check_i4_no_stale_translation(
         }
     }
     let slots = vm.memslots.load_full();
+    // The TLBs: a vCPU with no request pending may run the guest, which
+    // would use its TLB entries as they are. Each must still be what the
+    // host maps at a gfn of a valid slot (the flush that empties a stale
+    // entry is a request until it is handled).
+    for (index, vcpu) in vm.vcpus.iter().enumerate() {
+        if !vcpu.requests().is_empty() {
+            continue;
+        }
+        for (gfn, hit) in vcpu.tlb.entries() {
+            let pfn = hit.pfn;
+            match slots.search(gfn) {
+                None => out.push(v(format!(
+                    "vcpu{index}'s TLB maps gfn {gfn}, which has no slot, to pfn {pfn:#x} with no flush pending"
+                ))),
+                Some(s) if s.is_invalid() => out.push(v(format!(
+                    "vcpu{index}'s TLB maps gfn {gfn}, on an INVALID slot, with no flush pending"
+                ))),
+                Some(s) if vm.host.hva_to_pfn(s.gfn_to_hva(gfn)) != pfn => out.push(v(format!(
+                    "vcpu{index}'s TLB maps gfn {gfn} to pfn {pfn:#x}, which the host has remapped, \
+                     with no flush pending"
+                ))),
+                Some(_) => {}
+            }
+        }
+    }
     for meta in lk.pages.values() {
         if lk.is_obsolete(meta) || meta.role.level != 1 {
             continue;

@@ -173,6 +173,44 @@ impl VcpuGhost {
     }
 }
 
+/// A vCPU TLB's ghost half: per entry, when the spte it copied was installed
+/// and when it was filled (I4 through the TLB).
+#[derive(Debug)]
+pub(crate) struct TlbGhost<const N: usize> {
+    installed: [GhostU64; N],
+    filled: [GhostU64; N],
+}
+
+impl<const N: usize> TlbGhost<N> {
+    pub(crate) fn new() -> TlbGhost<N> {
+        TlbGhost {
+            installed: std::array::from_fn(|_| GhostU64::new(0)),
+            filled: std::array::from_fn(|_| GhostU64::new(0)),
+        }
+    }
+
+    /// Entry `slot` was filled now from a spte installed at `installed`.
+    #[inline]
+    pub(crate) fn filled(&self, ghost: &super::Ghost, slot: usize, installed: u64) {
+        self.installed[slot].set(installed);
+        self.filled[slot].set(ghost.now());
+    }
+
+    /// Entry `slot` answered `gfn -> pfn` in a translate that began at `start`.
+    #[inline]
+    pub(crate) fn check_hit(
+        &self,
+        ghost: &super::Ghost,
+        slot: usize,
+        gfn: u64,
+        pfn: u64,
+        start: u64,
+    ) {
+        let (installed, filled) = (self.installed[slot].get(), self.filled[slot].get());
+        ghost.check_tlb_hit(gfn, pfn, installed, filled, start);
+    }
+}
+
 /// How many times `mmu_valid_gen` was bumped, unmasked: a page born in another
 /// epoch is obsolete even if a wrapped generation matches its own (I5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -199,6 +199,29 @@ impl DescGhost {
     }
 }
 
+/// No TLB ghost.
+#[derive(Debug, Default)]
+pub(crate) struct TlbGhost<const N: usize>;
+
+impl<const N: usize> TlbGhost<N> {
+    #[inline(always)]
+    pub(crate) const fn new() -> TlbGhost<N> {
+        TlbGhost
+    }
+    #[inline(always)]
+    pub(crate) fn filled(&self, _ghost: &Ghost, _slot: usize, _installed: u64) {}
+    #[inline(always)]
+    pub(crate) fn check_hit(
+        &self,
+        _ghost: &Ghost,
+        _slot: usize,
+        _gfn: u64,
+        _pfn: u64,
+        _start: u64,
+    ) {
+    }
+}
+
 /// No vCPU ghost.
 #[derive(Debug, Default)]
 pub(crate) struct VcpuGhost;

@@ -360,21 +360,57 @@ impl Ghost {
         start: u64,
         sp: PageId,
     ) {
-        if installed >= self.0.latest_cut.get() {
-            return;
+        for (cut, returned) in self.killed_before(gfn, installed, start) {
+            self.violate(Invariant::I4, || {
+                format!(
+                    "stale translation: gfn {gfn} -> pfn {pfn:#x} in {sp}, installed at t{installed}, \
+                     invalidated at t{cut} (returned t{returned}), translate began t{start}"
+                )
+            });
         }
-        let all = self.0.kill_all.with(|k| *k);
-        let one = self.0.kills.with(|k| k.get(gfn)).unwrap_or((0, 0));
-        for (cut, returned) in [all, one] {
-            if returned != 0 && returned <= start && installed < cut {
-                self.violate(Invariant::I4, || {
-                    format!(
-                        "stale translation: gfn {gfn} -> pfn {pfn:#x} in {sp}, installed at t{installed}, \
-                         invalidated at t{cut} (returned t{returned}), translate began t{start}"
-                    )
-                });
-            }
+    }
+
+    /// I4 through the TLB: a translation served from a TLB entry filled at
+    /// `filled` from a spte installed at `installed`, in a translate that
+    /// began at `start`, is stale if an invalidation that killed that spte
+    /// returned before `start` (its flush should have emptied the entry).
+    pub(crate) fn check_tlb_hit(
+        &self,
+        gfn: u64,
+        pfn: u64,
+        installed: u64,
+        filled: u64,
+        start: u64,
+    ) {
+        for (cut, returned) in self.killed_before(gfn, installed, start) {
+            self.violate(Invariant::I4, || {
+                format!(
+                    "stale translation from the TLB: gfn {gfn} -> pfn {pfn:#x}, spte installed at \
+                     t{installed}, entry filled at t{filled}, invalidated at t{cut} (returned \
+                     t{returned}), translate began t{start}"
+                )
+            });
         }
+    }
+
+    /// The invalidations (cut, returned) that killed a mapping of `gfn`
+    /// installed at `installed` and returned at or before `start`.
+    fn killed_before(
+        &self,
+        gfn: u64,
+        installed: u64,
+        start: u64,
+    ) -> impl Iterator<Item = (u64, u64)> {
+        let kills = if installed >= self.0.latest_cut.get() {
+            [(0, 0); 2]
+        } else {
+            let all = self.0.kill_all.with(|k| *k);
+            let one = self.0.kills.with(|k| k.get(gfn)).unwrap_or((0, 0));
+            [all, one]
+        };
+        kills
+            .into_iter()
+            .filter(move |&(cut, returned)| returned != 0 && returned <= start && installed < cut)
     }
 
     // ----- I4 at the source: the pfn a fault read ----------------------------
