@@ -125,6 +125,12 @@ pub struct Config {
     pub deletion: DeletionStrategy,
     /// The epoch implementation.
     pub reclaim: ReclaimBackend,
+    /// Large pages: a fault may map a leaf at level 2 spanning `spte_count`
+    /// gfns where the slot's `lpage_info` and the host allow it
+    /// (`mapping_level`). On in [`Config::native`] (and so in the stress and
+    /// conformance runs), off in [`Config::model`], so that the loom and shuttle
+    /// models explore what they explored before. Ignored with one level.
+    pub large_pages: bool,
     /// Record the protocol event log (for counterexamples). Checking code:
     /// only with the `ghost` feature.
     #[cfg(feature = "ghost")]
@@ -170,6 +176,7 @@ impl Config {
             desc_capacity: 3,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
+            large_pages: true,
             #[cfg(feature = "ghost")]
             events: false,
             #[cfg(feature = "ghost")]
@@ -203,6 +210,7 @@ impl Config {
             desc_capacity: 2,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
+            large_pages: false,
             #[cfg(feature = "ghost")]
             events: true,
             #[cfg(feature = "ghost")]

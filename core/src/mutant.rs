@@ -158,11 +158,31 @@ pub enum Mutant {
     /// this pair in the VM: the two vCPUs share no claim and the walk takes
     /// no lock.
     WalkSpteLoadRelaxed,
+    /// Large pages: the fault enters a large spte in the level-1 rmap head of
+    /// its first gfn instead of the level-2 head of its large page. 3.11's
+    /// `rmap_add` files a spte under `__gfn_to_rmap(gfn, sp->role.level,
+    /// slot)`, one array per level (`slot->arch.rmap[level - 1]`). Breaks I1: the
+    /// spte sits on the wrong level's head, and a notifier on any other gfn
+    /// of the large page misses it.
+    LargeSpteInSmallRmap,
+    /// Large pages: `invalidate_range` walks only the level-1 rmaps, as
+    /// `kvm_handle_hva` did before it iterated every level
+    /// (`kvm_handle_hva_range`'s `for (j = PT_PAGE_TABLE_LEVEL; ...)`): a
+    /// large spte over the range survives it. Breaks I4 (the range is left
+    /// mapped when the invalidation returns).
+    NotifierMissesLargeSpte,
+    /// Large pages: `mapping_level` ignores `disallow_lpage` (in 3.11,
+    /// `has_wrprotected_page`'s `write_count`), so a slot whose last large
+    /// page is partial maps it large anyway, and gfns past the slot's end
+    /// translate to host memory. The kernel's guard is the slot-end
+    /// alignment `kvm_arch_create_memslot` counts in. Breaks I4: a gfn no
+    /// slot maps is mapped to a pfn.
+    LargeIgnoresDisallowLpage,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 30] = [
+    pub const ALL: [Mutant; 33] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -193,6 +213,9 @@ impl Mutant {
         Mutant::RequestBitRelaxed,
         Mutant::TakeRequestsRelaxed,
         Mutant::WalkSpteLoadRelaxed,
+        Mutant::LargeSpteInSmallRmap,
+        Mutant::NotifierMissesLargeSpte,
+        Mutant::LargeIgnoresDisallowLpage,
     ];
 
     /// The mutant's index in [`Mutant::ALL`]. The `match` names every
@@ -235,6 +258,9 @@ impl Mutant {
             Mutant::RequestBitRelaxed => 27,
             Mutant::TakeRequestsRelaxed => 28,
             Mutant::WalkSpteLoadRelaxed => 29,
+            Mutant::LargeSpteInSmallRmap => 30,
+            Mutant::NotifierMissesLargeSpte => 31,
+            Mutant::LargeIgnoresDisallowLpage => 32,
         }
     }
 

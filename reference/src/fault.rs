@@ -6,7 +6,9 @@
 //! where none does (and caches it), `Retry(NoRoot)` before the first
 //! `handle_requests` and `Retry(ObsoleteRoot)` while the root is obsolete.
 //! `Retry(InvalidSlot)` and `Retry(NotifierRace)` need an overlapping memslot
-//! update or notifier ([`Overlap`]), so one caller never sees them.
+//! update or notifier ([`Overlap`]), so one caller never sees them. Where a
+//! fault may map a large page, the other gfns of the large page become
+//! possible leaves ([`Reference::large_page`]).
 
 use fastzap::{Fault, MmuError, RetryReason, VcpuId};
 
@@ -120,6 +122,7 @@ impl Reference {
                         certain: true,
                     },
                 );
+                self.link_large_page(sp, gfn);
                 Ok(())
             }
             (Fault::Mmio, None) => {
@@ -138,6 +141,36 @@ impl Reference {
             (got, slot) => Err(format!(
                 "fault(vcpu{v}, gfn {gfn}) = {got:?} but the gfn's slot is {slot:?}"
             )),
+        }
+    }
+
+    /// After a fault mapped `gfn` in address space `sp`: if it may have
+    /// mapped `gfn`'s large page (or found a large spte there), each other gfn
+    /// of the large page may now be mapped by that spte (a possible leaf, at
+    /// the current pfn of its host page), and the fault may have made it
+    /// writable. A certain leaf stays certain: it is either small, and the
+    /// fault did not touch it, or the same large spte, which the fault found.
+    fn link_large_page(&mut self, sp: usize, gfn: u64) {
+        for g in self.large_neighbours(gfn) {
+            let leaves = &mut self.spaces[sp].leaves;
+            match leaves.get_mut(&g) {
+                Some(l) if l.certain => l.writable = l.writable.filter(|w| *w),
+                Some(l) => {
+                    l.writable = None;
+                    l.accessed = None;
+                }
+                None => {
+                    leaves.insert(
+                        g,
+                        Leaf {
+                            pfn: None,
+                            writable: None,
+                            accessed: None,
+                            certain: false,
+                        },
+                    );
+                }
+            }
         }
     }
 }
