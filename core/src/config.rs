@@ -153,13 +153,15 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Kernel-sized tables: 512 sptes per page, 3 levels, a 64-bit generation.
+    /// Kernel-sized tables: 512 sptes per page, 3 levels, a 64-bit generation,
+    /// large pages.
     ///
     /// ```
     /// use fastzap::Config;
     ///
     /// let config = Config::native();
     /// assert_eq!((config.spte_count, config.levels), (512, 3));
+    /// assert!(config.large_pages);
     /// assert_eq!(config.max_gfn(), 1 << 27);
     /// assert_eq!(config.validate(), Ok(()));
     /// ```
@@ -194,6 +196,7 @@ impl Config {
     ///
     /// let config = Config::model();
     /// assert_eq!((config.spte_count, config.levels, config.gen_bits), (2, 2, 2));
+    /// assert!(!config.large_pages);
     /// assert_eq!(config.max_gfn(), 4);
     /// assert_eq!(config.validate(), Ok(()));
     /// ```

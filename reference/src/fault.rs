@@ -174,3 +174,98 @@ impl Reference {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fastzap::{Config, Gfn, Hva, Pfn, SlotId, SlotSpec, Translation, VcpuId, Vm};
+
+    use crate::call::apply_shared;
+    use crate::op::{Op, Outcome};
+    use crate::state::Reference;
+
+    const V0: VcpuId = VcpuId(0);
+
+    /// 4 sptes per page and 2 levels: a large page is 4 gfns. A slot of
+    /// `npages` at gfn 0, backed from host page 16 (aligned).
+    fn setup(large_pages: bool, npages: u64) -> (Vm, Reference) {
+        let mut config = Config::model();
+        (config.spte_count, config.large_pages) = (4, large_pages);
+        let vm = Vm::new(config.clone()).unwrap();
+        let mut r = Reference::new(&config);
+        let slot = SlotSpec {
+            id: SlotId(0),
+            base_gfn: Gfn(0),
+            npages,
+            userspace_addr: Hva(16 * 4096),
+        };
+        for op in [Op::CreateSlot(slot), Op::HandleRequests(V0)] {
+            let got = apply_shared(&vm, &op);
+            r.step(&op, &got).unwrap();
+        }
+        (vm, r)
+    }
+
+    fn run(vm: &Vm, r: &mut Reference, op: Op) -> Outcome {
+        let got = apply_shared(vm, &op);
+        r.step(&op, &got).unwrap_or_else(|d| panic!("{op:?}: {d}"));
+        got
+    }
+
+    fn translate(gfn: u64) -> Op {
+        Op::Translate { vcpu: V0, gfn }
+    }
+
+    fn mapped(pfn: u64, writable: bool) -> Outcome {
+        Outcome::Translation(Ok(Translation::Mapped {
+            pfn: Pfn(pfn),
+            writable,
+        }))
+    }
+
+    #[test]
+    fn a_large_fault_maps_its_neighbours_and_the_reference_admits_them() {
+        let (vm, mut r) = setup(true, 4);
+        let fault = Op::PageFault {
+            vcpu: V0,
+            gfn: 1,
+            write: true,
+        };
+        run(&vm, &mut r, fault.clone());
+        // The neighbour translates without a fault of its own, writable.
+        let got = run(&vm, &mut r, translate(2));
+        assert_eq!(got, mapped(18, true));
+        // A small mapping there would have been a miss: admitted too.
+        let (_, mut before) = setup(true, 4);
+        let got = apply_shared(&vm, &fault);
+        before.step(&fault, &got).unwrap();
+        assert!(
+            before
+                .step(&translate(2), &Outcome::Translation(Ok(Translation::Miss)))
+                .is_ok()
+        );
+        // One large spte over gfns 1 to 3: one unmapped, not two.
+        let range = Op::InvalidateRange {
+            start: 17 * 4096,
+            end: 19 * 4096,
+        };
+        assert!(r.clone().step(&range, &Outcome::Count(Ok(0))).is_err());
+        assert_eq!(run(&vm, &mut r, range), Outcome::Count(Ok(1)));
+    }
+
+    #[test]
+    fn without_a_large_page_the_neighbour_is_not_mapped() {
+        // Large pages off, or a partial large page (3 of 4 gfns).
+        for (large_pages, npages) in [(false, 4), (true, 3)] {
+            let (vm, mut r) = setup(large_pages, npages);
+            let fault = Op::PageFault {
+                vcpu: V0,
+                gfn: 1,
+                write: true,
+            };
+            run(&vm, &mut r, fault.clone());
+            assert!(r.clone().step(&translate(2), &mapped(18, true)).is_err());
+            let got = run(&vm, &mut r, translate(2));
+            assert_eq!(got, Outcome::Translation(Ok(Translation::Miss)));
+        }
+    }
+}
