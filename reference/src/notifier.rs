@@ -34,8 +34,15 @@ impl Reference {
         let (certain, possible) = self.leaf_bounds(&gfns);
         let possible = if self.zapping() { usize::MAX } else { possible };
         ensure(certain <= unmapped && unmapped <= possible, || {
+            // Fewer than the certain leaves: a spte of the range survived the
+            // invalidation, which SPEC.md's I4 forbids.
+            let i4 = if unmapped < certain {
+                "I4 no stale translation: "
+            } else {
+                ""
+            };
             format!(
-                "invalidate_range({start:#x}, {end:#x}) unmapped {unmapped}, \
+                "{i4}invalidate_range({start:#x}, {end:#x}) unmapped {unmapped}, \
                  expected {certain}..={possible}"
             )
         })?;

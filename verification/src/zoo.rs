@@ -305,7 +305,7 @@ pub const ZOO: &[ZooRow] = &[
         Mutant::NotifierMissesLargeSpte,
         "kvm_handle_hva_range, every level (large pages)",
         I4,
-        Native(MutantRun::Stress),
+        Native(MutantRun::Conformance),
     ),
     protocol(
         Mutant::LargeIgnoresDisallowLpage,
