@@ -227,13 +227,14 @@ impl Vm {
         };
         let (mut id, mut ptr) = (root_id, root_meta.ptr);
         let mut level = self.config.levels;
-        loop {
+        // The spte the walk stops at, read once.
+        let old = loop {
             let page = ptr.get(&guard);
             let index = self.spte_index(gfn, level);
             let raw = page.sptes[index].load(Ordering::Acquire);
             if level == target_level {
                 if level == 1 || !matches!(Spte::decode(raw), Spte::NonLeaf(_)) {
-                    break;
+                    break raw;
                 }
                 // A page table already maps this large page's gfns small. The
                 // kernel's `mmu_set_spte` would unlink it (`drop_parent_pte`)
@@ -271,11 +272,10 @@ impl Vm {
                 }
             }
             level -= 1;
-        }
+        };
         let page = ptr.get(&guard);
         let index = self.spte_index(gfn, level);
         let sptep = SptePtr { page: ptr, index };
-        let old = page.sptes[index].load(Ordering::Acquire);
         match target {
             Target::Leaf {
                 pfn,

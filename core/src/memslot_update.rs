@@ -315,7 +315,7 @@ impl Vm {
         let lpage_info = LpageInfo::new(base_gfn, npages, self.config.index_bits());
         (
             Arc::new(Rmap::new(
-                Memslot::rmap_len(npages, &lpage_info),
+                Memslot::rmap_len(npages, &lpage_info, self.config.large_pages),
                 self.config.desc_capacity,
                 self.config.mutant_is(Mutant::RemoveOnlyRmapCompacts),
                 self.ghost.clone(),

@@ -143,8 +143,13 @@ impl Vm {
     ) {
         match self.gfn_to_slot(lk, gfn) {
             Some(slot) => {
-                // `__gfn_to_rmap(gfn, sp->role.level, slot)`.
-                let level = sptep.page.get(guard).body().role.level;
+                // `__gfn_to_rmap(gfn, sp->role.level, slot)`. Without large
+                // pages every leaf is at level 1 (and the body is not read).
+                let level = if self.config.large_pages {
+                    sptep.page.get(guard).body().role.level
+                } else {
+                    1
+                };
                 let head = slot.gfn_to_rmap(gfn, level).unwrap_or(usize::MAX);
                 let found = slot.rmap.remove(lk, guard, head, sptep);
                 if !found && !slot.rmap.is_remove_only() {

@@ -72,7 +72,8 @@ impl Memslot {
             1 => self.contains(gfn).then(|| self.rmap_index(gfn)),
             2 => {
                 let index = self.lpage_info.index(self.base_gfn, gfn)?;
-                Some(self.npages as usize + index)
+                // A slot created with large pages off has no level-2 heads.
+                Some(self.npages as usize + index).filter(|i| *i < self.rmap.len())
             }
             _ => None,
         }
@@ -99,9 +100,13 @@ impl Memslot {
         (2, first << shift)
     }
 
-    /// The number of rmap heads a slot of `npages` at `base_gfn` needs: one per
-    /// page, one per large page (`lpage_info`'s length).
-    pub(crate) fn rmap_len(npages: u64, lpage_info: &LpageInfo) -> usize {
-        npages as usize + lpage_info.len()
+    /// The number of rmap heads a slot of `npages` needs: one per page, one
+    /// per large page (`lpage_info`'s length).
+    ///
+    /// With large pages off there are none for level 2: no large spte can
+    /// exist, and the rmap walks (the models' atomic loads) stay those of a
+    /// per-gfn rmap.
+    pub(crate) fn rmap_len(npages: u64, lpage_info: &LpageInfo, large_pages: bool) -> usize {
+        npages as usize + if large_pages { lpage_info.len() } else { 0 }
     }
 }
