@@ -174,6 +174,12 @@ pub struct Config {
     pub deletion: DeletionStrategy,
     /// The epoch implementation.
     pub reclaim: ReclaimBackend,
+    /// Large pages: a fault may map a leaf at level 2 spanning `spte_count`
+    /// gfns where the slot's `lpage_info` and the host allow it
+    /// (`mapping_level`). On in [`Config::native`] (and so in the stress and
+    /// conformance runs), off in [`Config::model`], so that the loom and shuttle
+    /// models explore what they explored before. Ignored with one level.
+    pub large_pages: bool,
     /// Record the protocol event log (for counterexamples). Checking code:
     /// only with the `ghost` feature.
     #[cfg(feature = "ghost")]
@@ -196,13 +202,15 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Kernel-sized tables: 512 sptes per page, 3 levels, a 64-bit generation.
+    /// Kernel-sized tables: 512 sptes per page, 3 levels, a 64-bit generation,
+    /// large pages.
     ///
     /// ```
     /// use fastzap::Config;
     ///
     /// let config = Config::native();
     /// assert_eq!((config.spte_count, config.levels), (512, 3));
+    /// assert!(config.large_pages);
     /// assert_eq!(config.max_gfn(), 1 << 27);
     /// assert_eq!(config.validate(), Ok(()));
     /// ```
@@ -219,6 +227,7 @@ impl Config {
             desc_capacity: 3,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
+            large_pages: true,
             #[cfg(feature = "ghost")]
             events: false,
             #[cfg(feature = "ghost")]
@@ -236,6 +245,7 @@ impl Config {
     ///
     /// let config = Config::model();
     /// assert_eq!((config.spte_count, config.levels, config.gen_bits), (2, 2, 2));
+    /// assert!(!config.large_pages);
     /// assert_eq!(config.max_gfn(), 4);
     /// assert_eq!(config.validate(), Ok(()));
     /// ```
@@ -252,6 +262,7 @@ impl Config {
             desc_capacity: 2,
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
+            large_pages: false,
             #[cfg(feature = "ghost")]
             events: true,
             #[cfg(feature = "ghost")]

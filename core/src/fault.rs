@@ -7,7 +7,7 @@
 //! MMIO spte where no slot maps the gfn. A fault on a gfn no slot maps first
 //! tries the lockless MMIO fast path.
 
-use crate::addr::{Gfn, Pfn};
+use crate::addr::{Gfn, PAGE_SIZE, Pfn};
 use crate::checkpoint::AuditPoint;
 use crate::error::MmuError;
 use crate::event::{Actor, What};
@@ -94,8 +94,17 @@ impl RetryReason {
 
 /// What the fault will install, decided from the memslots before the lock.
 enum Target {
-    Leaf { pfn: u64, hva: u64, slot: Memslot },
-    Mmio { generation: u64 },
+    /// A leaf at `level` (2: a large page, whose first pfn is `pfn` and whose
+    /// first page is at `hva`).
+    Leaf {
+        pfn: u64,
+        hva: u64,
+        slot: Memslot,
+        level: u8,
+    },
+    Mmio {
+        generation: u64,
+    },
 }
 
 impl Vm {
@@ -162,12 +171,22 @@ impl Vm {
                     });
                     return self.retry(actor, gfn, RetryReason::InvalidSlot);
                 }
-                let hva = slot.gfn_to_hva(gfn);
-                let pfn = self.host.hva_to_pfn(hva);
-                Target::Leaf {
-                    pfn,
-                    hva,
-                    slot: slot.clone(),
+                match self.mapping_level(slot, gfn) {
+                    Some((pfn, hva)) => Target::Leaf {
+                        pfn,
+                        hva,
+                        slot: slot.clone(),
+                        level: 2,
+                    },
+                    None => {
+                        let hva = slot.gfn_to_hva(gfn);
+                        Target::Leaf {
+                            pfn: self.host.hva_to_pfn(hva),
+                            hva,
+                            slot: slot.clone(),
+                            level: 1,
+                        }
+                    }
                 }
             }
             None if slots.update_in_progress() => {
@@ -203,17 +222,41 @@ impl Vm {
         if lk.notifier_count > 0 || seq_moved {
             return self.retry(actor, gfn, RetryReason::NotifierRace);
         }
-        // __direct_map: walk down, creating and linking missing pages.
+        // __direct_map: walk down to the target level, creating and linking
+        // missing pages.
+        let mut target_level = match target {
+            Target::Leaf { level, .. } => level,
+            Target::Mmio { .. } => 1,
+        };
         let (mut id, mut ptr) = (root_id, root_meta.ptr);
-        for level in (2..=self.config.levels).rev() {
+        let mut level = self.config.levels;
+        // The spte the walk stops at, read once.
+        let old = loop {
             let page = ptr.get(&guard);
             let index = self.spte_index(gfn, level);
-            match Spte::decode(page.sptes[index].load(Ordering::Acquire)) {
+            let raw = page.sptes[index].load(Ordering::Acquire);
+            if level == target_level {
+                if level == 1 || !matches!(Spte::decode(raw), Spte::NonLeaf(_)) {
+                    break raw;
+                }
+                // A page table already maps this large page's gfns small. The
+                // kernel's `mmu_set_spte` would unlink it (`drop_parent_pte`)
+                // and leave the orphan to the next zap; fastzap maps small.
+                target_level = 1;
+            }
+            match Spte::decode(raw) {
                 Spte::NonLeaf(addr) => {
                     ptr = PagePtr::from_addr(addr).expect("non-leaf spte has a child");
                     id = ptr.get(&guard).body().id;
                 }
-                _ => {
+                decoded => {
+                    if let Spte::Leaf { .. } = decoded {
+                        // `drop_large_spte`: a large leaf where a page table
+                        // must go.
+                        let large = SptePtr { page: ptr, index };
+                        let first = self.child_gfn(gfn, level - 1);
+                        self.drop_spte(&lk, &guard, large, first);
+                    }
                     let role = Role {
                         level: level - 1,
                         ..page.body().role
@@ -231,13 +274,29 @@ impl Vm {
                     ptr = child;
                 }
             }
-        }
+            level -= 1;
+        };
         let page = ptr.get(&guard);
-        let index = self.spte_index(gfn, 1);
+        let index = self.spte_index(gfn, level);
         let sptep = SptePtr { page: ptr, index };
-        let old = page.sptes[index].load(Ordering::Acquire);
         match target {
-            Target::Leaf { pfn, hva, slot } => {
+            Target::Leaf {
+                pfn,
+                hva,
+                slot,
+                level: decided,
+            } => {
+                // Mapped small after all (a page table was there): the gfn's
+                // own page and pfn.
+                let (pfn, hva) = if decided != level {
+                    let hva = slot.gfn_to_hva(gfn);
+                    (self.host.hva_to_pfn(hva), hva)
+                } else {
+                    (pfn, hva)
+                };
+                // The large page's first gfn, and `gfn`'s offset in it.
+                let first = self.child_gfn(gfn, level - 1);
+                let offset = gfn - first;
                 if let Spte::Leaf {
                     pfn: old_pfn,
                     writable,
@@ -257,19 +316,45 @@ impl Vm {
                                 )
                             });
                         }
-                        return Fault::Mapped { pfn: Pfn(pfn) };
+                        return Fault::Mapped {
+                            pfn: Pfn(pfn + offset),
+                        };
                     }
-                    self.drop_spte(&lk, &guard, sptep, gfn);
+                    self.drop_spte(&lk, &guard, sptep, first);
                 }
-                self.ghost.check_pfn_fresh(hva, pfn, gfn, snapshot);
+                let span = if level > 1 {
+                    self.config.spte_count as u64
+                } else {
+                    1
+                };
+                for i in 0..span {
+                    if slot.contains(first + i) {
+                        let page_hva = hva + i * PAGE_SIZE;
+                        self.ghost
+                            .check_pfn_fresh(page_hva, pfn + i, first + i, snapshot);
+                    }
+                }
                 page.ghost.installed_at(index, self.ghost.tick());
-                page.sptes[index].store(Spte::leaf(pfn, write), Ordering::Release);
-                if let Err(violation) = slot.rmap.add(&lk, &guard, slot.rmap_index(gfn), sptep) {
+                let new = if level > 1 {
+                    Spte::large_leaf(pfn, write)
+                } else {
+                    Spte::leaf(pfn, write)
+                };
+                page.sptes[index].store(new, Ordering::Release);
+                let rmap_level = if self.config.mutant_is(Mutant::LargeSpteInSmallRmap) {
+                    1
+                } else {
+                    level
+                };
+                let head = slot.gfn_to_rmap(first, rmap_level).unwrap_or(usize::MAX);
+                if let Err(violation) = slot.rmap.add(&lk, &guard, head, sptep) {
                     self.ghost.record(violation);
                 }
                 self.event(actor, || What::InstallLeaf { gfn, sp: id, pfn });
                 self.audit_point(&lk, &guard, AuditPoint::AfterFault);
-                Fault::Mapped { pfn: Pfn(pfn) }
+                Fault::Mapped {
+                    pfn: Pfn(pfn + offset),
+                }
             }
             Target::Mmio { generation } => {
                 // The ghost half records the generation of the slots the
@@ -296,6 +381,40 @@ impl Vm {
                 Fault::Mmio
             }
         }
+    }
+
+    /// `mapping_level` (3.11; `kvm_mmu_max_mapping_level` today): whether
+    /// the fault on `gfn` may map the large page at level 2 that holds it,
+    /// and if so its first pfn and host address. Both must allow it:
+    /// - the slot: the large page's `disallow_lpage` is 0 (3.11's
+    ///   `has_wrprotected_page` reads `write_count`). `kvm_arch_create_memslot`
+    ///   disallowed the partial large pages at the slot's ends, so an allowed
+    ///   one lies wholly inside the slot;
+    /// - the host: one large host page backs the range
+    ///   ([`HostMm::large_pfn`](crate::host::HostMm::large_pfn), the
+    ///   `host_pfn_mapping_level` half).
+    ///
+    /// Read before `mmu_lock`, as the kernel does: `mmu_notifier_retry`
+    /// makes the fault retry if a notifier changed the host since.
+    fn mapping_level(&self, slot: &Memslot, gfn: u64) -> Option<(u64, u64)> {
+        if !self.config.large_pages || self.config.levels < 2 {
+            return None;
+        }
+        let index = slot.lpage_info.index(slot.base_gfn, gfn)?;
+        if slot.lpage_info.disallow_lpage(index) != 0
+            && !self.config.mutant_is(Mutant::LargeIgnoresDisallowLpage)
+        {
+            return None;
+        }
+        let count = self.config.spte_count as u64;
+        let first = self.child_gfn(gfn, 1);
+        // The first page's host address, even below the slot (only the
+        // mutant gets there: an allowed large page is inside the slot).
+        let hva = slot
+            .userspace_addr
+            .checked_add(first.checked_sub(slot.base_gfn)? * PAGE_SIZE)?;
+        let pfn = self.host.large_pfn(hva, count)?;
+        Some((pfn, hva))
     }
 
     fn retry(&self, actor: Actor, gfn: u64, reason: RetryReason) -> Fault {

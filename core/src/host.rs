@@ -5,7 +5,7 @@
 //! page gets a new pfn, so any translation to the old pfn is stale from then on.
 //! This is the environment, not the protocol, so it is ghost state.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::addr::Hva;
 use crate::error::MmuError;
@@ -37,7 +37,8 @@ pub struct HostMm {
 
 #[derive(Debug, Default)]
 struct HostPages {
-    remapped: HashMap<u64, u64>,
+    /// Ordered, so that a large page's range is one lookup.
+    remapped: BTreeMap<u64, u64>,
     fresh: u64,
 }
 
@@ -58,6 +59,25 @@ impl HostMm {
                 .copied()
                 .unwrap_or(page & (FIRST_FRESH_PFN - 1))
         })
+    }
+
+    /// The first pfn of the large host page backing the `count` pages from
+    /// `hva` on, if one does: the host's `host_pfn_mapping_level` (3.11's
+    /// `host_mapping_level`, which `kvm_mmu_max_mapping_level` consults) sees a
+    /// huge page there. fastzap's host backs a range with one large page when
+    /// `hva`'s page number is a multiple of `count` and no page in the range
+    /// was ever remapped (a remap by an invalidation or `change_pte` splits
+    /// it for good): the pfns are then the page numbers, contiguous and
+    /// aligned. `count` is a power of two.
+    pub fn large_pfn(&self, hva: u64, count: u64) -> Option<u64> {
+        let page = hva >> 12;
+        let end = page.checked_add(count)?;
+        if !page.is_multiple_of(count) || end > Hva::LIMIT.0 >> 12 {
+            return None;
+        }
+        self.pages
+            .with(|p| p.remapped.range(page..end).next().is_none())
+            .then_some(page)
     }
 
     /// The host remaps every page in `[start, end)`; their old pfns are dead.

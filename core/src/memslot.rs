@@ -10,13 +10,14 @@
 
 use crate::addr::{Gfn, Hva, PAGE_SIZE};
 use crate::ids::SlotId;
-use crate::lockdep::MmuLockHeld;
 use crate::rmap::Rmap;
 use crate::sync::Arc;
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, Ordering};
 
 mod hva_index;
+mod lpage;
 use hva_index::HvaIndex;
+pub(crate) use lpage::LpageInfo;
 
 /// `KVM_MEMSLOT_INVALID`: the slot is being deleted or moved. Faults on it retry.
 pub(crate) const SLOT_INVALID: u32 = 1 << 16;
@@ -46,50 +47,6 @@ pub struct SlotSpec {
     pub npages: u64,
     /// The host virtual address of the first page (page aligned).
     pub userspace_addr: Hva,
-}
-
-/// `slot->arch.lpage_info[]`: per large page spanned by the slot, the
-/// `disallow_lpage` count. Its length depends on the slot's base alignment, which
-/// is why a MOVE must allocate a new one (bug 10).
-#[doc(alias = "kvm_lpage_info")]
-#[derive(Debug)]
-pub(crate) struct LpageInfo {
-    /// The large-page shift in gfns (`log2(spte_count)`).
-    shift: u32,
-    /// `disallow_lpage` per large page.
-    disallow: Box<[AtomicU64]>,
-}
-
-impl LpageInfo {
-    /// Sizes the array for a slot at `base_gfn` of `npages`. Partial large pages
-    /// at either end are disallowed, as `kvm_arch_create_memslot` does.
-    pub(crate) fn new(base_gfn: u64, npages: u64, shift: u32) -> LpageInfo {
-        let first = base_gfn >> shift;
-        let last = (base_gfn + npages - 1) >> shift;
-        let disallow: Box<[AtomicU64]> = (first..=last).map(|_| AtomicU64::new(0)).collect();
-        let mask = (1u64 << shift) - 1;
-        if base_gfn & mask != 0 {
-            disallow[0].fetch_add(1, Ordering::Relaxed);
-        }
-        if (base_gfn + npages) & mask != 0 {
-            disallow[disallow.len() - 1].fetch_add(1, Ordering::Relaxed);
-        }
-        LpageInfo { shift, disallow }
-    }
-
-    /// The index of `gfn`'s large page in this array, if the array covers it.
-    pub(crate) fn index(&self, slot_base: u64, gfn: u64) -> Option<usize> {
-        let index = (gfn >> self.shift).checked_sub(slot_base >> self.shift)?;
-        let index = usize::try_from(index).ok()?;
-        (index < self.disallow.len()).then_some(index)
-    }
-
-    /// Resets every count (`kvm_clear_all_lpage_info`), under `mmu_lock`.
-    pub(crate) fn reset(&self, _held: &impl MmuLockHeld) {
-        for count in self.disallow.iter() {
-            count.store(0, Ordering::Relaxed);
-        }
-    }
 }
 
 /// `struct kvm_memory_slot`.

@@ -326,14 +326,15 @@ impl Vm {
     /// `kvm_arch_create_memslot`: a new rmap and `lpage_info` for a slot at
     /// `base_gfn` of `npages`.
     fn new_slot_arrays(&self, base_gfn: u64, npages: u64) -> (Arc<Rmap>, Arc<LpageInfo>) {
+        let lpage_info = LpageInfo::new(base_gfn, npages, self.config.index_bits());
         (
             Arc::new(Rmap::new(
-                npages as usize,
+                Memslot::rmap_len(npages, &lpage_info, self.config.large_pages),
                 self.config.desc_capacity,
                 self.config.mutant_is(Mutant::RemoveOnlyRmapCompacts),
                 self.ghost.clone(),
             )),
-            Arc::new(LpageInfo::new(base_gfn, npages, self.config.index_bits())),
+            Arc::new(lpage_info),
         )
     }
 

@@ -200,11 +200,31 @@ pub enum Mutant {
     /// flushes nothing, and returns; the host takes the page back while a
     /// vCPU's TLB still maps it (I4 through a TLB hit). Only a race shows it.
     InvalidateRangeFlushAfterUnlock,
+    /// Large pages: the fault enters a large spte in the level-1 rmap head of
+    /// its first gfn instead of the level-2 head of its large page. 3.11's
+    /// `rmap_add` files a spte under `__gfn_to_rmap(gfn, sp->role.level,
+    /// slot)`, one array per level (`slot->arch.rmap[level - 1]`). Breaks I1: the
+    /// spte sits on the wrong level's head, and a notifier on any other gfn
+    /// of the large page misses it.
+    LargeSpteInSmallRmap,
+    /// Large pages: `invalidate_range` walks only the level-1 rmaps, as
+    /// `kvm_handle_hva` did before it iterated every level
+    /// (`kvm_handle_hva_range`'s `for (j = PT_PAGE_TABLE_LEVEL; ...)`): a
+    /// large spte over the range survives it. Breaks I4 (the range is left
+    /// mapped when the invalidation returns).
+    NotifierMissesLargeSpte,
+    /// Large pages: `mapping_level` ignores `disallow_lpage` (in 3.11,
+    /// `has_wrprotected_page`'s `write_count`), so a slot whose last large
+    /// page is partial maps it large anyway, and gfns past the slot's end
+    /// translate to host memory. The kernel's guard is the slot-end
+    /// alignment `kvm_arch_create_memslot` counts in. Breaks I4: a gfn no
+    /// slot maps is mapped to a pfn.
+    LargeIgnoresDisallowLpage,
 }
 
 impl Mutant {
     /// Every mutant, in bug-number order.
-    pub const ALL: [Mutant; 36] = [
+    pub const ALL: [Mutant; 39] = [
         Mutant::SkipRmapForObsolete,
         Mutant::ReloadOutsideLock,
         Mutant::FreeWithoutGrace,
@@ -241,6 +261,9 @@ impl Mutant {
         Mutant::ZapRootWithoutReload,
         Mutant::BumpWithoutReload,
         Mutant::InvalidateRangeFlushAfterUnlock,
+        Mutant::LargeSpteInSmallRmap,
+        Mutant::NotifierMissesLargeSpte,
+        Mutant::LargeIgnoresDisallowLpage,
     ];
 
     /// The mutant's index in [`Mutant::ALL`]. The `match` names every
@@ -289,6 +312,9 @@ impl Mutant {
             Mutant::ZapRootWithoutReload => 33,
             Mutant::BumpWithoutReload => 34,
             Mutant::InvalidateRangeFlushAfterUnlock => 35,
+            Mutant::LargeSpteInSmallRmap => 36,
+            Mutant::NotifierMissesLargeSpte => 37,
+            Mutant::LargeIgnoresDisallowLpage => 38,
         }
     }
 

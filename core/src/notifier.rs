@@ -59,13 +59,21 @@ impl Vm {
         let targets = self.hva_targets(&lk, start, end);
         let mut unmapped = 0;
         for (slot, gfn) in &targets {
-            for sptep in slot.rmap.entries(&guard, slot.rmap_index(*gfn)) {
-                if self.config.mutant_is(Mutant::NotifierSkipsObsolete)
-                    && self.is_obsolete_ptr(&lk, &guard, sptep.page)
-                {
-                    continue;
+            // Every level's rmap: a large spte over the gfn goes whole.
+            let levels = if self.config.mutant_is(Mutant::NotifierMissesLargeSpte) {
+                1
+            } else {
+                2
+            };
+            for head in slot.rmap_heads(*gfn).take(levels) {
+                for sptep in slot.rmap.entries(&guard, head) {
+                    if self.config.mutant_is(Mutant::NotifierSkipsObsolete)
+                        && self.is_obsolete_ptr(&lk, &guard, sptep.page)
+                    {
+                        continue;
+                    }
+                    unmapped += usize::from(self.unmap_one(&lk, &guard, slot, *gfn, head, sptep));
                 }
-                unmapped += usize::from(self.unmap_one(&lk, &guard, slot, *gfn, sptep));
             }
         }
         let late = self
@@ -195,9 +203,17 @@ impl Vm {
         let targets = self.hva_targets(&lk, page, end);
         let mut changed = 0;
         for (slot, gfn) in &targets {
-            for sptep in slot.rmap.entries(&guard, slot.rmap_index(*gfn)) {
+            // A large spte over the page is dropped whole (the host page is
+            // no longer part of a large one), and counted.
+            if let Some(head) = slot.gfn_to_rmap(*gfn, 2) {
+                for sptep in slot.rmap.entries(&guard, head) {
+                    changed += usize::from(self.unmap_one(&lk, &guard, slot, *gfn, head, sptep));
+                }
+            }
+            let head = slot.rmap_index(*gfn);
+            for sptep in slot.rmap.entries(&guard, head) {
                 if slot.rmap.is_remove_only() {
-                    self.unmap_one(&lk, &guard, slot, *gfn, sptep);
+                    self.unmap_one(&lk, &guard, slot, *gfn, head, sptep);
                     continue;
                 }
                 let page = sptep.page.get(&guard);
@@ -236,8 +252,18 @@ impl Vm {
         let guard = self.reclaimer.pin();
         let lk = self.lock_mmu(Actor::Notifier);
         let mut young = false;
+        let entries = |slot: &Memslot, gfn: u64| {
+            slot.rmap_heads(gfn)
+                .flat_map(|head| {
+                    slot.rmap
+                        .entries(&guard, head)
+                        .into_iter()
+                        .map(move |s| (head, s))
+                })
+                .collect::<Vec<_>>()
+        };
         for (slot, gfn) in self.hva_targets(&lk, start, end) {
-            for sptep in slot.rmap.entries(&guard, slot.rmap_index(gfn)) {
+            for (head, sptep) in entries(&slot, gfn) {
                 let spte = sptep.spte(&guard);
                 if slot.rmap.is_remove_only() {
                     if self.config.mutant_is(Mutant::NotifierRewritesInvalidRmap) && clear {
@@ -257,7 +283,7 @@ impl Vm {
                             });
                         }
                     } else {
-                        self.unmap_one(&lk, &guard, &slot, gfn, sptep);
+                        self.unmap_one(&lk, &guard, &slot, gfn, head, sptep);
                     }
                     continue;
                 }
@@ -309,16 +335,18 @@ impl Vm {
             .collect()
     }
 
+    /// Unmaps `sptep`, found on rmap head `head` while handling `gfn`.
     fn unmap_one(
         &self,
         lk: &MmuLock<'_>,
         guard: &Guard<'_>,
         slot: &Memslot,
         gfn: u64,
+        head: usize,
         sptep: SptePtr,
     ) -> bool {
         let old = sptep.spte(guard).swap(0, Ordering::AcqRel);
-        slot.rmap.remove(lk, guard, slot.rmap_index(gfn), sptep);
+        slot.rmap.remove(lk, guard, head, sptep);
         let sp = sptep.page.get(guard).body().id;
         self.event(lk.actor, || What::Unmap { gfn, sp });
         Spte::is_leaf(old)

@@ -143,7 +143,15 @@ impl Vm {
     ) {
         match self.gfn_to_slot(lk, gfn) {
             Some(slot) => {
-                let found = slot.rmap.remove(lk, guard, slot.rmap_index(gfn), sptep);
+                // `__gfn_to_rmap(gfn, sp->role.level, slot)`. Without large
+                // pages every leaf is at level 1 (and the body is not read).
+                let level = if self.config.large_pages {
+                    sptep.page.get(guard).body().role.level
+                } else {
+                    1
+                };
+                let head = slot.gfn_to_rmap(gfn, level).unwrap_or(usize::MAX);
+                let found = slot.rmap.remove(lk, guard, head, sptep);
                 if !found && !slot.rmap.is_remove_only() {
                     self.ghost.violate(Invariant::I1, || {
                         format!(

@@ -11,6 +11,7 @@
 //! | 2 `LEAF` | 0 | 1 | 0 | 0 |
 //! | 3 `ACCESSED` | | A bit | | |
 //! | 4 `WRITABLE` | | W bit | | |
+//! | 7 `PT_PAGE_SIZE_MASK` | | large page (a leaf above level 1) | | |
 //! | 12..63 | | pfn | child page address (bits 4..63) | memslots generation (masked, bits 12..31); ghost full generation (bits 32..63) |
 //!
 //! The ghost half of an MMIO spte is for the audit (I7) only: the protocol
@@ -45,6 +46,12 @@ pub const LEAF: u64 = 1 << 2;
 pub const ACCESSED: u64 = 1 << 3;
 /// `PT_WRITABLE_MASK`.
 pub const WRITABLE: u64 = 1 << 4;
+
+/// `PT_PAGE_SIZE_MASK`: set in a leaf above level 1, a large page whose pfn
+/// is the first of `spte_count` contiguous, aligned ones. Bit 7, as on x86;
+/// only leaves carry it (a non-leaf spte's bits 4 to 63 are its child's
+/// address).
+pub const PT_PAGE_SIZE_MASK: u64 = 1 << 7;
 
 const PFN_SHIFT: u32 = 12;
 const FLAG_BITS: u64 = 0xf;
@@ -102,6 +109,17 @@ impl Spte {
     /// Encodes a present leaf.
     pub fn leaf(pfn: u64, writable: bool) -> u64 {
         (pfn << PFN_SHIFT) | PRESENT | LEAF | if writable { WRITABLE } else { 0 }
+    }
+
+    /// Encodes a present large leaf (`PT_PAGE_SIZE_MASK` set) mapping the
+    /// large page whose first pfn is `pfn`.
+    pub fn large_leaf(pfn: u64, writable: bool) -> u64 {
+        Spte::leaf(pfn, writable) | PT_PAGE_SIZE_MASK
+    }
+
+    /// `is_large_pte`: whether the raw spte is a present large leaf.
+    pub fn is_large_pte(raw: RawSpte) -> bool {
+        Spte::is_leaf(raw) && raw.bits() & PT_PAGE_SIZE_MASK != 0
     }
 
     /// Encodes a non-leaf spte for the child page `child` (a page's word,

@@ -369,6 +369,13 @@ impl Vm {
                     writable,
                     accessed,
                 } => {
+                    // A large leaf (`is_large_pte`, above level 1) maps
+                    // `gfn` at its offset in the large page.
+                    let pfn = if level > 1 && Spte::is_large_pte(raw) {
+                        pfn + (gfn - self.child_gfn(gfn, level - 1))
+                    } else {
+                        pfn
+                    };
                     if !accessed {
                         // The hardware sets the accessed bit, only on a present spte.
                         let _ = page.sptes[index].compare_exchange(

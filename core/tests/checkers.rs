@@ -116,6 +116,21 @@ const CASES: &[Case] = &[
         scenario: tlb::bump_without_reload,
         expect: Expect::Audit(Invariant::I4),
     },
+    Case {
+        mutant: Mutant::LargeSpteInSmallRmap,
+        scenario: large_spte_in_small_rmap,
+        expect: Expect::Audit(Invariant::I1),
+    },
+    Case {
+        mutant: Mutant::NotifierMissesLargeSpte,
+        scenario: notifier_misses_large_spte,
+        expect: Expect::Audit(Invariant::I4),
+    },
+    Case {
+        mutant: Mutant::LargeIgnoresDisallowLpage,
+        scenario: large_ignores_disallow_lpage,
+        expect: Expect::Audit(Invariant::I4),
+    },
 ];
 
 /// Mutants no sequential scenario can expose, and the interleaving each needs.
@@ -516,6 +531,50 @@ fn defer_never_drains(mutant: Option<Mutant>) -> Vm {
     vm
 }
 
+/// The model's configuration with large pages: 2 sptes per page, so a large
+/// page is 2 gfns, mapped by a leaf in the (level-2) root.
+fn large(mutant: Option<Mutant>) -> Config {
+    let mut cfg = cfg(mutant);
+    cfg.large_pages = true;
+    cfg
+}
+
+/// Large pages: a fault maps gfns 0 and 1 with one large spte; the mutant
+/// files it on gfn 0's level-1 head, where the audit's I1 sees a level-2
+/// spte.
+fn large_spte_in_small_rmap(mutant: Option<Mutant>) -> Vm {
+    let vm = vm(large(mutant));
+    vm.create_memslot(slot(0, 0, 4)).unwrap();
+    enter_all(&vm);
+    vm.page_fault(V0, Gfn(1), true).unwrap();
+    vm
+}
+
+/// Large pages: gfns 0 and 1 mapped large, then the host takes gfn 1's page.
+/// The mutant's `invalidate_range` walks only the level-1 rmaps: as it
+/// returns, the large spte still maps gfn 1 (I4).
+fn notifier_misses_large_spte(mutant: Option<Mutant>) -> Vm {
+    let vm = vm(large(mutant));
+    let spec = slot(0, 0, 4);
+    vm.create_memslot(spec).unwrap();
+    enter_all(&vm);
+    vm.page_fault(V0, Gfn(0), false).unwrap();
+    let page = hva(&spec, 1);
+    vm.invalidate_range(page, page + PAGE).unwrap();
+    vm
+}
+
+/// Large pages: a 3-page slot's second large page (gfns 2 and 3) is partial,
+/// so `disallow_lpage` forbids it. The mutant maps it large anyway: gfn 3,
+/// which no slot maps, translates to host memory (I4).
+fn large_ignores_disallow_lpage(mutant: Option<Mutant>) -> Vm {
+    let vm = vm(large(mutant));
+    vm.create_memslot(slot(0, 0, 3)).unwrap();
+    enter_all(&vm);
+    vm.page_fault(V0, Gfn(2), false).unwrap();
+    vm
+}
+
 // ----- the harness ----------------------------------------------------------------
 
 fn case(mutant: Mutant) -> &'static Case {
@@ -750,4 +809,19 @@ fn bug14_mmio_gen_from_new_slots_under_a_race() {
     let (caught, faults) = race(Some(Mutant::MmioGenFromNewSlots), 20_000);
     assert!(caught > 0, "not caught ({faults} rounds)");
     println!("MmioGenFromNewSlots: caught after {faults} rounds; clean: {clean_faults} rounds");
+}
+
+#[test]
+fn lpage_large_spte_in_small_rmap() {
+    check(Mutant::LargeSpteInSmallRmap);
+}
+
+#[test]
+fn lpage_notifier_misses_large_spte() {
+    check(Mutant::NotifierMissesLargeSpte);
+}
+
+#[test]
+fn lpage_large_ignores_disallow_lpage() {
+    check(Mutant::LargeIgnoresDisallowLpage);
 }

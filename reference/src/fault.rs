@@ -6,7 +6,9 @@
 //! where none does (and caches it), `Retry(NoRoot)` before the first
 //! `handle_requests` and `Retry(ObsoleteRoot)` while the root is obsolete.
 //! `Retry(InvalidSlot)` and `Retry(NotifierRace)` need an overlapping memslot
-//! update or notifier ([`Overlap`]), so one caller never sees them.
+//! update or notifier ([`Overlap`]), so one caller never sees them. Where a
+//! fault may map a large page, the other gfns of the large page become
+//! possible leaves ([`Reference::large_page`]).
 
 use fastzap::{Fault, MmuError, RetryReason, VcpuId};
 
@@ -120,6 +122,7 @@ impl Reference {
                         certain: true,
                     },
                 );
+                self.link_large_page(sp, gfn);
                 Ok(())
             }
             (Fault::Mmio, None) => {
@@ -138,6 +141,131 @@ impl Reference {
             (got, slot) => Err(format!(
                 "fault(vcpu{v}, gfn {gfn}) = {got:?} but the gfn's slot is {slot:?}"
             )),
+        }
+    }
+
+    /// After a fault mapped `gfn` in address space `sp`: if it may have
+    /// mapped `gfn`'s large page (or found a large spte there), each other gfn
+    /// of the large page may now be mapped by that spte (a possible leaf, at
+    /// the current pfn of its host page), and the fault may have made it
+    /// writable. A certain leaf stays certain: it is either small, and the
+    /// fault did not touch it, or the same large spte, which the fault found.
+    fn link_large_page(&mut self, sp: usize, gfn: u64) {
+        for g in self.large_neighbours(gfn) {
+            let leaves = &mut self.spaces[sp].leaves;
+            match leaves.get_mut(&g) {
+                Some(l) if l.certain => l.writable = l.writable.filter(|w| *w),
+                Some(l) => {
+                    l.writable = None;
+                    l.accessed = None;
+                }
+                None => {
+                    leaves.insert(
+                        g,
+                        Leaf {
+                            pfn: None,
+                            writable: None,
+                            accessed: None,
+                            certain: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fastzap::{Config, Gfn, Hva, Pfn, SlotId, SlotSpec, Translation, VcpuId, Vm};
+
+    use crate::call::apply_shared;
+    use crate::op::{Op, Outcome};
+    use crate::state::Reference;
+
+    const V0: VcpuId = VcpuId(0);
+
+    /// 4 sptes per page and 2 levels: a large page is 4 gfns. A slot of
+    /// `npages` at gfn 0, backed from host page 16 (aligned).
+    fn setup(large_pages: bool, npages: u64) -> (Vm, Reference) {
+        let mut config = Config::model();
+        (config.spte_count, config.large_pages) = (4, large_pages);
+        let vm = Vm::new(config.clone()).unwrap();
+        let mut r = Reference::new(&config);
+        let slot = SlotSpec {
+            id: SlotId(0),
+            base_gfn: Gfn(0),
+            npages,
+            userspace_addr: Hva(16 * 4096),
+        };
+        for op in [Op::CreateSlot(slot), Op::HandleRequests(V0)] {
+            let got = apply_shared(&vm, &op);
+            r.step(&op, &got).unwrap();
+        }
+        (vm, r)
+    }
+
+    fn run(vm: &Vm, r: &mut Reference, op: Op) -> Outcome {
+        let got = apply_shared(vm, &op);
+        r.step(&op, &got).unwrap_or_else(|d| panic!("{op:?}: {d}"));
+        got
+    }
+
+    fn translate(gfn: u64) -> Op {
+        Op::Translate { vcpu: V0, gfn }
+    }
+
+    fn mapped(pfn: u64, writable: bool) -> Outcome {
+        Outcome::Translation(Ok(Translation::Mapped {
+            pfn: Pfn(pfn),
+            writable,
+        }))
+    }
+
+    #[test]
+    fn a_large_fault_maps_its_neighbours_and_the_reference_admits_them() {
+        let (vm, mut r) = setup(true, 4);
+        let fault = Op::PageFault {
+            vcpu: V0,
+            gfn: 1,
+            write: true,
+        };
+        run(&vm, &mut r, fault.clone());
+        // The neighbour translates without a fault of its own, writable.
+        let got = run(&vm, &mut r, translate(2));
+        assert_eq!(got, mapped(18, true));
+        // A small mapping there would have been a miss: admitted too.
+        let (_, mut before) = setup(true, 4);
+        let got = apply_shared(&vm, &fault);
+        before.step(&fault, &got).unwrap();
+        assert!(
+            before
+                .step(&translate(2), &Outcome::Translation(Ok(Translation::Miss)))
+                .is_ok()
+        );
+        // One large spte over gfns 1 to 3: one unmapped, not two.
+        let range = Op::InvalidateRange {
+            start: 17 * 4096,
+            end: 19 * 4096,
+        };
+        assert!(r.clone().step(&range, &Outcome::Count(Ok(0))).is_err());
+        assert_eq!(run(&vm, &mut r, range), Outcome::Count(Ok(1)));
+    }
+
+    #[test]
+    fn without_a_large_page_the_neighbour_is_not_mapped() {
+        // Large pages off, or a partial large page (3 of 4 gfns).
+        for (large_pages, npages) in [(false, 4), (true, 3)] {
+            let (vm, mut r) = setup(large_pages, npages);
+            let fault = Op::PageFault {
+                vcpu: V0,
+                gfn: 1,
+                write: true,
+            };
+            run(&vm, &mut r, fault.clone());
+            assert!(r.clone().step(&translate(2), &mapped(18, true)).is_err());
+            let got = run(&vm, &mut r, translate(2));
+            assert_eq!(got, Outcome::Translation(Ok(Translation::Miss)));
         }
     }
 }

@@ -30,6 +30,16 @@ impl Host {
         *self.versions.entry(page).or_insert(0) += 1;
     }
 
+    /// Whether none of the `count` pages from `page` on was ever remapped:
+    /// fastzap's host then backs them with one large page if `page` is a
+    /// multiple of `count` (`HostMm::large_pfn`).
+    pub(crate) fn never_remapped(&self, page: u64, count: u64) -> bool {
+        self.versions
+            .range(page..page.saturating_add(count))
+            .next()
+            .is_none()
+    }
+
     /// Checks that `pfn` is the pfn of `hva` now: consistent with what was
     /// seen before for the same page and version, and different from the pfn of
     /// any other page or version.

@@ -34,11 +34,19 @@ impl Reference {
         let (certain, possible) = self.leaf_bounds(&gfns);
         let possible = if self.zapping() { usize::MAX } else { possible };
         ensure(certain <= unmapped && unmapped <= possible, || {
+            // Fewer than the certain leaves: a spte of the range survived the
+            // invalidation, which SPEC.md's I4 forbids.
+            let i4 = if unmapped < certain {
+                "I4 no stale translation: "
+            } else {
+                ""
+            };
             format!(
-                "invalidate_range({start:#x}, {end:#x}) unmapped {unmapped}, \
+                "{i4}invalidate_range({start:#x}, {end:#x}) unmapped {unmapped}, \
                  expected {certain}..={possible}"
             )
         })?;
+        self.unlink_large_pages(&gfns, false);
         self.remove_leaves(&gfns);
         // The host remaps the pages that back a slot (once per slot
         // gfn): only those can be mapped by an spte. A page that backs
@@ -78,15 +86,20 @@ impl Reference {
         ensure(certain <= changed && changed <= possible, || {
             format!("change_pte({hva:#x}) changed {changed}, expected {certain}..={possible}")
         })?;
+        // A large spte over the page is dropped whole: the page's own leaf
+        // may be gone, and the rest of its large page with it.
+        let large: Vec<bool> = gfns.iter().map(|g| self.large_page(*g).is_some()).collect();
+        self.unlink_large_pages(&gfns, false);
         self.host.remap_page(page);
         // The new pfn is learned when a fault or a translation shows it;
         // the leaves keep pointing at it, read-only and not accessed.
         for s in &mut self.spaces {
-            for g in &gfns {
+            for (g, large) in gfns.iter().zip(&large) {
                 if let Some(l) = s.leaves.get_mut(g) {
                     l.pfn = None;
                     l.writable = Some(false);
                     l.accessed = Some(false);
+                    l.certain &= !large;
                 }
             }
         }
@@ -108,6 +121,7 @@ impl Reference {
         }
         let young = expect_ok(r)?;
         self.young(start, end, young)?;
+        self.unlink_large_pages(&self.gfns_in_hva(start, end), true);
         for g in self.gfns_in_hva(start, end) {
             for s in &mut self.spaces {
                 if let Some(l) = s.leaves.get_mut(&g) {
@@ -176,15 +190,44 @@ impl Reference {
         }
     }
 
-    /// (certain, possible) leaves over every address space for `gfns`.
+    /// A notifier reached `gfns`: the other gfns of their large pages (those
+    /// that may be mapped large) may have been mapped by a large spte it
+    /// dropped whole (or, with `aged`, whose accessed bit it cleared). Their
+    /// leaves become possible, with unknown bits. Run before the host remaps.
+    fn unlink_large_pages(&mut self, gfns: &[u64], aged: bool) {
+        let mut others: Vec<u64> = gfns
+            .iter()
+            .flat_map(|g| self.large_neighbours(*g))
+            .collect();
+        others.retain(|g| !gfns.contains(g));
+        for s in &mut self.spaces {
+            for g in &others {
+                if let Some(l) = s.leaves.get_mut(g) {
+                    l.accessed = None;
+                    if !aged {
+                        l.writable = None;
+                        l.certain = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// (certain, possible) leaves over every address space for `gfns`. The
+    /// certain leaves of one large page that may be mapped large may all be
+    /// one large spte: they count once.
     fn leaf_bounds(&self, gfns: &[u64]) -> (usize, usize) {
         let mut certain = 0;
         let mut possible = 0;
         for s in &self.spaces {
+            let mut large_pages = std::collections::BTreeSet::new();
             for g in gfns {
                 if let Some(l) = s.leaves.get(g) {
                     possible += 1;
-                    certain += usize::from(l.certain);
+                    match self.large_page(*g) {
+                        Some(r) if l.certain => certain += usize::from(large_pages.insert(r.start)),
+                        _ => certain += usize::from(l.certain),
+                    }
                 }
             }
         }

@@ -109,6 +109,9 @@ pub struct Reference {
     pub(crate) mmio_mask: u64,
     pub(crate) address_spaces: usize,
     pub(crate) deletion: DeletionStrategy,
+    /// Gfns per large page, if faults may map large pages
+    /// (`Config::large_pages`, with more than one level).
+    pub(crate) large: Option<u64>,
     /// The slots, sorted by base gfn.
     pub slots: Vec<SlotSpec>,
     /// The memslots generation.
@@ -166,6 +169,7 @@ impl Hash for Reference {
         self.mmio_mask.hash(state);
         self.address_spaces.hash(state);
         matches!(self.deletion, DeletionStrategy::Merged311).hash(state);
+        self.large.hash(state);
         for s in self.slots.iter().chain(&self.zombies) {
             (s.id, s.base_gfn, s.npages, s.userspace_addr).hash(state);
         }
@@ -190,6 +194,7 @@ impl Reference {
             mmio_mask: (1u64 << config.mmio_gen_bits) - 1,
             address_spaces: usize::from(config.address_spaces),
             deletion: config.deletion,
+            large: (config.large_pages && config.levels > 1).then_some(config.spte_count as u64),
             slots: Vec::new(),
             slots_generation: 0,
             mmu_valid_gen: 0,
@@ -256,5 +261,34 @@ impl Reference {
     /// The host address of `gfn` in `slot`.
     pub(crate) fn hva_of(slot: &SlotSpec, gfn: u64) -> u64 {
         slot.userspace_addr.0 + (gfn - slot.base_gfn.0) * PAGE_SIZE
+    }
+
+    /// The gfns of `gfn`'s large page, if a fault on `gfn` may map it large
+    /// now (`core/src/fault.rs`, `mapping_level`): large pages are on, the
+    /// large page lies wholly inside the slot backing `gfn` (its
+    /// `disallow_lpage` is 0), and one large host page backs it (its first
+    /// host page is aligned and none of its pages was remapped). Whether the
+    /// fault does map it large depends on whether a page table of small
+    /// sptes is already there, which the reference does not track: the
+    /// gfns of such a large page are linked, each may be mapped by the
+    /// spte of another.
+    pub(crate) fn large_page(&self, gfn: u64) -> Option<std::ops::Range<u64>> {
+        let count = self.large?;
+        let slot = self.backing_slot(gfn)?;
+        let first = gfn & !(count - 1);
+        let (base, end) = (slot.base_gfn.0, slot.base_gfn.0 + slot.npages);
+        if first < base || first + count > end {
+            return None;
+        }
+        let page = Self::hva_of(slot, first) / PAGE_SIZE;
+        (page.is_multiple_of(count) && self.host.never_remapped(page, count))
+            .then_some(first..first + count)
+    }
+
+    /// The other gfns of `gfn`'s large page, if it may be mapped large.
+    pub(crate) fn large_neighbours(&self, gfn: u64) -> Vec<u64> {
+        self.large_page(gfn)
+            .map(|r| r.filter(|g| *g != gfn).collect())
+            .unwrap_or_default()
     }
 }

@@ -296,6 +296,24 @@ pub const ZOO: &[ZooRow] = &[
         Loom("litmus_l2b_mutant_walk_spte_load_relaxed"),
     )),
     protocol(
+        Mutant::LargeSpteInSmallRmap,
+        "__gfn_to_rmap per level (large pages)",
+        I1,
+        Native(MutantRun::Stress),
+    ),
+    protocol(
+        Mutant::NotifierMissesLargeSpte,
+        "kvm_handle_hva_range, every level (large pages)",
+        I4,
+        Native(MutantRun::Conformance),
+    ),
+    protocol(
+        Mutant::LargeIgnoresDisallowLpage,
+        "has_wrprotected_page / disallow_lpage (large pages)",
+        I4,
+        Native(MutantRun::Conformance),
+    ),
+    protocol(
         Mutant::RequestBitRelaxed,
         "litmus L3 (request bit)",
         I7,

@@ -19,6 +19,8 @@ use crate::sync::{Guard, Ordering};
 use crate::vcpu::VcpuMode;
 use crate::vm::Vm;
 
+use super::leaf_gfns;
+
 /// Addresses of the pages in the page table: an rmap entry or spte pointing
 /// anywhere else points at retired memory, and is reported without touching it.
 pub(super) fn live_pages(lk: &MmuLock<'_>) -> HashSet<usize> {
@@ -52,8 +54,10 @@ fn all_slots(vm: &Vm, lk: &MmuLock<'_>) -> Vec<Memslot> {
 }
 
 /// I1 rmap integrity: every present leaf spte of a live page is on exactly one
-/// rmap, the one for its gfn's slot; every rmap entry points to a present leaf
-/// spte, of the gfn the entry is filed under, in a page that is not freed.
+/// rmap head, its gfn's slot's head of its level (a large spte: the level-2
+/// head of its large page, `__gfn_to_rmap`); every rmap entry points to a
+/// present leaf spte of the head's level, of the gfn the entry is filed under,
+/// in a page that is not freed.
 pub(crate) fn check_i1_rmap_integrity(
     vm: &Vm,
     lk: &MmuLock<'_>,
@@ -62,19 +66,19 @@ pub(crate) fn check_i1_rmap_integrity(
     let mut out = Vec::new();
     let v = |detail: String| Violation::new(Invariant::I1, detail);
     let live = live_pages(lk);
-    let mut on_rmaps: HashMap<u64, Vec<(u16, u64)>> = HashMap::new();
+    let mut on_rmaps: HashMap<u64, Vec<(u16, u64, u8)>> = HashMap::new();
     let mut seen_slot_ids = HashSet::new();
     for slot in all_slots(vm, lk) {
         if !seen_slot_ids.insert((slot.id, slot.base_gfn)) {
             continue;
         }
         for index in 0..slot.rmap.len() {
-            let gfn = slot.base_gfn.saturating_add(index as u64);
+            let (level, gfn) = slot.rmap_head(index);
             for sptep in slot.rmap.entries(guard, index) {
                 on_rmaps
                     .entry(sptep.pack())
                     .or_default()
-                    .push((slot.id.0, gfn));
+                    .push((slot.id.0, gfn, level));
                 if !live.contains(&sptep.page.addr()) {
                     out.push(v(format!(
                         "slot {} gfn {gfn}: rmap entry points into a freed page",
@@ -89,6 +93,11 @@ pub(crate) fn check_i1_rmap_integrity(
                     out.push(v(format!(
                         "slot {} gfn {gfn}: rmap entry {}[{}] is not a present leaf",
                         slot.id.0, body.id, sptep.index
+                    )));
+                } else if body.role.level != level {
+                    out.push(v(format!(
+                        "slot {} gfn {gfn}: level-{level} rmap entry {}[{}] is a level-{} spte",
+                        slot.id.0, body.id, sptep.index, body.role.level
                     )));
                 } else if vm.spte_gfn(&body, sptep.index) != gfn {
                     out.push(v(format!(
@@ -105,13 +114,19 @@ pub(crate) fn check_i1_rmap_integrity(
     for meta in lk.pages.values() {
         let page = meta.ptr.get(guard);
         let body = page.body();
-        if body.role.level != 1 {
+        if body.role.level > 2 {
             continue;
         }
         for index in 0..page.sptes.len() {
             let raw = page.sptes[index].load(Ordering::Acquire);
             if !Spte::is_leaf(raw) {
                 continue;
+            }
+            if body.role.level == 2 && !Spte::is_large_pte(raw) {
+                out.push(v(format!(
+                    "{}[{index}] is a leaf above level 1 without PT_PAGE_SIZE_MASK",
+                    body.id
+                )));
             }
             let gfn = vm.spte_gfn(&body, index);
             let key = SptePtr {
@@ -122,8 +137,8 @@ pub(crate) fn check_i1_rmap_integrity(
             let homes = on_rmaps.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             let slot = vm.gfn_to_slot(lk, gfn);
             match (homes, slot) {
-                ([(slot_id, home_gfn)], Some(slot))
-                    if *slot_id == slot.id.0 && *home_gfn == gfn => {}
+                ([(slot_id, home_gfn, level)], Some(slot))
+                    if *slot_id == slot.id.0 && *home_gfn == gfn && *level == body.role.level => {}
                 ([], _) => out.push(v(format!(
                     "{}[{index}] maps gfn {gfn} but is on no rmap",
                     body.id
@@ -150,12 +165,15 @@ pub(crate) fn check_i1_slot_unmapped(
     slot: &Memslot,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
-    for meta in lk.pages.values().filter(|m| m.role.level == 1) {
+    for meta in lk.pages.values().filter(|m| m.role.level <= 2) {
         let page = meta.ptr.get(guard);
         let body = page.body();
         for (index, spte) in page.sptes.iter().enumerate() {
-            let gfn = vm.spte_gfn(&body, index);
-            if slot.contains(gfn) && Spte::is_leaf(spte.load(Ordering::Acquire)) {
+            let covered = leaf_gfns(vm, &body, index);
+            let gfn = covered.start;
+            if covered.into_iter().any(|g| slot.contains(g))
+                && Spte::is_leaf(spte.load(Ordering::Acquire))
+            {
                 out.push(Violation::new(
                     Invariant::I1,
                     format!(
@@ -374,15 +392,20 @@ pub(crate) fn check_i4_no_stale_translation(
         }
     }
     for meta in lk.pages.values() {
-        if lk.is_obsolete(meta) || meta.role.level != 1 {
+        if lk.is_obsolete(meta) || meta.role.level > 2 {
             continue;
         }
         let page = meta.ptr.get(guard);
         let body = page.body();
         for index in 0..page.sptes.len() {
-            if let Spte::Leaf { pfn, .. } = Spte::decode(page.sptes[index].load(Ordering::Acquire))
-            {
-                let gfn = vm.spte_gfn(&body, index);
+            let Spte::Leaf { pfn: first, .. } =
+                Spte::decode(page.sptes[index].load(Ordering::Acquire))
+            else {
+                continue;
+            };
+            // Every small page of a large mapping.
+            let covered = leaf_gfns(vm, &body, index);
+            for (gfn, pfn) in covered.zip(first..) {
                 match slots.search(gfn) {
                     None => out.push(v(format!(
                         "{}: gfn {gfn} has no slot but maps pfn {pfn:#x}",
@@ -417,21 +440,23 @@ pub(crate) fn check_i4_notifier_reach(vm: &Vm) -> Vec<Violation> {
     let lk = vm.lock_mmu(Actor::Notifier);
     let mut out = Vec::new();
     for meta in lk.pages.values() {
-        if meta.role.level != 1 {
+        if meta.role.level > 2 {
             continue;
         }
         let page = meta.ptr.get(&guard);
         let body = page.body();
         for index in 0..page.sptes.len() {
-            let Spte::Leaf { pfn, .. } = Spte::decode(page.sptes[index].load(Ordering::Acquire))
+            let Spte::Leaf { pfn: first, .. } =
+                Spte::decode(page.sptes[index].load(Ordering::Acquire))
             else {
                 continue;
             };
-            let gfn = vm.spte_gfn(&body, index);
-            if let Some(slot) = vm.gfn_to_slot(&lk, gfn)
-                && vm.host.hva_to_pfn(slot.gfn_to_hva(gfn)) != pfn
-            {
-                out.push(Violation::new(
+            // Every small page of a large mapping.
+            for (gfn, pfn) in leaf_gfns(vm, &body, index).zip(first..) {
+                if let Some(slot) = vm.gfn_to_slot(&lk, gfn)
+                    && vm.host.hva_to_pfn(slot.gfn_to_hva(gfn)) != pfn
+                {
+                    out.push(Violation::new(
                     Invariant::I4,
                     format!(
                         "{} ({}) still maps gfn {gfn} to pfn {pfn:#x}, which the host has remapped",
@@ -443,6 +468,7 @@ pub(crate) fn check_i4_notifier_reach(vm: &Vm) -> Vec<Violation> {
                         }
                     ),
                 ));
+                }
             }
         }
     }
@@ -451,7 +477,8 @@ pub(crate) fn check_i4_notifier_reach(vm: &Vm) -> Vec<Violation> {
 
 /// I4 as `invalidate_range` returns, with `mmu_lock` still held: no present
 /// spte of its (slot, gfn) targets is left on any rmap, obsolete and invalid
-/// pages included (bug 13).
+/// pages included (bug 13), nor on the level-2 rmap of their large pages (a
+/// large spte over any of them).
 pub(crate) fn check_i4_range_unmapped(
     lk: &MmuLock<'_>,
     guard: &Guard<'_>,
@@ -460,7 +487,10 @@ pub(crate) fn check_i4_range_unmapped(
     let _held = lk;
     let mut out = Vec::new();
     for (slot, gfn) in targets {
-        for sptep in slot.rmap.entries(guard, slot.rmap_index(*gfn)) {
+        let entries = slot
+            .rmap_heads(*gfn)
+            .flat_map(|head| slot.rmap.entries(guard, head));
+        for sptep in entries {
             if Spte::is_leaf(sptep.spte(guard).load(Ordering::Acquire)) {
                 let sp = sptep.page.get(guard).body().id;
                 out.push(Violation::new(

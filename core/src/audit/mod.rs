@@ -37,6 +37,7 @@ pub(crate) use invariants::{
 use mmio::{check_i7_mmio_generation, mmio_sptes_trusted_rightly};
 use progress::check_i6_progress;
 pub(crate) use structures::check_i9_drained;
+use structures::leaf_gfns;
 use structures::{check_i9_reclamation_counts, check_i10_memslot_indexes, check_i11_vcpu_claims};
 
 /// Runs every check on a quiescent VM. `Ok` means every invariant holds and

@@ -1,14 +1,31 @@
 //! I9 to I11: the structures beside the MMU that used to be guarded by plain
 //! assertions, whose breakage named no invariant: the reclamation counts
-//! (I9), the memslot indexes (I10) and the vCPU claim (I11).
+//! (I9), the memslot indexes (I10) and the vCPU claim (I11); and the gfns a
+//! leaf maps ([`leaf_gfns`]), which I1 and I4 share.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::ops::Range;
 
 use crate::ghost::{Counts, LifeCounts};
 use crate::invariant::{Invariant, Violation};
 use crate::memslot::Memslots;
+use crate::page::PageBody;
 use crate::vm::Vm;
+
+/// The gfns a present leaf at `index` of the page `body` maps, and the pfn
+/// of the first: one for a leaf of level 1; `spte_count` for a large leaf
+/// (`is_large_pte`), whose pfn for its `i`-th gfn is `pfn + i`. The audit's
+/// I1 and I4 checks judge every small page of a large mapping through this.
+pub(crate) fn leaf_gfns(vm: &Vm, body: &PageBody, index: usize) -> Range<u64> {
+    let first = vm.spte_gfn(body, index);
+    let span = if body.role.level > 1 {
+        vm.config.spte_count as u64
+    } else {
+        1
+    };
+    first..first.saturating_add(span)
+}
 
 /// The reclaimed kinds of [`Counts`], by name.
 fn kinds(c: Counts) -> [(&'static str, LifeCounts); 3] {

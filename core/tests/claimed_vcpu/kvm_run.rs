@@ -35,6 +35,9 @@ fn two_slot_vm() -> Vm {
     cfg.spte_count = 4;
     cfg.levels = 3;
     cfg.batch = 2;
+    // The steps below are those of small mappings (tests/large_pages.rs
+    // covers large ones).
+    cfg.large_pages = false;
     let vm = Vm::new(cfg).expect("a valid config");
     vm.create_memslot(spec(0)).unwrap();
     vm.create_memslot(spec(1)).unwrap();

@@ -56,7 +56,7 @@ pub struct Setup {
 impl Setup {
     /// The configuration: `Config::model()` with 16 gfns (4 sptes per page
     /// and 2 levels, or 2 sptes per page and 4 levels), a 2-bit generation and
-    /// a 2-bit MMIO generation (both wrap), and the setup's choices.
+    /// a 2-bit MMIO generation (both wrap), large pages, and the setup's choices.
     pub fn config(&self) -> Config {
         let mut config = Config::model();
         config.vcpus = self.vcpus;
@@ -67,6 +67,8 @@ impl Setup {
         config.mmio_gen_bits = 2;
         config.desc_capacity = self.desc_capacity;
         config.deletion = self.deletion;
+        // Large pages on, as in `Config::native()`: 4 or 2 gfns each.
+        config.large_pages = true;
         config.mutant = self.mutant;
         if self.small_ebr {
             config.reclaim = ReclaimBackend::small(8);

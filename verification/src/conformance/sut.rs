@@ -261,7 +261,9 @@ impl Sut {
             }
         }
         if let Err(violations) = fastzap::check::audit(vm) {
-            return Err(format!("audit failed: {violations:#?}"));
+            // Named, in detection order: the first name is the first found.
+            let named: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
+            return Err(format!("audit failed: {}", named.join("; ")));
         }
         Ok(())
     }
