@@ -162,8 +162,10 @@ impl Vm {
     /// `slot_handle_level_range` over the slot's rmap, each present head
     /// zapped (`kvm_zap_rmapp`: `drop_spte` of every entry), a lock break when
     /// due, flushing first and at the end as `lock_flush_tlb` says. Returns the lock (taken again at each break) and
-    /// whether a flush is still owed. fastzap maps only at the last level,
-    /// so the slot has one rmap level.
+    /// whether a flush is still owed. Every level's rmap, as the kernel's
+    /// `for_each_slot_rmap_range` from `PG_LEVEL_4K` up: a large spte is on
+    /// its level-2 head only, so a walk of level 1 alone would leave it
+    /// mapped after the delete (I4).
     fn slot_handle_all_level_zap<'a>(
         &'a self,
         mut lk: MmuLock<'a>,
@@ -173,9 +175,18 @@ impl Vm {
         resched: &mut Resched,
     ) -> (MmuLock<'a>, bool) {
         let mut flush = false;
-        for gfn in slot.base_gfn..slot.base_gfn + slot.npages {
+        // for (level = PG_LEVEL_4K; level <= max_level; ++level): each head
+        // once (a level-2 head covers the gfns of its large page).
+        let heads = (1..=2u8).flat_map(|level| {
+            let mut last = None;
+            (slot.base_gfn..slot.base_gfn + slot.npages).filter_map(move |gfn| {
+                let head = slot.gfn_to_rmap(gfn, level)?;
+                (last.replace(head) != Some(head)).then_some((head, gfn))
+            })
+        });
+        for (head, gfn) in heads {
             // if (*iterator.rmap) flush |= fn(kvm, iterator.rmap);
-            flush |= self.kvm_zap_rmapp(&lk, guard, slot, gfn);
+            flush |= self.kvm_zap_rmapp(&lk, guard, slot, head, gfn);
             // if (need_resched() || spin_needbreak(&kvm->mmu_lock)) {
             if resched.due() {
                 if flush && lock_flush_tlb != RmapFlush::Carried {
@@ -195,10 +206,18 @@ impl Vm {
         (lk, flush)
     }
 
-    /// `kvm_zap_rmapp`: drop every spte on `gfn`'s rmap head. Returns whether
+    /// `kvm_zap_rmapp`: drop every spte on rmap head `head`, which files
+    /// `gfn` (any gfn of its large page for a level-2 head). Returns whether
     /// any was dropped (a flush is owed).
-    fn kvm_zap_rmapp(&self, lk: &MmuLock<'_>, guard: &Guard<'_>, slot: &Memslot, gfn: u64) -> bool {
-        let entries: Vec<SptePtr> = slot.rmap.entries(guard, slot.rmap_index(gfn));
+    fn kvm_zap_rmapp(
+        &self,
+        lk: &MmuLock<'_>,
+        guard: &Guard<'_>,
+        slot: &Memslot,
+        head: usize,
+        gfn: u64,
+    ) -> bool {
+        let entries: Vec<SptePtr> = slot.rmap.entries(guard, head);
         for &sptep in &entries {
             self.drop_spte(lk, guard, sptep, gfn);
         }

@@ -156,3 +156,31 @@ fn a_small_page_table_keeps_the_gfns_small() {
     assert!(mapped(&vm, 5).is_some());
     assert_audit(&vm);
 }
+
+/// Every slot-only delete (2019, 2020, today's quirk-off) walks each level's
+/// rmap: a large spte lives on its level-2 head only, so a delete that walked
+/// level 1 alone would leave the deleted slot's gfns mapped (I4).
+#[test]
+fn a_slot_only_delete_unmaps_a_large_spte() {
+    for strategy in DeletionStrategy::ALL
+        .into_iter()
+        .filter(|s| s.is_slot_only())
+    {
+        let vm = vm(config());
+        let spec = slot(0, 0, 8);
+        vm.create_memslot(spec).unwrap();
+        enter_all(&vm);
+        vm.page_fault(V0, Gfn(1), true).unwrap();
+        assert!(mapped(&vm, 2).is_some(), "{strategy:?}: mapped large first");
+        vm.delete_memslot_with(spec.id, strategy).unwrap();
+        enter_all(&vm);
+        for gfn in 0..4 {
+            assert_eq!(
+                mapped(&vm, gfn),
+                None,
+                "{strategy:?}: gfn {gfn} after the delete"
+            );
+        }
+        assert_audit(&vm);
+    }
+}
