@@ -16,7 +16,8 @@
 //! and reloads (`fault.rs`), lockless readers and reclamation (`reclaim.rs`),
 //! memslot deletes (`memslot.rs`), the MMIO generation (`mmio.rs`) and the
 //! MMU notifiers (`notifier.rs`, and `s11c.rs`), the vCPU's TLB (`tlb.rs`), and the
-//! slot-only DELETEs of 2019 and after (`slot2019.rs`). This module holds what they
+//! slot-only DELETEs of 2019 and after (`slot2019.rs`, and against TLBs
+//! `slot2019_tlb.rs`). This module holds what they
 //! share, the [`Scenario`] record and the lists ([`ALL`], [`FINDINGS`]), and
 //! re-exports every scenario.
 
@@ -34,6 +35,7 @@ mod notifier;
 mod reclaim;
 mod s11c;
 mod slot2019;
+mod slot2019_tlb;
 mod tlb;
 
 pub use fault::{
@@ -57,6 +59,10 @@ pub use slot2019::{
     S2019, S2019F, S2019Q, s2019_slot_only_delete_vs_vcpu, s2019f_flushing_delete_vs_vcpu,
     s2019q_quirk_off_delete_vs_vcpu,
 };
+pub use slot2019_tlb::{
+    S2019FL, S2019FV, S2019L, S2019QL, S2019QV, S2019V, s2019fl_large_page, s2019fv_two_vcpus,
+    s2019l_large_page, s2019ql_large_page, s2019qv_two_vcpus, s2019v_two_vcpus,
+};
 pub use tlb::{S12, s12_tlb_vs_invalidate_range};
 
 /// A scenario: its name, what it checks, its coverage marks, and its body.
@@ -77,6 +83,7 @@ pub struct Scenario {
 /// Every scenario, in order.
 pub const ALL: &[Scenario] = &[
     S1, S2, S2B, S3, S3S, S4, S5, S6, S7, S8, S9, S9W, S10, S11, S11C, S12, S2019, S2019F, S2019Q,
+    S2019V, S2019FV, S2019QV, S2019L, S2019FL, S2019QL,
 ];
 
 /// Scenarios that fail on the correct protocol: findings, reported.

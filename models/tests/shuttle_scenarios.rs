@@ -158,6 +158,13 @@ const MODELS: &[(&str, Scenario, Params)] = &[
     ("s2019", scenarios::S2019, WIDE),
     ("s2019f", scenarios::S2019F, WIDE),
     ("s2019q", scenarios::S2019Q, WIDE),
+    // Against TLBs (models/src/scenarios/slot2019_tlb.rs).
+    ("s2019v", scenarios::S2019V, WIDE),
+    ("s2019fv", scenarios::S2019FV, WIDE),
+    ("s2019qv", scenarios::S2019QV, WIDE),
+    ("s2019l", scenarios::S2019L, WIDE),
+    ("s2019fl", scenarios::S2019FL, WIDE),
+    ("s2019ql", scenarios::S2019QL, WIDE),
 ];
 
 fn lookup(key: &str) -> (Scenario, Params) {
@@ -585,4 +592,43 @@ fn s2019f_flushing_delete_vs_vcpu() {
 #[test]
 fn s2019q_quirk_off_delete_vs_vcpu() {
     run("s2019q");
+}
+
+/// Two vCPUs against the 2019 DELETE: vCPU 0 translates the deleted gfn it
+/// holds in its TLB while vCPU 1 faults the neighbour sharing its page
+/// (models/src/scenarios/slot2019_tlb.rs).
+#[test]
+fn s2019v_two_vcpus() {
+    run("s2019v");
+}
+
+/// The same with the June 2020 proposal's flushing rmap pass.
+#[test]
+fn s2019fv_two_vcpus() {
+    run("s2019fv");
+}
+
+/// The same with today's quirk-off DELETE.
+#[test]
+fn s2019qv_two_vcpus() {
+    run("s2019qv");
+}
+
+/// A large page of the deleted slot held as two small TLB entries, against
+/// the 2019 DELETE (models/src/scenarios/slot2019_tlb.rs).
+#[test]
+fn s2019l_large_page() {
+    run("s2019l");
+}
+
+/// The same with the June 2020 proposal's flushing rmap pass.
+#[test]
+fn s2019fl_large_page() {
+    run("s2019fl");
+}
+
+/// The same with today's quirk-off DELETE.
+#[test]
+fn s2019ql_large_page() {
+    run("s2019ql");
 }
