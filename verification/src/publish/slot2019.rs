@@ -3,7 +3,7 @@
 //!
 //! The files are the model results (`fastzap_models::results::ModelResult`,
 //! one JSON line each) that the loom and shuttle lanes write for the
-//! scenarios of `models/src/scenarios/slot2019.rs` when
+//! scenarios of `models/src/scenarios/slot2019.rs` and `slot2019_tlb.rs` when
 //! `FASTZAP_RESULTS_DIR` names a directory; [`COMMANDS`] are the runs. A
 //! loom run at another preemption bound than the lane's is copied under a
 //! name with its bound (`loom-p3-...`), so that both are kept. The table
@@ -35,9 +35,9 @@ pub const COMMANDS: &[&str] = &[
 /// The deletion strategy a scenario of `slot2019.rs` runs.
 fn strategy(scenario: &str) -> &'static str {
     match scenario {
-        "s2019" => "`SlotOnly2019`",
-        "s2019f" => "`SlotOnlyFlushing2020`",
-        "s2019q" => "`SlotOnlyQuirkOff`",
+        "s2019" | "s2019v" | "s2019l" => "`SlotOnly2019`",
+        "s2019f" | "s2019fv" | "s2019fl" => "`SlotOnlyFlushing2020`",
+        "s2019q" | "s2019qv" | "s2019ql" => "`SlotOnlyQuirkOff`",
         _ => "?",
     }
 }
