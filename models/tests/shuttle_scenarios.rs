@@ -168,6 +168,11 @@ const MODELS: &[(&str, Scenario, Params)] = &[
     ("s2019fv", scenarios::S2019FV, WIDE),
     ("s2019qv", scenarios::S2019QV, WIDE),
     ("s2019l", scenarios::S2019L, WIDE),
+    (
+        "s2019l-LargeSpteInSmallRmap",
+        scenarios::S2019L,
+        WIDE.with_mutant(Mutant::LargeSpteInSmallRmap),
+    ),
     ("s2019fl", scenarios::S2019FL, WIDE),
     ("s2019ql", scenarios::S2019QL, WIDE),
 ];
@@ -633,6 +638,15 @@ fn s2019qv_two_vcpus() {
 #[test]
 fn s2019l_large_page() {
     run("s2019l");
+}
+
+/// S2019L's twin: `LargeSpteInSmallRmap` files the large sptes the model
+/// maps (the deleted slot's before the DELETE, slot 0's during it) on a
+/// level-1 rmap head, and the audit reports the misfiling (I1): the model
+/// does map large.
+#[test]
+fn s2019l_mutant_large_spte_in_small_rmap() {
+    twin("s2019l-LargeSpteInSmallRmap", "I1 rmap integrity");
 }
 
 /// The same with the June 2020 proposal's flushing rmap pass.
