@@ -38,27 +38,28 @@ use crate::vcpu::{Requests, Vcpu, make_all_cpus_request};
 /// A VM: memslots, vCPUs and the shadow MMU.
 ///
 /// `Vm` is `Send + Sync`: share it between the threads that run its vCPUs,
-/// the host's notifiers and the memslot updates (in an `Arc`).
+/// the host's notifiers and the memslot updates (by reference in scoped
+/// threads, or in an `Arc`).
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::thread;
 /// use fastzap::{Config, Gfn, Hva, PAGE_SIZE, SlotId, SlotSpec, VcpuId, Vm};
 ///
-/// let vm = Arc::new(Vm::new(Config::native())?);
+/// let vm = Vm::new(Config::native())?;
 /// let base = Hva(0x7f00_0000_0000);
 /// vm.create_memslot(SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 64, userspace_addr: base })?;
-/// let runner = Arc::clone(&vm);
-/// let vcpu = thread::spawn(move || -> Result<(), fastzap::MmuError> {
-///     for gfn in 0..64 {
-///         runner.handle_requests(VcpuId(0))?;
-///         runner.page_fault(VcpuId(0), Gfn(gfn), true)?; // may ask to retry: fine
-///     }
-///     Ok(())
-/// });
-/// vm.invalidate_range(base, base + 64 * PAGE_SIZE)?;
-/// vm.invalidate_zap_all_pages()?;
-/// vcpu.join().expect("the vCPU thread")?;
+/// thread::scope(|s| -> Result<(), fastzap::MmuError> {
+///     let vcpu = s.spawn(|| -> Result<(), fastzap::MmuError> {
+///         for gfn in 0..64 {
+///             vm.handle_requests(VcpuId(0))?;
+///             vm.page_fault(VcpuId(0), Gfn(gfn), true)?; // may ask to retry: fine
+///         }
+///         Ok(())
+///     });
+///     vm.invalidate_range(base, base + 64 * PAGE_SIZE)?;
+///     vm.invalidate_zap_all_pages()?;
+///     vcpu.join().expect("the vCPU thread")
+/// })?;
 /// assert_eq!(vm.slot_count(), 1);
 /// # Ok::<(), fastzap::MmuError>(())
 /// ```
