@@ -4,96 +4,11 @@
 //! configuration (2 sptes per page, 2 levels, 4 gfns) so that loom and shuttle
 //! can afford to explore it.
 
+use crate::design::{DeletionStrategy, Mmu};
 use crate::error::{ConfigError, MmuError};
 #[cfg(feature = "ghost")]
 use crate::mutant::Mutant;
 use crate::sync::ReclaimBackend;
-
-/// How a memslot DELETE (and the old half of a MOVE) is carried out.
-///
-/// ```
-/// use fastzap::{Config, DeletionStrategy, Gfn, Hva, SlotId, SlotSpec, Vm};
-///
-/// let mut config = Config::native();
-/// assert_eq!(config.deletion, DeletionStrategy::Merged311);
-/// config.deletion = DeletionStrategy::SeedV3;
-/// let vm = Vm::new(config)?;
-/// let spec = SlotSpec { id: SlotId(0), base_gfn: Gfn(0), npages: 8, userspace_addr: Hva(0x10_0000) };
-/// vm.create_memslot(spec)?;
-/// vm.delete_memslot(SlotId(0))?;
-/// assert_eq!(vm.slot_count(), 0);
-/// # Ok::<(), fastzap::MmuError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeletionStrategy {
-    /// Linux 3.11 as merged: publish a copy with the slot INVALID, wait for
-    /// readers, zap all (fast), publish the final slots, wait, free the old rmap
-    /// and lpage_info.
-    #[default]
-    Merged311,
-    /// The seed's v3: the deleted slot's rmap becomes remove-only under
-    /// `mmu_lock` together with the generation bump, its sptes are unmapped
-    /// outside `mmu_lock`, and the rmap and its descriptors are reclaimed after a
-    /// grace period. Then, unlike the seed as posted, it zaps the obsolete
-    /// pages (`zap_obsolete_pages`) before the delete returns.
-    SeedV3,
-    /// The seed's v3 as posted: the same steps as [`DeletionStrategy::SeedV3`]
-    /// up to its grace period, and no zap. The obsolete pages "are keeped in
-    /// mmu-cache until page allocator reclaims page": here, until the shrinker
-    /// or the next invalidation zaps them. The next invalidation zaps them
-    /// before it bumps the generation, so at most one obsolete generation is
-    /// ever retained (I8).
-    SeedV3Deferred,
-    // ----- the 2019 slot-only zap and its descendants (core/src/memslot_zap.rs)
-    /// 4e103134b862 (Linux 5.1) as merged, reverted by d012a06ab1d2 (5.3):
-    /// the 3.11 INVALID copy and wait, then, under `mmu_lock`, the slot's
-    /// rmaps zapped by `slot_handle_all_level(.., kvm_zap_rmapp, false)`,
-    /// whose lock breaks do not flush, then every valid page hashed by one of
-    /// the slot's gfns prepared, with a flush-or-zap at each lock break and at
-    /// the end. Nothing else is zapped and no generation is bumped.
-    SlotOnly2019,
-    /// The June 2020 proposal on the kvm list: as
-    /// [`DeletionStrategy::SlotOnly2019`], with the rmap zap flushing at
-    /// every lock break and at its end (`lock_flush_tlb = true`).
-    SlotOnlyFlushing2020,
-    /// Today's delete with `KVM_X86_QUIRK_SLOT_ZAP_ALL` off (aa8d1f48d353,
-    /// 6.12), shadow MMU: the slot's leaves (`kvm_unmap_gfn_range`), then the
-    /// valid pages hashed by the slot's gfns that shadow guest page tables
-    /// (fcd1ec9cb59c, `kvm_mmu_zap_memslot_pages_and_flush`), then a flush.
-    SlotOnlyQuirkOff,
-}
-
-impl DeletionStrategy {
-    /// Every strategy, in declaration order.
-    pub const ALL: [DeletionStrategy; 6] = [
-        DeletionStrategy::Merged311,
-        DeletionStrategy::SeedV3,
-        DeletionStrategy::SeedV3Deferred,
-        DeletionStrategy::SlotOnly2019,
-        DeletionStrategy::SlotOnlyFlushing2020,
-        DeletionStrategy::SlotOnlyQuirkOff,
-    ];
-
-    /// Whether the strategy zaps only what belongs to the slot (no generation
-    /// bump, no reload request from every vCPU): other slots' translations
-    /// may stay mapped.
-    ///
-    /// ```
-    /// use fastzap::DeletionStrategy;
-    ///
-    /// let slot_only: Vec<_> = DeletionStrategy::ALL.into_iter().filter(|s| s.is_slot_only()).collect();
-    /// assert_eq!(slot_only.len(), 3);
-    /// assert!(!DeletionStrategy::Merged311.is_slot_only());
-    /// ```
-    pub fn is_slot_only(self) -> bool {
-        matches!(
-            self,
-            DeletionStrategy::SlotOnly2019
-                | DeletionStrategy::SlotOnlyFlushing2020
-                | DeletionStrategy::SlotOnlyQuirkOff
-        )
-    }
-}
 
 /// When `zap_obsolete_pages` commits (flushes and retires) what it prepared.
 ///
@@ -170,7 +85,10 @@ pub struct Config {
     pub commit: ZapCommit,
     /// Sptes per `PteListDesc` (`PTE_LIST_EXT`).
     pub desc_capacity: usize,
-    /// The deletion strategy `delete_memslot` uses.
+    /// The MMU: the shadow MMU (the default) or the TDP MMU.
+    pub mmu: Mmu,
+    /// The deletion strategy `delete_memslot` uses (one that
+    /// [`Mmu::supports`]).
     pub deletion: DeletionStrategy,
     /// The epoch implementation.
     pub reclaim: ReclaimBackend,
@@ -225,6 +143,7 @@ impl Config {
             batch: 10,
             commit: ZapCommit::default(),
             desc_capacity: 3,
+            mmu: Mmu::default(),
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
             large_pages: true,
@@ -260,6 +179,7 @@ impl Config {
             batch: 2,
             commit: ZapCommit::default(),
             desc_capacity: 2,
+            mmu: Mmu::default(),
             deletion: DeletionStrategy::default(),
             reclaim: ReclaimBackend::default(),
             large_pages: false,
@@ -316,7 +236,8 @@ impl Config {
     /// (the order of [`ConfigError`]'s variants): `vcpus`
     /// ([`ConfigError::Vcpus`]), `spte_count`, `levels`, the size of the gfn
     /// space (`spte_count ^ levels`), `address_spaces`, `gen_bits`,
-    /// `mmio_gen_bits`, `batch`, `desc_capacity`, then the small EBR's
+    /// `mmio_gen_bits`, `batch`, `desc_capacity`, a deletion strategy the MMU
+    /// implements ([`ConfigError::Deletion`]), then the small EBR's
     /// participant slots ([`ConfigError::ReclaimSlots`]).
     ///
     /// ```
@@ -346,6 +267,8 @@ impl Config {
             mmio_gen_bits,
             batch,
             desc_capacity,
+            mmu,
+            deletion,
             reclaim,
             ..
         } = *self;
@@ -375,6 +298,9 @@ impl Config {
         }
         if !(2..=16).contains(&desc_capacity) {
             return Err(ConfigError::DescCapacity { desc_capacity });
+        }
+        if !mmu.supports(deletion) {
+            return Err(ConfigError::Deletion { mmu, deletion });
         }
         if let ReclaimBackend::Small { slots, .. } = reclaim
             && !(1..=ConfigError::MAX_RECLAIM_SLOTS).contains(&slots)

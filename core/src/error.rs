@@ -7,6 +7,7 @@
 //! the first one's error.
 
 use crate::addr::{Gfn, Hva};
+use crate::design::{DeletionStrategy, Mmu};
 use crate::ids::{SlotId, VcpuId};
 use crate::sync::ReclaimBackend;
 
@@ -232,6 +233,14 @@ pub enum ConfigError {
         /// The capacity asked for.
         desc_capacity: usize,
     },
+    /// `deletion` is a strategy `mmu` does not implement
+    /// ([`Mmu::supports`]).
+    Deletion {
+        /// The MMU asked for.
+        mmu: Mmu,
+        /// The strategy asked for.
+        deletion: DeletionStrategy,
+    },
     /// `reclaim` is the small EBR with no participant slot (no guard could
     /// ever pin), or with more than [`ConfigError::MAX_RECLAIM_SLOTS`].
     ReclaimSlots {
@@ -297,6 +306,13 @@ impl std::fmt::Display for ConfigError {
                 "the small EBR needs 1 to {} participant slots, not {slots}",
                 ConfigError::MAX_RECLAIM_SLOTS
             ),
+            ConfigError::Deletion { mmu, deletion } => {
+                write!(
+                    f,
+                    "the {} MMU has no deletion strategy {deletion:?}",
+                    mmu.name()
+                )
+            }
             ConfigError::ReclaimUnavailable { backend } => {
                 let name = match backend {
                     ReclaimBackend::Crossbeam => "crossbeam-epoch",

@@ -91,6 +91,7 @@
 // Leaves: names, numbers and what every layer reports.
 mod addr;
 mod config;
+mod design;
 mod error;
 mod event;
 mod ids;
@@ -146,7 +147,8 @@ pub mod check;
 pub use addr::GfnRange;
 pub use addr::{Gfn, Hva, PAGE_SIZE, Pfn};
 pub use claimed::ClaimedVcpu;
-pub use config::{Config, DeletionStrategy, ZapCommit};
+pub use config::{Config, ZapCommit};
+pub use design::{DeletionStrategy, Mmu};
 pub use error::ConfigError;
 pub use error::MmuError;
 pub use fault::{Fault, RetryReason};

@@ -11,7 +11,7 @@
 
 use crate::addr::{Gfn, Hva, PAGE_SIZE};
 use crate::checkpoint::AuditPoint;
-use crate::config::DeletionStrategy;
+use crate::design::DeletionStrategy;
 use crate::error::MmuError;
 use crate::event::{Actor, What};
 use crate::ghost::Visited;

@@ -15,7 +15,7 @@
 //! 4e103134b862's rmap pass breaks the lock without a flush; that break is
 //! reachable here exactly where the kernel had it.
 
-use crate::config::DeletionStrategy;
+use crate::design::DeletionStrategy;
 use crate::event::{Actor, What};
 use crate::ids::PageId;
 use crate::memslot::Memslot;
@@ -286,7 +286,8 @@ impl Vm {
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use crate::addr::{Gfn, Hva};
-    use crate::config::{Config, DeletionStrategy};
+    use crate::config::Config;
+    use crate::design::DeletionStrategy;
     use crate::event::Actor;
     use crate::ids::{SlotId, VcpuId};
     use crate::memslot::SlotSpec;

@@ -129,6 +129,18 @@ fn invalid_config_each_rule() {
             "desc_capacity must be 2 to 16, not 17",
         ),
         (
+            "tdp with the 2019 delete",
+            |c| {
+                c.mmu = Mmu::Tdp;
+                c.deletion = DeletionStrategy::SlotOnly2019;
+            },
+            ConfigError::Deletion {
+                mmu: Mmu::Tdp,
+                deletion: DeletionStrategy::SlotOnly2019,
+            },
+            "the tdp MMU has no deletion strategy SlotOnly2019",
+        ),
+        (
             "small EBR, 0 slots",
             |c| c.reclaim = ReclaimBackend::small(0),
             ConfigError::ReclaimSlots { slots: 0 },

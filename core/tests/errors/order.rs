@@ -46,6 +46,13 @@ fn config_rules_in_order() {
             |e| matches!(e, ConfigError::DescCapacity { .. }),
         ),
         (
+            |c| {
+                c.mmu = Mmu::Tdp;
+                c.deletion = DeletionStrategy::SlotOnly2019;
+            },
+            |e| matches!(e, ConfigError::Deletion { .. }),
+        ),
+        (
             |c| c.reclaim = ReclaimBackend::small(0),
             |e| matches!(e, ConfigError::ReclaimSlots { .. }),
         ),
