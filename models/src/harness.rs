@@ -16,7 +16,7 @@ use fastzap::check::{Event, Invariant, Violation};
 use fastzap::checking::Mutant;
 use fastzap::checking::sync::Arc;
 use fastzap::checking::sync::ghost::GhostLog;
-use fastzap::{Config, Gfn, Hva, ReclaimBackend, SlotId, SlotSpec, Vm};
+use fastzap::{Config, DeletionStrategy, Gfn, Hva, Mmu, ReclaimBackend, SlotId, SlotSpec, Vm};
 
 use crate::mailbox;
 use crate::tally::Flag;
@@ -35,6 +35,8 @@ pub struct Params {
     /// A third actor in a narrow model (a second vCPU in S1 and S2), for loom
     /// with the small EBR.
     pub third: bool,
+    /// The MMU (`Config::mmu`): the shadow MMU unless [`Params::on`] says.
+    pub mmu: Mmu,
 }
 
 impl Params {
@@ -45,6 +47,7 @@ impl Params {
             reclaim,
             wide: false,
             third: false,
+            mmu: Mmu::Shadow,
         }
     }
 
@@ -55,6 +58,7 @@ impl Params {
             reclaim,
             wide: true,
             third: false,
+            mmu: Mmu::Shadow,
         }
     }
 
@@ -77,6 +81,24 @@ impl Params {
     /// The same with `reclaim`.
     pub const fn with_reclaim(self, reclaim: ReclaimBackend) -> Params {
         Params { reclaim, ..self }
+    }
+
+    /// The same on `mmu`.
+    pub const fn on(self, mmu: Mmu) -> Params {
+        Params { mmu, ..self }
+    }
+
+    /// `wanted` if this MMU has it, else the last deletion it has (in
+    /// [`DeletionStrategy::ALL`]'s order): a scenario deletes only as its MMU
+    /// can (`Mmu::supports`).
+    pub fn deletion(&self, wanted: DeletionStrategy) -> DeletionStrategy {
+        if self.mmu.supports(wanted) {
+            return wanted;
+        }
+        DeletionStrategy::ALL
+            .into_iter()
+            .rfind(|d| self.mmu.supports(*d))
+            .unwrap_or(wanted)
     }
 }
 
@@ -110,12 +132,15 @@ pub fn config(params: &Params, vcpus: usize, address_spaces: u8) -> Config {
     let mut config = Config::model();
     config.vcpus = vcpus;
     config.address_spaces = address_spaces;
+    config.mmu = params.mmu;
     config.reclaim = params.reclaim;
     config.mutant = params.mutant;
     // Under loom the audit points' extra loads of every spte trip loom's own
     // internal assertion on modification orders (tokio-rs/loom#252, "this
     // sometimes fails") in later loads; the full audit still ends every loom
-    // execution, and shuttle keeps the audit points.
+    // execution, and shuttle keeps the audit points, on every MMU: what they
+    // check on the TDP MMU is core's to say (checkpoint.rs), and turning them
+    // off changes the schedules shuttle explores.
     config.audit_points = !cfg!(loom);
     config
 }
@@ -162,7 +187,14 @@ pub fn finish(world: &World, scenario: &str, params: &Params) {
     let events = vm.events();
     let mut during = vm.runtime_violations();
     during.extend(world.seen.snapshot());
-    let at_end = fastzap::check::audit(vm).err().unwrap_or_default();
+    // The end audit checks the shadow MMU's own structures (rmaps, shadow
+    // pages, descriptors), which the TDP MMU does not have; what a caller
+    // sees is the linearizability check's, on every MMU.
+    let at_end = if vm.config().mmu == Mmu::Shadow {
+        fastzap::check::audit(vm).err().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut found = fastzap::check::detection_order(&during, &at_end);
     if found.is_empty() {
         found = fastzap::checking::check_reclamation_completes(vm, DRAIN_ROUNDS);
@@ -177,8 +209,14 @@ pub fn finish(world: &World, scenario: &str, params: &Params) {
 fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>) -> ! {
     let first = found[0].invariant;
     let name = format!(
-        "{scenario}-{}{}",
+        "{scenario}-{}{}{}",
         fastzap::checking::sync::LANE,
+        // The shadow MMU's names as before; another MMU's apart from them.
+        if params.mmu == Mmu::Shadow {
+            String::new()
+        } else {
+            format!("-{}", params.mmu.name())
+        },
         params.mutant.map(|m| format!("-{m:?}")).unwrap_or_default()
     );
     let dir = crate::results::counterexample_dir();
@@ -193,9 +231,10 @@ fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>
     .write(&dir);
     mailbox::set_last_counterexample(record.as_ref().ok().cloned());
     let mut message = format!(
-        "{} violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n",
+        "{} violated in {scenario} ({} lane, {} MMU, mutant {:?}, reclaim {:?})\n",
         first.name(),
         fastzap::checking::sync::LANE,
+        params.mmu.name(),
         params.mutant,
         params.reclaim
     );

@@ -188,8 +188,9 @@ impl Run {
             Ok(witness) => checking.stats.with(|s| s.add(&history, &witness)),
             Err(e) => {
                 let message = format!(
-                    "linearizability violated in {scenario} ({} lane, mutant {:?}, reclaim {:?})\n{e}",
+                    "linearizability violated in {scenario} ({} lane, {} MMU, mutant {:?}, reclaim {:?})\n{e}",
                     fastzap::checking::sync::LANE,
+                    params.mmu.name(),
                     params.mutant,
                     params.reclaim
                 );
@@ -285,8 +286,9 @@ fn s3_with(params: &Params, checking: &Checking, change_pte: bool) {
     main.page_fault(V0, 2, false).expect("fault");
     main.translate(V0, 0).expect("translate");
     let hva = slot_hva(0);
-    let memslot = run.spawn("memslot", |c| {
-        let _ = c.delete_memslot_with(SlotId(0), DeletionStrategy::SeedV3);
+    let deletion = params.deletion(DeletionStrategy::SeedV3);
+    let memslot = run.spawn("memslot", move |c| {
+        let _ = c.delete_memslot_with(SlotId(0), deletion);
     });
     let notifier = run.spawn("notifier", move |c| {
         c.clear_flush_young(hva, hva + 2 * 4096)
@@ -358,8 +360,9 @@ pub fn s10_recorded(params: &Params, checking: &Checking) {
         main.page_fault(V0, gfn, true).expect("fault");
     }
     let hva = slot_hva(0);
-    let memslot = run.spawn("memslot", |c| {
-        let _ = c.delete_memslot_with(SlotId(0), DeletionStrategy::Merged311);
+    let deletion = params.deletion(DeletionStrategy::Merged311);
+    let memslot = run.spawn("memslot", move |c| {
+        let _ = c.delete_memslot_with(SlotId(0), deletion);
     });
     let vcpu0 = run.spawn("vcpu0", |c| {
         for gfn in [0, 1] {

@@ -19,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use fastzap::checking::Mutant;
 use fastzap::checking::sync::spawn;
-use fastzap::{DeletionStrategy, Gfn, Hva, SlotId, VcpuId};
+use fastzap::{DeletionStrategy, Gfn, Hva, Mmu, SlotId, VcpuId};
 use fastzap_models::harness::{self, Params, small};
 use fastzap_models::linearizable::{self, Checking, Recorded};
 use fastzap_models::mailbox::take_last_failure;
@@ -27,6 +27,10 @@ use fastzap_models::shuttle_run::{self, explore, replay as replay_schedule};
 
 /// The small EBR with one slot per actor and one to spare.
 const WIDE: Params = Params::wide(small(6));
+
+/// [`WIDE`] on the TDP MMU: the correct protocol's models run on every MMU
+/// (the mutant twins are the shadow MMU's, whose bugs they re-introduce).
+const WIDE_TDP: Params = WIDE.on(Mmu::Tdp);
 
 /// Every model this file runs, by the key the replay command names.
 const MODELS: &[(&str, Recorded, Params)] = &[
@@ -65,6 +69,15 @@ const MODELS: &[(&str, Recorded, Params)] = &[
         linearizable::S10,
         WIDE.with_mutant(Mutant::InvalidSlotFaultInstallsMmio),
     ),
+    ("lin-s1-tdp", linearizable::S1, WIDE_TDP),
+    ("lin-s3-tdp", linearizable::S3, WIDE_TDP),
+    (
+        "lin-s3-change-pte-tdp",
+        linearizable::S3_CHANGE_PTE,
+        WIDE_TDP,
+    ),
+    ("lin-s4-tdp", linearizable::S4, WIDE_TDP),
+    ("lin-s10-tdp", linearizable::S10, WIDE_TDP),
 ];
 
 fn lookup(key: &str) -> (Recorded, Params) {
@@ -199,6 +212,70 @@ fn s4_recorded_is_linearizable() {
 #[test]
 fn s10_recorded_is_linearizable() {
     run("lin-s10");
+}
+
+/// The correct protocol's models on the TDP MMU: the same recorded
+/// scenarios against the same reference, deleting only as the TDP MMU can;
+/// the shadow MMU's end audit is off there (`harness::finish`).
+#[test]
+fn s1_recorded_is_linearizable_on_tdp() {
+    run("lin-s1-tdp");
+}
+
+#[test]
+fn s3_recorded_is_linearizable_on_tdp() {
+    run("lin-s3-tdp");
+}
+
+#[test]
+fn s3_with_change_pte_is_linearizable_on_tdp() {
+    run("lin-s3-change-pte-tdp");
+}
+
+#[test]
+fn s4_recorded_is_linearizable_on_tdp() {
+    run("lin-s4-tdp");
+}
+
+#[test]
+fn s10_recorded_is_linearizable_on_tdp() {
+    run("lin-s10-tdp");
+}
+
+/// Every correct-protocol model has its TDP twin, with the same scenario;
+/// the mutants stay on the shadow MMU; no deletion the TDP MMU lacks is
+/// drawn for it.
+#[test]
+fn every_correct_model_runs_on_every_mmu() {
+    for (key, scenario, params) in MODELS {
+        if params.mutant.is_some() {
+            assert_eq!(
+                params.mmu,
+                Mmu::Shadow,
+                "{key}: mutants are the shadow MMU's"
+            );
+            continue;
+        }
+        if params.mmu != Mmu::Shadow {
+            continue;
+        }
+        let on_tdp = format!("{key}-tdp");
+        let (_, twin, p) = MODELS
+            .iter()
+            .find(|(k, _, _)| *k == on_tdp)
+            .unwrap_or_else(|| panic!("{key} has no model {on_tdp} on the TDP MMU"));
+        assert_eq!(
+            (twin.name, p.mmu, p.mutant),
+            (scenario.name, Mmu::Tdp, None)
+        );
+    }
+    for wanted in DeletionStrategy::ALL {
+        let got = WIDE_TDP.deletion(wanted);
+        assert!(Mmu::Tdp.supports(got), "{wanted:?} became {got:?}");
+        assert_eq!(WIDE.deletion(wanted), wanted);
+    }
+    assert!(!Mmu::Tdp.supports(DeletionStrategy::SeedV3));
+    assert_eq!(harness::config(&WIDE_TDP, 2, 2).mmu, Mmu::Tdp);
 }
 
 #[test]

@@ -6,91 +6,147 @@
 //! that must see a mutant caught runs it in a child process
 //! ([`crate::child`]).
 
+use fastzap::Mmu;
 use fastzap::checking::Mutant;
 
 use crate::child::{MutantRun, run_child};
-use crate::conformance;
 use crate::memory::{long_stress_outcome, memory_growth};
 use crate::report::{Check, CheckOutcome, Lane, Options};
-use crate::scripted::scenario;
+use crate::scripted::scenario_on;
 use crate::stress::{self, StressConfig, StressReport};
+use crate::{conformance, mmu};
 
-/// Every check, in run order.
+/// Every check, in run order: the workloads that drive a `Vm` once per MMU
+/// of [`Mmu::ALL`] ([`native`]), then the rows that must see a mutant caught,
+/// on the shadow MMU (the mutants are its own).
 pub fn all() -> Vec<Check> {
-    vec![
+    let mut checks: Vec<Check> = Mmu::ALL.into_iter().flat_map(native).collect();
+    checks.extend(can_fail());
+    checks
+}
+
+/// The checks of one MMU: the scripted scenario, the native stresses and
+/// conformance against the sequential reference. On the TDP MMU the rows
+/// leave out what is about the shadow MMU's structures
+/// ([`mmu::shadow_internals`]): the audit, the audit points, the shadow-page,
+/// descriptor and rmap counters; "what" says so (and never claims the audit,
+/// which the report's coverage reads from it).
+pub fn native(mmu: Mmu) -> Vec<Check> {
+    let shadow = mmu::shadow_internals(mmu);
+    let what = |shadow_what: &'static str, other: &'static str| {
+        if shadow { shadow_what } else { other }
+    };
+    let mut checks = vec![
         Check {
             name: "audit-scenario",
+            mmu: Some(mmu),
             lane: Lane::Native,
-            what: "a scripted scenario over every operation on the model config; the full audit after every step, drain at the end",
-            run: Box::new(|_| audit_scenario()),
-        },
-        Check {
-            name: "audit-can-fail",
-            lane: Lane::Zoo,
-            what: "the same scenario with bugs 1, 5 and 12 re-introduced: the audit must report violations for each",
-            run: Box::new(audit_can_fail),
+            what: what(
+                "a scripted scenario over every operation on the model config; the full audit after every step, drain at the end",
+                "a scripted scenario over every operation on the model config (deletions this MMU has); every call must succeed, drain at the end",
+            ),
+            run: Box::new(move |_| audit_scenario(mmu)),
         },
         Check {
             name: "native-stress",
+            mmu: Some(mmu),
             lane: Lane::Native,
-            what: "2 vCPU threads + 1 churn thread (slots, zaps, notifiers, shrinker); final audit; drain settles the counters",
-            run: Box::new(|o| {
-                stress_row(StressConfig::new(o.stress_ops, o.stress_wall, o.seed), o)
-            }),
-        },
-        Check {
-            name: "native-stress-audited",
-            lane: Lane::Native,
-            what: "the same stress with the audit points on: the locked audit at every commit, fault and memslot update, under contention",
-            run: Box::new(|o| {
+            what: what(
+                "2 vCPU threads + 1 churn thread (slots, zaps, notifiers, shrinker); final audit; drain settles the counters",
+                "2 vCPU threads + 1 churn thread (slots, zaps, notifiers, shrinker; deletions this MMU has); no unexpected error; drain settles",
+            ),
+            run: Box::new(move |o| {
                 stress_row(
-                    StressConfig::new(o.stress_ops, o.stress_wall, o.seed ^ 3).audited(),
+                    StressConfig::new(o.stress_ops, o.stress_wall, o.seed).on(mmu),
                     o,
                 )
             }),
         },
+    ];
+    // The audit points are the shadow MMU's audit, at every commit.
+    if shadow {
+        checks.push(Check {
+            name: "native-stress-audited",
+            mmu: Some(mmu),
+            lane: Lane::Native,
+            what: "the same stress with the audit points on: the locked audit at every commit, fault and memslot update, under contention",
+            run: Box::new(move |o| {
+                stress_row(
+                    StressConfig::new(o.stress_ops, o.stress_wall, o.seed ^ 3)
+                        .on(mmu)
+                        .audited(),
+                    o,
+                )
+            }),
+        });
+    }
+    checks.extend([
         Check {
             name: "native-stress-kernel",
+            mmu: Some(mmu),
             lane: Lane::Native,
             what: "the same stress on kernel-sized tables (512 sptes per page, 3 levels) over 16384 gfns",
-            run: Box::new(|o| {
+            run: Box::new(move |o| {
                 stress_row(
-                    StressConfig::kernel_sized(o.stress_ops, o.stress_wall, o.seed ^ 1),
+                    StressConfig::kernel_sized(o.stress_ops, o.stress_wall, o.seed ^ 1).on(mmu),
                     o,
                 )
             }),
         },
         Check {
             name: "native-stress-small-ebr",
+            mmu: Some(mmu),
             lane: Lane::Native,
             what: "the same stress with the facade's small EBR in place of crossbeam-epoch",
-            run: Box::new(|o| {
+            run: Box::new(move |o| {
                 stress_row(
-                    StressConfig::small_ebr(o.stress_ops, o.stress_wall, o.seed ^ 2),
+                    StressConfig::small_ebr(o.stress_ops, o.stress_wall, o.seed ^ 2).on(mmu),
                     o,
                 )
             }),
         },
         Check {
             name: "native-stress-long",
+            mmu: Some(mmu),
             lane: Lane::Native,
             what: "4 vCPU threads + 1 churn thread, 10x the stress budget; resident memory must not grow over the run",
-            run: Box::new(long_stress_row),
+            run: Box::new(move |o| long_stress_row(o, mmu)),
+        },
+        Check {
+            name: "conformance",
+            mmu: Some(mmu),
+            lane: Lane::Reference,
+            what: what(
+                "proptest-state-machine: 50-80 transitions per case over the whole API (every invalid-call class on purpose) against the sequential reference; audit and unchanged-on-error after every call; shrunk counterexamples",
+                "proptest-state-machine: 50-80 transitions per case over the whole API (every invalid-call class on purpose; deletions this MMU has) against the sequential reference; unchanged-on-error after every call; shrunk counterexamples",
+            ),
+            run: Box::new(move |o| conformance_run(o, mmu)),
+        },
+    ]);
+    checks
+}
+
+/// The rows that re-introduce bugs: each must be caught. The mutants are the
+/// shadow MMU's, so these run on it alone.
+pub fn can_fail() -> Vec<Check> {
+    vec![
+        Check {
+            name: "audit-can-fail",
+            mmu: Some(Mmu::Shadow),
+            lane: Lane::Zoo,
+            what: "the same scenario with bugs 1, 5 and 12 re-introduced: the audit must report violations for each",
+            run: Box::new(audit_can_fail),
         },
         Check {
             name: "stress-can-fail",
+            mmu: Some(Mmu::Shadow),
             lane: Lane::Zoo,
             what: "the audited stress with bugs 1, 2, 7, 11 (7 and 11 need a race; checkers.rs has sequential cases for the others), 12 and 16 re-introduced: it must report violations for each",
             run: Box::new(|o| mutants_caught(MutantRun::Stress, &STRESS_MUTANTS, o.seed)),
         },
         Check {
-            name: "conformance",
-            lane: Lane::Reference,
-            what: "proptest-state-machine: 50-80 transitions per case over the whole API (every invalid-call class on purpose) against the sequential reference; audit and unchanged-on-error after every call; shrunk counterexamples",
-            run: Box::new(conformance_run),
-        },
-        Check {
             name: "conformance-can-fail",
+            mmu: Some(Mmu::Shadow),
             lane: Lane::Zoo,
             what: "conformance with bugs 10, 12 and 16 re-introduced: the reference must reject each",
             run: Box::new(conformance_can_fail),
@@ -98,13 +154,17 @@ pub fn all() -> Vec<Check> {
     ]
 }
 
-fn audit_scenario() -> CheckOutcome {
-    let r = scenario(None);
+fn audit_scenario(mmu: Mmu) -> CheckOutcome {
+    let r = scenario_on(mmu, None);
     if r.problems.is_empty() {
         CheckOutcome::pass(
             r.steps,
             "steps",
-            "audit clean after every step; counters settled",
+            if mmu::shadow_internals(mmu) {
+                "audit clean after every step; counters settled"
+            } else {
+                "every call succeeded; drain settled"
+            },
         )
     } else {
         CheckOutcome::fail(r.steps, "steps", r.problems.join("\n"))
@@ -174,8 +234,22 @@ fn stress_row_report(config: StressConfig, options: &Options) -> (CheckOutcome, 
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // The shadow-page and descriptor counters are the shadow MMU's.
+    let counters = if mmu::shadow_internals(config.vm.mmu) {
+        format!(
+            "; pages alloc/retired/freed {}/{}/{}, descs {}/{}/{}",
+            r.counts.pages.allocated,
+            r.counts.pages.retired,
+            r.counts.pages.freed,
+            r.counts.descs.allocated,
+            r.counts.descs.retired,
+            r.counts.descs.freed,
+        )
+    } else {
+        String::new()
+    };
     let detail = format!(
-        "{} ops in {:.2}s ({:.0} ops/s){}; pages alloc/retired/freed {}/{}/{}, descs {}/{}/{}; {kinds}{}",
+        "{} ops in {:.2}s ({:.0} ops/s){}{counters}; {} MMU; {kinds}{}",
         r.total_ops,
         r.duration.as_secs_f64(),
         r.total_ops as f64 / r.duration.as_secs_f64().max(1e-9),
@@ -184,12 +258,7 @@ fn stress_row_report(config: StressConfig, options: &Options) -> (CheckOutcome, 
         } else {
             ""
         },
-        r.counts.pages.allocated,
-        r.counts.pages.retired,
-        r.counts.pages.freed,
-        r.counts.descs.allocated,
-        r.counts.descs.retired,
-        r.counts.descs.freed,
+        config.vm.mmu.name(),
         if r.violations.is_empty() {
             String::new()
         } else {
@@ -212,17 +281,18 @@ fn stress_row_report(config: StressConfig, options: &Options) -> (CheckOutcome, 
 /// [`crate::memory::MEMORY_SAMPLES`]
 /// samples is "not judged": the row carries it in
 /// [`CheckOutcome::unjudged`], which fails a full run.
-fn long_stress_row(options: &Options) -> CheckOutcome {
+fn long_stress_row(options: &Options, mmu: Mmu) -> CheckOutcome {
     let mut long = options.clone();
     long.stress_ops = options.stress_ops * 10;
-    let config = StressConfig::long(long.stress_ops, options.stress_wall * 3, options.seed ^ 3);
+    let config =
+        StressConfig::long(long.stress_ops, options.stress_wall * 3, options.seed ^ 3).on(mmu);
     let (outcome, r) = stress_row_report(config, &long);
     let peak = stress::peak_resident_kib().unwrap_or(0);
     long_stress_outcome(outcome, memory_growth(&r.rss_kib), peak)
 }
 
-fn conformance_run(options: &Options) -> CheckOutcome {
-    let r = conformance::run_many(options.cases, options.seed);
+fn conformance_run(options: &Options, mmu: Mmu) -> CheckOutcome {
+    let r = conformance::run_many_on(mmu, options.cases, options.seed);
     let s = r.stats;
     let missing: Vec<&str> = conformance::Invalid::ALL
         .iter()
@@ -284,4 +354,41 @@ pub const CONFORMANCE_MUTANTS: [Mutant; 3] = [
 
 fn conformance_can_fail(options: &Options) -> CheckOutcome {
     mutants_caught(MutantRun::Conformance, &CONFORMANCE_MUTANTS, options.seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each check that builds a VM runs on every MMU; the shadow MMU's audit
+    /// rows (and the mutants' rows) on it alone; a TDP row never claims the
+    /// audit, which the report's coverage reads from "what".
+    #[test]
+    fn every_vm_check_runs_on_every_mmu() {
+        let all = all();
+        let names = |mmu: Mmu| -> Vec<&str> {
+            all.iter()
+                .filter(|c| c.mmu == Some(mmu) && c.lane != Lane::Zoo)
+                .map(|c| c.name)
+                .collect()
+        };
+        let shadow = names(Mmu::Shadow);
+        let tdp = names(Mmu::Tdp);
+        assert!(tdp.contains(&"conformance") && tdp.contains(&"native-stress"));
+        assert!(tdp.contains(&"audit-scenario"));
+        for name in &shadow {
+            assert!(
+                tdp.contains(name) || *name == "native-stress-audited",
+                "{name} does not run on the TDP MMU"
+            );
+        }
+        assert!(!tdp.contains(&"native-stress-audited"));
+        assert!(all.iter().all(|c| c.mmu.is_some()));
+        for c in all.iter().filter(|c| c.lane == Lane::Zoo) {
+            assert_eq!(c.mmu, Some(Mmu::Shadow), "{}", c.name);
+        }
+        for c in all.iter().filter(|c| c.mmu == Some(Mmu::Tdp)) {
+            assert!(!c.what.contains("audit"), "{}: {}", c.name, c.what);
+        }
+    }
 }

@@ -125,6 +125,8 @@ pub use driver::{Conformance, run_case};
 pub use machine::{Machine, Model, TRANSITIONS};
 pub use minimize::{MINIMIZE_RUNS, Shrunk, minimize};
 pub use ops::{Case, Setup, Step, apply, describe};
-pub use runner::{ConformanceReport, run_many, run_many_sized, run_many_with};
+pub use runner::{
+    ConformanceReport, run_many, run_many_on, run_many_sized, run_many_sized_on, run_many_with,
+};
 pub use stats::{CaseStats, Invalid};
 pub use sut::{Snapshot, Sut};

@@ -78,6 +78,11 @@ pub fn knobs(
     for only in &options.only {
         k.push(format!("--only {only}"));
     }
+    // One MMU's native checks are less than every MMU's.
+    if fastzap::Mmu::ALL.iter().any(|m| !options.mmus.contains(m)) {
+        let names: Vec<&str> = options.mmus.iter().map(|m| m.name()).collect();
+        k.push(format!("--mmu {}", names.join(",")));
+    }
     let number = |var: &str| env(var).and_then(|v| v.trim().parse::<u64>().ok());
     for var in [
         "LOOM_MAX_DURATION",
@@ -229,7 +234,7 @@ impl Verdict {
         if let Some(native) = &self.native {
             for row in &native.rows {
                 if let Some(why) = &row.outcome.unjudged {
-                    gaps.push((Gap::NotJudged, format!("{}: {why}", row.name)));
+                    gaps.push((Gap::NotJudged, format!("{}: {why}", row.label())));
                 }
             }
         }

@@ -7,6 +7,8 @@
 //!   ([`fastzap_reference::reference`]), step by step, with the audit after
 //!   every step;
 //! - [`stress`]: the native multi-thread stress;
+//! - [`mmu`]: every workload above runs on each MMU (`fastzap::Mmu::ALL`),
+//!   the shadow MMU's own checks on the shadow MMU only;
 //! - [`checks`]: the native checks, each one row of the report; the
 //!   scripted cases they run ([`scripted`], [`tlb_cases`]), and a mutant's run in a child
 //!   process ([`child`]);
@@ -27,6 +29,7 @@ pub mod conformance;
 pub mod evidence;
 pub mod lanes;
 pub mod memory;
+pub mod mmu;
 pub mod progress;
 pub mod publish;
 pub mod replay;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use fastzap::Mmu;
 use fastzap_verification::child;
 use fastzap_verification::evidence::{self, Selection};
 use fastzap_verification::lanes::SKIP_MIRI_VAR;
@@ -87,6 +88,24 @@ impl LaneArg {
     }
 }
 
+/// An MMU of `fastzap::Mmu::ALL`, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MmuArg {
+    /// The shadow MMU (`mmu.c`).
+    Shadow,
+    /// The TDP MMU (`tdp_mmu.c`).
+    Tdp,
+}
+
+impl MmuArg {
+    fn mmu(self) -> Mmu {
+        match self {
+            MmuArg::Shadow => Mmu::Shadow,
+            MmuArg::Tdp => Mmu::Tdp,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct VerifyArgs {
     /// A short run, for CI: native checks at a tenth of their size, the cheap
@@ -127,6 +146,10 @@ struct VerifyArgs {
     /// Only the native checks whose name contains this (repeatable).
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
+    /// Only the native checks on this MMU (default: each of them); the loom,
+    /// shuttle and zoo lanes are not affected. A reduced run.
+    #[arg(long, value_enum, value_name = "MMU")]
+    mmu: Option<MmuArg>,
     /// Lets loom models cut short by `LOOM_MAX_PERMUTATIONS` or
     /// `LOOM_MAX_DURATION` (BOUNDED) pass; the headline says so.
     #[arg(long)]
@@ -166,6 +189,9 @@ fn options(args: &VerifyArgs) -> Options {
         o.seed = s;
     }
     o.only = args.only.clone();
+    if let Some(m) = args.mmu {
+        o.mmus = vec![m.mmu()];
+    }
     o
 }
 
@@ -393,5 +419,22 @@ fn verify_main(args: VerifyArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mmu_names_every_mmu_by_its_own_name() {
+        let names: Vec<String> = MmuArg::value_variants()
+            .iter()
+            .map(|m| m.to_possible_value().unwrap().get_name().to_string())
+            .collect();
+        assert_eq!(names, Mmu::ALL.map(Mmu::name));
+        for m in MmuArg::value_variants() {
+            assert_eq!(m.to_possible_value().unwrap().get_name(), m.mmu().name());
+        }
     }
 }

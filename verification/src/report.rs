@@ -41,7 +41,7 @@ pub use counterexamples::{Written, counterexamples};
 pub use html::html;
 pub use json::json;
 pub use markdown::{markdown, zoo_markdown};
-pub use native::{Check, CheckOutcome, Lane, Report, Row, RunFn, run_checks};
+pub use native::{Check, CheckOutcome, Lane, Report, Row, RunFn, mmu_name, run_checks};
 pub use plan::{Options, Plan};
 pub use summary::{coverage, environment};
 pub use text::zoo_table;

@@ -7,7 +7,8 @@
 //!   `RequestPending` it handles the requests, on `Miss` it faults, and on
 //!   `Retry` it handles the requests. Now and then it translates a run of gfns,
 //!   or has the hardware evict its TLB entry of a gfn;
-//! - one churn thread creates, deletes (both strategies) and moves slots, and
+//! - one churn thread creates, deletes (every strategy the VM's MMU has,
+//!   `crate::mmu::deletions`) and moves slots, and
 //!   runs `invalidate_zap_all_pages`, `zap_all`, every mmu-notifier and the
 //!   shrinker.
 //!
@@ -26,6 +27,8 @@
 //! handle their requests, the audit runs on the quiescent VM, and the reclaimer
 //! is drained. The counters must settle: retired == freed for pages and
 //! descriptors, live pages == the page table, and one live rmap per slot.
+//! The audit and those counters are the shadow MMU's
+//! (`crate::mmu::shadow_internals`): on the TDP MMU the drain must settle.
 //!
 //! Only errors that an operation may legitimately return under this workload
 //! are tolerated: `SlotExists`, `SlotOverlap` and `UnknownSlot` from the churn
@@ -43,6 +46,8 @@ mod settle;
 use budget::{Budget, Rng, Stop, Tally};
 pub use config::StressConfig;
 use races::{Notifier, NotifierRaces};
+
+use crate::mmu;
 use settle::finish;
 
 use fastzap::check::{Counts, Invariant};
@@ -226,6 +231,7 @@ fn churn_thread(
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     let region = span / SLOTS;
+    let mmu = vm.config().mmu;
     let hva_of = |slot: u64, page: u64| Hva(HVA_BASE + (slot << 32) + page * 4096);
     let expected = |e: &MmuError| {
         matches!(
@@ -267,30 +273,23 @@ fn churn_thread(
                 };
                 ("create", vm.create_memslot(spec))
             }
-            20..22 => ("delete/merged311", {
-                vm.delete_memslot_with(id, DeletionStrategy::Merged311)
-            }),
-            22..24 => {
-                // The slot-only DELETEs (core/src/memslot_zap.rs).
-                let (name, strategy) = match rng.below(3) {
-                    0 => ("delete/slot-only-2019", DeletionStrategy::SlotOnly2019),
-                    1 => (
-                        "delete/slot-only-2020",
-                        DeletionStrategy::SlotOnlyFlushing2020,
-                    ),
-                    _ => (
-                        "delete/slot-only-quirk-off",
-                        DeletionStrategy::SlotOnlyQuirkOff,
-                    ),
+            n @ 20..28 => {
+                let drawn = match n {
+                    20..22 => DeletionStrategy::Merged311,
+                    // The slot-only DELETEs (core/src/memslot_zap.rs).
+                    22..24 => match rng.below(3) {
+                        0 => DeletionStrategy::SlotOnly2019,
+                        1 => DeletionStrategy::SlotOnlyFlushing2020,
+                        _ => DeletionStrategy::SlotOnlyQuirkOff,
+                    },
+                    24..26 => DeletionStrategy::SeedV3,
+                    _ => DeletionStrategy::SeedV3Deferred,
                 };
-                (name, vm.delete_memslot_with(id, strategy))
+                // Only the deletions this VM's MMU has; the shadow MMU has
+                // every one, and draws as before.
+                let strategy = mmu::deletion_for(mmu, drawn, |n| rng.below(n as u64) as usize);
+                (delete_kind(strategy), vm.delete_memslot_with(id, strategy))
             }
-            24..26 => ("delete/seedv3", {
-                vm.delete_memslot_with(id, DeletionStrategy::SeedV3)
-            }),
-            26..28 => ("delete/seedv3-deferred", {
-                vm.delete_memslot_with(id, DeletionStrategy::SeedV3Deferred)
-            }),
             28..38 => {
                 let base = slot * region + rng.below(region / 2);
                 ("move", vm.move_memslot(id, Gfn(base)))
@@ -336,6 +335,18 @@ fn churn_thread(
         }
     }
     tally
+}
+
+/// The operation kind of a DELETE with `strategy`, as the report counts it.
+fn delete_kind(strategy: DeletionStrategy) -> &'static str {
+    match strategy {
+        DeletionStrategy::Merged311 => "delete/merged311",
+        DeletionStrategy::SeedV3 => "delete/seedv3",
+        DeletionStrategy::SeedV3Deferred => "delete/seedv3-deferred",
+        DeletionStrategy::SlotOnly2019 => "delete/slot-only-2019",
+        DeletionStrategy::SlotOnlyFlushing2020 => "delete/slot-only-2020",
+        DeletionStrategy::SlotOnlyQuirkOff => "delete/slot-only-quirk-off",
+    }
 }
 
 /// Runs the stress. See the module documentation.

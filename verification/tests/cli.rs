@@ -147,6 +147,19 @@ fn verify_quick_passes_and_writes_the_report() {
         stdout.contains("verify: PASS [reduced: --quick"),
         "{stdout}"
     );
+    // Every MMU's native checks ran, each row naming its MMU.
+    let native = json["native"].as_array().expect("native rows");
+    for mmu in fastzap::Mmu::ALL {
+        for check in ["audit-scenario", "native-stress", "conformance"] {
+            assert!(
+                native
+                    .iter()
+                    .any(|r| r["check"] == check && r["mmu"] == mmu.name()),
+                "no {check} row on the {} MMU",
+                mmu.name()
+            );
+        }
+    }
     let zoo = json["zoo"].as_array().expect("zoo rows");
     assert!(zoo.len() >= 23, "{} zoo rows", zoo.len());
     assert!(zoo.iter().all(|r| r["verdict"] == "caught"));
@@ -387,4 +400,89 @@ fn a_miri_that_cannot_run_fails_the_run() {
     let json = report_json(&dir);
     assert_eq!(json["miri"]["ok"], false);
     assert_eq!(json["passed"], false);
+}
+
+/// The native checks' rows name their MMU: by default every check that
+/// builds a VM runs on each MMU; `--mmu tdp` runs the TDP MMU's rows alone
+/// and is a reduced run; an MMU that does not exist is bad usage.
+#[test]
+fn the_native_rows_name_their_mmu_and_mmu_selects_one() {
+    let mmus_of = |json: &serde_json::Value| -> Vec<(String, String)> {
+        json["native"]
+            .as_array()
+            .expect("native rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["check"].as_str().unwrap_or("?").to_string(),
+                    r["mmu"].as_str().unwrap_or("-").to_string(),
+                )
+            })
+            .collect()
+    };
+    let dir = out_dir("mmu-both");
+    let args = |dir: &Path, mmu: Option<&str>| {
+        let mut a = vec![
+            "verify".to_string(),
+            "--lane".into(),
+            "native".into(),
+            "--only".into(),
+            "audit-scenario".into(),
+            "--out".into(),
+            dir.to_str().expect("utf-8").into(),
+        ];
+        if let Some(m) = mmu {
+            a.extend(["--mmu".into(), m.into()]);
+        }
+        a
+    };
+    let out = fastzap().args(args(&dir, None)).output().expect("run");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let json = report_json(&dir);
+    assert_eq!(
+        mmus_of(&json),
+        [("audit-scenario", "shadow"), ("audit-scenario", "tdp")]
+            .map(|(c, m)| (c.to_string(), m.to_string()))
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(md.contains("| check | mmu | lane |"), "{md}");
+    assert!(md.contains("| audit-scenario | tdp | native |"), "{md}");
+    assert!(
+        !json["knobs"]
+            .as_array()
+            .expect("knobs")
+            .iter()
+            .any(|k| k.as_str().is_some_and(|k| k.starts_with("--mmu"))),
+        "{}",
+        json["knobs"]
+    );
+
+    let dir = out_dir("mmu-tdp");
+    let out = fastzap()
+        .args(args(&dir, Some("tdp")))
+        .output()
+        .expect("run");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let json = report_json(&dir);
+    assert_eq!(
+        mmus_of(&json),
+        [("audit-scenario".to_string(), "tdp".to_string())]
+    );
+    assert!(
+        json["knobs"]
+            .as_array()
+            .expect("knobs")
+            .iter()
+            .any(|k| k == "--mmu tdp"),
+        "{}",
+        json["knobs"]
+    );
+
+    let out = fastzap()
+        .args(args(&out_dir("mmu-bad"), Some("ept")))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -4,11 +4,17 @@
 //! proptest does by default, in `verification/tests/proptest-regressions/`
 //! and replayed first by the next run.
 
+use std::collections::BTreeSet;
+
 use fastzap::checking::Mutant;
+use fastzap::{DeletionStrategy, Mmu};
+use fastzap_reference::reference::Op;
+use fastzap_verification::conformance::machine::setup_strategy_on;
 use fastzap_verification::conformance::{
-    Conformance, Invalid, TRANSITIONS, run_case, run_many, run_many_with,
+    Conformance, Invalid, Model, Step, TRANSITIONS, run_case, run_many, run_many_on, run_many_with,
 };
-use proptest::test_runner::Config;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, TestRunner};
 use proptest_state_machine::prop_state_machine;
 
 fn cases() -> u32 {
@@ -99,5 +105,60 @@ fn shrinking_gives_short_counterexamples() {
                 i + 1
             );
         }
+    }
+}
+
+/// Conformance runs on every MMU against the one reference: each MMU's cases
+/// pass, and every invalid class occurs on each.
+#[test]
+fn conformance_runs_on_every_mmu() {
+    for mmu in Mmu::ALL {
+        let r = run_many_on(mmu, 48, 7);
+        assert!(
+            r.failure.is_none(),
+            "{}: {}",
+            mmu.name(),
+            r.failure.unwrap_or_default()
+        );
+        assert_eq!(r.cases, 48, "{}", mmu.name());
+        assert!(
+            r.stats.mapped > 0,
+            "{}: no translation found a mapping",
+            mmu.name()
+        );
+    }
+}
+
+/// A case's setup is the MMU's, and neither the configured deletion nor any
+/// DELETE a case calls is one the MMU lacks; on the shadow MMU every deletion
+/// is drawn.
+#[test]
+fn no_deletion_an_mmu_lacks_is_drawn_for_it() {
+    let mut runner = TestRunner::deterministic();
+    for mmu in Mmu::ALL {
+        let mut drawn = BTreeSet::new();
+        let setups = setup_strategy_on(mmu, None);
+        for _ in 0..200 {
+            let setup = setups.new_tree(&mut runner).expect("setup").current();
+            assert_eq!(setup.mmu, mmu);
+            assert_eq!(setup.config().mmu, mmu);
+            drawn.insert(format!("{:?}", setup.deletion));
+            let model = Model::new(setup);
+            let steps = model.transition();
+            for _ in 0..50 {
+                if let Step::Call(Op::DeleteSlot {
+                    strategy: Some(s), ..
+                }) = steps.new_tree(&mut runner).expect("step").current()
+                {
+                    drawn.insert(format!("{s:?}"));
+                }
+            }
+        }
+        let want: BTreeSet<String> = DeletionStrategy::ALL
+            .into_iter()
+            .filter(|d| mmu.supports(*d))
+            .map(|d| format!("{d:?}"))
+            .collect();
+        assert_eq!(drawn, want, "{}", mmu.name());
     }
 }

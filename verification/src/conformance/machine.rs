@@ -24,7 +24,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use fastzap::checking::Mutant;
-use fastzap::{DeletionStrategy, Gfn, Hva, SlotId, SlotSpec, VcpuId};
+use fastzap::{Gfn, Hva, Mmu, SlotId, SlotSpec, VcpuId};
 use fastzap_reference::reference::{Op, PAGE_SIZE, Reference};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -32,6 +32,7 @@ use proptest::strategy::{BoxedStrategy, Union};
 use proptest_state_machine::{ReferenceStateMachine, Sequential};
 
 use super::ops::{Setup, Step};
+use crate::mmu;
 
 /// Gfns of every generated configuration (4 sptes x 2 levels, or 2 x 4).
 pub const GFNS: u64 = 16;
@@ -221,15 +222,12 @@ impl Model {
                 .boxed()
         };
         let delete = |ids: BoxedStrategy<SlotId>| {
-            let strategy = prop_oneof![
-                Just(None),
-                Just(Some(DeletionStrategy::Merged311)),
-                Just(Some(DeletionStrategy::SeedV3)),
-                Just(Some(DeletionStrategy::SeedV3Deferred)),
-                Just(Some(DeletionStrategy::SlotOnly2019)),
-                Just(Some(DeletionStrategy::SlotOnlyFlushing2020)),
-                Just(Some(DeletionStrategy::SlotOnlyQuirkOff)),
-            ];
+            // The configured deletion, or one the MMU has.
+            let strategy = Union::new(
+                std::iter::once(None)
+                    .chain(mmu::deletions(self.setup.mmu).into_iter().map(Some))
+                    .map(Just),
+            );
             (ids, strategy)
                 .prop_map(|(id, strategy)| Step::Call(Op::DeleteSlot { id, strategy }))
                 .boxed()
@@ -383,8 +381,14 @@ impl Model {
 }
 
 /// A configuration and an opening: [`Setup`]'s documentation lists the
-/// choices. The opening creates 1 to 4 slots, slot `i` at gfn `4 i`.
+/// choices. The opening creates 1 to 4 slots, slot `i` at gfn `4 i`. The
+/// shadow MMU's; [`setup_strategy_on`] for another.
 pub fn setup_strategy(mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
+    setup_strategy_on(Mmu::Shadow, mutant)
+}
+
+/// [`setup_strategy`] on `mmu`: the configured deletion is one `mmu` has.
+pub fn setup_strategy_on(mmu: Mmu, mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
     let opening = prop::collection::vec((1u64..=4, 0..HOST_PAGES), 1..=4).prop_map(|slots| {
         slots
             .into_iter()
@@ -400,14 +404,7 @@ pub fn setup_strategy(mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
     (
         2usize..=3,
         1u8..=2,
-        prop_oneof![
-            Just(DeletionStrategy::Merged311),
-            Just(DeletionStrategy::SeedV3),
-            Just(DeletionStrategy::SeedV3Deferred),
-            Just(DeletionStrategy::SlotOnly2019),
-            Just(DeletionStrategy::SlotOnlyFlushing2020),
-            Just(DeletionStrategy::SlotOnlyQuirkOff),
-        ],
+        Union::new(mmu::deletions(mmu).into_iter().map(Just)),
         prop_oneof![3 => Just((4usize, 2u8)), 1 => Just((2, 4))],
         2usize..=3,
         any::<bool>(),
@@ -416,6 +413,7 @@ pub fn setup_strategy(mutant: Option<Mutant>) -> BoxedStrategy<Setup> {
         .prop_map(
             move |(vcpus, address_spaces, deletion, shape, desc_capacity, small_ebr, opening)| {
                 Setup {
+                    mmu,
                     vcpus,
                     address_spaces,
                     deletion,
@@ -489,14 +487,23 @@ impl ReferenceStateMachine for Machine {
 }
 
 /// The sequential strategy of [`Machine`] with `transitions` transitions per
-/// case, every case's VM built with `mutant`.
+/// case, every case's VM built with `mutant`, on the shadow MMU.
 pub fn sequential(
+    transitions: RangeInclusive<usize>,
+    mutant: Option<Mutant>,
+) -> Sequential<Model, Step, BoxedStrategy<Model>, BoxedStrategy<Step>> {
+    sequential_on(Mmu::Shadow, transitions, mutant)
+}
+
+/// [`sequential`] on `mmu`.
+pub fn sequential_on(
+    mmu: Mmu,
     transitions: RangeInclusive<usize>,
     mutant: Option<Mutant>,
 ) -> Sequential<Model, Step, BoxedStrategy<Model>, BoxedStrategy<Step>> {
     Sequential::new(
         transitions.into(),
-        move || setup_strategy(mutant).prop_map(Model::new).boxed(),
+        move || setup_strategy_on(mmu, mutant).prop_map(Model::new).boxed(),
         Machine::preconditions,
         Machine::transitions,
         Machine::apply,

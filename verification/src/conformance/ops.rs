@@ -4,7 +4,7 @@
 //! ([`apply`]).
 
 use fastzap::checking::Mutant;
-use fastzap::{Config, DeletionStrategy, Gfn, ReclaimBackend, SlotSpec, VcpuId, Vm};
+use fastzap::{Config, DeletionStrategy, Gfn, Mmu, ReclaimBackend, SlotSpec, VcpuId, Vm};
 use fastzap_reference::reference::{Op, Outcome};
 
 /// One transition: a single call, a vCPU's access to a gfn the way
@@ -34,6 +34,8 @@ pub enum Step {
 /// A case's configuration choices and opening.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setup {
+    /// The MMU (`Config::mmu`); the deletions are drawn from those it has.
+    pub mmu: Mmu,
     /// vCPUs (2 or 3).
     pub vcpus: usize,
     /// Address spaces (1 or 2).
@@ -66,6 +68,7 @@ impl Setup {
         config.gen_bits = 2;
         config.mmio_gen_bits = 2;
         config.desc_capacity = self.desc_capacity;
+        config.mmu = self.mmu;
         config.deletion = self.deletion;
         // Large pages on, as in `Config::native()`: 4 or 2 gfns each.
         config.large_pages = true;
@@ -91,7 +94,8 @@ pub struct Case {
 pub fn describe(case: &Case) -> String {
     let s = &case.setup;
     let mut out = format!(
-        "  setup: {} vCPUs, {} address space(s), {:?} deletion, {} sptes x {} levels, desc capacity {}, {}, mutant {:?}\n  opening: {}",
+        "  setup: {} MMU, {} vCPUs, {} address space(s), {:?} deletion, {} sptes x {} levels, desc capacity {}, {}, mutant {:?}\n  opening: {}",
+        s.mmu.name(),
         s.vcpus,
         s.address_spaces,
         s.deletion,

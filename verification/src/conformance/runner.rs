@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::ops::RangeInclusive;
 
+use fastzap::Mmu;
 use fastzap::checking::Mutant;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -41,8 +42,25 @@ pub fn run_many_with(cases: u32, seed: u64, mutant: Option<Mutant>) -> Conforman
     run_many_sized(cases, seed, mutant, TRANSITIONS)
 }
 
+/// [`run_many`] on `mmu` (`Config::mmu`): the same cases, against the same
+/// reference, their deletions drawn from those `mmu` has.
+pub fn run_many_on(mmu: Mmu, cases: u32, seed: u64) -> ConformanceReport {
+    run_many_sized_on(mmu, cases, seed, None, TRANSITIONS)
+}
+
 /// [`run_many_with`] with `transitions` transitions per case.
 pub fn run_many_sized(
+    cases: u32,
+    seed: u64,
+    mutant: Option<Mutant>,
+    transitions: RangeInclusive<usize>,
+) -> ConformanceReport {
+    run_many_sized_on(Mmu::Shadow, cases, seed, mutant, transitions)
+}
+
+/// [`run_many_sized`] on `mmu`.
+pub fn run_many_sized_on(
+    mmu: Mmu,
     cases: u32,
     seed: u64,
     mutant: Option<Mutant>,
@@ -60,7 +78,7 @@ pub fn run_many_sized(
     let mut runner = TestRunner::new_with_rng(config, rng);
     let totals = RefCell::new(ConformanceReport::default());
     let shrunk = RefCell::new(None::<Shrunk>);
-    let strategy = machine::sequential(transitions, mutant);
+    let strategy = machine::sequential_on(mmu, transitions, mutant);
     let result = runner.run(&strategy, |(model, steps, seen)| {
         let len = steps.len();
         let result = run_sequence(model, steps, seen);

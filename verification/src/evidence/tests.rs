@@ -181,6 +181,7 @@ fn a_quick_loom_name_that_did_not_run_fails() {
 fn an_unjudged_check_fails_a_full_run_and_is_listed_in_a_reduced_one() {
     let row = Row {
         name: "native-stress-long",
+        mmu: Some(fastzap::Mmu::Tdp),
         lane: Lane::Native,
         what: "the long stress",
         outcome: CheckOutcome {
@@ -206,6 +207,14 @@ fn an_unjudged_check_fails_a_full_run_and_is_listed_in_a_reduced_one() {
     };
     assert!(!full.passed());
     assert_eq!(gap_names(&full), vec![Gap::NotJudged]);
+    // The gap names the row's MMU.
+    assert!(
+        full.gaps()
+            .iter()
+            .any(|(_, w)| w.starts_with("native-stress-long [tdp]: ")),
+        "{:?}",
+        full.gaps()
+    );
     let reduced = Verdict {
         plan: Plan {
             knobs: vec!["--stress-ops 1".into()],
@@ -259,6 +268,15 @@ fn every_shrinking_knob_is_listed_and_the_defaults_are_full() {
         "Miri skipped (FASTZAP_SKIP_MIRI=1)",
     ] {
         assert!(k.iter().any(|x| x == want), "{want} not in {k:?}");
+    }
+    // One MMU's native checks are a reduced run; every MMU is the full one.
+    for mmu in fastzap::Mmu::ALL {
+        let one = Options {
+            mmus: vec![mmu],
+            ..Options::full()
+        };
+        let k = knobs(&Selection::default(), &one, &none);
+        assert_eq!(k, vec![format!("--mmu {}", mmu.name())]);
     }
     // A higher preemption bound explores more.
     let higher = |v: &str| (v == "LOOM_MAX_PREEMPTIONS").then(|| "3".to_string());

@@ -82,12 +82,13 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
         }
     }
     if let Some(native) = &v.native {
-        out.push_str("<h2>Native checks</h2><table><tr><th>check</th><th>lane</th><th>what</th><th>amount</th><th>time</th><th>result</th></tr>\n");
+        out.push_str("<h2>Native checks</h2><table><tr><th>check</th><th>mmu</th><th>lane</th><th>what</th><th>amount</th><th>time</th><th>result</th></tr>\n");
         for r in &native.rows {
             let _ = writeln!(
                 out,
-                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{} {}</td><td class="num">{:.2} s</td><td class="{}">{}</td></tr>"#,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{} {}</td><td class="num">{:.2} s</td><td class="{}">{}</td></tr>"#,
                 h(r.name),
+                super::mmu_name(r.mmu),
                 r.lane.name(),
                 h(r.what),
                 r.outcome.amount,

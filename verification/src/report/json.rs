@@ -23,7 +23,7 @@ pub fn json(v: &Verdict, cxs: &[Written]) -> Value {
         "environment": environment(v).into_iter().map(|(k, val)| (k, Value::String(val)))
             .collect::<serde_json::Map<String, Value>>(),
         "native": v.native.as_ref().map(|n| n.rows.iter().map(|r| json!({
-            "check": r.name, "lane": r.lane.name(), "what": r.what,
+            "check": r.name, "mmu": r.mmu.map(fastzap::Mmu::name), "lane": r.lane.name(), "what": r.what,
             "passed": r.outcome.passed, "amount": r.outcome.amount, "unit": r.outcome.unit,
             "seconds": r.time.as_secs_f64(), "detail": r.outcome.detail,
         })).collect::<Vec<_>>()),

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::summary::{amount, coverage, environment, fmt_secs, headline, verdict_words};
-use super::{Options, Report, Verdict, Written, ZooOutcome};
+use super::{Options, Report, Verdict, Written, ZooOutcome, mmu_name};
 
 impl Report {
     /// The report as a markdown table.
@@ -24,13 +24,17 @@ impl Report {
                 "release"
             }
         );
-        let _ = writeln!(out, "| check | lane | what | amount | time | result |");
-        let _ = writeln!(out, "|---|---|---|---:|---:|---|");
+        let _ = writeln!(
+            out,
+            "| check | mmu | lane | what | amount | time | result |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
         for r in &self.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} {} | {:.2} s | {} |",
+                "| {} | {} | {} | {} | {} {} | {:.2} s | {} |",
                 r.name,
+                mmu_name(r.mmu),
                 r.lane.name(),
                 r.what,
                 r.outcome.amount,
@@ -52,7 +56,7 @@ impl Report {
         let _ = writeln!(out, "## Details\n");
         for r in &self.rows {
             let detail = r.outcome.detail.replace('\n', "\n    ");
-            let _ = writeln!(out, "- **{}**: {}", r.name, detail);
+            let _ = writeln!(out, "- **{}**: {}", r.label(), detail);
         }
         out
     }

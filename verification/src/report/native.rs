@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use fastzap::Mmu;
+
 use super::Options;
 
 /// Where a check runs.
@@ -75,8 +77,10 @@ pub type RunFn = Box<dyn Fn(&Options) -> CheckOutcome>;
 
 /// One row of the report.
 pub struct Check {
-    /// A short unique name.
+    /// A short name, unique together with `mmu`.
     pub name: &'static str,
+    /// The MMU its VMs run (every row that builds a `Vm` names one).
+    pub mmu: Option<Mmu>,
     /// Its lane.
     pub lane: Lane,
     /// What it checks, in one sentence.
@@ -89,6 +93,7 @@ impl std::fmt::Debug for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Check")
             .field("name", &self.name)
+            .field("mmu", &self.mmu)
             .field("lane", &self.lane)
             .finish_non_exhaustive()
     }
@@ -99,6 +104,8 @@ impl std::fmt::Debug for Check {
 pub struct Row {
     /// The check's name.
     pub name: &'static str,
+    /// The MMU its VMs ran.
+    pub mmu: Option<Mmu>,
     /// Its lane.
     pub lane: Lane,
     /// What it checks.
@@ -118,6 +125,21 @@ pub struct Report {
     pub total: Duration,
 }
 
+/// The name of an MMU column's cell: `-` for a row that builds no VM.
+pub fn mmu_name(mmu: Option<Mmu>) -> &'static str {
+    mmu.map_or("-", Mmu::name)
+}
+
+impl Row {
+    /// The row's name and MMU, `native-stress [tdp]`: unique in a report.
+    pub fn label(&self) -> String {
+        match self.mmu {
+            Some(m) => format!("{} [{}]", self.name, m.name()),
+            None => self.name.to_string(),
+        }
+    }
+}
+
 impl Report {
     /// Whether every check passed (and there was at least one).
     pub fn passed(&self) -> bool {
@@ -125,24 +147,26 @@ impl Report {
     }
 }
 
-/// Runs `checks` in order (those `options.only` selects), with progress on
-/// `bar`.
+/// Runs `checks` in order (those `options.only` selects, on the MMUs of
+/// `options.mmus`), with progress on `bar`.
 pub fn run_checks(checks: &[Check], options: &Options, bar: &crate::progress::Bar) -> Report {
     let started = Instant::now();
     let mut report = Report::default();
     let checks: Vec<&Check> = checks
         .iter()
         .filter(|c| {
-            options.only.is_empty() || options.only.iter().any(|o| c.name.contains(o.as_str()))
+            (options.only.is_empty() || options.only.iter().any(|o| c.name.contains(o.as_str())))
+                && c.mmu.is_none_or(|m| options.mmus.contains(&m))
         })
         .collect();
     for (i, check) in checks.iter().enumerate() {
         bar.running(&format!(
-            "[{}/{}] {} ({}): {}",
+            "[{}/{}] {} ({}, {}): {}",
             i + 1,
             checks.len(),
             check.name,
             check.lane.name(),
+            mmu_name(check.mmu),
             check.what
         ));
         let t = Instant::now();
@@ -158,8 +182,9 @@ pub fn run_checks(checks: &[Check], options: &Options, bar: &crate::progress::Ba
                 });
         let time = t.elapsed();
         bar.done(&format!(
-            "{} {} in {:.2}s: {} {}; {}",
+            "{} [{}] {} in {:.2}s: {} {}; {}",
             check.name,
+            mmu_name(check.mmu),
             if outcome.passed { "PASS" } else { "FAIL" },
             time.as_secs_f64(),
             outcome.amount,
@@ -175,6 +200,7 @@ pub fn run_checks(checks: &[Check], options: &Options, bar: &crate::progress::Ba
         ));
         report.rows.push(Row {
             name: check.name,
+            mmu: check.mmu,
             lane: check.lane,
             what: check.what,
             outcome,

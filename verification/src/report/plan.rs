@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fastzap::Mmu;
+
 /// The options of one `verify` run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -19,6 +21,8 @@ pub struct Options {
     pub seed: u64,
     /// Run only the checks whose name contains one of these (all if empty).
     pub only: Vec<String>,
+    /// The MMUs the native checks run on (`--mmu`; every one by default).
+    pub mmus: Vec<Mmu>,
 }
 
 impl Options {
@@ -32,6 +36,7 @@ impl Options {
             cases: 10_000,
             seed: 0x5eed,
             only: Vec::new(),
+            mmus: Mmu::ALL.to_vec(),
         }
     }
 

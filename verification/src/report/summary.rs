@@ -95,7 +95,7 @@ pub fn coverage(v: &Verdict) -> Vec<(Invariant, Vec<String>)> {
             if let Some(report) = &v.native {
                 for row in &report.rows {
                     if row.what.contains("audit") {
-                        checks.push(format!("native {}", row.name));
+                        checks.push(format!("native {}", row.label()));
                     }
                 }
             }

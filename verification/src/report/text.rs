@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::summary::{amount, fmt_secs};
-use super::{Report, ZooOutcome};
+use super::{Report, ZooOutcome, mmu_name};
 
 impl Report {
     /// The report as a plain-text table for the terminal.
@@ -11,15 +11,16 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<24} {:<10} {:>22} {:>9}  result",
-            "check", "lane", "amount", "time"
+            "{:<24} {:<7} {:<10} {:>22} {:>9}  result",
+            "check", "mmu", "lane", "amount", "time"
         );
         for r in &self.rows {
             let amount = format!("{} {}", r.outcome.amount, r.outcome.unit);
             let _ = writeln!(
                 out,
-                "{:<24} {:<10} {:>22} {:>8.2}s  {}",
+                "{:<24} {:<7} {:<10} {:>22} {:>8.2}s  {}",
                 r.name,
+                mmu_name(r.mmu),
                 r.lane.name(),
                 amount,
                 r.time.as_secs_f64(),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fastzap::{Config, ReclaimBackend};
+use fastzap::{Config, Mmu, ReclaimBackend};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -63,6 +63,13 @@ impl StressConfig {
             span: 16384,
             ..StressConfig::new(ops, wall, seed)
         }
+    }
+
+    /// This configuration on `mmu` (`Config::mmu`; the shadow MMU unless
+    /// set). The churn thread draws its deletions from those `mmu` has.
+    pub fn on(mut self, mmu: Mmu) -> StressConfig {
+        self.vm.mmu = mmu;
+        self
     }
 
     /// This configuration with the audit points on, release builds included:
