@@ -34,6 +34,14 @@ impl Vm {
             .unwrap_or_default()
     }
 
+    /// On a TDP VM, every leaf in every root on the root list, valid and
+    /// invalid: (root, root invalid, gfn, pfn). Read under the read lock.
+    pub fn tdp_leaves(&self) -> Vec<(crate::ids::PageId, bool, u64, u64)> {
+        self.tdp()
+            .map(|ctx| crate::tdp::leaves(&ctx))
+            .unwrap_or_default()
+    }
+
     /// Runs grace periods until every retired object is freed, at most `rounds`
     /// times. Returns whether the counters settled.
     pub fn drain(&self, rounds: usize) -> bool {

@@ -53,7 +53,7 @@ pub(crate) enum Outcome {
 }
 
 enum Target {
-    Leaf { pfn: u64, writable: bool },
+    Leaf { pfn: u64, hva: u64, writable: bool },
     Mmio { generation: u64 },
 }
 
@@ -75,10 +75,9 @@ pub(crate) fn kvm_tdp_page_fault(
         Some(slot) if slot.is_invalid() => return Outcome::Retry(Stale::InvalidSlot),
         Some(slot) => {
             let hva = slot.gfn_to_hva(gfn);
-            let pfn = ctx.host.hva_to_pfn(hva);
-            ctx.ghost.check_pfn_fresh(hva, pfn, gfn, snapshot);
             Target::Leaf {
-                pfn,
+                pfn: ctx.host.hva_to_pfn(hva),
+                hva,
                 writable: write,
             }
         }
@@ -107,6 +106,11 @@ pub(crate) fn kvm_tdp_page_fault(
         || ctx.tdp.invalidate_seq.load(Ordering::Acquire) != mmu_seq
     {
         return Outcome::Retry(Stale::NotifierRace);
+    }
+    if let Target::Leaf { pfn, hva, .. } = target {
+        // Past the retry checks: the pfn read before the lock is still the
+        // host's (no invalidation ran or runs since the snapshot).
+        ctx.ghost.check_pfn_fresh(hva, pfn, gfn, snapshot);
     }
     let outcome = kvm_tdp_mmu_map(ctx, held.guard(), &root, gfn, &target);
     drop(held);
@@ -184,7 +188,7 @@ fn kvm_tdp_mmu_map(
             continue 'retry;
         }
         let new = match *target {
-            Target::Leaf { pfn, writable } => {
+            Target::Leaf { pfn, writable, .. } => {
                 if let Spte::Leaf {
                     pfn: old_pfn,
                     writable: old_writable,

@@ -80,6 +80,9 @@ pub(crate) struct TdpMmu {
     pub(crate) tables: AtomicUsize,
     /// The next table id (ids are unique for the VM's life).
     pub(crate) next_id: AtomicU64,
+    /// Tables handed to the reclaimer whose deferred free has not run yet:
+    /// what the teardown's barrier waits for.
+    pub(crate) pending_frees: Arc<AtomicUsize>,
 }
 
 impl TdpMmu {
@@ -93,6 +96,7 @@ impl TdpMmu {
             invalidate_seq: AtomicU64::new(0),
             tables: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
+            pending_frees: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -160,4 +164,23 @@ impl TdpCtx<'_> {
     pub(crate) fn max_gfn(&self) -> u64 {
         self.config.max_gfn()
     }
+}
+
+/// Every leaf of every root on the list, valid and invalid: (root, root
+/// invalid, gfn, pfn). For the checkers; read under the read lock.
+#[cfg(feature = "ghost")]
+pub(crate) fn leaves(ctx: &TdpCtx<'_>) -> Vec<(crate::ids::PageId, bool, u64, u64)> {
+    let _held = ctx.tdp.mmu_lock.read();
+    let guard = ctx.reclaimer.pin();
+    let mut out = Vec::new();
+    for root in ctx.tdp.roots_snapshot() {
+        let mut it = iter::TdpIter::start(ctx, &guard, root.table, root.level, 1, 0, ctx.max_gfn());
+        while it.in_range() {
+            if let spte::Spte::Leaf { pfn, .. } = it.old_spte.decode() {
+                out.push((root.id, root.is_invalid(), it.gfn, pfn));
+            }
+            it.next(ctx, &guard);
+        }
+    }
+    out
 }

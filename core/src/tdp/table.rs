@@ -94,6 +94,8 @@ pub(crate) fn free_table(tdp: &TdpMmu, guard: &Guard<'_>, ghost: &Ghost, table: 
     tdp.tables.fetch_sub(1, Ordering::AcqRel);
     ghost.pages().retire();
     let ghost = ghost.clone();
+    let pending = tdp.pending_frees.clone();
+    pending.fetch_add(1, Ordering::AcqRel);
     guard.defer(move || {
         let owned = table;
         let mut bytes = 0;
@@ -108,5 +110,6 @@ pub(crate) fn free_table(tdp: &TdpMmu, guard: &Guard<'_>, ghost: &Ghost, table: 
         // no pin that could have read its address is still held. It came
         // from `Box::leak` in `alloc_table`; this is its one release.
         unsafe { ghost.release(owned.0, bytes) };
+        pending.fetch_sub(1, Ordering::AcqRel);
     });
 }

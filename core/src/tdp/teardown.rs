@@ -6,6 +6,9 @@
 //! the reclaimer's barrier (`rcu_barrier`) waits until every deferred free
 //! has run, so that nothing is left outstanding when the VM's memory goes.
 
+use crate::invariant::Invariant;
+use crate::sync::{Ordering, yield_now};
+
 use super::TdpCtx;
 use super::lock::Held;
 use super::root::kvm_tdp_mmu_put_root;
@@ -25,6 +28,31 @@ pub(crate) fn kvm_mmu_uninit_tdp_mmu(ctx: &TdpCtx<'_>) -> usize {
         kvm_tdp_mmu_invalidate_roots(ctx, &held);
     }
     kvm_tdp_mmu_zap_invalidated_roots(ctx, &mut ZapCount::default());
-    ctx.reclaimer.barrier();
+    rcu_barrier(ctx);
     ctx.tdp.roots.lock().len()
 }
+
+/// `rcu_barrier`: wait until every deferred free of a table has run. One
+/// barrier of the reclaimer runs what the calling thread deferred; frees
+/// that other threads deferred may sit in their own bags a little longer,
+/// so the barrier is repeated, a bounded number of times, until none is
+/// pending. Returns whether none is.
+pub(crate) fn rcu_barrier(ctx: &TdpCtx<'_>) -> bool {
+    for _ in 0..BARRIER_ROUNDS {
+        if ctx.tdp.pending_frees.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        ctx.reclaimer.barrier();
+        yield_now();
+    }
+    let left = ctx.tdp.pending_frees.load(Ordering::Acquire);
+    if left != 0 {
+        ctx.ghost.violate(Invariant::I3, || {
+            format!("{left} TDP tables still waiting for their grace period at teardown")
+        });
+    }
+    left == 0
+}
+
+/// How many barriers the teardown tries before it reports what is left.
+const BARRIER_ROUNDS: usize = 1000;
