@@ -146,6 +146,27 @@ impl Vm {
     ) -> Fault {
         let actor = Actor::Vcpu(vcpu.0);
         self.event(actor, || What::Fault { gfn });
+        if let Some(ctx) = self.tdp() {
+            use crate::tdp::fault::{Outcome, Stale};
+            return match crate::tdp::fault::kvm_tdp_page_fault(&ctx, v, vcpu.0, gfn, write) {
+                Outcome::Mapped(pfn) => {
+                    self.event(actor, || {
+                        What::Note(format!("tdp map gfn {gfn} -> pfn {pfn:#x}"))
+                    });
+                    Fault::Mapped { pfn: Pfn(pfn) }
+                }
+                Outcome::Mmio => Fault::Mmio,
+                Outcome::Retry(stale) => {
+                    let reason = match stale {
+                        Stale::NoRoot => RetryReason::NoRoot,
+                        Stale::ObsoleteRoot => RetryReason::ObsoleteRoot,
+                        Stale::InvalidSlot => RetryReason::InvalidSlot,
+                        Stale::NotifierRace => RetryReason::NotifierRace,
+                    };
+                    self.retry(actor, gfn, reason)
+                }
+            };
+        }
         // A page fault drops the faulting address's TLB entry (as x86 does): a
         // write to a read-only entry re-walks after the fault makes it writable.
         v.tlb.evict(gfn);

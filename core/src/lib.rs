@@ -123,6 +123,8 @@ mod spte;
 mod tlb;
 mod vcpu;
 mod vm;
+mod tdp;
+mod vm_tdp;
 
 // The events, in SPEC.md's order.
 mod walk;

@@ -12,7 +12,7 @@
 use crate::addr::{Gfn, Hva, PAGE_SIZE};
 use crate::checkpoint::AuditPoint;
 use crate::design::DeletionStrategy;
-use crate::error::MmuError;
+use crate::error::{ConfigError, MmuError};
 use crate::event::{Actor, What};
 use crate::ghost::Visited;
 use crate::ids::SlotId;
@@ -170,6 +170,12 @@ impl Vm {
             .cloned()
             .ok_or(MmuError::UnknownSlot(id))?;
         drop(current);
+        if !self.config.mmu.supports(strategy) {
+            return Err(MmuError::InvalidConfig(ConfigError::Deletion {
+                mmu: self.config.mmu,
+                deletion: strategy,
+            }));
+        }
         let cut = match strategy {
             DeletionStrategy::Merged311 => {
                 let cut = self.retire_slot_merged(&slot)?;
@@ -367,7 +373,12 @@ impl Vm {
         self.install_memslots(invalid, Actor::Memslot)?;
         let cut = self.ghost.tick();
         self.synchronize(Actor::Memslot);
-        self.zap_memslot(slot, strategy);
+        match self.tdp() {
+            Some(ctx) => {
+                crate::tdp::memslot::kvm_mmu_zap_memslot(&ctx, slot);
+            }
+            None => self.zap_memslot(slot, strategy),
+        }
         Ok(cut)
     }
 

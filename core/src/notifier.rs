@@ -52,6 +52,11 @@ impl Vm {
     pub fn invalidate_range(&self, start: Hva, end: Hva) -> Result<usize, MmuError> {
         let (start, end) = (start.0, end.0);
         let cut = self.notifier_begin(start, end)?;
+        if let Some(ctx) = self.tdp() {
+            return Ok(crate::tdp::notifier::kvm_tdp_mmu_unmap_gfn_range(
+                &ctx, start, end, cut,
+            ));
+        }
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Notifier);
         lk.notifier_count += 1;
@@ -194,6 +199,11 @@ impl Vm {
         let page = Hva(check_hva(hva)?).page().0;
         let end = page + PAGE_SIZE;
         let cut = self.notifier_begin(page, end)?;
+        if let Some(ctx) = self.tdp() {
+            return Ok(crate::tdp::notifier::kvm_tdp_mmu_set_spte_gfn(
+                &ctx, page, cut,
+            ));
+        }
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Notifier);
         lk.notifier_count += 1;
@@ -249,6 +259,11 @@ impl Vm {
     /// one the lockless unmapper just cleared (the seed's point, bug 4).
     fn age_range(&self, start: u64, end: u64, clear: bool) -> Result<bool, MmuError> {
         self.notifier_begin(start, end)?;
+        if let Some(ctx) = self.tdp() {
+            return Ok(crate::tdp::notifier::kvm_tdp_mmu_age_gfn_range(
+                &ctx, start, end, clear,
+            ));
+        }
         let guard = self.reclaimer.pin();
         let lk = self.lock_mmu(Actor::Notifier);
         let mut young = false;

@@ -16,6 +16,32 @@ impl Vm {
         self.ghost.counts()
     }
 
+    /// Drops the VM (its teardown included: on a TDP VM
+    /// `kvm_mmu_uninit_tdp_mmu`, which ends with the reclaimer's barrier) and
+    /// returns the allocation counters afterwards: what the teardown left.
+    pub fn counts_after_drop(self) -> Counts {
+        let ghost = self.ghost.clone();
+        drop(self);
+        ghost.counts()
+    }
+
+    /// On a TDP VM, the roots on the root list: id, reference count and
+    /// whether invalid, in list order (empty on a shadow VM).
+    pub fn tdp_roots(&self) -> Vec<(crate::ids::PageId, usize, bool)> {
+        self.tdp
+            .as_ref()
+            .map(crate::tdp::TdpMmu::root_summary)
+            .unwrap_or_default()
+    }
+
+    /// On a TDP VM, every leaf in every root on the root list, valid and
+    /// invalid: (root, root invalid, gfn, pfn). Read under the read lock.
+    pub fn tdp_leaves(&self) -> Vec<(crate::ids::PageId, bool, u64, u64)> {
+        self.tdp()
+            .map(|ctx| crate::tdp::leaves(&ctx))
+            .unwrap_or_default()
+    }
+
     /// Runs grace periods until every retired object is freed, at most `rounds`
     /// times. Returns whether the counters settled.
     pub fn drain(&self, rounds: usize) -> bool {

@@ -68,6 +68,13 @@ impl Vm {
     /// [`Vm::handle_requests`] on a vCPU the caller has claimed.
     pub(crate) fn handle_requests_claimed(&self, v: &Vcpu, vcpu: VcpuId) -> Handled {
         let actor = Actor::Vcpu(vcpu.0);
+        if let Some(ctx) = self.tdp() {
+            let (requests, reloaded) = crate::tdp::root::handle_requests(&ctx, v, vcpu.0);
+            self.event(actor, || What::Handled {
+                requests: requests.bits(),
+            });
+            return Handled { requests, reloaded };
+        }
         let mut handled = Handled::default();
         // Freeing the old root flushes remote TLBs, which requests a flush from
         // this vCPU too; like vcpu_enter_guest, go round again (a few times at

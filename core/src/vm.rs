@@ -23,6 +23,7 @@
 
 use crate::addr::{Gfn, Hva, Pfn};
 use crate::config::Config;
+use crate::design::Mmu;
 use crate::error::{ConfigError, MmuError};
 use crate::event::{Actor, What};
 use crate::ghost::Ghost;
@@ -33,6 +34,7 @@ use crate::mmu::{MmuLock, MmuState};
 use crate::page::free_page_now;
 use crate::sync::reclaim::BackendError;
 use crate::sync::{Arc, AtomicU64, GenRoot, Mutex, Ordering, Reclaimer};
+use crate::tdp::{TdpCtx, TdpMmu};
 use crate::vcpu::{Requests, Vcpu, make_all_cpus_request};
 
 /// A VM: memslots, vCPUs and the shadow MMU.
@@ -82,6 +84,10 @@ pub struct Vm {
     pub(crate) ghost: Ghost,
     /// The host's page tables, which `gfn_to_pfn` reads and notifiers change.
     pub(crate) host: HostMm,
+    /// The TDP MMU, on a VM whose [`Config::mmu`] is [`Mmu::Tdp`]. Every
+    /// public operation dispatches to it at its top (`crate::tdp`); the
+    /// shadow MMU's state (`mmu`) then stays empty.
+    pub(crate) tdp: Option<TdpMmu>,
 }
 
 const _: () = {
@@ -171,6 +177,7 @@ impl Vm {
             reclaimer,
             ghost: Ghost::new(&config),
             host: HostMm::default(),
+            tdp: (config.mmu == Mmu::Tdp).then(|| TdpMmu::new(config.vcpus)),
             config,
         })
     }
@@ -190,6 +197,20 @@ impl Vm {
     }
 
     // ----- what every event uses ---------------------------------------------
+
+    /// The TDP MMU and the parts of the VM it uses, on a TDP VM.
+    pub(crate) fn tdp(&self) -> Option<TdpCtx<'_>> {
+        self.tdp.as_ref().map(|tdp| TdpCtx {
+            tdp,
+            config: &self.config,
+            vcpus: &self.vcpus,
+            reclaimer: &self.reclaimer,
+            ghost: &self.ghost,
+            memslots: &self.memslots,
+            host: &self.host,
+            mmu_valid_gen: &self.mmu_valid_gen,
+        })
+    }
 
     /// Records an event in the ghost log (nothing without the `ghost` feature).
     #[inline]
@@ -336,7 +357,13 @@ impl Vm {
     /// assert_eq!(vm.shadow_pages(), 1); // the new root
     /// # Ok::<(), fastzap::MmuError>(())
     /// ```
+    ///
+    /// On a TDP VM: the TDP tables, roots included, not yet handed to the
+    /// reclaimer.
     pub fn shadow_pages(&self) -> usize {
+        if let Some(tdp) = &self.tdp {
+            return tdp.live_tables();
+        }
         self.mmu.lock().pages.len()
     }
 
@@ -391,6 +418,15 @@ impl Vm {
 
     /// [`Vm::root`] of a vCPU that exists.
     pub(crate) fn root_of(&self, vcpu: VcpuId) -> Option<RootInfo> {
+        if let Some(ctx) = self.tdp() {
+            return crate::tdp::root::vcpu_root(&ctx, vcpu.0).map(|(page, generation, valid)| {
+                RootInfo {
+                    page,
+                    generation,
+                    valid,
+                }
+            });
+        }
         let lk = self.lock_mmu(Actor::Vcpu(vcpu.0));
         lk.roots[vcpu.0].and_then(|page| {
             let meta = lk.pages.get(&page)?;
@@ -448,6 +484,14 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        if let Some(ctx) = self.tdp() {
+            let left = crate::tdp::teardown::kvm_mmu_uninit_tdp_mmu(&ctx);
+            if left != 0 {
+                self.ghost.violate(crate::invariant::Invariant::I3, || {
+                    format!("{left} TDP roots left at teardown")
+                });
+            }
+        }
         let state = std::mem::replace(&mut *self.mmu.lock(), MmuState::new(0));
         for (_, meta) in state.pages {
             free_page_now(meta.ptr, &self.ghost);

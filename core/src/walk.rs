@@ -57,6 +57,20 @@ pub enum Translation {
     RequestPending,
 }
 
+/// A TDP translate's answer, as the shadow MMU's.
+fn seen_to_translation(seen: crate::tdp::walk::Seen) -> Translation {
+    use crate::tdp::walk::Seen;
+    match seen {
+        Seen::Mapped { pfn, writable } => Translation::Mapped {
+            pfn: Pfn(pfn),
+            writable,
+        },
+        Seen::Mmio => Translation::Mmio,
+        Seen::Miss => Translation::Miss,
+        Seen::RequestPending => Translation::RequestPending,
+    }
+}
+
 impl Vm {
     /// The lockless read path: what the guest would see at `gfn` now. It never
     /// takes `mmu_lock`. Claims the vCPU for the call; [`Vm::claim_vcpu`]
@@ -132,6 +146,17 @@ impl Vm {
     /// [`Vm::translate`] on a vCPU the caller has claimed.
     #[inline]
     pub(crate) fn translate_claimed(&self, v: &Vcpu, vcpu: VcpuId, gfn: u64) -> Translation {
+        if let Some(ctx) = self.tdp() {
+            let mut result = Translation::Miss;
+            crate::tdp::walk::translate_run(&ctx, v, vcpu.0, std::iter::once(gfn), &mut |seen| {
+                result = seen_to_translation(seen);
+            });
+            self.event(Actor::Vcpu(vcpu.0), || What::Translate {
+                gfn,
+                result: format!("{result:?}"),
+            });
+            return result;
+        }
         let start = self.walk_lockless_begin(v);
         let result = self.translate_walk(v, gfn, start);
         v.walk_lockless_end();
@@ -144,6 +169,18 @@ impl Vm {
 
     /// [`Vm::translate_run`] on a vCPU the caller has claimed, its gfns checked.
     pub(crate) fn translate_run_claimed(&self, v: &Vcpu, gfns: &[Gfn], out: &mut Vec<Translation>) {
+        if let Some(ctx) = self.tdp() {
+            let index = self
+                .vcpus
+                .iter()
+                .position(|x| std::ptr::eq(x, v))
+                .unwrap_or(0);
+            let gfns = gfns.iter().map(|g| g.0);
+            crate::tdp::walk::translate_run(&ctx, v, index, gfns, &mut |seen| {
+                out.push(seen_to_translation(seen));
+            });
+            return;
+        }
         let start = self.walk_lockless_begin(v);
         // Requests, then the TLB, then the walk: see `translate_walk`.
         if !v.requests().is_empty() {

@@ -93,6 +93,9 @@ impl Vm {
         under_lock: impl FnOnce(&MmuLock<'_>),
         before_zap: impl FnOnce(),
     ) -> Result<ZapStats, MmuError> {
+        if self.tdp.is_some() {
+            return Ok(self.tdp_invalidate_all(actor, before_zap));
+        }
         let started = Stopwatch::start();
         let mut drained = ZapStats::default();
         let (cut, bump_hold_ns) = {
@@ -453,6 +456,9 @@ impl Vm {
     #[doc(alias = "kvm_mmu_zap_all")]
     pub fn zap_all(&self) -> Result<ZapStats, MmuError> {
         let _slots = self.slots_lock.lock();
+        if self.tdp.is_some() {
+            return Ok(self.tdp_zap_all());
+        }
         let guard = self.reclaimer.pin();
         let started = Stopwatch::start();
         let mut lk = self.lock_mmu(Actor::Zapper);
@@ -511,6 +517,9 @@ impl Vm {
     /// ```
     #[doc(alias = "mmu_shrink_scan")]
     pub fn shrink(&self, nr: usize) -> Result<usize, MmuError> {
+        if self.tdp.is_some() {
+            return Ok(0); // `mmu_shrink_scan` never touches TDP tables
+        }
         let guard = self.reclaimer.pin();
         let mut lk = self.lock_mmu(Actor::Shrinker);
         let active_first = self.config.mutant_is(Mutant::ShrinkerZapsActiveFirst);

@@ -59,6 +59,10 @@ mod lane {
     pub(crate) use loom::sync::atomic::AtomicPtr as RawAtomicPtr;
     pub use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
     pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
+    pub(crate) use loom::sync::{
+        RwLock as RawRwLock, RwLockReadGuard as RawRwLockReadGuard,
+        RwLockWriteGuard as RawRwLockWriteGuard,
+    };
     pub(crate) use loom::thread::yield_now as raw_yield_now;
     /// Spawns a thread of the current lane.
     pub use loom::thread::{JoinHandle, spawn};
@@ -76,6 +80,10 @@ mod lane {
         AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
     };
     pub(crate) use shuttle::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard};
+    pub(crate) use shuttle::sync::{
+        RwLock as RawRwLock, RwLockReadGuard as RawRwLockReadGuard,
+        RwLockWriteGuard as RawRwLockWriteGuard,
+    };
     pub(crate) use shuttle::thread::yield_now as raw_yield_now;
     /// Spawns a thread of the current lane.
     pub use shuttle::thread::{JoinHandle, spawn};
@@ -205,6 +213,62 @@ impl<T> Mutex<T> {
     /// Takes the lock only if nobody holds it.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(lane::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(lane::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// A reader-writer lock of the current lane: the TDP MMU's `mmu_lock`
+/// (`rwlock_t` since 5.12 on x86). Faults, zaps of invalidated roots and root
+/// allocation and freeing take it for reading; invalidating roots takes it
+/// for writing.
+///
+/// Poisoning is ignored, as for [`Mutex`].
+#[derive(Debug, Default)]
+pub struct RwLock<T>(lane::RawRwLock<T>);
+
+/// The shared guard of a [`RwLock`].
+pub type RwLockReadGuard<'a, T> = lane::RawRwLockReadGuard<'a, T>;
+
+/// The exclusive guard of a [`RwLock`].
+pub type RwLockWriteGuard<'a, T> = lane::RawRwLockWriteGuard<'a, T>;
+
+impl<T> RwLock<T> {
+    /// Creates an unlocked lock holding `value`.
+    pub fn new(value: T) -> Self {
+        RwLock(lane::RawRwLock::new(value))
+    }
+
+    /// Takes the lock shared (`read_lock`), waiting for a writer if needed.
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        match self.0.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Takes the lock exclusive (`write_lock`), waiting if needed.
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        match self.0.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Takes the lock shared only if no writer holds it.
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        match self.0.try_read() {
+            Ok(guard) => Some(guard),
+            Err(lane::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(lane::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Takes the lock exclusive only if nobody holds it.
+    pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        match self.0.try_write() {
             Ok(guard) => Some(guard),
             Err(lane::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(lane::TryLockError::WouldBlock) => None,

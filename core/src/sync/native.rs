@@ -3,6 +3,10 @@
 //! apart). Every method is `#[inline]` and forwards.
 
 pub(crate) use std::sync::{Mutex as RawMutex, MutexGuard as RawMutexGuard, TryLockError};
+pub(crate) use std::sync::{
+    RwLock as RawRwLock, RwLockReadGuard as RawRwLockReadGuard,
+    RwLockWriteGuard as RawRwLockWriteGuard,
+};
 pub(crate) use std::thread::yield_now as raw_yield_now;
 /// Spawns a thread of the current lane.
 pub use std::thread::{JoinHandle, spawn};
