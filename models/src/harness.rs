@@ -37,6 +37,9 @@ pub struct Params {
     pub third: bool,
     /// The MMU (`Config::mmu`): the shadow MMU unless [`Params::on`] says.
     pub mmu: Mmu,
+    /// `Config::audit_points` outside loom: on unless
+    /// [`Params::without_audit_points`] says.
+    pub audit_points: bool,
 }
 
 impl Params {
@@ -48,6 +51,7 @@ impl Params {
             wide: false,
             third: false,
             mmu: Mmu::Shadow,
+            audit_points: true,
         }
     }
 
@@ -59,6 +63,7 @@ impl Params {
             wide: true,
             third: false,
             mmu: Mmu::Shadow,
+            audit_points: true,
         }
     }
 
@@ -86,6 +91,16 @@ impl Params {
     /// The same on `mmu`.
     pub const fn on(self, mmu: Mmu) -> Params {
         Params { mmu, ..self }
+    }
+
+    /// The same with the audit points off: no audit inside operations, and
+    /// the schedules shuttle explores without the yields the audit points
+    /// add (the full audit still ends each execution).
+    pub const fn without_audit_points(self) -> Params {
+        Params {
+            audit_points: false,
+            ..self
+        }
     }
 
     /// `wanted` if this MMU has it, else the last deletion it has (in
@@ -126,8 +141,8 @@ impl World {
 }
 
 /// The model configuration for `params`: 2 sptes per page, 2 levels (4 gfns), a
-/// 2-bit generation, the event log and audit points on; `vcpus` vCPUs in
-/// `address_spaces` address spaces.
+/// 2-bit generation, the event log and (unless `params` turns them off) the
+/// audit points on; `vcpus` vCPUs in `address_spaces` address spaces.
 pub fn config(params: &Params, vcpus: usize, address_spaces: u8) -> Config {
     let mut config = Config::model();
     config.vcpus = vcpus;
@@ -140,8 +155,9 @@ pub fn config(params: &Params, vcpus: usize, address_spaces: u8) -> Config {
     // sometimes fails") in later loads; the full audit still ends every loom
     // execution, and shuttle keeps the audit points, on every MMU: what they
     // check on the TDP MMU is core's to say (checkpoint.rs), and turning them
-    // off changes the schedules shuttle explores.
-    config.audit_points = !cfg!(loom);
+    // off changes the schedules shuttle explores (the twins without them,
+    // `Params::without_audit_points`, explore those too).
+    config.audit_points = !cfg!(loom) && params.audit_points;
     config
 }
 
@@ -219,6 +235,11 @@ fn fail(events: &[Event], scenario: &str, params: &Params, found: Vec<Violation>
         },
         params.mutant.map(|m| format!("-{m:?}")).unwrap_or_default()
     );
+    let name = if params.audit_points {
+        name
+    } else {
+        format!("{name}-no-audit-points")
+    };
     let dir = crate::results::counterexample_dir();
     let written = timeline::write_mermaid(&dir, &name, events, &found);
     let record = crate::results::Counterexample::new(

@@ -194,6 +194,13 @@ impl Run {
                     params.mutant,
                     params.reclaim
                 );
+                // What core did, one column per actor: where each request
+                // was made and taken, to set beside the history.
+                let events = self.w.vm.events();
+                let message = format!(
+                    "{message}\ntimeline of the execution, one column per actor:\n{}",
+                    crate::timeline::render_columns(&events, &[])
+                );
                 set_last_failure(message.clone());
                 panic!("{message}");
             }

@@ -48,3 +48,6 @@ mod history;
 mod verdict;
 mod search;
 pub mod linearizability;
+
+#[cfg(test)]
+mod bounded_loop_tests;

@@ -111,6 +111,11 @@
 //!   reload keeps an obsolete root. A fault that finds its root obsolete
 //!   still proves the reload: it takes `mmu_lock`, and the reload is made in
 //!   the hold that bumps the generation.
+//! - **A bounded request loop.** `handle_requests` goes round its loop a few
+//!   times at most (core/src/request.rs). A reload that an spte writer
+//!   overlaps may spend its last round freeing a root the writer made invalid,
+//!   whose commit flushes every TLB, its own vCPU's after its last look: that
+//!   vCPU may return with the flush pending (`bounded_loop_tests.rs`).
 //! - **Batches.** While a fast invalidation's batches run (until its tail),
 //!   requests may appear at any step (each batch's commit flushes), and
 //!   notifiers may still meet the obsolete leaves: their count has no upper

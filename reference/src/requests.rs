@@ -12,20 +12,23 @@
 use fastzap::{Handled, MmuError, Requests, VcpuId};
 
 use crate::op::{Divergence, ensure, expect_err, expect_ok};
+use crate::overlap::Overlap;
 use crate::state::{Reference, Root, Tri};
 
 impl Reference {
-    /// `handle_requests(v)`.
+    /// `handle_requests(v)`, with what overlaps it ([`Overlap::NONE`] in
+    /// sequential use).
     pub(crate) fn step_handle_requests(
         &mut self,
         v: VcpuId,
         r: &Result<Handled, MmuError>,
+        overlap: Overlap,
     ) -> Result<(), Divergence> {
         match self.check_vcpu(v) {
             Err(e) => expect_err(r, e),
             Ok(()) => {
                 let handled = expect_ok(r)?;
-                self.handled(v.0, handled)
+                self.handled(v.0, handled, overlap)
             }
         }
     }
@@ -95,7 +98,7 @@ impl Reference {
         self.requests(v, requests)
     }
 
-    fn handled(&mut self, v: usize, got: Handled) -> Result<(), Divergence> {
+    fn handled(&mut self, v: usize, got: Handled, overlap: Overlap) -> Result<(), Divergence> {
         let vm = self.vcpus[v].clone();
         let must_reload = vm.root == Root::None || vm.reload == Tri::Set;
         let may_reload = vm.root == Root::None || vm.reload != Tri::Clear;
@@ -130,6 +133,19 @@ impl Reference {
         vm.pending = Tri::Clear;
         vm.reload = Tri::Clear;
         self.observed(v);
+        if got.reloaded && overlap.spte_writer {
+            // The request loop goes round a few times at most
+            // (`handle_requests_claimed` in core/src/request.rs). While an
+            // operation that invalidates roots and requests reloads overlaps
+            // it, every round can find a new request, and the last round's
+            // reload can free a root that operation made invalid: the commit
+            // flushes every TLB, this vCPU's too, after its last look. The
+            // vCPU then returns with that flush pending, and its next guest
+            // entry (a translate) answers `RequestPending`, as
+            // vcpu_enter_guest cancels an entry with a request pending.
+            let vm = &mut self.vcpus[v];
+            vm.pending = vm.pending.weaken();
+        }
         Ok(())
     }
 

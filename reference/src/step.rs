@@ -42,7 +42,11 @@ impl Reference {
     ///   bump's hold). While a fast invalidation's batches run, every vCPU's
     ///   requests are at least maybe pending before each step, and the
     ///   notifiers may still find the obsolete pages' leaves: their count has
-    ///   no upper bound and `*_young` may say true.
+    ///   no upper bound and `*_young` may say true;
+    /// - a `handle_requests` that reloaded while an spte writer overlaps it
+    ///   may return with a TLB flush pending for its own vCPU: its request
+    ///   loop is bounded, and its last round may free a root the writer made
+    ///   invalid, whose commit flushes every TLB after the vCPU's last look.
     ///
     /// pfns, memslots, errors and generations stay exact, and every
     /// invalidation removes its leaves when it is placed, so no stale pfn
@@ -81,7 +85,9 @@ impl Reference {
     /// a divergence.
     fn step_inner(&mut self, op: &Op, got: &Outcome, overlap: Overlap) -> Result<(), Divergence> {
         match (op, got) {
-            (Op::HandleRequests(v), Outcome::Handled(r)) => self.step_handle_requests(*v, r),
+            (Op::HandleRequests(v), Outcome::Handled(r)) => {
+                self.step_handle_requests(*v, r, overlap)
+            }
             (Op::PendingRequests(v), Outcome::Requests(r)) => self.step_pending_requests(*v, r),
             (Op::PageFault { vcpu, gfn, write }, Outcome::Fault(r)) => {
                 self.step_page_fault(*vcpu, *gfn, *write, r, overlap)
