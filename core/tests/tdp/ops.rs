@@ -326,3 +326,23 @@ fn the_event_log_shows_the_tdp_steps() {
     assert_eq!(has("last reference put"), 1, "{notes:?}");
     assert_eq!(has("tdp map gfn 1"), 1, "{notes:?}");
 }
+
+#[test]
+fn a_one_level_table_maps_in_the_root() {
+    let mut cfg = Config::model();
+    cfg.levels = 1;
+    cfg.spte_count = 8;
+    let vm = tdp_vm(cfg);
+    let spec = slot(0, 0, 8);
+    vm.create_memslot(spec).unwrap();
+    vm.handle_requests(V0).unwrap();
+    let pfn = mapped(&vm, V0, 7, true);
+    assert_eq!(pfn, vm.hva_to_pfn(hva(&spec, 7)).unwrap());
+    assert_eq!(vm.shadow_pages(), 1, "the root alone");
+    assert_eq!(vm.invalidate_zap_all_pages().unwrap().zapped, 0);
+    assert!(vm.tdp_leaves().is_empty());
+    vm.handle_requests(V0).unwrap();
+    assert_eq!(vm.translate(V0, Gfn(7)).unwrap(), Translation::Miss);
+    let counts = vm.counts_after_drop();
+    assert_eq!(counts.pages.allocated, counts.pages.freed);
+}
