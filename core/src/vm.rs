@@ -129,12 +129,14 @@ impl Drop for VcpuClaim<'_> {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RootInfo {
-    /// The root page.
+    /// The root page (on the TDP MMU: the root table's id).
     pub page: PageId,
-    /// `sp->mmu_valid_gen` of the root.
+    /// `sp->mmu_valid_gen` of the root (on the TDP MMU: `mmu_valid_gen`
+    /// when the root was allocated).
     pub generation: u64,
-    /// Whether the root is usable: of the current generation and not invalid.
-    /// A vCPU whose root is not has a reload pending, or is about to.
+    /// Whether the root is usable: of the current generation and not invalid
+    /// (on the TDP MMU: `!role.invalid`). A vCPU whose root is not has a
+    /// reload pending, or is about to.
     pub valid: bool,
 }
 

@@ -11,8 +11,11 @@ use fastzap::*;
 const V0: VcpuId = VcpuId(0);
 const V1: VcpuId = VcpuId(1);
 
-fn mapped_vm() -> (Vm, SlotSpec) {
-    let vm = vm(Config::model());
+/// A mapped VM on `mmu`: every test here runs on both MMUs.
+fn mapped_vm(mmu: Mmu) -> (Vm, SlotSpec) {
+    let mut cfg = Config::model();
+    cfg.mmu = mmu;
+    let vm = vm(cfg);
     let spec = slot(0, 0, 4);
     vm.create_memslot(spec).unwrap();
     enter_all(&vm);
@@ -21,7 +24,13 @@ fn mapped_vm() -> (Vm, SlotSpec) {
 
 #[test]
 fn a_writable_walk_fills_the_tlb_and_a_flush_empties_it() {
-    let (vm, spec) = mapped_vm();
+    Mmu::ALL
+        .into_iter()
+        .for_each(a_writable_walk_fills_the_tlb_and_a_flush_empties_it_on);
+}
+
+fn a_writable_walk_fills_the_tlb_and_a_flush_empties_it_on(mmu: Mmu) {
+    let (vm, spec) = mapped_vm(mmu);
     assert_eq!(vm.tlb_entries(V0), Ok(0));
     vm.page_fault(V0, Gfn(1), true).unwrap();
     vm.page_fault(V0, Gfn(2), false).unwrap();
@@ -61,7 +70,11 @@ fn a_writable_walk_fills_the_tlb_and_a_flush_empties_it() {
 
 #[test]
 fn a_reload_empties_the_tlb() {
-    let (vm, _) = mapped_vm();
+    Mmu::ALL.into_iter().for_each(a_reload_empties_the_tlb_on);
+}
+
+fn a_reload_empties_the_tlb_on(mmu: Mmu) {
+    let (vm, _) = mapped_vm(mmu);
     vm.page_fault(V0, Gfn(3), true).unwrap();
     vm.translate(V0, Gfn(3)).unwrap();
     assert_eq!(vm.tlb_entries(V0), Ok(1));
@@ -73,7 +86,13 @@ fn a_reload_empties_the_tlb() {
 
 #[test]
 fn mmio_answers_are_not_tlb_entries() {
-    let (vm, _) = mapped_vm();
+    Mmu::ALL
+        .into_iter()
+        .for_each(mmio_answers_are_not_tlb_entries_on);
+}
+
+fn mmio_answers_are_not_tlb_entries_on(mmu: Mmu) {
+    let (vm, _) = mapped_vm(mmu);
     vm.delete_memslot(SlotId(0)).unwrap();
     enter_all(&vm);
     assert_eq!(vm.page_fault(V0, Gfn(1), false).unwrap(), Fault::Mmio);
@@ -83,7 +102,13 @@ fn mmio_answers_are_not_tlb_entries() {
 
 #[test]
 fn eviction_and_faults_drop_entries() {
-    let (vm, _) = mapped_vm();
+    Mmu::ALL
+        .into_iter()
+        .for_each(eviction_and_faults_drop_entries_on);
+}
+
+fn eviction_and_faults_drop_entries_on(mmu: Mmu) {
+    let (vm, _) = mapped_vm(mmu);
     vm.page_fault(V0, Gfn(1), true).unwrap();
     vm.translate(V0, Gfn(1)).unwrap();
     assert_eq!(
@@ -118,7 +143,13 @@ fn eviction_and_faults_drop_entries() {
 
 #[test]
 fn eviction_refuses_bad_input_and_a_busy_vcpu() {
-    let (vm, _) = mapped_vm();
+    Mmu::ALL
+        .into_iter()
+        .for_each(eviction_refuses_bad_input_and_a_busy_vcpu_on);
+}
+
+fn eviction_refuses_bad_input_and_a_busy_vcpu_on(mmu: Mmu) {
+    let (vm, _) = mapped_vm(mmu);
     let limit = Gfn(vm.config().max_gfn());
     assert_eq!(
         vm.tlb_evict(V0, limit),
@@ -140,7 +171,13 @@ fn eviction_refuses_bad_input_and_a_busy_vcpu() {
 
 #[test]
 fn a_translate_run_hits_and_fills_the_tlb() {
-    let (vm, _) = mapped_vm();
+    Mmu::ALL
+        .into_iter()
+        .for_each(a_translate_run_hits_and_fills_the_tlb_on);
+}
+
+fn a_translate_run_hits_and_fills_the_tlb_on(mmu: Mmu) {
+    let (vm, _) = mapped_vm(mmu);
     vm.page_fault(V0, Gfn(0), true).unwrap();
     vm.page_fault(V0, Gfn(1), true).unwrap();
     let mut out = Vec::new();

@@ -15,6 +15,7 @@
 //!   6.9 with the notifier itself): zap the leaf and map the host's new page
 //!   read-only, under the write lock, then flush.
 
+use crate::event::{Actor, What};
 use crate::memslot::Memslot;
 use crate::sync::Ordering;
 
@@ -73,7 +74,7 @@ pub(crate) fn tdp_mmu_zap_leafs(
             }
             iter.next(ctx, held.guard());
         }
-        super::root::kvm_tdp_mmu_put_root(ctx, held.guard(), &root);
+        super::root::kvm_tdp_mmu_put_root(ctx, held.guard(), &root, Actor::Notifier);
     }
     removed.leaves
 }
@@ -107,6 +108,11 @@ pub(crate) fn kvm_tdp_mmu_unmap_gfn_range(
         let hva = slot.gfn_to_hva(*gfn_start);
         ctx.host.remap(hva, slot.gfn_to_hva(*gfn_end));
     }
+    ctx.ghost.event(Actor::Notifier, || {
+        What::Note(format!(
+            "tdp unmap [{start:#x}, {end:#x}): {unmapped} leaves"
+        ))
+    });
     invalidate_range_end(ctx, start..end, begun);
     ctx.ghost
         .kill_gfns(targets.iter().flat_map(|(_, s, e)| *s..*e), cut);

@@ -19,6 +19,7 @@
 //! - [`handle_requests`]: the request `KVM_REQ_MMU_FREE_OBSOLETE_ROOTS`
 //!   (`kvm_mmu_free_obsolete_roots`), then `kvm_mmu_load`.
 
+use crate::event::{Actor, What};
 use crate::ids::PageId;
 use crate::invariant::Invariant;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Guard, Ordering};
@@ -74,7 +75,12 @@ impl TdpRoot {
 
 /// `kvm_tdp_mmu_put_root`: drop one reference; the last one unlinks the
 /// root and frees its table after a grace period.
-pub(crate) fn kvm_tdp_mmu_put_root(ctx: &TdpCtx<'_>, guard: &Guard<'_>, root: &Arc<TdpRoot>) {
+pub(crate) fn kvm_tdp_mmu_put_root(
+    ctx: &TdpCtx<'_>,
+    guard: &Guard<'_>,
+    root: &Arc<TdpRoot>,
+    actor: Actor,
+) {
     if root.refcount.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
@@ -98,6 +104,12 @@ pub(crate) fn kvm_tdp_mmu_put_root(ctx: &TdpCtx<'_>, guard: &Guard<'_>, root: &A
         });
     }
     ctx.tdp.roots.lock().retain(|r| !Arc::ptr_eq(r, root));
+    ctx.ghost.event(actor, || {
+        What::Note(format!(
+            "tdp root {}: last reference put, unlinked",
+            root.id
+        ))
+    });
     free_table(ctx.tdp, guard, ctx.ghost, root.table);
 }
 
@@ -165,10 +177,14 @@ pub(crate) fn handle_requests(ctx: &TdpCtx<'_>, v: &Vcpu, vcpu: usize) -> (Reque
             if current.as_ref().is_some_and(|r| r.is_invalid())
                 && let Some(old) = current.take()
             {
-                kvm_tdp_mmu_put_root(ctx, held.guard(), &old);
+                kvm_tdp_mmu_put_root(ctx, held.guard(), &old, Actor::Vcpu(vcpu));
             }
             if current.is_none() {
-                *current = Some(kvm_tdp_mmu_alloc_root(ctx, vcpu));
+                let root = kvm_tdp_mmu_alloc_root(ctx, vcpu);
+                ctx.ghost.event(Actor::Vcpu(vcpu), || {
+                    What::Note(format!("tdp root {} loaded", root.id))
+                });
+                *current = Some(root);
             }
             reloaded = true;
         }

@@ -38,10 +38,6 @@ const SHIFT: u32 = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawSpte(pub(crate) *mut Table);
 
-// SAFETY: a RawSpte is a value; what a table pointer in it may be used for
-// is governed by `TablePtr::get`.
-unsafe impl Send for RawSpte {}
-
 /// An entry, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Spte {

@@ -20,7 +20,7 @@ pub(crate) fn kvm_mmu_uninit_tdp_mmu(ctx: &TdpCtx<'_>) -> usize {
     for slot in ctx.tdp.vcpu_roots.iter() {
         if let Some(root) = slot.lock().take() {
             let held = Held::read(&ctx.tdp.mmu_lock, ctx.reclaimer, ctx.config);
-            kvm_tdp_mmu_put_root(ctx, held.guard(), &root);
+            kvm_tdp_mmu_put_root(ctx, held.guard(), &root, crate::event::Actor::Zapper);
         }
     }
     {

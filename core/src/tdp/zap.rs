@@ -23,6 +23,7 @@
 //! 8ca983631f3c), yielding between entries ([`tdp_mmu_iter_cond_resched`]).
 
 use crate::config::Config;
+use crate::event::{Actor, What};
 use crate::stats::ZapStats;
 use crate::sync::Ordering;
 use crate::vcpu::{Requests, make_all_cpus_request};
@@ -122,6 +123,9 @@ pub(crate) fn kvm_tdp_mmu_invalidate_roots(ctx: &TdpCtx<'_>, _held: &Held<'_>) -
             root.scheduled_to_zap.store(true, Ordering::Release);
             root.invalid.store(true, Ordering::Release);
             scheduled += 1;
+            ctx.ghost.event(Actor::Zapper, || {
+                What::Note(format!("tdp root {} invalid, scheduled to zap", root.id))
+            });
         }
     }
     scheduled
@@ -143,9 +147,12 @@ pub(crate) fn kvm_tdp_mmu_zap_invalidated_roots(ctx: &TdpCtx<'_>, count: &mut Za
                 });
             }
             tdp_mmu_zap_root(ctx, &mut held, &root, count);
-            kvm_tdp_mmu_put_root(ctx, held.guard(), &root);
+            ctx.ghost.event(Actor::Zapper, || {
+                What::Note(format!("tdp root {} zapped; gifted reference put", root.id))
+            });
+            kvm_tdp_mmu_put_root(ctx, held.guard(), &root, Actor::Zapper);
         }
-        kvm_tdp_mmu_put_root(ctx, held.guard(), &root);
+        kvm_tdp_mmu_put_root(ctx, held.guard(), &root, Actor::Zapper);
     }
     count.holds += held.holds;
 }
@@ -193,7 +200,7 @@ pub(crate) fn kvm_tdp_mmu_zap_all(ctx: &TdpCtx<'_>) -> ZapStats {
             continue;
         }
         tdp_mmu_zap_root(ctx, &mut held, &root, &mut count);
-        kvm_tdp_mmu_put_root(ctx, held.guard(), &root);
+        kvm_tdp_mmu_put_root(ctx, held.guard(), &root, Actor::Zapper);
     }
     flush_before_unpin(ctx.vcpus, ctx.config);
     count.holds = held.holds;

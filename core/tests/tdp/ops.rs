@@ -301,3 +301,48 @@ fn claimed_vcpu_runs_on_tdp() {
     drop(v);
     assert_eq!(vm.pending_requests(V0).unwrap(), Requests::NONE);
 }
+
+#[test]
+fn the_event_log_shows_the_tdp_steps() {
+    use fastzap::check::What;
+    let vm = tdp_vm(Config::model()); // the model configuration logs events
+    vm.create_memslot(slot(0, 0, 4)).unwrap();
+    vm.handle_requests(V0).unwrap();
+    mapped(&vm, V0, 1, true);
+    vm.invalidate_zap_all_pages().unwrap();
+    vm.handle_requests(V0).unwrap();
+    let notes: Vec<String> = vm
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.what {
+            What::Note(note) => Some(note),
+            _ => None,
+        })
+        .collect();
+    let has = |text: &str| notes.iter().filter(|n| n.contains(text)).count();
+    assert_eq!(has("loaded"), 2, "{notes:?}");
+    assert_eq!(has("scheduled to zap"), 1, "{notes:?}");
+    assert_eq!(has("gifted reference put"), 1, "{notes:?}");
+    assert_eq!(has("last reference put"), 1, "{notes:?}");
+    assert_eq!(has("tdp map gfn 1"), 1, "{notes:?}");
+}
+
+#[test]
+fn a_one_level_table_maps_in_the_root() {
+    let mut cfg = Config::model();
+    cfg.levels = 1;
+    cfg.spte_count = 8;
+    let vm = tdp_vm(cfg);
+    let spec = slot(0, 0, 8);
+    vm.create_memslot(spec).unwrap();
+    vm.handle_requests(V0).unwrap();
+    let pfn = mapped(&vm, V0, 7, true);
+    assert_eq!(pfn, vm.hva_to_pfn(hva(&spec, 7)).unwrap());
+    assert_eq!(vm.shadow_pages(), 1, "the root alone");
+    assert_eq!(vm.invalidate_zap_all_pages().unwrap().zapped, 0);
+    assert!(vm.tdp_leaves().is_empty());
+    vm.handle_requests(V0).unwrap();
+    assert_eq!(vm.translate(V0, Gfn(7)).unwrap(), Translation::Miss);
+    let counts = vm.counts_after_drop();
+    assert_eq!(counts.pages.allocated, counts.pages.freed);
+}

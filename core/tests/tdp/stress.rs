@@ -1,6 +1,6 @@
 //! A native multi-threaded stress of the TDP MMU: vCPU threads fault and
-//! translate while another thread invalidates everything, runs the
-//! notifiers, zaps, and deletes and re-creates slots. Every translation is
+//! translate while one thread invalidates everything and zaps all, and
+//! another runs the notifiers and deletes and re-creates slots. Every translation is
 //! checked against the host after the operations it may race have returned:
 //! - a pfn the host took away (`invalidate_range`, `change_pte`) before the
 //!   translate began is never returned (the notifier reached every root,
@@ -44,7 +44,7 @@ fn run(deletion: DeletionStrategy, seed: u64) {
     cfg.vcpus = 3;
     cfg.spte_count = 8;
     cfg.levels = 4;
-    cfg.batch = 3;
+    cfg.batch = 16;
     cfg.deletion = deletion;
     cfg.audit_points = false;
     let vm = Vm::new(cfg).unwrap();
@@ -96,7 +96,25 @@ fn run(deletion: DeletionStrategy, seed: u64) {
                 }
             });
         }
-        // The operations thread. Stop the vCPUs even if it panics.
+        // The zapper: invalidate-all and zap-all, racing the notifiers, so
+        // that a notifier finds invalid roots in the middle of their zap.
+        {
+            let (vm, stop) = (&vm, &stop);
+            s.spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    n += 1;
+                    if n.is_multiple_of(5) {
+                        vm.zap_all().unwrap();
+                    } else {
+                        vm.invalidate_zap_all_pages().unwrap();
+                    }
+                    // Leave the vCPUs time to fill their TLBs in between.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            });
+        }
+        // The operations thread. Stop the others even if it panics.
         struct StopOnDrop<'a>(&'a AtomicBool);
         impl Drop for StopOnDrop<'_> {
             fn drop(&mut self) {
@@ -117,7 +135,7 @@ fn run(deletion: DeletionStrategy, seed: u64) {
             };
             match rng.next() % 7 {
                 0 => {
-                    vm.invalidate_zap_all_pages().unwrap();
+                    vm.flush_reclaim();
                 }
                 1 | 2 => {
                     let first = rng.next() % NPAGES;
@@ -137,6 +155,11 @@ fn run(deletion: DeletionStrategy, seed: u64) {
                     )
                     .unwrap();
                     let at = seq.fetch_add(1, Ordering::AcqRel);
+                    // d62007edf01f: when the notifier returns, no root,
+                    // valid or invalid (perhaps mid-zap), maps the old pages.
+                    let leaves = vm.tdp_leaves();
+                    let kept = leaves.iter().find(|l| olds.contains(&l.3));
+                    assert!(kept.is_none(), "after invalidate_range: {kept:?}");
                     let mut d = done.lock();
                     for pfn in olds {
                         d.dead_pfns.insert(pfn, at);
@@ -159,7 +182,8 @@ fn run(deletion: DeletionStrategy, seed: u64) {
                     vm.clear_flush_young(s, e).unwrap();
                 }
                 5 => {
-                    vm.zap_all().unwrap();
+                    vm.test_young(hva(&spec, spec.base_gfn.0), hva(&spec, spec.base_gfn.0 + 1))
+                        .unwrap();
                 }
                 _ => {
                     // Delete the slot; re-create it at a gfn range never used.
