@@ -19,11 +19,12 @@
 /// |---|---|
 /// | [`Vm::page_fault`](crate::Vm::page_fault) | `kvm_tdp_mmu_map` under the read lock; 4 KiB leaves only ([`Config::large_pages`](crate::Config::large_pages) is ignored); the same four retry reasons |
 /// | [`Vm::translate`](crate::Vm::translate), [`Vm::translate_run`](crate::Vm::translate_run) | requests, the vCPU TLB, the MMIO cache, then a walk of the vCPU's root inside an epoch pin |
+/// | `Vm::translate_unsynchronized` | the same walk of the vCPU's root alone: no mode, requests check, TLB or MMIO cache |
 /// | [`Vm::handle_requests`](crate::Vm::handle_requests) | a reload request is `KVM_REQ_MMU_FREE_OBSOLETE_ROOTS`: put an invalid root, then load a valid one (reused or new) |
 /// | [`Vm::invalidate_zap_all_pages`](crate::Vm::invalidate_zap_all_pages) | `kvm_mmu_zap_all_fast`: bump, invalidate roots and request under the write lock, zap them under the read lock; `zapped` counts tables |
-/// | [`Vm::zap_all`](crate::Vm::zap_all) | `kvm_tdp_mmu_zap_all`: every root emptied under the write lock, none invalidated, then a flush |
+/// | [`Vm::zap_all`](crate::Vm::zap_all) | `kvm_tdp_mmu_zap_all` (the kernel's runs only when the VM dies): under the write lock, the valid roots invalidated and a reload requested from every vCPU, as the shadow MMU's zap of its roots does, then every root emptied and a flush |
 /// | [`Vm::shrink`](crate::Vm::shrink) | nothing: the kernel's shrinker never touches TDP tables; returns 0 |
-/// | [`Vm::delete_memslot`](crate::Vm::delete_memslot) | zap all (`Merged311`) or the slot's leaves in every root and a flush (`SlotOnlyQuirkOff`); other strategies are refused |
+/// | [`Vm::delete_memslot`](crate::Vm::delete_memslot) | zap all (`Merged311`) or the slot's leaves in every root and, if one was zapped, a flush (`SlotOnlyQuirkOff`); other strategies are refused |
 /// | [`Vm::invalidate_range`](crate::Vm::invalidate_range) | `kvm_tdp_mmu_unmap_gfn_range` in every root, valid and invalid, then a flush |
 /// | [`Vm::clear_flush_young`](crate::Vm::clear_flush_young), [`Vm::test_young`](crate::Vm::test_young) | Accessed bits by compare-and-exchange under the read lock |
 /// | [`Vm::change_pte`](crate::Vm::change_pte) | the leaf re-pointed read-only at the new page (`set_spte_gfn`, before 6.9 removed the notifier) |

@@ -32,8 +32,8 @@ impl Vm {
         stats
     }
 
-    /// `kvm_tdp_mmu_zap_all` on a TDP VM: every root emptied, none
-    /// invalidated, remote TLBs flushed.
+    /// `kvm_tdp_mmu_zap_all` on a TDP VM: every root invalidated and
+    /// emptied, a reload requested from every vCPU, remote TLBs flushed.
     pub(crate) fn tdp_zap_all(&self) -> ZapStats {
         let Some(ctx) = self.tdp() else {
             return ZapStats::default();

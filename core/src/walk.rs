@@ -243,6 +243,10 @@ impl Vm {
     ) -> Result<Translation, MmuError> {
         let gfn = self.check_gfn(gfn)?;
         let v = self.vcpus.get(vcpu.0).ok_or(MmuError::UnknownVcpu(vcpu))?;
+        if let Some(ctx) = self.tdp() {
+            let seen = crate::tdp::walk::translate_unsynchronized(&ctx, v, vcpu.0, gfn);
+            return Ok(seen_to_translation(seen));
+        }
         let Some(root) = PagePtr::from_addr(v.root.load(Ordering::Relaxed)) else {
             return Ok(Translation::Miss);
         };

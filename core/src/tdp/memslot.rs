@@ -8,8 +8,8 @@
 //! With the quirk off (aa8d1f48d353, 6.12;
 //! [`DeletionStrategy::SlotOnlyQuirkOff`](crate::DeletionStrategy::SlotOnlyQuirkOff)):
 //! [`kvm_mmu_zap_memslot`]: under the write lock, zap the slot's leaves in
-//! valid AND invalid roots (`kvm_unmap_gfn_range`), then flush before the
-//! lock is dropped. Tables above them stay until they are reused or torn
+//! valid AND invalid roots (`kvm_unmap_gfn_range`), then, if it zapped
+//! one, flush before the lock is dropped. Tables above them stay until they are reused or torn
 //! down.
 
 use crate::memslot::Memslot;
@@ -24,8 +24,11 @@ use super::zap::flush_before_unpin;
 pub(crate) fn kvm_mmu_zap_memslot(ctx: &TdpCtx<'_>, slot: &Memslot) -> u64 {
     let mut held = Held::write(&ctx.tdp.mmu_lock, ctx.reclaimer, ctx.config);
     let zapped = tdp_mmu_zap_leafs(ctx, &mut held, slot.base_gfn, slot.base_gfn + slot.npages);
-    // kvm_flush_remote_tlbs_memslot: always, as the kernel does.
-    flush_before_unpin(ctx.vcpus, ctx.config);
+    // `kvm_mmu_remote_flush_or_zap(kvm, &invalid_list, flush)`: a flush only
+    // if a leaf was zapped (the TDP MMU puts nothing on `invalid_list`).
+    if zapped > 0 {
+        flush_before_unpin(ctx.vcpus, ctx.config);
+    }
     drop(held);
     zapped
 }

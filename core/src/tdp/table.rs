@@ -36,6 +36,16 @@ unsafe impl Send for TablePtr {}
 // SAFETY: as above.
 unsafe impl Sync for TablePtr {}
 
+impl Table {
+    /// About how much memory the table holds, heap parts included: the
+    /// table, its entries and (in a checking build) each entry's install
+    /// time, for the checking build's quarantine, which gives memory back
+    /// only by these counts (`Ghost::release`).
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Table>() + self.sptes.len() * 2 * std::mem::size_of::<u64>()
+    }
+}
+
 impl TablePtr {
     pub(crate) fn from_raw(ptr: *mut Table) -> Option<TablePtr> {
         NonNull::new(ptr).map(TablePtr)
@@ -76,9 +86,15 @@ pub(crate) fn free_unlinked_now(tdp: &TdpMmu, ghost: &Ghost, table: TablePtr) {
     tdp.tables.fetch_sub(1, Ordering::AcqRel);
     ghost.pages().retire();
     ghost.pages().free();
+    let mut bytes = 0;
+    if ghost::ENABLED {
+        // SAFETY: still allocated (released just below) and never published.
+        bytes = unsafe { table.0.as_ref() }.bytes();
+    }
     // SAFETY: the table was allocated by `alloc_table` and never published:
-    // no other thread has its address. This is its one release.
-    unsafe { ghost.release(table.0, 0) };
+    // no other thread has its address. This is its one release. Its size is
+    // counted: a quarantined object of 0 bytes would never be given back.
+    unsafe { ghost.release(table.0, bytes) };
 }
 
 /// `call_rcu(&sp->rcu_head, tdp_mmu_free_sp_rcu_callback)`: the table is
@@ -103,7 +119,7 @@ pub(crate) fn free_table(tdp: &TdpMmu, guard: &Guard<'_>, ghost: &Ghost, table: 
             // SAFETY: still allocated: released just below.
             let t = unsafe { owned.0.as_ref() };
             t.ghost.freed();
-            bytes = std::mem::size_of::<Table>() + t.sptes.len() * std::mem::size_of::<usize>();
+            bytes = t.bytes();
         }
         ghost.pages().free();
         // SAFETY: the grace period has passed since the table was unlinked:

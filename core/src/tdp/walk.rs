@@ -70,6 +70,28 @@ pub(crate) fn translate_run(
     v.walk_lockless_end();
 }
 
+/// [`Vm::translate_unsynchronized`](crate::Vm::translate_unsynchronized) on
+/// a TDP VM: the walk of [`translate_run`] from the vCPU's root, without the
+/// mode announcement, the requests check, the TLB or the MMIO cache, so
+/// that it answers what the tables hold. The caller's `&mut Vm` excludes
+/// every other operation; the pin is kept only because the walk derefs
+/// tables through one (taking it touches nothing another thread uses). An
+/// invalid root was emptied by its zap before the zap returned; the walk
+/// reads it as it is, and the stale-translation check (I4) judges only
+/// walks from a valid root, as the shadow MMU's judges only current ones.
+pub(crate) fn translate_unsynchronized(ctx: &TdpCtx<'_>, v: &Vcpu, vcpu: usize, gfn: u64) -> Seen {
+    let Some(root) = ctx.tdp.vcpu_roots[vcpu].lock().clone() else {
+        return Seen::Miss;
+    };
+    let start = if root.is_invalid() {
+        0
+    } else {
+        ctx.ghost.now()
+    };
+    let guard = ctx.reclaimer.pin();
+    walk(ctx, v, &guard, &root, gfn, start)
+}
+
 /// The vCPU's MMIO cache, trusted while its memslots generation is current.
 fn mmio_cache_hit(ctx: &TdpCtx<'_>, v: &Vcpu, gfn: u64) -> Option<Seen> {
     if v.mmio_gfn.load(Ordering::Relaxed) != gfn + 1 {

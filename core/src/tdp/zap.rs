@@ -185,21 +185,42 @@ pub(crate) fn kvm_mmu_zap_all_fast(ctx: &TdpCtx<'_>, gen_mask: u64) -> ZapStats 
 }
 
 /// `kvm_tdp_mmu_zap_all`, under the write lock: zap every root, valid and
-/// invalid. The kernel calls it only when the VM is going away, with no
-/// vCPU left, and flushes nothing; [`Vm::zap_all`](crate::Vm::zap_all) may
-/// run while vCPUs run, so fastzap flushes remote TLBs before it drops the
-/// pin (at each yield and at the end): the tables it freed must be
-/// unreachable from every TLB once the grace period ends (bb95dfb9e2df).
+/// invalid. The kernel calls it only when the VM is going away
+/// (`kvm_arch_flush_shadow_all` from `kvm_mmu_notifier_release` and
+/// `kvm_destroy_vm`), with no vCPU left, so it neither invalidates a root
+/// nor asks a vCPU for anything, and flushes nothing.
+/// [`Vm::zap_all`](crate::Vm::zap_all) may run while vCPUs run, and what a
+/// caller sees after it must not depend on the MMU: the shadow MMU's
+/// `kvm_mmu_zap_all` zaps the roots too, and zapping a root invalidates it
+/// and asks every vCPU to reload. So, in the same write-lock hold, fastzap
+/// first invalidates the valid roots as [`kvm_tdp_mmu_invalidate_roots`]
+/// does (gifting the MMU's reference of each), then requests a reload and
+/// a flush from every vCPU, then zaps every root and puts the reference
+/// the invalidation gifted, once (taking [`TdpRoot::scheduled_to_zap`]).
+/// Remote TLBs are flushed before the pin is dropped (at each yield and at
+/// the end): the tables it freed must be unreachable from every TLB once
+/// the grace period ends (bb95dfb9e2df).
 pub(crate) fn kvm_tdp_mmu_zap_all(ctx: &TdpCtx<'_>) -> ZapStats {
     let pages_at_start = ctx.tdp.live_tables() as u64;
     let mut count = ZapCount::default();
     let cut = ctx.ghost.tick();
     let mut held = Held::write(&ctx.tdp.mmu_lock, ctx.reclaimer, ctx.config);
+    kvm_tdp_mmu_invalidate_roots(ctx, &held);
+    // As the shadow MMU's zap of a root (`kvm_reload_remote_mmus`), before
+    // anything can drop the lock.
+    make_all_cpus_request(
+        ctx.vcpus,
+        Requests::RELOAD | Requests::TLB_FLUSH,
+        ctx.config,
+    );
     for root in ctx.tdp.roots_snapshot() {
         if !root.kvm_tdp_mmu_get_root() {
             continue;
         }
         tdp_mmu_zap_root(ctx, &mut held, &root, &mut count);
+        if root.scheduled_to_zap.swap(false, Ordering::AcqRel) {
+            kvm_tdp_mmu_put_root(ctx, held.guard(), &root, Actor::Zapper);
+        }
         kvm_tdp_mmu_put_root(ctx, held.guard(), &root, Actor::Zapper);
     }
     flush_before_unpin(ctx.vcpus, ctx.config);

@@ -155,31 +155,80 @@ fn invalidate_all_invalidates_roots_and_the_reload_frees_them() {
     assert!(vm.drain(8));
 }
 
+/// `Vm::zap_all` as the shadow MMU's: every root zapped and invalidated,
+/// a reload asked of every vCPU, the old roots freed by the reloads.
 #[test]
-fn zap_all_empties_every_root_without_invalidating_it() {
+fn zap_all_invalidates_and_empties_every_root() {
     let vm = tdp_vm(Config::native());
     vm.create_memslot(slot(0, 0, 64)).unwrap();
     enter_all(&vm);
     mapped(&vm, V0, 5, true);
     vm.translate(V0, Gfn(5)).unwrap();
+    let roots = vm.shadow_pages() - 2;
+    let old = vm.root(V0).unwrap().expect("loaded");
     let gen_before = vm.mmu_valid_gen();
     let stats = vm.zap_all().unwrap();
     assert_eq!(vm.mmu_valid_gen(), gen_before);
     assert_eq!(stats.zapped, 2);
-    assert_eq!(vm.shadow_pages(), 2, "the two roots stay");
-    // The zap flushed: the TLB entry is gone once the flush is handled.
+    for v in 0..vm.config().vcpus {
+        let pending = vm.pending_requests(VcpuId(v)).unwrap();
+        assert!(pending.reload(), "vcpu{v}: {pending:?}");
+    }
+    let after = vm.root(V0).unwrap().expect("kept until the reload");
+    assert_eq!((after.page, after.valid), (old.page, false));
+    assert_eq!(vm.shadow_pages(), roots, "the roots stay until reloaded");
     assert_eq!(
         vm.translate(V0, Gfn(5)).unwrap(),
         Translation::RequestPending
     );
     enter_all(&vm);
+    let new = vm.root(V0).unwrap().expect("reloaded");
+    assert!(new.valid && new.page != old.page, "{new:?}");
+    assert_eq!(vm.shadow_pages(), roots, "the old roots were freed");
     assert_eq!(vm.translate(V0, Gfn(5)).unwrap(), Translation::Miss);
-    assert!(vm.root(V0).unwrap().expect("kept").valid);
     assert_eq!(
         vm.shrink(10),
         Ok(0),
         "the shrinker never touches TDP tables"
     );
+    let counts = vm.counts_after_drop();
+    assert_eq!(counts.pages.allocated, counts.pages.freed, "{counts:?}");
+}
+
+/// `translate_unsynchronized` walks the vCPU's TDP root: it answers what
+/// the tables hold (the shadow MMU's vCPU root, never set on TDP, gave
+/// `Miss` for all of it).
+#[test]
+fn translate_unsynchronized_walks_the_tdp_root() {
+    let mut vm = tdp_vm(Config::native());
+    vm.create_memslot(slot(0, 0, 64)).unwrap();
+    assert_eq!(
+        vm.translate_unsynchronized(V0, Gfn(5)).unwrap(),
+        Translation::Miss,
+        "no root yet"
+    );
+    enter_all(&vm);
+    let pfn = mapped(&vm, V0, 5, true);
+    assert_eq!(vm.page_fault(V0, Gfn(100), false).unwrap(), Fault::Mmio);
+    assert_eq!(
+        vm.translate_unsynchronized(V0, Gfn(5)).unwrap(),
+        Translation::Mapped {
+            pfn,
+            writable: true
+        }
+    );
+    assert_eq!(
+        vm.translate_unsynchronized(V0, Gfn(100)).unwrap(),
+        Translation::Mmio
+    );
+    assert_eq!(
+        vm.translate_unsynchronized(V0, Gfn(6)).unwrap(),
+        Translation::Miss
+    );
+    assert!(matches!(
+        vm.translate_unsynchronized(V0, Gfn(1 << 40)),
+        Err(MmuError::GfnOutOfRange { .. })
+    ));
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn a_zap_that_yields_visits_every_entry() {
 }
 
 /// The quirk-off delete (aa8d1f48d353) zaps only the slot's leaves, and
-/// flushes: the other slot's translations stay; the tables stay until torn
+/// flushes if it zapped one: the other slot's translations stay; the tables stay until torn
 /// down; the teardown frees them.
 #[test]
 fn quirk_off_delete_zaps_the_slots_leaves_and_flushes() {
@@ -155,6 +155,12 @@ fn quirk_off_delete_zaps_the_slots_leaves_and_flushes() {
     assert_eq!(leaves.len(), 16);
     assert!(leaves.iter().all(|&(_, _, gfn, _)| gfn >= 16));
     assert_eq!(vm.shadow_pages(), tables, "non-leaf tables stay");
+    // A slot with no leaf: nothing zapped, no flush
+    // (`kvm_mmu_remote_flush_or_zap` with nothing to do).
+    vm.create_memslot(slot(2, 40, 4)).unwrap();
+    enter_all(&vm);
+    vm.delete_memslot(SlotId(2)).unwrap();
+    assert_eq!(vm.pending_requests(V0), Ok(Requests::NONE));
     let counts = vm.counts_after_drop();
     assert_eq!(counts.pages.allocated, counts.pages.freed, "{counts:?}");
 }
