@@ -256,7 +256,6 @@ fn s4_recorded_is_linearizable_on_tdp() {
 }
 
 #[test]
-#[ignore = "the reference does not yet allow a TDP notifier that yields to count fewer leaves when a concurrent zap took some meanwhile (SPEC: The TDP MMU)"]
 fn s10_recorded_is_linearizable_on_tdp() {
     run("lin-s10-tdp");
 }

@@ -51,3 +51,5 @@ pub mod linearizability;
 
 #[cfg(test)]
 mod bounded_loop_tests;
+#[cfg(test)]
+mod tdp_yield_tests;

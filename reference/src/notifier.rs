@@ -16,6 +16,7 @@ use fastzap::{Hva, MmuError};
 
 use crate::host::PAGE_SIZE;
 use crate::op::{Divergence, ensure, expect_err, expect_ok};
+use crate::overlap::Overlap;
 use crate::state::Reference;
 
 impl Reference {
@@ -25,6 +26,7 @@ impl Reference {
         start: u64,
         end: u64,
         r: &Result<usize, MmuError>,
+        overlap: Overlap,
     ) -> Result<(), Divergence> {
         if let Err(e) = Self::check_hva_range(start, end) {
             return expect_err(r, e);
@@ -32,6 +34,11 @@ impl Reference {
         let unmapped = expect_ok(r)?;
         let gfns = self.gfns_in_hva(start, end);
         let (certain, possible) = self.leaf_bounds(&gfns);
+        // The notifier yields at lock breaks (`tdp_mmu_zap_leafs` with
+        // `may_block`): an operation that removes leaves and overlaps it may
+        // take some of the range's leaves first, and the notifier does not
+        // count those. They are gone all the same (removed below).
+        let certain = if overlap.leaf_remover { 0 } else { certain };
         let possible = if self.zapping() { usize::MAX } else { possible };
         ensure(certain <= unmapped && unmapped <= possible, || {
             // Fewer than the certain leaves: a spte of the range survived the

@@ -30,6 +30,12 @@ pub struct Overlap {
     /// MMIO generation, the notifiers, the shrinker): it may fall between a
     /// translation's requests check and its walk.
     pub spte_writer: bool,
+    /// An operation that removes leaves (a DELETE or MOVE, a zap of every
+    /// page, `invalidate_range` or `change_pte`): it may take leaves of a
+    /// notifier's range while the notifier yields at a lock break (the TDP
+    /// MMU's `tdp_mmu_zap_leafs`, core/src/tdp/notifier.rs), so the notifier
+    /// may count fewer than the leaves it removes.
+    pub leaf_remover: bool,
 }
 
 impl Overlap {
@@ -38,6 +44,7 @@ impl Overlap {
         slot_invalidation: false,
         notifier: false,
         spte_writer: false,
+        leaf_remover: false,
     };
 
     /// Adds what `op` contributes when it overlaps another operation.
@@ -51,6 +58,15 @@ impl Overlap {
             _ => {}
         }
         self.spte_writer |= op.writes_sptes();
+        self.leaf_remover |= matches!(
+            op,
+            Op::DeleteSlot { .. }
+                | Op::MoveSlot { .. }
+                | Op::ZapAllFast
+                | Op::ZapAllEager
+                | Op::InvalidateRange { .. }
+                | Op::ChangePte { .. }
+        );
     }
 }
 

@@ -46,7 +46,11 @@ impl Reference {
     /// - a `handle_requests` that reloaded while an spte writer overlaps it
     ///   may return with a TLB flush pending for its own vCPU: its request
     ///   loop is bounded, and its last round may free a root the writer made
-    ///   invalid, whose commit flushes every TLB after the vCPU's last look.
+    ///   invalid, whose commit flushes every TLB after the vCPU's last look;
+    /// - `invalidate_range` overlapping an operation that removes leaves
+    ///   ([`Overlap::leaf_remover`]) may count fewer than the certain leaves
+    ///   of its range: it yields at lock breaks, and the other operation may
+    ///   take some first. The leaves are removed all the same.
     ///
     /// pfns, memslots, errors and generations stay exact, and every
     /// invalidation removes its leaves when it is placed, so no stale pfn
@@ -111,7 +115,7 @@ impl Reference {
                 self.step_move_slot(*id, *base_gfn, r)
             }
             (Op::InvalidateRange { start, end }, Outcome::Count(r)) => {
-                self.step_invalidate_range(*start, *end, r)
+                self.step_invalidate_range(*start, *end, r, overlap)
             }
             (Op::ChangePte { hva }, Outcome::Count(r)) => self.step_change_pte(*hva, r),
             (Op::ClearFlushYoung { start, end }, Outcome::Young(r)) => {
