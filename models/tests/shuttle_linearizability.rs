@@ -239,13 +239,11 @@ fn s1_recorded_is_linearizable_on_tdp() {
 }
 
 #[test]
-#[ignore = "the reference does not yet allow what a TDP slot zap that yields shows mid-delete: a flush at a lock break, then a gfn the zap has not reached still mapped (SPEC: The TDP MMU)"]
 fn s3_recorded_is_linearizable_on_tdp() {
     run("lin-s3-tdp");
 }
 
 #[test]
-#[ignore = "the reference does not yet allow what a TDP slot zap that yields shows mid-delete: a flush at a lock break, then a gfn the zap has not reached still mapped (SPEC: The TDP MMU)"]
 fn s3_with_change_pte_is_linearizable_on_tdp() {
     run("lin-s3-change-pte-tdp");
 }

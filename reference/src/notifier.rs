@@ -39,6 +39,7 @@ impl Reference {
         // take some of the range's leaves first, and the notifier does not
         // count those. They are gone all the same (removed below).
         let certain = if overlap.leaf_remover { 0 } else { certain };
+        let possible = possible + self.unreached_in(start, end);
         let possible = if self.zapping() { usize::MAX } else { possible };
         ensure(certain <= unmapped && unmapped <= possible, || {
             // Fewer than the certain leaves: a spte of the range survived the
@@ -55,6 +56,7 @@ impl Reference {
         })?;
         self.unlink_large_pages(&gfns, false);
         self.remove_leaves(&gfns);
+        self.drop_unreached(start, end);
         // The host remaps the pages that back a slot (once per slot
         // gfn): only those can be mapped by an spte. A page that backs
         // no slot keeps its pfn, as fastzap's host defines it.
@@ -89,6 +91,8 @@ impl Reference {
         let changed = expect_ok(r)?;
         let gfns = self.gfns_in_hva(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
         let (certain, possible) = self.leaf_bounds(&gfns);
+        let (lo, hi) = (page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+        let possible = possible + self.unreached_in(lo, hi);
         let possible = if self.zapping() { usize::MAX } else { possible };
         ensure(certain <= changed && changed <= possible, || {
             format!("change_pte({hva:#x}) changed {changed}, expected {certain}..={possible}")
@@ -97,6 +101,7 @@ impl Reference {
         // may be gone, and the rest of its large page with it.
         let large: Vec<bool> = gfns.iter().map(|g| self.large_page(*g).is_some()).collect();
         self.unlink_large_pages(&gfns, false);
+        self.change_unreached(lo, hi);
         self.host.remap_page(page);
         // The new pfn is learned when a fault or a translation shows it;
         // the leaves keep pointing at it, read-only and not accessed.
@@ -170,6 +175,39 @@ impl Reference {
             });
         }
         Ok(())
+    }
+
+    /// How many leaves a quirk-off DELETE in flight has not reached yet
+    /// (`InFlight::unreached`) have their host page in `[start, end)`: the
+    /// notifiers still find them through the INVALID slot.
+    fn unreached_in(&self, start: u64, end: u64) -> usize {
+        let unreached = self.in_flight.iter().flat_map(|f| &f.unreached);
+        unreached
+            .filter(|(_, _, hva, _)| *hva < end && start < *hva + PAGE_SIZE)
+            .count()
+    }
+
+    /// A notifier unmapped or changed `[start, end)`: the leaves a DELETE in
+    /// flight had not reached there are gone too, and can no longer be
+    /// translated (I4 holds for them as soon as the notifier is placed).
+    fn drop_unreached(&mut self, start: u64, end: u64) {
+        for f in &mut self.in_flight {
+            f.unreached
+                .retain(|(_, _, hva, _)| !(*hva < end && start < *hva + PAGE_SIZE));
+        }
+    }
+
+    /// `change_pte` reached `[start, end)`: the leaves a DELETE in flight had
+    /// not reached there point at the page's new pfn, read-only.
+    fn change_unreached(&mut self, start: u64, end: u64) {
+        for f in &mut self.in_flight {
+            for (_, _, hva, l) in &mut f.unreached {
+                if *hva < end && start < *hva + PAGE_SIZE {
+                    l.pfn = None;
+                    l.writable = Some(false);
+                }
+            }
+        }
     }
 
     /// Every gfn of a slot whose host page intersects `[start, end)`.
@@ -263,7 +301,10 @@ impl Reference {
         // While a fast invalidation runs, the obsolete pages it has not
         // zapped yet are still on the rmaps, with their accessed bits; so are
         // the pages a deferring DELETE retained.
-        let may = may || self.zapping() || gfns.iter().any(|g| self.retained.contains_key(g));
+        let may = may
+            || self.zapping()
+            || gfns.iter().any(|g| self.retained.contains_key(g))
+            || self.unreached_in(start, end) > 0;
         ensure(may || !got, || {
             format!("young({start:#x}, {end:#x}) = true, but no leaf can be mapped there")
         })

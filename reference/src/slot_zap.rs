@@ -17,7 +17,11 @@
 //!   every entry becomes only possible;
 //! - a flush (a TLB_FLUSH request to every vCPU) if a leaf was zapped or a
 //!   page committed: certain when a certain leaf was zapped, possible
-//!   otherwise.
+//!   otherwise;
+//! - with `SlotOnlyQuirkOff` overlapping another operation, until the DELETE
+//!   returns: a leaf it removed may still be translated (the TDP MMU's
+//!   `kvm_mmu_zap_memslot` yields at lock breaks and flushes before each,
+//!   core/src/tdp/memslot.rs), kept in its `InFlight::unreached`.
 
 use fastzap::{DeletionStrategy, SlotSpec};
 
@@ -31,10 +35,18 @@ impl Reference {
         let in_slot = |g: u64| g >= base && g < end;
         // The rmap pass: every leaf of the slot, in any address space.
         let mut flush = Tri::Clear;
-        for s in &mut self.spaces {
+        // A quirk-off zap that overlaps another operation (it has a tail)
+        // yields at lock breaks: its leaves stay reachable until it reaches
+        // them (`Reference::unreached_leaf`).
+        let yields = strategy == DeletionStrategy::SlotOnlyQuirkOff && self.deferring.is_some();
+        for (i, s) in self.spaces.iter_mut().enumerate() {
             let gone: Vec<u64> = s.leaves.range(base..end).map(|(g, _)| *g).collect();
             for g in gone {
                 let leaf = s.leaves.remove(&g).expect("listed");
+                if yields {
+                    let hva = Self::hva_of(&slot, g);
+                    self.unreached.push((i, g, hva, leaf));
+                }
                 flush = match (flush, leaf.certain) {
                     (_, true) | (Tri::Set, _) => Tri::Set,
                     _ => Tri::Maybe,

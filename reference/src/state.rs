@@ -146,6 +146,10 @@ pub struct Reference {
     /// A deferring DELETE left the previous generation's pages in place: an
     /// obsolete root still reaches them, with their leaves and MMIO sptes.
     pub(crate) retains: bool,
+    /// Within [`Reference::step_overlapping`] of a `SlotOnlyQuirkOff` DELETE
+    /// with a tail: the leaves its zap removed (address space, gfn, hva, leaf),
+    /// which go to its [`InFlight`] entry. Empty between steps.
+    pub(crate) unreached: Vec<(usize, u64, u64, Leaf)>,
 }
 
 /// An operation whose tail is still to come.
@@ -160,6 +164,12 @@ pub(crate) struct InFlight {
     pub(crate) owed: Vec<(bool, bool, u64)>,
     /// Invalidations deferred to [`Reference::deferred_bump`].
     pub(crate) bumps: u32,
+    /// A `SlotOnlyQuirkOff` DELETE's zap yields at lock breaks and flushes
+    /// before each (core/src/tdp/memslot.rs): until it returns, a translate
+    /// may still find a leaf of the deleted slot that the zap has not reached
+    /// (address space, gfn, hva, leaf), even after the vCPU handled a flush.
+    /// The notifiers still reach them through the INVALID slot.
+    pub(crate) unreached: Vec<(usize, u64, u64, Leaf)>,
 }
 
 impl Hash for Reference {
@@ -214,6 +224,7 @@ impl Reference {
             zombies: Vec::new(),
             retained: BTreeMap::new(),
             retains: false,
+            unreached: Vec::new(),
         }
     }
 

@@ -50,7 +50,13 @@ impl Reference {
     /// - `invalidate_range` overlapping an operation that removes leaves
     ///   ([`Overlap::leaf_remover`]) may count fewer than the certain leaves
     ///   of its range: it yields at lock breaks, and the other operation may
-    ///   take some first. The leaves are removed all the same.
+    ///   take some first. The leaves are removed all the same;
+    /// - while a `SlotOnlyQuirkOff` DELETE with a tail is in flight, a
+    ///   translate of a gfn of the deleted slot (no slot maps it now) may
+    ///   still return the mapping of a leaf its zap removed: the zap yields
+    ///   at lock breaks and flushes before each, so the vCPU may handle that
+    ///   flush before the zap reaches the gfn. The tail (the DELETE's return)
+    ///   ends it, and so does a notifier that unmaps the gfn's host page.
     ///
     /// pfns, memslots, errors and generations stay exact, and every
     /// invalidation removes its leaves when it is placed, so no stale pfn
@@ -71,6 +77,7 @@ impl Reference {
         self.deferring = tail.map(|_| 0);
         let stepped = self.step_inner(op, got, overlap);
         let bumps = self.deferring.take().unwrap_or(0);
+        let unreached = std::mem::take(&mut self.unreached);
         stepped?;
         let Some(key) = tail else {
             return Ok(());
@@ -81,6 +88,7 @@ impl Reference {
             zaps: Self::zaps(op),
             owed,
             bumps,
+            unreached,
         });
         Ok(())
     }

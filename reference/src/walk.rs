@@ -217,6 +217,15 @@ impl Reference {
         overlap: Overlap,
     ) -> Result<(), Divergence> {
         let allowed = self.allowed_translation(v, gfn);
+        if !allowed.admits(got)
+            && let Some(hva) = self.unreached_leaf(v, gfn, got)
+        {
+            if let (Some(hva), Translation::Mapped { pfn, .. }) = (hva, got) {
+                self.host.observe(hva, pfn.0)?;
+            }
+            self.no_requests(v);
+            return Ok(());
+        }
         if !allowed.admits(got) && overlap.spte_writer && got != Translation::RequestPending {
             return self.walked(v, gfn, got);
         }
@@ -263,6 +272,34 @@ impl Reference {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether `got` is the mapping a leaf of a deleted slot had before a
+    /// `SlotOnlyQuirkOff` DELETE still in flight removed it
+    /// ([`InFlight::unreached`]): its zap yields at lock breaks, flushing
+    /// before each, so a translate after the vCPU handled that flush may
+    /// still walk to a leaf the zap has not reached. Only while no request is
+    /// certainly pending and no slot maps the gfn; the DELETE's return
+    /// (its tail) ends it, so no stale pfn is allowed once it returned.
+    /// `Some(None)`: the leaf's pfn is `got`'s; `Some(Some(hva))`: the leaf
+    /// points at the new pfn of `hva`'s host page (`change_pte`), to observe.
+    ///
+    /// [`InFlight::unreached`]: crate::state::InFlight
+    fn unreached_leaf(&self, v: usize, gfn: u64, got: Translation) -> Option<Option<u64>> {
+        let Translation::Mapped { pfn, writable } = got else {
+            return None;
+        };
+        let sp = self.space_of(v);
+        if self.vcpus[v].pending == Tri::Set || self.slot_of(gfn).is_some() {
+            return None;
+        }
+        let unreached = self.in_flight.iter().flat_map(|f| &f.unreached);
+        let (_, _, hva, l) = unreached
+            .filter(|(s, g, _, l)| {
+                *s == sp && *g == gfn && l.writable.is_none_or(|w| w == writable)
+            })
+            .find(|(_, _, _, l)| l.pfn.is_none_or(|p| p == pfn.0))?;
+        Some(l.pfn.is_none().then_some(*hva))
     }
 
     /// A translation judged as a bare walk, for a translate that overlaps an
