@@ -18,10 +18,22 @@ pub(super) fn finish(vm: &Vm, report: &mut StressReport) {
     // (crate::mmu::shadow_internals): shadow pages, rmaps, descriptors. On
     // the TDP MMU the drain's verdict is what remains to check.
     let shadow = crate::mmu::shadow_internals(vm.config().mmu);
-    if shadow && let Err(violations) = fastzap::check::audit(vm) {
-        report
-            .violations
-            .extend(violations.iter().take(32).map(|v| format!("audit: {v}")));
+    if shadow {
+        if let Err(violations) = fastzap::check::audit(vm) {
+            report
+                .violations
+                .extend(violations.iter().take(32).map(|v| format!("audit: {v}")));
+        }
+    } else {
+        // The audit reads the shadow MMU's structures; what the protocol's
+        // run-time checks recorded on any MMU is reported here (the audit
+        // reports it on the shadow MMU).
+        report.violations.extend(
+            vm.runtime_violations()
+                .iter()
+                .take(32)
+                .map(|v| format!("run time: {v}")),
+        );
     }
     report.settled = vm.drain(10_000);
     let counts = vm.counts();
