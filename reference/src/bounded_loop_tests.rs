@@ -29,16 +29,6 @@ fn config() -> Config {
     config
 }
 
-fn rec(actor: &str, call: u64, ret: u64, op: Op, outcome: Outcome) -> Record {
-    Record {
-        actor: actor.into(),
-        op,
-        call,
-        ret,
-        outcome,
-    }
-}
-
 fn handle(
     actor: &str,
     call: u64,
@@ -48,7 +38,7 @@ fn handle(
     reloaded: bool,
 ) -> Record {
     let handled = Handled { requests, reloaded };
-    rec(
+    Record::at(
         actor,
         call,
         ret,
@@ -63,11 +53,11 @@ fn fault(actor: &str, call: u64, ret: u64, v: VcpuId, gfn: u64, write: bool, f: 
         gfn,
         write,
     };
-    rec(actor, call, ret, op, Outcome::Fault(Ok(f)))
+    Record::at(actor, call, ret, op, Outcome::Fault(Ok(f)))
 }
 
 fn pending(actor: &str, call: u64, ret: u64, v: VcpuId, r: Requests) -> Record {
-    rec(
+    Record::at(
         actor,
         call,
         ret,
@@ -78,11 +68,11 @@ fn pending(actor: &str, call: u64, ret: u64, v: VcpuId, r: Requests) -> Record {
 
 fn translate(actor: &str, call: u64, ret: u64, v: VcpuId, t: Translation) -> Record {
     let op = Op::Translate { vcpu: v, gfn: 1 };
-    rec(actor, call, ret, op, Outcome::Translation(Ok(t)))
+    Record::at(actor, call, ret, op, Outcome::Translation(Ok(t)))
 }
 
 fn zap(call: u64, ret: u64) -> Record {
-    rec(
+    Record::at(
         "zapper",
         call,
         ret,
@@ -102,7 +92,7 @@ fn both() -> Requests {
 const OBSOLETE: Fault = Fault::Retry(RetryReason::ObsoleteRoot);
 
 fn slot() -> Record {
-    rec(
+    Record::at(
         "main",
         0,
         1,

@@ -26,6 +26,19 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of `actor`'s call `op` between instants `call` and `ret`
+    /// (the recorded histories of the tests).
+    #[cfg(test)]
+    pub(crate) fn at(actor: &str, call: u64, ret: u64, op: Op, outcome: Outcome) -> Record {
+        Record {
+            actor: actor.into(),
+            op,
+            call,
+            ret,
+            outcome,
+        }
+    }
+
     /// Whether the two calls overlap in real time.
     pub fn overlaps(&self, other: &Record) -> bool {
         self.call < other.ret && other.call < self.ret

@@ -98,20 +98,10 @@ mod tests {
         config
     }
 
-    fn rec(actor: &str, call: u64, ret: u64, op: Op, outcome: Outcome) -> Record {
-        Record {
-            actor: actor.into(),
-            op,
-            call,
-            ret,
-            outcome,
-        }
-    }
-
     /// Slot 0 over gfns 0..4, vCPU 0 loaded, gfn 1 faulted to pfn 0x100: t0 to t5.
     fn setup() -> Vec<Record> {
         vec![
-            rec(
+            Record::at(
                 "main",
                 0,
                 1,
@@ -123,7 +113,7 @@ mod tests {
                 }),
                 Outcome::Unit(Ok(())),
             ),
-            rec(
+            Record::at(
                 "main",
                 2,
                 3,
@@ -133,7 +123,7 @@ mod tests {
                     reloaded: true,
                 })),
             ),
-            rec(
+            Record::at(
                 "main",
                 4,
                 5,
@@ -148,7 +138,7 @@ mod tests {
     }
 
     fn translate(call: u64, ret: u64, t: Translation) -> Record {
-        rec(
+        Record::at(
             "vcpu0",
             call,
             ret,
@@ -176,7 +166,7 @@ mod tests {
     fn concurrent_history_needing_reordering_passes() {
         let mut h = setup();
         h.push(translate(10, 30, Translation::RequestPending));
-        h.push(rec(
+        h.push(Record::at(
             "zapper",
             12,
             14,
@@ -195,7 +185,7 @@ mod tests {
     #[test]
     fn stale_pfn_after_invalidate_range_is_rejected() {
         let mut h = setup();
-        h.push(rec(
+        h.push(Record::at(
             "notifier",
             10,
             11,
@@ -205,7 +195,7 @@ mod tests {
             },
             Outcome::Count(Ok(1)),
         ));
-        h.push(rec(
+        h.push(Record::at(
             "vcpu0",
             12,
             13,
@@ -217,7 +207,7 @@ mod tests {
         ));
         h.push(translate(14, 15, STALE));
         // A zap overlapping everything, which must not excuse the stale pfn.
-        h.push(rec(
+        h.push(Record::at(
             "zapper",
             9,
             16,
@@ -237,7 +227,7 @@ mod tests {
     #[test]
     fn invalid_slot_retry_needs_an_overlapping_delete() {
         let fault = |call, ret| {
-            rec(
+            Record::at(
                 "vcpu0",
                 call,
                 ret,
@@ -250,7 +240,7 @@ mod tests {
             )
         };
         let delete = |call, ret| {
-            rec(
+            Record::at(
                 "memslot",
                 call,
                 ret,
@@ -276,7 +266,7 @@ mod tests {
     }
 
     fn zap(call: u64, ret: u64) -> Record {
-        rec(
+        Record::at(
             "zapper",
             call,
             ret,
@@ -286,7 +276,7 @@ mod tests {
     }
 
     fn fault(call: u64, ret: u64, gfn: u64, got: Fault) -> Record {
-        rec(
+        Record::at(
             "vcpu0",
             call,
             ret,
@@ -303,7 +293,7 @@ mod tests {
     fn notifier_race_needs_an_overlapping_notifier() {
         let race = Fault::Retry(RetryReason::NotifierRace);
         let notifier = |call, ret| {
-            rec(
+            Record::at(
                 "notifier",
                 call,
                 ret,
@@ -330,7 +320,7 @@ mod tests {
         let mut h = setup();
         h.push(zap(10, 20));
         h.push(translate(11, 12, Translation::Miss));
-        h.push(rec(
+        h.push(Record::at(
             "vcpu0",
             13,
             14,
@@ -349,7 +339,7 @@ mod tests {
         let mut h = setup();
         h.push(zap(10, 30));
         h.push(fault(11, 12, 2, Fault::Retry(RetryReason::ObsoleteRoot)));
-        h.push(rec(
+        h.push(Record::at(
             "vcpu0",
             13,
             14,
@@ -369,7 +359,7 @@ mod tests {
     #[test]
     fn an_early_look_does_not_excuse_a_missed_reload() {
         let handle = |call, ret| {
-            rec(
+            Record::at(
                 "vcpu0",
                 call,
                 ret,

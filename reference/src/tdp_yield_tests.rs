@@ -36,16 +36,6 @@ fn spaces(address_spaces: u8) -> Config {
     config
 }
 
-fn rec(actor: &str, call: u64, ret: u64, op: Op, outcome: Outcome) -> Record {
-    Record {
-        actor: actor.into(),
-        op,
-        call,
-        ret,
-        outcome,
-    }
-}
-
 fn create(call: u64, id: u16, base: u64, hva: u64) -> Record {
     let spec = SlotSpec {
         id: SlotId(id),
@@ -53,7 +43,7 @@ fn create(call: u64, id: u16, base: u64, hva: u64) -> Record {
         npages: 2,
         userspace_addr: Hva(hva),
     };
-    rec(
+    Record::at(
         "main",
         call,
         call + 1,
@@ -67,13 +57,13 @@ fn delete(call: u64, ret: u64, strategy: DeletionStrategy) -> Record {
         id: SlotId(0),
         strategy: Some(strategy),
     };
-    rec("memslot", call, ret, op, Outcome::Unit(Ok(())))
+    Record::at("memslot", call, ret, op, Outcome::Unit(Ok(())))
 }
 
 fn handle(actor: &str, call: u64, v: VcpuId, requests: Requests, reloaded: bool) -> Record {
     let handled = Handled { requests, reloaded };
     let outcome = Outcome::Handled(Ok(handled));
-    rec(actor, call, call + 1, Op::HandleRequests(v), outcome)
+    Record::at(actor, call, call + 1, Op::HandleRequests(v), outcome)
 }
 
 fn fault(actor: &str, call: u64, v: VcpuId, gfn: u64, write: bool, f: Fault) -> Record {
@@ -82,7 +72,7 @@ fn fault(actor: &str, call: u64, v: VcpuId, gfn: u64, write: bool, f: Fault) -> 
         gfn,
         write,
     };
-    rec(actor, call, call + 1, op, Outcome::Fault(Ok(f)))
+    Record::at(actor, call, call + 1, op, Outcome::Fault(Ok(f)))
 }
 
 fn mapped(pfn: u64) -> Fault {
@@ -91,7 +81,7 @@ fn mapped(pfn: u64) -> Fault {
 
 fn translate(actor: &str, call: u64, v: VcpuId, gfn: u64, t: Translation) -> Record {
     let op = Op::Translate { vcpu: v, gfn };
-    rec(actor, call, call + 1, op, Outcome::Translation(Ok(t)))
+    Record::at(actor, call, call + 1, op, Outcome::Translation(Ok(t)))
 }
 
 fn translated(pfn: u64, writable: bool) -> Translation {
@@ -119,7 +109,7 @@ fn s10(delete_at: (u64, u64)) -> History {
         fault("vcpu0", 16, V0, 1, true, mapped(257)),
         handle("vcpu0", 18, V0, Requests::NONE, false),
         translate("vcpu0", 20, V0, 0, translated(256, true)),
-        rec("notifier", 22, 30, unmap, Outcome::Count(Ok(1))),
+        Record::at("notifier", 22, 30, unmap, Outcome::Count(Ok(1))),
         translate("vcpu1", 23, V1, 2, Translation::RequestPending),
         handle("vcpu1", 25, V1, Requests::TLB_FLUSH, false),
         fault(
@@ -162,7 +152,7 @@ fn s3(delete_at: (u64, u64), notifiers: bool) -> Vec<Record> {
         } else {
             Op::TestYoung { start, end }
         };
-        rec("notifier", call, call + 1, op, Outcome::Young(Ok(op_young)))
+        Record::at("notifier", call, call + 1, op, Outcome::Young(Ok(op_young)))
     };
     let mut h = vec![
         create(0, 0, 0, 0x10_0000),
@@ -231,7 +221,7 @@ fn an_unmap_removes_what_a_yielding_slot_zap_left() {
         start: 0x10_0000,
         end: 0x10_2000,
     };
-    records.push(rec("notifier", 22, 23, unmap, Outcome::Count(Ok(0))));
+    records.push(Record::at("notifier", 22, 23, unmap, Outcome::Count(Ok(0))));
     records.push(Record {
         call: 24,
         ret: 25,
